@@ -1,0 +1,105 @@
+"""The `risk` command line. Each command is a thin shell over a library function.
+
+User mistakes (RiskUserError) print one clear line and exit 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from risk.errors import RiskUserError
+
+app = typer.Typer(
+    name="risk",
+    help="Red / yellow / green chronic-disease risk stratification for county primary care.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def user_errors_are_clean(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RiskUserError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise RiskUserError(f"'{value}' is not a date in YYYY-MM-DD form") from exc
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+@user_errors_are_clean
+def synth(
+    out: Annotated[Path, typer.Option(help="Output folder for the synthetic input tables")],
+    persons: Annotated[int, typer.Option(help="Number of residents")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 20261125,
+    start: Annotated[str, typer.Option(help="First date of history")] = "2021-01-01",
+    end: Annotated[str, typer.Option(help="Last date of history")] = "2024-12-31",
+    dirty_share: Annotated[float, typer.Option(help="Share of rows made dirty on purpose")] = 0.005,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    home_bp_per_year: Annotated[float, typer.Option(help="Home BP readings / patient / year (stress)")] = 0.0,
+) -> None:
+    """Generate a realistic, calibrated synthetic county (Suixi-like) in the input data contract."""
+    from risk.synth import SynthConfig, generate_county
+
+    config = SynthConfig(
+        persons=persons, seed=seed, start=parse_date(start), end=parse_date(end),
+        dirty_share=dirty_share, file_format=file_format, home_bp_per_year=home_bp_per_year,
+    )
+    summary = generate_county(config, out)
+    typer.echo(summary.render())
+
+
+@app.command()
+@user_errors_are_clean
+def validate(
+    input_dir: Annotated[Path, typer.Argument(help="Folder with one file per input table")],
+    out: Annotated[Path, typer.Option(help="Output folder for canonical tables and quarantine")],
+    as_of: Annotated[str | None, typer.Option(help="Reference date for 'in the future' checks")] = None,
+) -> None:
+    """Validate an input folder: canonical tables + quarantine with reason codes, counts that add up."""
+    from risk.validate import validate_folder
+
+    result = validate_folder(input_dir, out, as_of=parse_date(as_of) if as_of else None)
+    typer.echo(result.render())
+
+
+@app.command()
+@user_errors_are_clean
+def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:
+    """Regenerate the documents that are written from definitions (data contract, feature catalogue)."""
+    from risk.docs import write_generated_docs
+
+    for path in write_generated_docs(out):
+        typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app()

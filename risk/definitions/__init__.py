@@ -1,0 +1,128 @@
+"""Versioned definitions kept as data (YAML / CSV) so a county can review and edit them.
+
+Every consumer loads definitions through this module so there is exactly one place each is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from risk.errors import DefinitionError
+
+DEFINITIONS_DIR = Path(str(resources.files("risk.definitions")))
+
+
+def definition_path(name: str) -> Path:
+    return DEFINITIONS_DIR / name
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError as exc:
+        raise DefinitionError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    required: bool
+    nullable: bool
+    allowed: tuple[str, ...] | None = None
+    value_set: str | None = None
+    range: tuple[float, float] | None = None
+    format: str | None = None
+    unit: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    description: str
+    key: tuple[str, ...]
+    columns: dict[str, ColumnSpec] = field(default_factory=dict)
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.required]
+
+
+@dataclass(frozen=True)
+class Contract:
+    version: str
+    tables: dict[str, TableSpec]
+
+
+COLUMN_TYPES = {"string", "date", "timestamp", "float", "int", "bool"}
+
+
+@lru_cache(maxsize=1)
+def contract() -> Contract:
+    raw = load_yaml(definition_path("contract.yaml"))
+    tables: dict[str, TableSpec] = {}
+    for table_name, spec in raw["tables"].items():
+        columns = {}
+        for col_name, col in spec["columns"].items():
+            if col["type"] not in COLUMN_TYPES:
+                raise DefinitionError(f"contract.yaml: {table_name}.{col_name} has unknown type {col['type']}")
+            columns[col_name] = ColumnSpec(
+                name=col_name,
+                type=col["type"],
+                required=bool(col.get("required", False)),
+                nullable=bool(col.get("nullable", True)),
+                allowed=tuple(col["allowed"]) if "allowed" in col else None,
+                value_set=col.get("value_set"),
+                range=tuple(col["range"]) if "range" in col else None,
+                format=col.get("format"),
+                unit=col.get("unit"),
+                description=col.get("description", ""),
+            )
+        tables[table_name] = TableSpec(table_name, spec.get("description", ""), tuple(spec["key"]), columns)
+    return Contract(version=str(raw["version"]), tables=tables)
+
+
+@lru_cache(maxsize=1)
+def conditions() -> pd.DataFrame:
+    """Chronic-condition value set: code, name_zh, name_en, icd10_prefixes (;-separated), group."""
+    return pd.read_csv(definition_path("conditions.csv"), dtype=str)
+
+
+@lru_cache(maxsize=1)
+def complications() -> pd.DataFrame:
+    """ICD-10 prefix value sets for complication groups."""
+    return pd.read_csv(definition_path("complications.csv"), dtype=str)
+
+
+@lru_cache(maxsize=1)
+def drug_classes() -> pd.DataFrame:
+    """ATC prefix -> drug class and indication."""
+    return pd.read_csv(definition_path("drug_classes.csv"), dtype=str)
+
+
+@lru_cache(maxsize=1)
+def lab_units() -> dict[str, Any]:
+    return load_yaml(definition_path("lab_units.yaml"))
+
+
+def value_set(name: str) -> set[str]:
+    if name == "conditions":
+        return set(conditions()["code"])
+    if name == "lab_tests":
+        return set(lab_units()["tests"])
+    raise DefinitionError(f"unknown value set '{name}'")
