@@ -126,3 +126,9 @@ def value_set(name: str) -> set[str]:
     if name == "lab_tests":
         return set(lab_units()["tests"])
     raise DefinitionError(f"unknown value set '{name}'")
+
+
+@lru_cache(maxsize=1)
+def validation_rules() -> dict[str, Any]:
+    """Quarantine reason codes (precedence order), formats and date plausibility for `risk validate`."""
+    return load_yaml(definition_path("validation.yaml"))
