@@ -1,0 +1,191 @@
+"""Follow-up priority lists for family-doctor teams, villages and health-management units.
+
+Order: tier (red first), then risk (higher first), then days overdue (more first), then person_id so the
+order is total and re-runs are identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+TIER_RANK = {"red": 2, "yellow": 1, "green": 0}
+TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
+TIER_FILL = {"red": "#F8CBAD", "yellow": "#FFE699", "green": "#C6EFCE"}
+
+LIST_COLUMNS = {
+    # column -> (中文表头, English header)
+    "team_id": ("团队", "Team"),
+    "township_id": ("乡镇", "Township"),
+    "unit_id": ("健康管理单元", "Unit"),
+    "village_id": ("村", "Village"),
+    "rank": ("序号", "Rank"),
+    "person_id": ("档案号", "Person ID"),
+    "name": ("姓名", "Name"),
+    "national_id_masked": ("身份证号", "National ID (masked)"),
+    "phone": ("电话", "Phone"),
+    "age": ("年龄", "Age"),
+    "sex": ("性别", "Sex"),
+    "conditions": ("病种", "Conditions"),
+    "tier": ("分级", "Tier"),
+    "tier_rules": ("规则分级", "Rule tier"),
+    "tier_model": ("模型分级", "Model tier"),
+    "risk": ("风险分", "Risk"),
+    "top_reasons": ("主要原因", "Top reasons"),
+    "top_reasons_en": ("主要原因(英)", "Top reasons (en)"),
+    "last_bp": ("最近血压", "Last BP"),
+    "last_bp_date": ("血压日期", "BP date"),
+    "last_fpg": ("最近空腹血糖", "Last FPG"),
+    "last_fpg_date": ("血糖日期", "FPG date"),
+    "last_follow_up": ("最近随访", "Last follow-up"),
+    "next_due_on": ("下次随访", "Next due"),
+    "days_overdue": ("逾期天数", "Days overdue"),
+}
+
+
+def _top_reasons(reasons_json: str | None, language: str, limit: int = 3) -> str:
+    if not reasons_json:
+        return ""
+    reasons = json.loads(reasons_json)
+    reasons.sort(key=lambda r: -TIER_RANK.get(r.get("tier", "green"), 0))
+    sep = "；" if language == "zh" else "; "
+    return sep.join(r.get(language, r.get("id", "")) for r in reasons[:limit])
+
+
+def _fmt_date(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series).dt.strftime("%Y-%m-%d").fillna("")
+
+
+def build_priority_list(tiers: pd.DataFrame, features: pd.DataFrame, persons: pd.DataFrame) -> pd.DataFrame:
+    """One row per tiered person with everything a village doctor needs on paper."""
+    people = persons[["person_id", "name", "phone", "national_id_masked"]] if "name" in persons else (
+        persons.assign(name="")[["person_id", "name", "phone", "national_id_masked"]]
+    )
+    frame = tiers.merge(features, on=["person_id"], how="left", suffixes=("", "_f")).merge(
+        people, on="person_id", how="left"
+    )
+    risk = frame.get("model_probability")
+    if risk is None or risk.isna().all():
+        risk = frame["rule_score"]
+    out = pd.DataFrame({
+        "team_id": frame["team_id"],
+        "township_id": frame["township_id"],
+        "unit_id": frame["unit_id"],
+        "village_id": frame["village_id"],
+        "person_id": frame["person_id"],
+        "name": frame["name"].fillna(""),
+        "national_id_masked": frame["national_id_masked"].fillna(""),
+        "phone": frame["phone"].fillna(""),
+        "age": frame["age"].round(0).astype("Int64"),
+        "sex": frame["sex"],
+        "conditions": (
+            frame["has_hypertension"].map({True: "高血压", False: ""}).fillna("")
+            + frame["has_diabetes_t2"].map({True: " 糖尿病", False: ""}).fillna("")
+        ).str.strip(),
+        "tier": frame["tier"],
+        "tier_rules": frame["tier_rules"],
+        "tier_model": frame.get("tier_model"),
+        "risk": risk.astype(float).round(4),
+        "top_reasons": frame["reasons"].map(lambda r: _top_reasons(r, "zh")),
+        "top_reasons_en": frame["reasons"].map(lambda r: _top_reasons(r, "en")),
+        "last_bp": (
+            frame["bp_last_sbp"].round(0).astype("Int64").astype(str)
+            + "/" + frame["bp_last_dbp"].round(0).astype("Int64").astype(str)
+        ).where(frame["bp_last_sbp"].notna(), ""),
+        "last_bp_date": _fmt_date(frame["bp_last_date"]),
+        "last_fpg": frame["fpg_last"].round(1).astype(str).where(frame["fpg_last"].notna(), ""),
+        "last_fpg_date": _fmt_date(frame["fpg_last_date"]),
+        "last_follow_up": _fmt_date(frame["fu_last_date"]),
+        "next_due_on": _fmt_date(frame["next_due_on"]),
+        "days_overdue": frame["days_overdue"].fillna(0).astype(int),
+    })
+    out["_tier_rank"] = out["tier"].map(TIER_RANK)
+    out = out.sort_values(
+        ["team_id", "_tier_rank", "risk", "days_overdue", "person_id"],
+        ascending=[True, False, False, False, True],
+        kind="mergesort",
+    ).drop(columns="_tier_rank")
+    out.insert(4, "rank", out.groupby("team_id").cumcount() + 1)
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class ListExport:
+    csv_files: int
+    xlsx_files: int
+    rows: int
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+
+
+def _write_csv_groups(frame: pd.DataFrame, by: str, folder: Path, order: list[str]) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for key, group in frame.groupby(by, sort=True):
+        group.sort_values(order, kind="mergesort").to_csv(
+            folder / f"{_safe(key)}.csv", index=False, encoding="utf-8-sig"
+        )
+        count += 1
+    return count
+
+
+def write_team_workbook(team_list: pd.DataFrame, path: Path, title: str) -> None:
+    """One sheet per village, landscape A4, one page wide, header row repeated on every printed page."""
+    columns = [c for c in LIST_COLUMNS if c in team_list and c not in ("team_id", "top_reasons_en")]
+    with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
+        book = writer.book
+        header_fmt = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "border": 1,
+                                      "bg_color": "#D9E1F2"})
+        tier_fmt = {
+            tier: book.add_format({"bg_color": colour, "border": 1, "bold": True})
+            for tier, colour in TIER_FILL.items()
+        }
+        for village, group in team_list.groupby("village_id", sort=True):
+            sheet_name = _safe(village)[:31]
+            table = group[columns].copy()
+            table["tier"] = table["tier"].map(lambda t: f"{TIER_ZH.get(t, t)} {t}")
+            table.columns = [LIST_COLUMNS[c][0] for c in columns]
+            table.to_excel(writer, sheet_name=sheet_name, index=False, startrow=1, header=False)
+            sheet = writer.sheets[sheet_name]
+            for idx, label in enumerate(table.columns):
+                sheet.write(0, idx, label, header_fmt)
+            tier_col = columns.index("tier")
+            for row_idx, tier in enumerate(group["tier"].tolist(), start=1):
+                sheet.write(row_idx, tier_col, f"{TIER_ZH.get(tier, tier)} {tier}", tier_fmt.get(tier))
+            widths = {"name": 8, "top_reasons": 40, "national_id_masked": 20, "phone": 13, "person_id": 12}
+            for idx, column in enumerate(columns):
+                sheet.set_column(idx, idx, widths.get(column, 11))
+            sheet.freeze_panes(1, 0)
+            sheet.autofilter(0, 0, len(table), len(columns) - 1)
+            sheet.set_landscape()
+            sheet.set_paper(9)  # A4
+            sheet.fit_to_pages(1, 0)
+            sheet.repeat_rows(0)
+            sheet.set_margins(left=0.3, right=0.3, top=0.6, bottom=0.5)
+            sheet.set_header(f"&L{title}&R{village}")
+            sheet.set_footer("&C第 &P / &N 页")
+
+
+def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, title: str,
+                 xlsx: bool = True) -> ListExport:
+    """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
+    team_order = ["rank"]
+    csv_files = 1
+    csv_files += _write_csv_groups(priority, "team_id", out_dir / "teams", team_order)
+    csv_files += _write_csv_groups(priority, "village_id", out_dir / "villages", team_order)
+    csv_files += _write_csv_groups(priority, "unit_id", out_dir / "units", team_order)
+    xlsx_files = 0
+    if xlsx:
+        (out_dir / "xlsx").mkdir(exist_ok=True)
+        for team, group in priority.groupby("team_id", sort=True):
+            write_team_workbook(group, out_dir / "xlsx" / f"{_safe(team)}.xlsx", f"{title} 团队 {team}")
+            xlsx_files += 1
+    unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
+    return ListExport(csv_files=csv_files + 1, xlsx_files=xlsx_files, rows=len(priority))
