@@ -1,0 +1,1 @@
+"""Runnable jobs composed from the layers in risk/: nightly scoring, training, backfill."""

@@ -1,0 +1,322 @@
+"""Nightly job: validate -> features -> tiers (rules, model, combined) -> lists -> run report.
+
+The run is assembled in a hidden temporary sibling folder and renamed into place only when every stage
+has finished, so a failed run never leaves a folder that looks complete. Re-running on the same inputs
+gives identical tables (nothing time-dependent is written into them; wall-clock timings go to
+timings.json only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from risk import provenance
+from risk.errors import RiskUserError
+
+log = logging.getLogger("risk.nightly")
+
+TIERS = ("red", "yellow", "green")
+
+
+@dataclass
+class NightlyOptions:
+    input_dir: Path
+    as_of: date
+    out: Path
+    rules: Path | None = None
+    model_dir: Path | None = None
+    use_model: bool = True
+    previous_run: Path | None = None
+    xlsx: bool = True
+    store_url: str | None = None
+
+
+@dataclass
+class NightlyResult:
+    run_dir: Path
+    manifest: dict
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return (self.run_dir / "summary.md").read_text(encoding="utf-8")
+
+
+class StageClock:
+    """Logs each stage as it starts and ends; keeps seconds and peak memory per stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, number: int, total: int) -> Iterator[None]:
+        log.info("[%d/%d] %s ...", number, total, name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.peak_rss_mb[name] = round(_peak_rss_mb(), 1)
+        log.info("[%d/%d] %s done in %.1f s", number, total, name, self.seconds[name])
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def default_model_dir() -> Path | None:
+    """The exported model committed under models/ (newest version), if any."""
+    root = Path(__file__).resolve().parent.parent / "models"
+    candidates = sorted(p.parent for p in root.glob("*/metadata.json"))
+    return candidates[-1] if candidates else None
+
+
+def find_previous_run(out: Path, as_of: date) -> Path | None:
+    """The latest sibling run with an earlier as-of date, for tier transitions."""
+    best: tuple[str, Path] | None = None
+    if not out.parent.exists():
+        return None
+    for manifest in out.parent.glob("*/run.json"):
+        if manifest.parent.resolve() == out.resolve():
+            continue
+        try:
+            other = json.loads(manifest.read_text(encoding="utf-8"))["as_of"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if other < as_of.isoformat() and (best is None or other > best[0]):
+            best = (other, manifest.parent)
+    return best[1] if best else None
+
+
+def tier_transitions(current: pd.DataFrame, previous: pd.DataFrame | None) -> dict[str, dict[str, int]]:
+    """Counts of previous tier -> current tier; 'new' for people not tiered in the previous run and
+    'left' for people tiered before but not now (ended management, died, moved)."""
+    if previous is None:
+        return {}
+    merged = current[["person_id", "tier"]].merge(
+        previous[["person_id", "tier"]], on="person_id", how="outer", suffixes=("", "_previous")
+    )
+    merged["tier"] = merged["tier"].fillna("left")
+    merged["tier_previous"] = merged["tier_previous"].fillna("new")
+    table = merged.groupby(["tier_previous", "tier"]).size()
+    result: dict[str, dict[str, int]] = {}
+    for (before, after), count in table.items():
+        result.setdefault(str(before), {})[str(after)] = int(count)
+    return result
+
+
+def _next_due(
+    tiers: pd.DataFrame, features: pd.DataFrame, intervals: dict[str, int], as_of: date
+) -> pd.DataFrame:
+    """Due date from the combined tier's interval after the last follow-up (as_of if never followed up)."""
+    last = features.set_index("person_id")["fu_last_date"].reindex(tiers["person_id"]).to_numpy()
+    last = pd.to_datetime(pd.Series(last, index=tiers.index))
+    days = tiers["tier"].map(intervals).astype("int64")
+    due = (last + pd.to_timedelta(days, unit="D")).fillna(pd.Timestamp(as_of))
+    tiers["next_due_on"] = due.dt.date
+    tiers["days_overdue"] = (pd.Timestamp(as_of) - due).dt.days.clip(lower=0).astype("int64")
+    return tiers
+
+
+def _write_summary(manifest: dict, path: Path) -> None:
+    counts = manifest["counts"]
+    lines = [
+        f"# Nightly run {manifest['run_id']}",
+        "",
+        f"- as of: {manifest['as_of']}",
+        f"- data snapshot: `{manifest['versions']['data_fingerprint']}`",
+        f"- contract {manifest['versions']['contract']}, rule set {manifest['versions']['rule_set']}, "
+        f"model {manifest['versions']['model']}, code {manifest['versions']['code']}",
+        "",
+        "## Validation (rows read = accepted + quarantined)",
+        "",
+        "| table | read | accepted | quarantined |",
+        "|---|---:|---:|---:|",
+    ]
+    for table, row in manifest["validation"].items():
+        lines.append(f"| {table} | {row['read']:,} | {row['accepted']:,} | {row['quarantined']:,} |")
+    lines += ["", f"## Tiers ({counts['tiered']:,} managed patients)", "",
+              "| tier | combined | rules | model |", "|---|---:|---:|---:|"]
+    for tier in TIERS:
+        lines.append(f"| {tier} | {counts['tier'].get(tier, 0):,} | {counts['tier_rules'].get(tier, 0):,} | "
+                     f"{counts['tier_model'].get(tier, 0):,} |")
+    lines += ["", "## By township (combined tier)", "", "| township | red | yellow | green | total |",
+              "|---|---:|---:|---:|---:|"]
+    for township, row in manifest["by_township"].items():
+        total = sum(row.values())
+        lines.append(f"| {township} | {row.get('red', 0):,} | {row.get('yellow', 0):,} | "
+                     f"{row.get('green', 0):,} | {total:,} |")
+    transitions = manifest.get("transitions") or {}
+    if transitions:
+        lines += ["", f"## Tier transitions since {manifest.get('previous_run_as_of')}", "",
+                  "| before \\ now | " + " | ".join([*TIERS, "left"]) + " |", "|---" * 5 + "|"]
+        for before in [*TIERS, "new"]:
+            row = transitions.get(before, {})
+            lines.append(f"| {before} | " + " | ".join(f"{row.get(t, 0):,}" for t in [*TIERS, "left"]) + " |")
+    lines += ["", "## Lists", "",
+              f"- priority list rows: {counts['priority_rows']:,} in {counts['list_files']} files",
+              f"- unmanaged key population (person × condition): {counts['unmanaged']:,}", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def run_nightly(options: NightlyOptions) -> NightlyResult:
+    from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
+    from risk.validate import validate_folder
+
+    from risk.features import compute_features
+    from risk.products.lists import build_priority_list, export_lists
+    from risk.products.unmanaged import canonical_connection, find_unmanaged
+
+    out = options.out.resolve()
+    if not Path(options.input_dir).is_dir():
+        raise RiskUserError(f"{options.input_dir}: input folder not found")
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clock = StageClock()
+    total = 6
+    try:
+        with clock.stage("validate", 1, total):
+            validation = validate_folder(Path(options.input_dir), staging, as_of=options.as_of)
+        canonical = staging / "canonical"
+
+        with clock.stage("features", 2, total):
+            features = compute_features(canonical, options.as_of, out=staging / "features.parquet")
+
+        with clock.stage("tiers", 3, total):
+            rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
+            tiers = assign_rule_tiers(features, rules=options.rules)
+            model_version = "none"
+            model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
+            model_tiers = None
+            if options.use_model and model_dir is not None:
+                from risk.tiers.model import load_exported_model, score_model_tiers
+
+                model = load_exported_model(model_dir)
+                model.check_features(list(features.columns))
+                model_tiers = score_model_tiers(model, features)
+                model_version = model.version
+            from risk.tiers.combine import combine_tiers
+
+            combined = combine_tiers(tiers, model_tiers)
+            tiers = tiers.merge(combined, on="person_id", how="left")
+            if model_tiers is not None:
+                tiers = tiers.merge(model_tiers, on="person_id", how="left")
+            else:
+                tiers["tier_model"] = None
+                tiers["model_probability"] = float("nan")
+                tiers["model_reasons"] = None
+            tiers = _next_due(tiers, features, rule_estimator.intervals_, options.as_of)
+            tiers["model_version"] = model_version
+            tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
+            tiers.to_parquet(staging / "tiers.parquet", index=False)
+
+        with clock.stage("lists", 4, total):
+            persons = pd.read_parquet(canonical / "persons.parquet")
+            priority = build_priority_list(tiers, features, persons)
+            con = canonical_connection(canonical)
+            unmanaged = find_unmanaged(con, options.as_of)
+            unmanaged = unmanaged.merge(
+                persons[["person_id", "township_id", "village_id", "unit_id", "team_id"]],
+                on="person_id", how="left",
+            )
+            exported = export_lists(priority, unmanaged, staging / "lists",
+                                    title=f"随访优先名单 {options.as_of.isoformat()}", xlsx=options.xlsx)
+
+        with clock.stage("report", 5, total):
+            previous_dir = options.previous_run or find_previous_run(out, options.as_of)
+            previous = None
+            previous_as_of = None
+            if previous_dir is not None and (Path(previous_dir) / "tiers.parquet").exists():
+                previous = pd.read_parquet(
+                    Path(previous_dir) / "tiers.parquet", columns=["person_id", "tier"]
+                )
+                previous_as_of = json.loads((Path(previous_dir) / "run.json").read_text())["as_of"]
+            by_township = (
+                tiers.merge(features[["person_id", "township_id"]], on="person_id")
+                .groupby(["township_id", "tier"]).size().unstack(fill_value=0)
+            )
+            validation_json = json.loads((staging / "validation.json").read_text(encoding="utf-8"))
+            manifest = {
+                "run_id": f"{options.as_of.isoformat()}-{validation_json['input_fingerprint'][:12]}",
+                "as_of": options.as_of.isoformat(),
+                "input_dir": str(Path(options.input_dir).resolve().name),
+                "versions": {
+                    "data_fingerprint": validation_json["input_fingerprint"],
+                    "contract": validation_json["contract_version"],
+                    "rule_set": rule_estimator.rule_set_version_,
+                    "model": model_version,
+                    "feature_set": _feature_set_version(),
+                    "code": provenance.code_version(),
+                },
+                "validation": {
+                    table: {"read": row["rows_read"], "accepted": row["rows_accepted"],
+                            "quarantined": row["rows_quarantined"]}
+                    for table, row in validation_json["tables"].items()
+                },
+                "counts": {
+                    "tiered": int(len(tiers)),
+                    "tier": _counts(tiers["tier"]),
+                    "tier_rules": _counts(tiers["tier_rules"]),
+                    "tier_model": _counts(tiers["tier_model"]),
+                    "priority_rows": exported.rows,
+                    "list_files": exported.csv_files + exported.xlsx_files,
+                    "unmanaged": int(len(unmanaged)),
+                },
+                "by_township": {
+                    str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()
+                },
+                "previous_run_as_of": previous_as_of,
+                "transitions": tier_transitions(tiers, previous),
+            }
+            (staging / "run.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            _write_summary(manifest, staging / "summary.md")
+
+        with clock.stage("publish", 6, total):
+            (staging / "timings.json").write_text(
+                json.dumps({"seconds": clock.seconds, "peak_rss_mb": clock.peak_rss_mb}, indent=2),
+                encoding="utf-8",
+            )
+            _publish(staging, out)
+            if options.store_url:
+                from risk.serving import publish_run
+
+                publish_run(out, options.store_url)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    del validation
+    return NightlyResult(run_dir=out, manifest=manifest, timings=clock.seconds)
+
+
+def _feature_set_version() -> str:
+    from risk import features
+
+    return str(getattr(features, "FEATURE_SET_VERSION", "unversioned"))
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.dropna().value_counts().items()}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the finished staging folder into place; an existing run is replaced only after success."""
+    if out.exists():
+        retired = out.parent / f".{out.name}.retired-{os.getpid()}"
+        out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out)
