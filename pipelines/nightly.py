@@ -281,7 +281,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 "previous_run_as_of": previous_as_of,
                 "transitions": tier_transitions(tiers, previous),
             }
-            (staging / "run.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            manifest_text = json.dumps(manifest, indent=2, ensure_ascii=False)
+            (staging / "run.json").write_text(manifest_text, encoding="utf-8")
             _write_summary(manifest, staging / "summary.md")
 
         with clock.stage("publish", 6, total):

@@ -93,6 +93,44 @@ def validate(
 
 @app.command()
 @user_errors_are_clean
+def nightly(
+    input_dir: Annotated[Path, typer.Argument(help="Raw input folder (data contract)")],
+    as_of: Annotated[str, typer.Option(help="Scoring date YYYY-MM-DD; only events on or before it are used")],
+    out: Annotated[Path, typer.Option(help="Run folder to create (published atomically)")],
+    rules: Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")] = None,
+    model: Annotated[Path | None, typer.Option(help="Exported model folder (default: newest)")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="Rules only")] = False,
+    previous: Annotated[Path | None, typer.Option(help="Previous run folder for tier transitions")] = None,
+    store: Annotated[str | None, typer.Option(help="Also publish to this serving store URL")] = None,
+    xlsx: Annotated[bool, typer.Option(help="Write XLSX workbooks per team")] = True,
+) -> None:
+    """Nightly job: validate -> features -> tiers -> lists -> run report."""
+    from pipelines.nightly import NightlyOptions, run_nightly
+
+    result = run_nightly(NightlyOptions(
+        input_dir=input_dir, as_of=parse_date(as_of), out=out, rules=rules, model_dir=model,
+        use_model=not no_model, previous_run=previous, xlsx=xlsx, store_url=store,
+    ))
+    typer.echo(result.render())
+
+
+@app.command()
+@user_errors_are_clean
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo county and its runs")] = Path("runs/demo"),
+    persons: Annotated[int, typer.Option(help="Residents in the synthetic county")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 20261125,
+    as_of: Annotated[str, typer.Option(help="Scoring date of the latest run")] = "2024-12-31",
+) -> None:
+    """End to end on the embedded default: synthetic county -> validate -> features -> tiers -> lists ->
+    report, for the previous quarter and the scoring date (so tier transitions show)."""
+    from pipelines.demo import run_demo
+
+    typer.echo(run_demo(out, persons=persons, seed=seed, as_of=parse_date(as_of)))
+
+
+@app.command()
+@user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:
     """Regenerate the documents that are written from definitions (data contract, feature catalogue)."""
     from risk.docs import write_generated_docs
