@@ -1,0 +1,115 @@
+"""Priority-list ordering and export."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from risk.products.lists import build_priority_list, export_lists
+
+
+def _reasons(*items: tuple[str, str]) -> str:
+    return json.dumps([{"id": rid, "tier": tier, "zh": f"原因{rid}", "en": f"reason {rid}"} for rid, tier in items],
+                      ensure_ascii=False)
+
+
+@pytest.fixture()
+def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    people = ["p1", "p2", "p3", "p4", "p5"]
+    tiers = pd.DataFrame({
+        "person_id": people,
+        "tier": ["yellow", "red", "red", "green", "yellow"],
+        "tier_rules": ["yellow", "red", "yellow", "green", "yellow"],
+        "tier_model": ["green", "red", "red", "green", "yellow"],
+        "rule_score": [1.2, 2.5, 1.1, 0.0, 1.2],
+        "model_probability": [0.10, 0.30, 0.30, 0.02, 0.10],
+        "reasons": [_reasons(("bp_uncontrolled_first", "yellow"), ("overdue", "yellow")),
+                    _reasons(("bp_emergency", "red")), _reasons(("fu_overdue", "yellow")),
+                    _reasons(("controlled", "green")), _reasons(("fu_overdue", "yellow"))],
+        "next_due_on": [date(2024, 12, 1)] * 5,
+        "days_overdue": [30, 0, 5, 0, 10],
+    })
+    features = pd.DataFrame({
+        "person_id": people,
+        "team_id": ["TM1", "TM1", "TM1", "TM1", "TM2"],
+        "township_id": ["T1"] * 5,
+        "unit_id": ["U1", "U1", "U2", "U2", "U3"],
+        "village_id": ["V1", "V1", "V2", "V2", "V3"],
+        "age": [66.4, 70.0, 58.9, 45.0, 80.0],
+        "sex": ["M", "F", "F", "M", "F"],
+        "has_hypertension": [True, True, False, True, True],
+        "has_diabetes_t2": [False, True, True, False, False],
+        "bp_last_sbp": [150.0, 185.0, None, 128.0, 145.0],
+        "bp_last_dbp": [92.0, 112.0, None, 80.0, 85.0],
+        "bp_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", None, "2024-10-01", "2024-09-01"]),
+        "fpg_last": [None, 8.2, 6.1, None, None],
+        "fpg_last_date": pd.to_datetime([None, "2024-12-20", "2024-06-01", None, None]),
+        "fu_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", "2024-06-01", "2024-10-01", "2024-09-01"]),
+    })
+    persons = pd.DataFrame({
+        "person_id": people,
+        "name": ["张伟", "王芳", "李娜", "刘强", "陈静"],
+        "phone": ["13800000001", "13800000002", None, "13800000004", "13800000005"],
+        "national_id_masked": ["340621********1234"] * 5,
+    })
+    return tiers, features, persons
+
+
+def test_priority_list_orders_by_tier_then_risk_then_overdue(frames):
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    team1 = listing[listing["team_id"] == "TM1"]
+    # red p2 and p3 tie on risk 0.30 -> p3 has more days overdue; then yellow p1; then green p4
+    assert team1["person_id"].tolist() == ["p3", "p2", "p1", "p4"]
+    assert team1["rank"].tolist() == [1, 2, 3, 4]
+    assert listing.loc[listing["person_id"] == "p5", "rank"].item() == 1
+
+
+def test_priority_list_rows_carry_what_a_doctor_needs(frames):
+    tiers, features, persons = frames
+    row = build_priority_list(tiers, features, persons).set_index("person_id").loc["p2"]
+    assert row["last_bp"] == "185/112"
+    assert row["last_bp_date"] == "2024-12-20"
+    assert row["last_fpg"] == "8.2"
+    assert row["national_id_masked"] == "340621********1234"
+    assert row["top_reasons"] == "原因bp_emergency"
+    assert row["conditions"] == "高血压 糖尿病"
+
+
+def test_top_reasons_put_worst_first(frames):
+    tiers, features, persons = frames
+    tiers.loc[0, "reasons"] = _reasons(("a", "yellow"), ("b", "red"), ("c", "green"), ("d", "yellow"))
+    row = build_priority_list(tiers, features, persons).set_index("person_id").loc["p1"]
+    assert row["top_reasons"].split("；") == ["原因b", "原因a", "原因d"]
+
+
+def test_risk_falls_back_to_rule_score_without_model(frames):
+    tiers, features, persons = frames
+    tiers["model_probability"] = float("nan")
+    listing = build_priority_list(tiers, features, persons)
+    team1 = listing[listing["team_id"] == "TM1"]
+    assert team1["person_id"].tolist() == ["p2", "p3", "p1", "p4"]
+
+
+def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    unmanaged = pd.DataFrame({"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]})
+    exported = export_lists(listing, unmanaged, tmp_path, title="测试")
+    assert sorted(p.name for p in (tmp_path / "teams").iterdir()) == ["TM1.csv", "TM2.csv"]
+    assert sorted(p.name for p in (tmp_path / "villages").iterdir()) == ["V1.csv", "V2.csv", "V3.csv"]
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["U1.csv", "U2.csv", "U3.csv"]
+    assert exported.rows == 5 and exported.xlsx_files == 2
+    team_csv = pd.read_csv(tmp_path / "teams" / "TM1.csv", encoding="utf-8-sig")
+    assert team_csv["person_id"].tolist() == ["p3", "p2", "p1", "p4"]
+    book = load_workbook(tmp_path / "xlsx" / "TM1.xlsx")
+    assert book.sheetnames == ["V1", "V2"]
+    sheet = book["V1"]
+    assert sheet.page_setup.orientation == "landscape"
+    assert sheet.print_title_rows.replace("$", "") == "1:1"
+    assert sheet["A1"].value == "乡镇"
+    assert (tmp_path / "unmanaged_key_population.csv").exists()

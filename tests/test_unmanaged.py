@@ -1,0 +1,83 @@
+"""Unmanaged key population: evidence of hypertension / diabetes outside the registry."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pandas as pd
+
+from risk.products.unmanaged import find_unmanaged
+
+AS_OF = date(2024, 12, 31)
+
+
+def _connection(**tables: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name, frame in tables.items():
+        con.register(f"{name}_df", frame)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_df")
+    return con
+
+
+def _tables() -> dict[str, pd.DataFrame]:
+    persons = pd.DataFrame({
+        "person_id": ["bp2", "bp1", "rx", "dx", "reg", "dead", "fpg2", "old"],
+        "birth_date": pd.to_datetime(["1950-01-01"] * 8).date,
+        "death_date": pd.to_datetime([None, None, None, None, None, "2024-06-01", None, None]).date,
+    })
+    conditions = pd.DataFrame({
+        "person_id": ["reg"], "condition": ["hypertension"],
+        "enrolled_on": [date(2022, 1, 1)], "ended_on": [None],
+    })
+    vitals = pd.DataFrame({
+        "person_id": ["bp2", "bp2", "bp2", "bp1", "reg", "reg", "dead", "dead", "old", "old"],
+        "measured_at": pd.to_datetime([
+            "2024-03-01 09:00", "2024-03-01 15:00", "2024-05-01 00:00", "2024-05-01 00:00",
+            "2024-01-01 00:00", "2024-02-01 00:00", "2024-01-01 00:00", "2024-02-01 00:00",
+            "2021-01-01 00:00", "2021-02-01 00:00",  # outside the 730-day lookback
+        ]),
+        "sbp": [150.0, 152.0, 138.0, 170.0, 160.0, 162.0, 160.0, 165.0, 170.0, 170.0],
+        "dbp": [85.0, 86.0, 95.0, 100.0, 95.0, 96.0, 90.0, 95.0, 100.0, 100.0],
+    })
+    labs = pd.DataFrame({
+        "person_id": ["fpg2", "fpg2", "fpg2"],
+        "measured_at": pd.to_datetime(["2024-01-10", "2024-04-10", "2025-02-01"]),
+        "test": ["fpg", "fpg", "fpg"], "value": [7.4, 8.1, 9.0],
+    })
+    prescriptions = pd.DataFrame({
+        "person_id": ["rx", "rx"], "dispensed_on": [date(2024, 7, 1), date(2024, 8, 1)],
+        "atc_code": ["C08CA01", "C08CA01"], "days_supply": [30, 30],
+    })
+    encounters = pd.DataFrame({
+        "person_id": ["dx"], "admitted_on": [date(2024, 9, 9)],
+        "primary_dx": ["J18.9"], "secondary_dx": ["E78.0;E11.9"],
+    })
+    return dict(persons=persons, conditions=conditions, vitals=vitals, labs=labs,
+                prescriptions=prescriptions, encounters=encounters)
+
+
+def test_each_kind_of_evidence_is_found_and_only_outside_the_registry():
+    found = find_unmanaged(_connection(**_tables()), AS_OF)
+    pairs = set(zip(found["person_id"], found["condition"], strict=True))
+    # bp2: two raised days (two readings on 2024-03-01 count as one day, plus DBP 95 on 05-01)
+    # bp1: only one raised day; reg: registered; dead: died before as_of; old: outside lookback
+    assert pairs == {("bp2", "hypertension"), ("rx", "hypertension"), ("dx", "diabetes_t2"),
+                     ("fpg2", "diabetes_t2")}
+    bp2 = found.set_index("person_id").loc["bp2"]
+    assert bp2["raised_days"] == 2 and bp2["raised_max_value"] == 152.0
+    fpg2 = found.set_index("person_id").loc["fpg2"]
+    assert fpg2["raised_days"] == 2  # the 2025 result is after as_of and ignored
+    assert "E11.9" not in found.set_index("person_id").loc["dx", "dx_example_code"]  # primary shown
+    assert found.set_index("person_id").loc["rx", "evidence_en"].startswith("2 disease-specific")
+
+
+def test_no_evidence_gives_empty_frame_with_columns():
+    tables = _tables()
+    tables["vitals"] = tables["vitals"].iloc[0:0]
+    tables["labs"] = tables["labs"].iloc[0:0]
+    tables["prescriptions"] = tables["prescriptions"].iloc[0:0]
+    tables["encounters"] = tables["encounters"].iloc[0:0]
+    found = find_unmanaged(_connection(**tables), AS_OF)
+    assert found.empty
+    assert {"evidence_zh", "evidence_en"} <= set(found.columns)
