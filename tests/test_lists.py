@@ -13,8 +13,8 @@ from risk.products.lists import build_priority_list, export_lists
 
 
 def _reasons(*items: tuple[str, str]) -> str:
-    return json.dumps([{"id": rid, "tier": tier, "zh": f"原因{rid}", "en": f"reason {rid}"} for rid, tier in items],
-                      ensure_ascii=False)
+    reasons = [{"id": rid, "tier": tier, "zh": f"原因{rid}", "en": f"reason {rid}"} for rid, tier in items]
+    return json.dumps(reasons, ensure_ascii=False)
 
 
 @pytest.fixture()
@@ -48,7 +48,9 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         "bp_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", None, "2024-10-01", "2024-09-01"]),
         "fpg_last": [None, 8.2, 6.1, None, None],
         "fpg_last_date": pd.to_datetime([None, "2024-12-20", "2024-06-01", None, None]),
-        "fu_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", "2024-06-01", "2024-10-01", "2024-09-01"]),
+        "fu_last_date": pd.to_datetime(
+            ["2024-11-01", "2024-12-20", "2024-06-01", "2024-10-01", "2024-09-01"]
+        ),
     })
     persons = pd.DataFrame({
         "person_id": people,
@@ -98,7 +100,9 @@ def test_risk_falls_back_to_rule_score_without_model(frames):
 def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
     tiers, features, persons = frames
     listing = build_priority_list(tiers, features, persons)
-    unmanaged = pd.DataFrame({"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]})
+    unmanaged = pd.DataFrame(
+        {"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]}
+    )
     exported = export_lists(listing, unmanaged, tmp_path, title="测试")
     assert sorted(p.name for p in (tmp_path / "teams").iterdir()) == ["TM1.csv", "TM2.csv"]
     assert sorted(p.name for p in (tmp_path / "villages").iterdir()) == ["V1.csv", "V2.csv", "V3.csv"]
