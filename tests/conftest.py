@@ -1,0 +1,36 @@
+"""Shared fixtures: one small synthetic county and one nightly run over it, built once per session."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+SMALL_COUNTY_PERSONS = 4000
+SMALL_COUNTY_SEED = 7
+SMALL_COUNTY_AS_OF = date(2024, 6, 30)
+
+
+@pytest.fixture(scope="session")
+def small_county(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Raw input folder (data contract) of a 4,000-resident synthetic county, 2021-2024."""
+    from risk.synth import SynthConfig, generate_county
+
+    out = tmp_path_factory.mktemp("county") / "input"
+    generate_county(
+        SynthConfig(persons=SMALL_COUNTY_PERSONS, seed=SMALL_COUNTY_SEED,
+                    start=date(2021, 1, 1), end=date(2024, 12, 31)),
+        out,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_run(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A nightly run folder over the small county (rules and the committed model, if any)."""
+    from pipelines.nightly import NightlyOptions, run_nightly
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=True))
+    return out

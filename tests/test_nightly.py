@@ -1,0 +1,101 @@
+"""Nightly job: complete run folder, identical re-runs, no partial run on failure, versions recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.nightly import NightlyOptions, run_nightly, tier_transitions
+from tests.conftest import SMALL_COUNTY_AS_OF
+
+
+def test_run_folder_is_complete_and_records_versions(small_run: Path):
+    manifest = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
+    for key in ("data_fingerprint", "contract", "rule_set", "model", "code", "feature_set"):
+        assert manifest["versions"][key], key
+    assert manifest["as_of"] == SMALL_COUNTY_AS_OF.isoformat()
+    for table, row in manifest["validation"].items():
+        assert row["read"] == row["accepted"] + row["quarantined"], table
+    tiers = pd.read_parquet(small_run / "tiers.parquet")
+    features = pd.read_parquet(small_run / "features.parquet")
+    assert sorted(tiers["person_id"]) == sorted(features["person_id"])
+    assert set(tiers["tier"]) <= {"red", "yellow", "green"}
+    assert manifest["counts"]["tiered"] == len(tiers)
+    assert sum(manifest["counts"]["tier"].values()) == len(tiers)
+    assert (small_run / "summary.md").read_text(encoding="utf-8").startswith("# Nightly run")
+    assert (small_run / "lists" / "priority_all.csv").exists()
+    assert any((small_run / "lists" / "xlsx").glob("*.xlsx"))
+    assert (small_run / "lists" / "unmanaged_key_population.csv").exists()
+
+
+def test_combined_tier_never_below_rule_red(small_run: Path):
+    tiers = pd.read_parquet(small_run / "tiers.parquet")
+    assert (tiers.loc[tiers["tier_rules"] == "red", "tier"] == "red").all()
+
+
+def test_next_due_follows_the_combined_tier(small_run: Path):
+    tiers = pd.read_parquet(small_run / "tiers.parquet")
+    assert (tiers["days_overdue"] >= 0).all()
+    overdue = tiers[tiers["days_overdue"] > 0]
+    gap = (pd.Timestamp(SMALL_COUNTY_AS_OF) - pd.to_datetime(overdue["next_due_on"])).dt.days
+    assert (gap == overdue["days_overdue"]).all()
+
+
+def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_path: Path):
+    again = tmp_path / "again"
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False))
+    for name in ("features.parquet", "tiers.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(small_run / name), pd.read_parquet(again / name))
+    first = pd.read_csv(small_run / "lists" / "priority_all.csv", encoding="utf-8-sig")
+    second = pd.read_csv(again / "lists" / "priority_all.csv", encoding="utf-8-sig")
+    pd.testing.assert_frame_equal(first, second)
+    one = json.loads((small_run / "run.json").read_text())
+    two = json.loads((again / "run.json").read_text())
+    assert one["versions"] == two["versions"] and one["counts"]["tier"] == two["counts"]["tier"]
+
+
+def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    import risk.products.lists as lists
+
+    out = tmp_path / "run"
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
+    before = (out / "tiers.parquet").read_bytes()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lists, "build_priority_list", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
+    assert (out / "tiers.parquet").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=fresh, xlsx=False))
+    assert not fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_transitions_count_moves_new_and_left():
+    previous = pd.DataFrame({"person_id": ["a", "b", "c"], "tier": ["green", "red", "yellow"]})
+    current = pd.DataFrame({"person_id": ["a", "b", "d"], "tier": ["red", "red", "green"]})
+    assert tier_transitions(current, previous) == {
+        "green": {"red": 1}, "red": {"red": 1}, "yellow": {"left": 1}, "new": {"green": 1},
+    }
+    assert tier_transitions(current, None) == {}
+
+
+def test_cli_nightly_missing_input_is_one_clear_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    result = CliRunner().invoke(app, ["nightly", str(tmp_path / "nope"), "--as-of", "2024-06-30",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
