@@ -1,0 +1,373 @@
+"""Load and validate a rule-set file (YAML): the county-editable definition of the rule baseline.
+
+A rule set names thresholds once (`thresholds:`), optional helper expressions (`derived:`), the rules
+(each an SQL boolean condition over feature columns with an id, tier, zh/en reason and source), a
+default rule given when nothing fires, and the follow-up interval of every tier. Everything that is
+wrong with a file is reported as a DefinitionError naming the file, the rule (or section) and the
+problem, so the CLI can show it on one line.
+
+Null handling: a condition is evaluated with SQL three-valued logic and an unknown (NULL) result counts
+as "does not fire" (the engine wraps every condition in `coalesce(..., false)`). A rule that should fire
+on missing data must say so explicitly, e.g. `bp_last_date IS NULL OR bp_days_since_last > 180`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from risk import definitions
+from risk.errors import DefinitionError
+from risk.provenance import text_fingerprint
+from risk.tiers.rule_columns import FEATURE_COLUMN_TYPES, arrow_type
+
+TIERS: tuple[str, ...] = ("green", "yellow", "red")
+"""Tier values in increasing order of concern; a tier's rank is its index."""
+TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
+
+DEFAULT_RULE_SET = "rules/default.yaml"
+SQL_DIALECT = "duckdb"
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_TOP_LEVEL_KEYS = {"name", "version", "description", "sources", "tiers", "thresholds", "derived", "rules",
+                   "default"}
+_RULE_KEYS = {"id", "tier", "group", "when", "reason", "source", "weight", "why"}
+_DEFAULT_RULE_KEYS = _RULE_KEYS - {"when", "weight"}
+_FORBIDDEN_NODES = (exp.Query, exp.Subquery, exp.Table, exp.Command, exp.DDL, exp.DML, exp.Star,
+                    exp.Placeholder)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    tier: str
+    condition: str  # as written in the file, with {threshold} placeholders
+    sql: str  # thresholds substituted, DuckDB dialect
+    reason_zh: str
+    reason_en: str
+    source: str  # key into RuleSet.sources
+    group: str = ""
+    weight: float = 1.0
+    why: str = ""
+
+    @property
+    def rank(self) -> int:
+        return TIER_RANK[self.tier]
+
+
+@dataclass(frozen=True)
+class DerivedColumn:
+    name: str
+    expression: str
+    sql: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    name: str
+    value: float
+    unit: str = ""
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    tier: str
+    interval_days: int
+    label_zh: str = ""
+    label_en: str = ""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: str
+    name: str
+    version: str
+    fingerprint: str  # hash of the file text: two files with the same version but other content differ
+    description: str
+    sources: dict[str, str]
+    tiers: dict[str, TierSpec]
+    thresholds: dict[str, Threshold]
+    derived: tuple[DerivedColumn, ...]
+    rules: tuple[Rule, ...]
+    default_rule: Rule
+
+    @property
+    def intervals(self) -> dict[str, int]:
+        return {tier: spec.interval_days for tier, spec in self.tiers.items()}
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Feature columns the conditions and derived expressions read, in feature-contract order."""
+        used: set[str] = set()
+        for text in [d.sql for d in self.derived] + [r.sql for r in self.rules]:
+            used |= {c.name for c in sqlglot.parse_one(text, read=SQL_DIALECT).find_all(exp.Column)}
+        return tuple(c for c in FEATURE_COLUMN_TYPES if c in used)
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in (*self.rules, self.default_rule):
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def to_dialect(self, dialect: str) -> dict[str, str]:
+        """Derived expressions and rule conditions rendered for another SQL engine (e.g. 'spark')."""
+        out = {}
+        for name, text in [(d.name, d.sql) for d in self.derived] + [(r.id, r.sql) for r in self.rules]:
+            out[name] = sqlglot.transpile(text, read=SQL_DIALECT, write=dialect,
+                                          unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
+        return out
+
+
+def default_rule_set_path() -> Path:
+    return definitions.definition_path(DEFAULT_RULE_SET)
+
+
+def load_rule_set(rules: str | Path | None = None) -> RuleSet:
+    """Read and validate a rule-set file; None means the packaged default rule set."""
+    path = Path(rules) if rules is not None else default_rule_set_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DefinitionError(f"{path}: rule-set file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"{path}: cannot read rule-set file ({exc})") from exc
+    return _parse_rule_set(str(path), text)
+
+
+@lru_cache(maxsize=16)
+def _parse_rule_set(path: str, text: str) -> RuleSet:
+    raw = definitions.load_yaml(path)  # the one YAML loader; raises DefinitionError naming the file
+    return _RuleSetParser(path, raw, text).parse()
+
+
+class _RuleSetParser:
+    def __init__(self, path: str, raw: dict[str, Any], text: str):
+        self.path = path
+        self.raw = raw
+        self.text = text
+
+    def fail(self, where: str, problem: str) -> DefinitionError:
+        return DefinitionError(f"{self.path}: {where}: {problem}")
+
+    def parse(self) -> RuleSet:
+        raw = self.raw
+        unknown = sorted(set(raw) - _TOP_LEVEL_KEYS)
+        if unknown:
+            raise self.fail("top level", f"unknown section(s) {', '.join(unknown)}; allowed: "
+                                         f"{', '.join(sorted(_TOP_LEVEL_KEYS))}")
+        for key in ("version", "sources", "tiers", "thresholds", "rules", "default"):
+            if key not in raw or raw[key] in (None, "", [], {}):
+                raise self.fail("top level", f"missing or empty '{key}'")
+        sources = self._sources(raw["sources"])
+        tiers = self._tiers(raw["tiers"])
+        thresholds = self._thresholds(raw["thresholds"])
+        derived = self._derived(raw.get("derived") or {}, thresholds)
+        derived_names = [d.name for d in derived]
+        rules = self._rules(raw["rules"], sources, thresholds, derived_names)
+        default_rule = self._default_rule(raw["default"], sources, {r.id for r in rules})
+        self._type_check(derived, rules)
+        return RuleSet(
+            path=self.path, name=str(raw.get("name", Path(self.path).stem)), version=str(raw["version"]),
+            fingerprint=text_fingerprint(self.text), description=str(raw.get("description", "")).strip(),
+            sources=sources, tiers=tiers, thresholds=thresholds, derived=tuple(derived), rules=tuple(rules),
+            default_rule=default_rule,
+        )
+
+    def _sources(self, raw: Any) -> dict[str, str]:
+        if not isinstance(raw, dict):
+            raise self.fail("sources", "expected a mapping of source id -> citation")
+        for key, citation in raw.items():
+            if not isinstance(citation, str) or not citation.strip():
+                raise self.fail(f"source '{key}'", "citation text is missing")
+        return {str(k): v.strip() for k, v in raw.items()}
+
+    def _tiers(self, raw: Any) -> dict[str, TierSpec]:
+        if not isinstance(raw, dict):
+            raise self.fail("tiers", "expected a mapping tier -> {interval_days: N}")
+        unknown = sorted(set(map(str, raw)) - set(TIERS))
+        if unknown:
+            raise self.fail("tiers", f"unknown tier(s) {', '.join(unknown)}; tiers are {', '.join(TIERS)}")
+        specs = {}
+        for tier in TIERS:
+            spec = raw.get(tier)
+            if not isinstance(spec, dict) or "interval_days" not in spec:
+                raise self.fail(f"tier '{tier}'", "follow-up interval 'interval_days' is missing")
+            days = spec["interval_days"]
+            if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
+                raise self.fail(f"tier '{tier}'", f"interval_days must be a positive whole number of days, "
+                                                  f"got {days!r}")
+            specs[tier] = TierSpec(tier, days, str(spec.get("zh", "")), str(spec.get("en", "")))
+        return specs
+
+    def _thresholds(self, raw: Any) -> dict[str, Threshold]:
+        if not isinstance(raw, dict):
+            raise self.fail("thresholds", "expected a mapping name -> number")
+        out = {}
+        for name, spec in raw.items():
+            name = str(name)
+            if not _IDENTIFIER.match(name):
+                raise self.fail(f"threshold '{name}'", "name must be lower_snake_case")
+            value, unit, why = (spec.get("value"), spec.get("unit", ""), spec.get("why", "")) \
+                if isinstance(spec, dict) else (spec, "", "")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(f"threshold '{name}'", f"value must be a number, got {value!r}")
+            out[name] = Threshold(name, value, str(unit), str(why).strip())
+        return out
+
+    def _substitute(self, where: str, text: Any, thresholds: dict[str, Threshold]) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise self.fail(where, "expression is missing")
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name not in thresholds:
+                hint = difflib.get_close_matches(name, thresholds, n=1)
+                raise self.fail(where, f"unknown threshold '{{{name}}}'"
+                                       + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            return repr(thresholds[name].value)
+
+        sql = _PLACEHOLDER.sub(replace, text)
+        if "{" in sql or "}" in sql:
+            raise self.fail(where, "unbalanced '{' or '}' in expression")
+        return " ".join(sql.split())
+
+    def _parse_sql(self, where: str, sql: str, known: list[str]) -> None:
+        try:
+            tree = sqlglot.parse_one(sql, read=SQL_DIALECT)
+        except sqlglot.errors.SqlglotError as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise self.fail(where, f"cannot parse expression '{sql}' ({first_line})") from None
+        if tree is None or not isinstance(tree, exp.Condition) or tree.find(*_FORBIDDEN_NODES):
+            raise self.fail(where, f"'{sql}' is not a single expression over feature columns "
+                                   f"(no statements, sub-queries, tables or '*')")
+        for column in tree.find_all(exp.Column):
+            if column.table:
+                raise self.fail(where, f"column '{column.sql()}' must not be qualified with a table name")
+            if column.name not in known:
+                hint = difflib.get_close_matches(column.name, known, n=1)
+                raise self.fail(where, f"unknown column '{column.name}'"
+                                       + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+
+    def _derived(self, raw: Any, thresholds: dict[str, Threshold]) -> list[DerivedColumn]:
+        if not isinstance(raw, dict):
+            raise self.fail("derived", "expected a mapping name -> {expression, description}")
+        known = list(FEATURE_COLUMN_TYPES)
+        out = []
+        for name, spec in raw.items():
+            name = str(name)
+            where = f"derived '{name}'"
+            if not _IDENTIFIER.match(name):
+                raise self.fail(where, "name must be lower_snake_case")
+            if name in known:
+                raise self.fail(where, "name clashes with a feature column or an earlier derived column")
+            if name in thresholds:
+                raise self.fail(where, "name clashes with a threshold")
+            expression, description = (spec.get("expression"), spec.get("description", "")) \
+                if isinstance(spec, dict) else (spec, "")
+            sql = self._substitute(where, expression, thresholds)
+            self._parse_sql(where, sql, known)
+            out.append(DerivedColumn(name, " ".join(str(expression).split()), sql, str(description).strip()))
+            known.append(name)  # later derived columns and rules may use it
+        return out
+
+    def _rule_common(self, where: str, raw: dict[str, Any], sources: dict[str, str], allowed: set[str]
+                     ) -> tuple[str, str, str, str]:
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise self.fail(where, f"unknown field(s) {', '.join(unknown)}; "
+                                   f"allowed: {', '.join(sorted(allowed))}")
+        tier = raw.get("tier")
+        if tier not in TIER_RANK:
+            raise self.fail(where, f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+        reason = raw.get("reason")
+        if not isinstance(reason, dict):
+            raise self.fail(where, "reason is missing (needs zh and en)")
+        for language in ("zh", "en"):
+            if not isinstance(reason.get(language), str) or not reason[language].strip():
+                raise self.fail(where, f"reason.{language} is missing")
+        source = raw.get("source")
+        if not isinstance(source, str) or not source.strip():
+            raise self.fail(where, "source is missing")
+        if source not in sources:
+            raise self.fail(where, f"source '{source}' is not listed under 'sources'")
+        return tier, reason["zh"].strip(), reason["en"].strip(), source
+
+    def _rule_id(self, position: str, raw: Any, seen: set[str]) -> str:
+        if not isinstance(raw, dict):
+            raise self.fail(position, "expected a mapping with id, tier, when, reason, source")
+        rule_id = raw.get("id")
+        if not isinstance(rule_id, str) or not _IDENTIFIER.match(rule_id):
+            raise self.fail(position, f"id must be lower_snake_case text, got {rule_id!r}")
+        if rule_id in seen:
+            raise self.fail(f"rule '{rule_id}'", "duplicate rule id")
+        return rule_id
+
+    def _rules(self, raw: Any, sources: dict[str, str], thresholds: dict[str, Threshold],
+               derived_names: list[str]) -> list[Rule]:
+        if not isinstance(raw, list):
+            raise self.fail("rules", "expected a list of rules")
+        known = list(FEATURE_COLUMN_TYPES) + derived_names
+        seen: set[str] = set()
+        rules = []
+        for position, spec in enumerate(raw, start=1):
+            rule_id = self._rule_id(f"rules item {position}", spec, seen)
+            seen.add(rule_id)
+            where = f"rule '{rule_id}'"
+            tier, zh, en, source = self._rule_common(where, spec, sources, _RULE_KEYS)
+            sql = self._substitute(where, spec.get("when"), thresholds)
+            self._parse_sql(where, sql, known)
+            weight = spec.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+                raise self.fail(where, f"weight must be a positive number, got {weight!r}")
+            rules.append(Rule(rule_id, tier, " ".join(str(spec["when"]).split()), sql, zh, en, source,
+                              str(spec.get("group", "")), float(weight), str(spec.get("why", "")).strip()))
+        return rules
+
+    def _default_rule(self, raw: Any, sources: dict[str, str], rule_ids: set[str]) -> Rule:
+        rule_id = self._rule_id("default", raw, rule_ids)
+        where = f"default rule '{rule_id}'"
+        tier, zh, en, source = self._rule_common(where, raw, sources, _DEFAULT_RULE_KEYS)
+        return Rule(rule_id, tier, "no other rule fires", "TRUE", zh, en, source, str(raw.get("group", "")),
+                    1.0, str(raw.get("why", "")).strip())
+
+    def _type_check(self, derived: list[DerivedColumn], rules: list[Rule]) -> None:
+        """Bind every expression against an empty, typed feature table: catches type errors at load."""
+        empty = pa.table({c: pa.array([], type=arrow_type(c)) for c in FEATURE_COLUMN_TYPES})
+        con = duckdb.connect()
+        try:
+            con.register("features_in", empty)
+            source = "features_in"
+            for column in derived:
+                try:
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW v_{column.name} AS "
+                                f"SELECT *, ({column.sql}) AS {column.name} FROM {source}")
+                except duckdb.Error as exc:
+                    raise self.fail(f"derived '{column.name}'", _duckdb_problem(exc)) from None
+                source = f"v_{column.name}"
+            for rule in rules:
+                try:
+                    described = con.execute(f"DESCRIBE SELECT ({rule.sql}) AS fires FROM {source}").fetchall()
+                except duckdb.Error as exc:
+                    raise self.fail(f"rule '{rule.id}'", _duckdb_problem(exc)) from None
+                if described[0][1] != "BOOLEAN":
+                    raise self.fail(f"rule '{rule.id}'", f"condition must be true/false, but '{rule.sql}' "
+                                                         f"gives {described[0][1]}")
+        finally:
+            con.close()
+
+
+def _duckdb_problem(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("LINE")]
+    return "expression is invalid: " + (lines[0] if lines else type(exc).__name__)

@@ -1,0 +1,160 @@
+"""The rule baseline: a scikit-learn compatible classifier over the features frame, and the tier table.
+
+`RuleTierClassifier` learns nothing; `fit` loads and validates the rule set. It has no `predict_proba`
+(rule tiers are not probabilities): an evaluation harness should rank with `decision_function`, an
+ordinal score = tier rank (green 0, yellow 1, red 2) + a within-tier part in [0, 1) (see
+`RuleEvaluation.score`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from risk.errors import RiskUserError
+from risk.tiers.rule_engine import RuleEvaluation, evaluate
+from risk.tiers.rule_set import TIERS, Rule, RuleSet, load_rule_set
+
+RuleSource = str | Path | None
+
+
+class RuleTierClassifier(ClassifierMixin, BaseEstimator):
+    """Red / yellow / green from a versioned rule-set file (None = the packaged default rule set).
+
+    X must be a pandas DataFrame with the feature columns the rule set uses (docs/architecture.md).
+    """
+
+    def __init__(self, rules: RuleSource = None):
+        self.rules = rules
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> RuleTierClassifier:  # noqa: N803 (sklearn API)
+        rule_set = load_rule_set(self.rules)
+        _check_frame(X)
+        self.rule_set_ = rule_set
+        self.classes_ = np.asarray(TIERS, dtype=object)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(X.columns)
+        return self
+
+    def evaluate(self, X: pd.DataFrame) -> RuleEvaluation:  # noqa: N803
+        check_is_fitted(self, "rule_set_")
+        _check_frame(X)
+        return evaluate(self.rule_set_, X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Tier per row ('green' / 'yellow' / 'red')."""
+        return self.evaluate(X).tiers
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Ordinal risk score: tier rank + within-tier share of fired rule weights (< 1)."""
+        return self.evaluate(X).score()
+
+    def explain(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        """Per row (in X's order): person_id, tier, fired_rule_ids, reasons_zh, reasons_en.
+
+        The lists hold every rule that fired, worst tier first (file order within a tier); a row where no
+        rule fired lists the default rule.
+        """
+        result = self.evaluate(X)
+        patterns, inverse = _fired_patterns(result)
+        explained = [_ordered_rules(result.rule_set, pattern) for pattern in patterns]
+        frame = pd.DataFrame({
+            "person_id": _person_ids(X),
+            "tier": result.tiers,
+            "fired_rule_ids": [[r.id for r in explained[i]] for i in inverse],
+            "reasons_zh": [[r.reason_zh for r in explained[i]] for i in inverse],
+            "reasons_en": [[r.reason_en for r in explained[i]] for i in inverse],
+        })
+        return frame
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.target_tags.required = False
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        tags.input_tags.allow_nan = True
+        tags.no_validation = True  # X is checked against the rule set's columns, not by check_array
+        return tags
+
+
+def assign_rule_tiers(features: pd.DataFrame, rules: RuleSource | RuleSet = None) -> pd.DataFrame:
+    """The rule part of tiers.parquet: one row per features row, same order.
+
+    Columns: person_id, as_of, tier_rules, rule_score (decision_function), reasons (JSON list of
+    {id, tier, zh, en}, worst first), next_due_on (fu_last_date + interval of the tier; as_of when never
+    followed up), days_overdue (max(0, as_of - next_due_on) in days), rule_set_version,
+    rule_set_fingerprint. Dates are DATE (pyarrow date32).
+    """
+    for column in ("person_id", "as_of", "fu_last_date"):
+        if column not in features.columns:
+            raise RiskUserError(f"features are missing column '{column}' needed to assign rule tiers")
+    rule_set = rules if isinstance(rules, RuleSet) else load_rule_set(rules)
+    result = evaluate(rule_set, features)
+    patterns, inverse = _fired_patterns(result)
+    reasons_json = np.array([_reasons_json(rule_set, pattern) for pattern in patterns], dtype=object)
+
+    as_of = _as_days(features["as_of"])
+    last_follow_up = _as_days(features["fu_last_date"])
+    intervals = np.array([rule_set.intervals[t] for t in TIERS], dtype="timedelta64[D]")[result.rank]
+    next_due = np.where(np.isnat(last_follow_up), as_of, last_follow_up + intervals)
+    overdue = np.maximum((as_of - next_due).astype("timedelta64[D]").astype("int64"), 0)
+    overdue = np.where(np.isnat(next_due) | np.isnat(as_of), 0, overdue)
+
+    date_type = pd.ArrowDtype(pa.date32())
+    return pd.DataFrame({
+        "person_id": features["person_id"].to_numpy(),
+        "as_of": pd.Series(as_of, dtype="datetime64[s]").astype(date_type),
+        "tier_rules": result.tiers.astype(str),
+        "rule_score": result.score(),
+        "reasons": reasons_json[inverse],
+        "next_due_on": pd.Series(next_due, dtype="datetime64[s]").astype(date_type),
+        "days_overdue": overdue.astype("int32"),
+        "rule_set_version": rule_set.version,
+        "rule_set_fingerprint": rule_set.fingerprint,
+    })
+
+
+def _reasons_json(rule_set: RuleSet, pattern: np.ndarray) -> str:
+    reasons = [{"id": r.id, "tier": r.tier, "zh": r.reason_zh, "en": r.reason_en}
+               for r in _ordered_rules(rule_set, pattern)]
+    return json.dumps(reasons, ensure_ascii=False)
+
+
+def _check_frame(X: object) -> None:  # noqa: N803
+    if not isinstance(X, pd.DataFrame):
+        raise RiskUserError("rule tiers need a pandas DataFrame of named feature columns, "
+                            f"got {type(X).__name__}")
+
+
+def _person_ids(X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    return X["person_id"].to_numpy() if "person_id" in X.columns else X.index.to_numpy()
+
+
+def _fired_patterns(result: RuleEvaluation) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct fired-rule patterns and each row's pattern index: reasons are built once per pattern."""
+    if result.fired.shape[0] == 0:
+        return np.zeros((0, result.fired.shape[1]), dtype=bool), np.zeros(0, dtype=np.intp)
+    patterns, inverse = np.unique(result.fired, axis=0, return_inverse=True)
+    return patterns, inverse.reshape(-1)
+
+
+def _ordered_rules(rule_set: RuleSet, pattern: np.ndarray) -> list[Rule]:
+    fired = [rule for rule, hit in zip(rule_set.rules, pattern, strict=True) if hit]
+    if not fired:
+        return [rule_set.default_rule]
+    return sorted(fired, key=lambda rule: -rule.rank)  # stable: file order within a tier
+
+
+def _as_days(values: pd.Series) -> np.ndarray:
+    """Any date-like column (date objects, datetime64, arrow date) as numpy datetime64[D], NaT for null."""
+    try:
+        return pd.to_datetime(values).to_numpy(dtype="datetime64[D]")
+    except (ValueError, TypeError) as exc:
+        raise RiskUserError(f"features column '{values.name}' is not a date column ({exc})") from None
