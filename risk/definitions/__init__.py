@@ -132,3 +132,33 @@ def value_set(name: str) -> set[str]:
 def validation_rules() -> dict[str, Any]:
     """Quarantine reason codes (precedence order), formats and date plausibility for `risk validate`."""
     return load_yaml(definition_path("validation.yaml"))
+
+
+@lru_cache(maxsize=1)
+def synth_county() -> dict[str, Any]:
+    """Calibration targets and rates of the synthetic county generator (risk/synth)."""
+    return load_yaml(definition_path("synth_county.yaml"))
+
+
+@lru_cache(maxsize=1)
+def thresholds() -> dict[str, Any]:
+    """Clinical thresholds (BP / FPG control, BP grades, windows); cited in thresholds.yaml."""
+    return load_yaml(definition_path("thresholds.yaml"))
+
+
+@lru_cache(maxsize=1)
+def chinapar() -> dict[str, Any]:
+    """China-PAR coefficients and baseline survival (Yang et al., Circulation 2016)."""
+    return load_yaml(definition_path("chinapar.yaml"))
+
+
+@lru_cache(maxsize=1)
+def feature_definitions() -> dict[str, Any]:
+    """The feature catalogue (features.yaml): names, types, units, zh/en descriptions."""
+    return load_yaml(definition_path("features.yaml"))
+
+
+@lru_cache(maxsize=1)
+def indicator_definitions() -> dict[str, Any]:
+    """Policy indicators (indicators.yaml): cohorts, measures, numerators, targets, sources."""
+    return load_yaml(definition_path("indicators.yaml"))

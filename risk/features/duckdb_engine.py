@@ -1,0 +1,42 @@
+"""Run the feature SQL on DuckDB, reading the canonical Parquet files directly (streaming scans)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from risk.features.sql import EVENT_TABLES, feature_query
+from risk.features.tables import canonical_path, parquet_columns, table_select_sql, value_set_tables
+
+THREADS = 2
+MEMORY_LIMIT = "3GB"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(canonical_dir: Path, threads: int = THREADS, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB with the logical tables bound: views over the Parquet files, value-set tables."""
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit,
+                                 "preserve_insertion_order": False})
+    for table in EVENT_TABLES:
+        path = canonical_path(canonical_dir, table)
+        source = f"read_parquet({_sql_string(str(path))})"
+        con.execute(f"CREATE VIEW {table} AS {table_select_sql(table, parquet_columns(path), source)}")
+    for name, frame in value_set_tables().items():
+        con.register(f"{name}_frame", frame)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_frame")
+        con.unregister(f"{name}_frame")
+    return con
+
+
+def run_feature_query(canonical_dir: Path, as_of: date) -> pa.Table:
+    con = connect(canonical_dir)
+    try:
+        return con.sql(feature_query(as_of)).to_arrow_table()
+    finally:
+        con.close()

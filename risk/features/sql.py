@@ -1,0 +1,113 @@
+"""The feature definitions as SQL: loading the CTE files, binding parameters, composing one query.
+
+The files in risk/features/sql/ are written in DuckDB's dialect restricted to a subset that sqlglot
+transpiles to Spark SQL, and they refer to logical table names only (persons, vitals, ..., and the
+value-set tables vs_*). An engine binds those names (DuckDB: views over read_parquet; Spark: temp views),
+so both engines run the same definitions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import sqlglot
+
+from risk import definitions
+from risk.errors import DefinitionError
+
+SQL_DIR = Path(str(resources.files("risk.features") / "sql"))
+EVENT_TABLES = ("persons", "conditions", "vitals", "labs", "follow_ups", "encounters", "prescriptions")
+VALUE_SET_TABLES = ("vs_managed_conditions", "vs_complications", "vs_pdc_classes")
+
+_BLOCK_HEADER = re.compile(r"^-- (cte|select): (\w+)\s*$", re.MULTILINE)
+_PARAMETER = re.compile(r"(?<![:\w]):([a-z][a-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class SqlBlock:
+    kind: str  # "cte" or "select"
+    name: str
+    sql: str
+    source_file: str
+
+
+@lru_cache(maxsize=1)
+def sql_blocks() -> tuple[SqlBlock, ...]:
+    """All CTE blocks in file order, ending with the final SELECT."""
+    blocks: list[SqlBlock] = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        headers = list(_BLOCK_HEADER.finditer(text))
+        for i, header in enumerate(headers):
+            end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+            body = "\n".join(
+                line for line in text[header.end():end].strip().splitlines() if not line.startswith("--")
+            ).strip()
+            blocks.append(SqlBlock(header.group(1), header.group(2), body, path.name))
+    selects = [b for b in blocks if b.kind == "select"]
+    if len(selects) != 1 or blocks[-1].kind != "select":
+        raise DefinitionError(f"{SQL_DIR}: expected exactly one final '-- select:' block")
+    return tuple(blocks)
+
+
+def _date_literal(value: date) -> str:
+    return f"DATE '{value.isoformat()}'"
+
+
+def _timestamp_literal(value: date) -> str:
+    return f"TIMESTAMP '{value.isoformat()} 00:00:00'"
+
+
+def query_parameters(as_of: date) -> dict[str, str]:
+    """SQL literals for every :name used in the definitions, from as_of and thresholds.yaml."""
+    t = definitions.thresholds()
+    window_start = as_of - timedelta(days=int(t["window_days"]) - 1)
+    grades = {g["grade"]: g for g in t["bp_grades"]}
+    params = {
+        "as_of": _date_literal(as_of),
+        "as_of_end": _timestamp_literal(as_of + timedelta(days=1)),
+        "window_start": _date_literal(window_start),
+        "window_start_ts": _timestamp_literal(window_start),
+        "window_days": f"{float(t['window_days'])}",
+        "new_complication_start": _date_literal(as_of - timedelta(days=int(t["new_complication_days"]) - 1)),
+        "sbp_controlled_below": repr(float(t["bp_controlled"]["sbp_below"])),
+        "dbp_controlled_below": repr(float(t["bp_controlled"]["dbp_below"])),
+        "fpg_controlled_below": repr(float(t["fpg_controlled_below"])),
+        "follow_up_standard_per_year": str(int(t["follow_up_standard_per_year"])),
+        "readmission_days": str(int(t["readmission_days"])),
+    }
+    for grade in (1, 2, 3):
+        params[f"grade{grade}_sbp"] = repr(float(grades[grade]["sbp_from"]))
+        params[f"grade{grade}_dbp"] = repr(float(grades[grade]["dbp_from"]))
+    return params
+
+
+def bind(sql: str, params: dict[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise DefinitionError(f"feature SQL uses unknown parameter :{name}")
+        return params[name]
+
+    return _PARAMETER.sub(substitute, sql)
+
+
+def feature_query(as_of: date) -> str:
+    """The whole feature computation as one DuckDB-dialect query over the logical table names."""
+    blocks = sql_blocks()
+    ctes = ",\n".join(f"{b.name} AS (\n{b.sql}\n)" for b in blocks if b.kind == "cte")
+    return bind(f"WITH {ctes}\n{blocks[-1].sql}", query_parameters(as_of))
+
+
+def to_spark(sql: str) -> str:
+    """Transpile a DuckDB-dialect definition to Spark SQL (raises on anything sqlglot cannot carry over)."""
+    return sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
+
+
+def spark_feature_query(as_of: date) -> str:
+    return to_spark(feature_query(as_of))

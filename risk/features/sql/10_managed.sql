@@ -1,0 +1,18 @@
+-- Who gets a feature row: a registered managed condition active on :as_of, alive on :as_of.
+-- Portable SQL (DuckDB dialect, transpiled to Spark by sqlglot): no QUALIFY, no list functions.
+
+-- cte: active_conditions
+SELECT person_id, condition, enrolled_on
+FROM conditions
+WHERE enrolled_on <= :as_of AND (ended_on IS NULL OR ended_on > :as_of)
+
+-- cte: managed
+SELECT a.person_id,
+       MAX(CASE WHEN a.condition = 'hypertension' THEN 1 ELSE 0 END) = 1 AS has_hypertension,
+       MAX(CASE WHEN a.condition = 'diabetes_t2' THEN 1 ELSE 0 END) = 1 AS has_diabetes_t2,
+       COUNT(DISTINCT a.condition) AS n_chronic_conditions,
+       MIN(CASE WHEN m.condition IS NOT NULL THEN a.enrolled_on END) AS enrolled_on
+FROM active_conditions a
+LEFT JOIN vs_managed_conditions m ON m.condition = a.condition
+GROUP BY a.person_id
+HAVING MAX(CASE WHEN m.condition IS NOT NULL THEN 1 ELSE 0 END) = 1
