@@ -93,6 +93,25 @@ def validate(
 
 @app.command()
 @user_errors_are_clean
+def features(
+    input_dir: Annotated[Path, typer.Argument(help="Validated output folder (containing canonical/)")],
+    as_of: Annotated[str, typer.Option(help="As-of date YYYY-MM-DD; only events on or before it are used")],
+    out: Annotated[Path, typer.Option(help="Feature Parquet file to write (atomically)")],
+) -> None:
+    """As-of features: one row per person under chronic-disease management (docs/features.md)."""
+    from risk.errors import InputFileError
+    from risk.features import FEATURE_SET_VERSION, compute_features
+
+    canonical = input_dir / "canonical"
+    if not canonical.is_dir():
+        raise InputFileError(str(input_dir), "no canonical/ folder here (run `risk validate` first)")
+    frame = compute_features(canonical, parse_date(as_of), out=out)
+    typer.echo(f"wrote {out}: {len(frame)} persons, {frame.shape[1]} features "
+               f"(feature set {FEATURE_SET_VERSION}) as of {as_of}")
+
+
+@app.command()
+@user_errors_are_clean
 def nightly(
     input_dir: Annotated[Path, typer.Argument(help="Raw input folder (data contract)")],
     as_of: Annotated[str, typer.Option(help="Scoring date YYYY-MM-DD; only events on or before it are used")],
