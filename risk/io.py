@@ -1,0 +1,155 @@
+"""Reading an input folder (one file per contract table, `<table>.parquet` or `<table>.csv`).
+
+Everything here turns a user's file problem (missing table, unreadable file, missing required column)
+into an InputFileError naming the file and column. Rows are numbered with `source_row`, the 1-based
+position of the row in the file: for Parquet the file row order, for CSV the data record number with the
+header excluded (equal to the line number minus one unless a quoted field spans lines).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from risk import definitions
+from risk.errors import InputFileError
+
+TABLE_FORMATS = ("parquet", "csv")
+
+
+def find_table_file(input_dir: Path, table: str, *, required: bool = True) -> Path | None:
+    """The file holding `table` in `input_dir`, or None when absent and not required."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise InputFileError(str(input_dir), "input folder does not exist or is not a folder")
+    found = [input_dir / f"{table}.{fmt}" for fmt in TABLE_FORMATS if (input_dir / f"{table}.{fmt}").exists()]
+    if len(found) > 1:
+        raise InputFileError(str(found[0]), f"both {found[0].name} and {found[1].name} exist; keep one")
+    if found:
+        if not found[0].is_file():
+            raise InputFileError(str(found[0]), "is not a regular file")
+        return found[0]
+    if required:
+        raise InputFileError(
+            str(input_dir / f"{table}.parquet"),
+            f"required table '{table}' is missing (expected {table}.parquet or {table}.csv)",
+        )
+    return None
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """An input file opened in DuckDB: its contract columns (with the file's physical types) + source_row."""
+
+    table: str
+    path: Path
+    format: str
+    column_types: dict[str, str]  # contract column name -> DuckDB type of the file column
+    file_columns: dict[str, str]  # contract column name -> column name as spelled in the file
+    csv_header: tuple[str, ...] = ()
+
+    @property
+    def scan_sql(self) -> str:
+        """A FROM-clause source yielding the contract columns present, renamed, plus source_row."""
+        cols = ", ".join(
+            f"{quote_identifier(src)} AS {quote_identifier(name)}" for name, src in self.file_columns.items()
+        )
+        if self.format == "parquet":
+            return (f"(SELECT {cols}, file_row_number + 1 AS source_row "
+                    f"FROM read_parquet({_sql_string(str(self.path))}, file_row_number = true))")
+        # DuckDB keeps CSV rows in file order (preserve_insertion_order), so the streaming
+        # row_number() over () is the record number; tests/test_validate_io.py checks it.
+        return f"(SELECT {cols}, row_number() OVER () AS source_row FROM {self._csv_reader()})"
+
+    def _csv_reader(self) -> str:
+        columns = ", ".join(f"{_sql_string(name)}: 'VARCHAR'" for name in self.csv_header)
+        return (f"read_csv({_sql_string(str(self.path))}, header = true, auto_detect = false, "
+                f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
+                "null_padding = false, encoding = 'utf-8')")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def duckdb_error_message(exc: Exception) -> str:
+    """DuckDB's message without its Python-side prefix noise, on one line (CSV errors name the line)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    keep = [line for line in lines[:3] if not line.startswith("Possible fixes")]
+    return " ".join(keep) if keep else exc.__class__.__name__
+
+
+def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> InputTable:
+    """Inspect `path` and check every required contract column of `table` is there."""
+    spec = definitions.contract().tables[table]
+    fmt = path.suffix.lstrip(".").lower()
+    header: tuple[str, ...] = ()
+    if fmt == "parquet":
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_string(str(path))})").fetchall()  # noqa: E501
+        except duckdb.Error as exc:
+            raise InputFileError(str(path), f"cannot be read as Parquet: {_first_line(exc)}") from None
+        found = [(str(row[0]), str(row[1])) for row in described]
+    else:
+        header = _csv_header(path)
+        found = [(name, "VARCHAR") for name in header]
+    by_name = {name.strip().lower(): (name, dtype) for name, dtype in found}
+    file_columns: dict[str, str] = {}
+    column_types: dict[str, str] = {}
+    for col in spec.columns.values():
+        if col.name in by_name:
+            file_columns[col.name], column_types[col.name] = by_name[col.name]
+        elif col.required:
+            raise InputFileError(str(path), f"required column of table '{table}' is missing", col.name)
+    return InputTable(table, path, fmt, column_types, file_columns, header)
+
+
+def _csv_header(path: Path) -> tuple[str, ...]:
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot be opened: {exc.strerror}") from None
+    if not first.strip():
+        raise InputFileError(str(path), "file is empty (a header row is required)")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputFileError(str(path), "is not UTF-8 text (save the CSV as UTF-8)") from None
+    names = next(csv.reader([text]))
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputFileError(str(path), "column appears more than once in the header", dupes[0])
+    return tuple(names)
+
+
+def read_input_table(input_dir: Path, table: str, *, required: bool = True) -> pd.DataFrame | None:
+    """The contract columns of one input table as found in the file (CSV cells as text) plus source_row.
+
+    No row checks: use risk.validate.validate_folder for canonical, typed tables.
+    """
+    path = find_table_file(input_dir, table, required=required)
+    if path is None:
+        return None
+    con = duckdb.connect()
+    try:
+        source = open_input_table(con, path, table)
+        try:
+            return con.execute(f"SELECT * FROM {source.scan_sql} ORDER BY source_row").df()
+        except duckdb.Error as exc:
+            raise InputFileError(str(path), f"cannot be read: {duckdb_error_message(exc)}") from None
+    finally:
+        con.close()

@@ -1,0 +1,117 @@
+"""Code formats (ICD-10, ATC, national ID) in Python and as DuckDB SQL, from definitions/validation.yaml.
+
+The SQL builders are what validation runs; the Python functions are the same rules for other modules
+(FHIR import, tests) and are checked against the SQL in tests/test_validate_codes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from risk import definitions
+
+NATIONAL_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+NATIONAL_ID_CHECK_CHARS = "10X98765432"  # ISO 7064 MOD 11-2, GB 11643-1999
+
+
+@lru_cache(maxsize=8)
+def format_pattern(name: str) -> str:
+    return str(definitions.validation_rules()["formats"][name])
+
+
+def normalise_icd10(code: str | None) -> str | None:
+    """Upper-case, no spaces, one dot after the third character: 'e112' -> 'E11.2', 'i10' -> 'I10'."""
+    if code is None:
+        return None
+    compact = code.strip().upper().replace(" ", "").replace(".", "")
+    if not compact:
+        return None
+    return compact[:3] + "." + compact[3:] if len(compact) > 3 else compact
+
+
+def is_icd10(code: str | None) -> bool:
+    normalised = normalise_icd10(code)
+    return normalised is not None and re.fullmatch(format_pattern("icd10"), normalised) is not None
+
+
+def normalise_icd10_list(codes: str | None) -> str | None:
+    """';'-separated list (full-width '；' accepted), each code normalised, empty items dropped."""
+    if codes is None:
+        return None
+    items = [normalise_icd10(item) for item in codes.replace("；", ";").split(";")]
+    kept = [item for item in items if item]
+    return ";".join(kept) if kept else None
+
+
+def normalise_atc(code: str | None) -> str | None:
+    if code is None:
+        return None
+    compact = code.strip().upper().replace(" ", "")
+    return compact or None
+
+
+def is_atc(code: str | None) -> bool:
+    normalised = normalise_atc(code)
+    return normalised is not None and re.fullmatch(format_pattern("atc"), normalised) is not None
+
+
+def national_id_is_valid(national_id: str | None) -> bool:
+    value = (national_id or "").strip().upper()
+    if re.fullmatch(format_pattern("national_id"), value) is None:
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(value[:17], NATIONAL_ID_WEIGHTS, strict=True))
+    return NATIONAL_ID_CHECK_CHARS[total % 11] == value[17]
+
+
+def national_id_check_char(first17: str) -> str:
+    total = sum(int(digit) * weight for digit, weight in zip(first17, NATIONAL_ID_WEIGHTS, strict=True))
+    return NATIONAL_ID_CHECK_CHARS[total % 11]
+
+
+# --- the same rules as DuckDB SQL expressions over an already trimmed VARCHAR expression -------------
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_normalise_icd10(expr: str) -> str:
+    compact = f"replace(replace(upper({expr}), ' ', ''), '.', '')"
+    return (f"(CASE WHEN length({compact}) > 3 THEN {compact}[1:3] || '.' || {compact}[4:] "
+            f"ELSE NULLIF({compact}, '') END)")
+
+
+def sql_is_icd10(normalised_expr: str) -> str:
+    return f"regexp_full_match({normalised_expr}, {sql_literal(format_pattern('icd10'))})"
+
+
+def sql_normalise_icd10_list(expr: str) -> str:
+    items = (f"list_filter(list_transform(string_split(replace({expr}, '；', ';'), ';'), "
+             f"lambda item: {sql_normalise_icd10('trim(item)')}), lambda item: item IS NOT NULL)")
+    return f"NULLIF(array_to_string({items}, ';'), '')"
+
+
+def sql_is_icd10_list(normalised_expr: str) -> str:
+    pattern = sql_literal(format_pattern("icd10"))
+    return (f"list_bool_and(list_transform(string_split({normalised_expr}, ';'), "
+            f"lambda item: regexp_full_match(item, {pattern})))")
+
+
+def sql_normalise_atc(expr: str) -> str:
+    return f"NULLIF(replace(upper({expr}), ' ', ''), '')"
+
+
+def sql_is_atc(normalised_expr: str) -> str:
+    return f"regexp_full_match({normalised_expr}, {sql_literal(format_pattern('atc'))})"
+
+
+def sql_national_id_valid(normalised_expr: str) -> str:
+    total = " + ".join(
+        f"CAST(substr({normalised_expr}, {i + 1}, 1) AS INTEGER) * {weight}"
+        for i, weight in enumerate(NATIONAL_ID_WEIGHTS)
+    )
+    pattern = sql_literal(format_pattern("national_id"))
+    return (f"(CASE WHEN {normalised_expr} IS NULL THEN NULL "
+            f"WHEN NOT regexp_full_match({normalised_expr}, {pattern}) THEN false "
+            f"ELSE substr('{NATIONAL_ID_CHECK_CHARS}', (({total}) % 11) + 1, 1) "
+            f"= substr({normalised_expr}, 18, 1) END)")

@@ -1,0 +1,232 @@
+"""`risk validate`: input folder -> OUT/canonical/<table>.parquet, OUT/quarantine.parquet and
+OUT/validation.json.
+
+Every input row ends up exactly once either in its canonical table or in the quarantine (with the first
+failing reason code); the run checks this accounting before publishing. Output is written to a hidden
+sibling folder and renamed into place only when complete, so a failed run leaves OUT as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from risk import definitions
+from risk.errors import InputFileError, RiskUserError
+from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table
+from risk.privacy import hash_national_id, mask_national_id
+from risk.provenance import code_version, file_fingerprint
+from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q
+from risk.validate.result import TableCounts, ValidationResult
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("canonical", "quarantine.parquet", "validation.json")
+# DuckDB spills to disk beyond this, keeping the whole run well under 4 GiB resident.
+DEFAULT_MEMORY_LIMIT = "2500MB"
+# Errors DuckDB raises for a user's file (bad CSV line, bad encoding, corrupt Parquet) rather than a bug.
+FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
+
+
+def validate_folder(input_dir: Path, out: Path, as_of: date | None = None) -> ValidationResult:
+    """Validate every contract table in `input_dir` and publish canonical tables + quarantine into `out`."""
+    started = time.perf_counter()
+    input_dir, out = Path(input_dir), Path(out)
+    as_of = as_of or date.today()
+    contract = definitions.contract()
+    rules = definitions.validation_rules()
+    optional = set(rules["optional_tables"])
+    # "persons" first: the other tables are checked against the accepted persons.
+    table_names = ["persons", *(name for name in contract.tables if name != "persons")]
+    files = {name: find_table_file(input_dir, name, required=name not in optional) for name in table_names}
+    if out.exists() and not out.is_dir():
+        raise RiskUserError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.validating-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fingerprint = pool.submit(file_fingerprint, [p for p in files.values() if p is not None])
+            con = _connect(staging / "_spill")
+            try:
+                (staging / "canonical").mkdir()
+                tables, warnings = _validate_tables(con, files, as_of, staging)
+            finally:
+                con.close()
+            result = ValidationResult(
+                out=out, as_of=as_of, contract_version=contract.version, rules_version=str(rules["version"]),
+                code_version=code_version(), input_fingerprint=fingerprint.result(), tables=tables,
+                warnings=warnings, seconds=time.perf_counter() - started,
+            )
+        shutil.rmtree(staging / "_spill", ignore_errors=True)
+        document = result.to_json()
+        document["input_dir"] = str(input_dir)
+        (staging / "validation.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+                                                 encoding="utf-8")
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("validated %s rows: %s accepted, %s quarantined",
+             result.rows_read, result.rows_accepted, result.rows_quarantined)
+    return result
+
+
+def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{os.environ.get('RISK_DUCKDB_MEMORY', DEFAULT_MEMORY_LIMIT)}'")
+    con.execute(f"SET temp_directory = '{spill_dir}'")
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        # Time-zone-aware Parquet timestamps become county local time.
+        con.execute("SET TimeZone = 'Asia/Shanghai'")
+    except duckdb.Error:
+        log.debug("DuckDB without ICU: time-zone-aware timestamps read as UTC")
+    con.create_function("risk_hash_national_id", _hash_ids, ["VARCHAR"], "VARCHAR", type="arrow",
+                        side_effects=False)
+    con.create_function("risk_mask_national_id", _mask_ids, ["VARCHAR"], "VARCHAR", type="arrow",
+                        side_effects=False)
+    con.execute('CREATE TEMP TABLE quarantine ("table" VARCHAR, source_row BIGINT, person_id VARCHAR, '
+                "reason_code VARCHAR, detail VARCHAR)")
+    return con
+
+
+def _hash_ids(ids: pa.Array) -> pa.Array:
+    return pa.array([hash_national_id(value) for value in ids.to_pylist()], type=pa.string())
+
+
+def _mask_ids(ids: pa.Array) -> pa.Array:
+    return pa.array([mask_national_id(value) for value in ids.to_pylist()], type=pa.string())
+
+
+def _validate_tables(
+    con: duckdb.DuckDBPyConnection, files: dict[str, Path | None], as_of: date, staging: Path
+) -> tuple[dict[str, TableCounts], dict[str, int]]:
+    contract = definitions.contract()
+    tables: dict[str, TableCounts] = {}
+    warnings: dict[str, int] = {}
+    for name, path in files.items():
+        source = open_input_table(con, path, name) if path is not None else None
+        plan = build_plan(source, contract.tables[name], as_of)
+        counts = _validate_table(con, plan, source, staging / "canonical" / f"{name}.parquet")
+        if name == "persons":
+            warnings["national_id_checksum"] = con.execute(
+                "SELECT count_if(NOT national_id_valid) FROM persons_accepted").fetchone()[0]
+            con.execute("CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date "
+                        "FROM persons_accepted")
+            con.execute("DROP TABLE persons_accepted")
+        log.info("%s: read %s, accepted %s, quarantined %s", name, counts.rows_read, counts.rows_accepted,
+                 counts.rows_quarantined)
+        tables[name] = counts
+    order = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(files))
+    con.execute(f"COPY (SELECT * FROM quarantine ORDER BY CASE \"table\" {order} END, source_row) "
+                f"TO '{staging / 'quarantine.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    return tables, warnings
+
+
+def _empty_scan(plan: TablePlan) -> str:
+    del plan
+    return "(SELECT CAST(NULL AS BIGINT) AS source_row WHERE false)"
+
+
+def _validate_table(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable | None, target: Path
+) -> TableCounts:
+    name = plan.spec.name
+    scan = source.scan_sql if source is not None else _empty_scan(plan)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_sql(plan, scan)}")
+    except FILE_ERRORS as exc:
+        assert source is not None
+        raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
+    if source is not None:
+        _reject_unreadable_columns(con, plan, source)
+
+    keys = [q(k) for k in plan.spec.key]
+    key_match = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dups AS SELECT {', '.join(keys)}, "
+                "min(source_row) AS __first_row FROM checked WHERE __reason IS NULL "
+                "GROUP BY ALL HAVING count(*) > 1")
+    accepted_rows = (f"SELECT c.* FROM checked c LEFT JOIN dups d ON {key_match} "
+                     "WHERE c.__reason IS NULL AND (d.__first_row IS NULL OR c.source_row = d.__first_row)")
+    outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
+                        for col, expr in plan.output_columns.items())
+    accepted = f"SELECT {outputs} FROM ({accepted_rows}) ORDER BY source_row"
+    copy_options = "(FORMAT parquet, COMPRESSION zstd)"
+    if name == "persons":
+        con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
+        rows_accepted = con.execute(f"COPY persons_accepted TO '{target}' {copy_options}").fetchone()[0]
+    else:
+        rows_accepted = con.execute(f"COPY ({accepted}) TO '{target}' {copy_options}").fetchone()[0]
+
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, {person}, __reason, __detail "
+                "FROM checked WHERE __reason IS NOT NULL")
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', c.source_row, c.{person}, 'duplicate', "
+                f"'same key as row ' || d.__first_row FROM checked c JOIN dups d ON {key_match} "
+                "WHERE c.__reason IS NULL AND c.source_row > d.__first_row")
+    rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
+    reasons = dict(con.execute(
+        "SELECT reason_code, count(*) FROM quarantine WHERE \"table\" = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+        [name]).fetchall())
+    con.execute("DROP TABLE checked")
+    con.execute("DROP TABLE dups")
+    counts = TableCounts(
+        file=source.path.name if source is not None else None, rows_read=rows_read,
+        rows_accepted=rows_accepted, rows_quarantined=sum(reasons.values()), reasons=reasons,
+    )
+    if not counts.adds_up:
+        raise RuntimeError(f"validation accounting does not add up for {name}: {counts}")
+    return counts
+
+
+def _output_type(plan: TablePlan, column: str) -> str:
+    if column in plan.spec.columns:
+        return OUTPUT_TYPES[plan.spec.columns[column].type]
+    return {"source_row": "BIGINT", "national_id_valid": "BOOLEAN"}.get(column, "VARCHAR")
+
+
+def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable) -> None:
+    """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows."""
+    if not plan.parsed_columns:
+        return
+    parts = [f"count({q(c)}), count_if({q('__bad_' + c)}), min(source_row) FILTER ({q('__bad_' + c)})"
+             for c in plan.parsed_columns]
+    row = con.execute(f"SELECT {', '.join(parts)} FROM checked").fetchone()
+    for i, column in enumerate(plan.parsed_columns):
+        readable, unreadable, first_bad = row[3 * i: 3 * i + 3]
+        if readable == 0 and unreadable > 0:
+            col_type = plan.spec.columns[column].type
+            raise InputFileError(
+                str(source.path),
+                f"wrong type: no value can be read as {col_type} "
+                f"({unreadable:,} values, first at row {first_bad})",
+                column,
+            )
+
+
+def _publish(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+        return
+    # OUT exists (e.g. a run folder): swap each output in, keeping anything else that lives there.
+    retired = out.parent / f".{out.name}.retired-{secrets.token_hex(4)}"
+    retired.mkdir()
+    try:
+        for name in OUTPUT_NAMES:
+            if (out / name).exists():
+                (out / name).rename(retired / name)
+            (staging / name).rename(out / name)
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
