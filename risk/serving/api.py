@@ -1,0 +1,171 @@
+"""The clinician lookup API and web page (FastAPI). `create_app(store_url)` is what `risk serve` runs.
+
+401: missing, malformed, unknown or revoked token. 403: authenticated but not allowed, including a patient
+or team outside the caller's scope; for scoped callers a non-existent patient gets the very same 403 body so
+the answer never reveals whether someone exists. County administrators get 404 for a patient that does not
+exist. Every patient-level read is audited before the data leaves the server.
+"""
+
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from risk.serving import queries
+from risk.serving.auth import User, authenticate
+from risk.serving.models import (
+    Aggregates,
+    Health,
+    Me,
+    PatientView,
+    PriorityList,
+    SearchRequest,
+    SearchResult,
+)
+from risk.serving.store import open_store
+
+STATIC_DIR = Path(str(resources.files("risk.serving") / "static"))
+NOT_PERMITTED = "not permitted"
+_bearer = HTTPBearer(auto_error=False)
+
+
+class RedactAccessLog(logging.Filter):
+    """Access-log lines keep method, route shape and status, never query strings or person IDs."""
+
+    _PERSON_PATH = re.compile(r"(/api/(?:patients|teams)/)[^/?]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            path = record.args[2].split("?", 1)[0]
+            args = list(record.args)
+            args[2] = self._PERSON_PATH.sub(r"\1…", path)
+            record.args = tuple(args)
+        return True
+
+
+def install_log_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactAccessLog) for f in access.filters):
+        access.addFilter(RedactAccessLog())
+
+
+def _denied() -> HTTPException:
+    return HTTPException(status_code=403, detail=NOT_PERMITTED)
+
+
+def create_app(store_url: str) -> FastAPI:
+    engine = open_store(store_url)
+    install_log_redaction()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="risk clinician lookup", version="1",
+        description="Red / yellow / green tiers of patients under chronic-disease management, within the "
+                    "caller's scope. Bearer tokens are created with `risk users add`.",
+        lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+    )
+    app.state.engine = engine
+
+    def current_user(
+        response: Response,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> User:
+        response.headers["Cache-Control"] = "no-store"
+        user = authenticate(engine, credentials.credentials) if credentials else None
+        if user is None:
+            raise HTTPException(status_code=401, detail="missing or invalid token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def clinician(user: Annotated[User, Depends(current_user)]) -> User:
+        if not user.patient_level:
+            raise _denied()
+        return user
+
+    def audited(user: User, endpoint: str, person_ids: list[Any], run_id: str | None, outcome: str = "ok"
+                ) -> None:
+        with engine.begin() as conn:
+            queries.write_audit(conn, user, endpoint, person_ids, run_id, outcome)
+
+    def read(fn: Any, *args: Any) -> Any:
+        try:
+            with engine.begin() as conn:
+                return fn(conn, *args)
+        except queries.NoCurrentRun as exc:
+            raise HTTPException(status_code=503, detail="no run has been published yet") from exc
+
+    @app.get("/api/health", response_model=Health, tags=["service"])
+    def health() -> Health:
+        with engine.connect() as conn:
+            run = queries.current_run(conn)
+        if run is None:
+            return Health(status="empty")
+        return Health(status="ok", run_id=run["run_id"], as_of=run["as_of"], published_at=run["published_at"],
+                      persons=run["n_persons"])
+
+    @app.get("/api/me", response_model=Me, tags=["service"])
+    def me(user: Annotated[User, Depends(current_user)]) -> Me:
+        return Me(name=user.name, role=user.role, team_id=user.team_id, township_id=user.township_id,
+                  scope=user.scope_label(), patient_level=user.patient_level)
+
+    @app.get("/api/patients/{person_id}", response_model=PatientView, tags=["patients"],
+             responses={403: {"description": "Out of scope, or (for scoped users) not found"},
+                        404: {"description": "Not found (county administrators only)"}})
+    def patient(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
+        run_id, view = read(queries.patient_view, user, person_id)
+        if view is None:
+            if user.role == "county_admin":
+                audited(user, "patient", [person_id], run_id, "not_found")
+                raise HTTPException(status_code=404, detail="no such patient in the current run")
+            audited(user, "patient", [person_id], run_id, "denied")
+            raise _denied()
+        audited(user, "patient", [person_id], run_id)
+        return view
+
+    @app.post("/api/search", response_model=SearchResult, tags=["patients"])
+    def search(body: SearchRequest, user: Annotated[User, Depends(clinician)]) -> Any:
+        # POST keeps names and phone numbers out of URLs, browser history and proxy logs.
+        run_id, results = read(queries.search, user, body.q)
+        audited(user, "search", [r["person_id"] for r in results], run_id)
+        return {"run_id": run_id, "results": results}
+
+    @app.get("/api/teams/{team_id}/priority", response_model=PriorityList, tags=["patients"])
+    def priority(team_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
+        def scoped_list(conn: Any) -> tuple[str, list[dict]] | None:
+            if not queries.team_in_scope(conn, user, team_id):
+                return None
+            return queries.team_priority_list(conn, user, team_id)
+
+        found = read(scoped_list)
+        if found is None:
+            if user.role == "county_admin":
+                raise HTTPException(status_code=404, detail="no such team in the current run")
+            audited(user, "priority", [], None, "denied")
+            raise _denied()
+        run_id, patients = found
+        audited(user, "priority", [p["person_id"] for p in patients], run_id)
+        return {"run_id": run_id, "team_id": team_id, "patients": patients}
+
+    @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
+    def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:
+        return read(queries.aggregates, user)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,121 @@
+"""Response shapes of the serving API (they make the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+
+class Reason(BaseModel):
+    id: str
+    tier: str | None = None
+    zh: str | None = None
+    en: str | None = None
+
+
+class PatientSummary(BaseModel):
+    person_id: str
+    name: str | None
+    sex: str | None
+    age: float | None
+    phone_masked: str | None
+    national_id_masked: str | None = Field(description="Region and last 4 only; the clear ID is never stored")
+    team_id: str | None
+    township_id: str | None
+    village_id: str | None
+    tier: str | None = Field(description="Combined tier: red, yellow or green")
+    tier_rules: str | None
+    tier_model: str | None
+    next_due_on: date | None
+    days_overdue: int | None
+    top_reason: Reason | None
+
+
+class Measurement(BaseModel):
+    value: float | None
+    date: str | None = None
+
+
+class BpReading(BaseModel):
+    date: str
+    sbp: float | None
+    dbp: float | None
+
+
+class GlucoseReading(BaseModel):
+    date: str
+    test: str
+    value: float | None
+
+
+class HistoryEntry(BaseModel):
+    as_of: date
+    run_id: str
+    tier: str | None
+    tier_rules: str | None
+    tier_model: str | None
+
+
+class PatientView(PatientSummary):
+    run_id: str
+    as_of: date
+    phone: str | None
+    unit_id: str | None
+    conditions: list[str]
+    risk_score: float | None
+    reasons: list[Reason]
+    last_measurements: dict[str, Measurement]
+    bp_series: list[BpReading]
+    glucose_series: list[GlucoseReading]
+    history: list[HistoryEntry]
+    thresholds: dict[str, float] = Field(description="Control thresholds drawn on the chart (definitions)")
+    rule_set_version: str | None
+    model_version: str | None
+
+
+class SearchRequest(BaseModel):
+    q: str = Field(
+        min_length=1, max_length=64,
+        description="Name, phone or person ID prefix; last 4 of phone or ID; or a full national ID",
+    )
+
+
+class SearchResult(BaseModel):
+    run_id: str
+    results: list[PatientSummary]
+
+
+class PriorityList(BaseModel):
+    run_id: str
+    team_id: str
+    patients: list[PatientSummary]
+
+
+class TeamCounts(BaseModel):
+    township_id: str | None
+    team_id: str | None
+    counts: dict[str, int]
+
+
+class Aggregates(BaseModel):
+    run_id: str
+    totals: dict[str, int]
+    by_team: list[TeamCounts]
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+    team_id: str | None
+    township_id: str | None
+    scope: str
+    patient_level: bool
+
+
+class Health(BaseModel):
+    status: str
+    run_id: str | None = None
+    as_of: date | None = None
+    published_at: datetime | None = None
+    persons: int | None = None

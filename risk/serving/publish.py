@@ -1,0 +1,346 @@
+"""Publish a nightly run folder into the serving store, atomically.
+
+The run's rows are loaded under their own run_id while readers keep using the previous run through the
+`current_run` pointer; one short transaction then marks the run published and flips the pointer. A reader
+therefore sees the previous run or the new one, never a mix. A publish that dies half-way leaves rows of a
+run in state `loading`, which no reader ever joins to, and which the next publish removes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import Connection, Table, delete, select, update
+
+from risk.errors import InputFileError, RiskUserError
+from risk.serving import schema
+from risk.serving.store import open_store, safe_url
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 50_000
+BP_SERIES_MAX = 60  # readings per person kept for the trend chart
+GLUCOSE_SERIES_MAX = 40
+SERIES_YEARS = 3
+
+# (label, value column, date column) taken from features.parquet when present.
+LAST_MEASUREMENTS = [
+    ("sbp", "bp_last_sbp", "bp_last_date"),
+    ("dbp", "bp_last_dbp", "bp_last_date"),
+    ("fpg", "fpg_last", "fpg_last_date"),
+    ("hba1c", "hba1c_last", "hba1c_last_date"),
+    ("bmi", "bmi_last", None),
+    ("waist", "waist_last", None),
+    ("tc", "tc_last", None),
+    ("ldl_c", "ldl_c_last", None),
+    ("hdl_c", "hdl_c_last", None),
+    ("egfr", "egfr_last", None),
+    ("uacr", "uacr_last", None),
+    ("chinapar_risk_10y", "chinapar_risk_10y", None),
+]
+
+
+@dataclass
+class PublishResult:
+    run_id: str
+    as_of: date
+    store: str
+    persons: int = 0
+    search_terms: int = 0
+    seconds: float = 0.0
+    already_published: bool = False
+    pruned_runs: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        if self.already_published:
+            return f"run {self.run_id} is already published in {self.store}; nothing to do"
+        pruned = f"; pruned patient rows of {', '.join(self.pruned_runs)}" if self.pruned_runs else ""
+        return (
+            f"published run {self.run_id} (as of {self.as_of}) to {self.store}: {self.persons:,} persons, "
+            f"{self.search_terms:,} search terms in {self.seconds:.1f} s{pruned}"
+        )
+
+
+def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2) -> PublishResult:
+    """Load RUN_DIR into the store and make it the current run; keep patient rows of `keep_runs` runs."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    manifest = _read_manifest(run_dir)
+    run_id = str(manifest.get("run_id") or run_dir.name)
+    as_of = date.fromisoformat(str(manifest["as_of"]))
+    versions = manifest.get("versions") or {}
+    result = PublishResult(run_id=run_id, as_of=as_of, store=safe_url(store_url))
+    engine = open_store(store_url, create=True)
+    try:
+        with engine.begin() as conn:
+            state = conn.execute(
+                select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
+            ).scalar_one_or_none()
+            if state in ("published", "pruned"):
+                result.already_published = True
+                return result
+            _remove_unpublished(conn)
+            conn.execute(schema.runs.insert().values(
+                run_id=run_id, as_of=as_of, state="loading", loaded_at=datetime.now(UTC), n_persons=0,
+                rule_set_version=_text(versions.get("rule_set")), model_version=_text(versions.get("model")),
+                code_version=_text(versions.get("code")),
+                data_fingerprint=_text(versions.get("data_fingerprint")),
+            ))
+        source = duckdb.connect()
+        try:
+            _register_run(source, run_dir)
+            with engine.begin() as conn:
+                result.persons = _load(conn, schema.patients, _patient_batches(source, run_id, as_of))
+                result.search_terms = _load(conn, schema.search_terms, _search_term_batches(source, run_id))
+                _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
+        finally:
+            source.close()
+        with engine.begin() as conn:
+            _flip_current(conn, run_id, result.persons)
+        result.pruned_runs = _prune(engine, keep_runs)
+    finally:
+        engine.dispose()
+    result.seconds = time.perf_counter() - started
+    log.info("published run %s: %d persons in %.1f s", run_id, result.persons, result.seconds)
+    return result
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:64]
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise InputFileError(str(path), "run manifest not found (is this a run folder?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(str(path), f"not valid JSON ({exc})") from exc
+    if "as_of" not in manifest:
+        raise InputFileError(str(path), "manifest has no as_of")
+    for needed in ("tiers.parquet", "canonical/persons.parquet"):
+        if not (run_dir / needed).is_file():
+            raise InputFileError(str(run_dir / needed), "missing from the run folder")
+    return manifest
+
+
+def _register_run(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
+    def view(name: str, path: Path) -> None:
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(path)}')")
+
+    view("tiers", run_dir / "tiers.parquet")
+    view("persons", run_dir / "canonical" / "persons.parquet")
+    if (run_dir / "features.parquet").is_file():
+        view("features", run_dir / "features.parquet")
+    else:
+        con.execute("CREATE VIEW features AS SELECT NULL::VARCHAR AS person_id WHERE false")
+    for table, columns in (("vitals", "person_id, measured_at, sbp, dbp"),
+                           ("labs", "person_id, measured_at, test, value")):
+        path = run_dir / "canonical" / f"{table}.parquet"
+        if path.is_file():
+            view(table, path)
+        else:
+            typed = ", ".join(f"NULL::VARCHAR AS {c}" for c in columns.split(", "))
+            con.execute(f"CREATE VIEW {table} AS SELECT {typed} WHERE false")
+    if "national_id" in _columns(con, "persons"):
+        raise RiskUserError("persons.parquet carries clear national IDs; publish only validated runs")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()}
+
+
+def _pick(available: set[str], alias: str, column: str, fallback: str = "NULL") -> str:
+    return f"{alias}.{column}" if column in available else fallback
+
+
+def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[pa.RecordBatch]:
+    tiers_cols, persons_cols, features_cols = _columns(con, "tiers"), _columns(con, "persons"), \
+        _columns(con, "features")
+    geo = {
+        col: f"coalesce({_pick(features_cols, 'f', col)}, {_pick(persons_cols, 'p', col)})"
+        for col in ("team_id", "township_id", "village_id", "unit_id")
+    }
+    age = _pick(features_cols, "f", "age",
+                f"date_diff('day', p.birth_date, DATE '{as_of}') / 365.25" if "birth_date" in persons_cols
+                else "NULL")
+    conditions = "[]"
+    if {"has_hypertension", "has_diabetes_t2"} <= features_cols:
+        conditions = ("list_filter([CASE WHEN f.has_hypertension THEN 'hypertension' END, "
+                      "CASE WHEN f.has_diabetes_t2 THEN 'diabetes_t2' END], lambda x: x IS NOT NULL)")
+    measurement_pairs = []
+    for label, value_col, date_col in LAST_MEASUREMENTS:
+        if value_col in features_cols:
+            when = f"strftime(f.{date_col}, '%Y-%m-%d')" if date_col and date_col in features_cols else "NULL"
+            measurement_pairs.append(f"'{label}', json_object('value', f.{value_col}, 'date', {when})")
+    last = f"json_object({', '.join(measurement_pairs)})" if measurement_pairs else "'{}'"
+    reasons = "t.reasons" if "reasons" in tiers_cols else "'[]'"
+    if "reasons" in tiers_cols and con.execute(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'tiers' AND column_name = 'reasons'"
+    ).fetchone()[0] != "VARCHAR":
+        reasons = "to_json(t.reasons)"
+    sql = f"""
+    WITH bp AS (
+        SELECT person_id, to_json(list({{'date': strftime(measured_at, '%Y-%m-%d'), 'sbp': sbp, 'dbp': dbp}}
+                                       ORDER BY measured_at)) AS series
+        FROM (SELECT * FROM vitals
+              WHERE measured_at < DATE '{as_of}' + INTERVAL 1 DAY
+                AND measured_at >= DATE '{as_of}' - INTERVAL {SERIES_YEARS} YEAR
+              QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY measured_at DESC) <= {BP_SERIES_MAX})
+        GROUP BY person_id
+    ), glucose AS (
+        SELECT person_id, to_json(list({{'date': strftime(measured_at, '%Y-%m-%d'), 'test': test,
+                                          'value': value}} ORDER BY measured_at)) AS series
+        FROM (SELECT * FROM labs
+              WHERE test IN ('fpg', 'hba1c') AND measured_at < DATE '{as_of}' + INTERVAL 1 DAY
+                AND measured_at >= DATE '{as_of}' - INTERVAL {SERIES_YEARS} YEAR
+              QUALIFY row_number() OVER (PARTITION BY person_id, test ORDER BY measured_at DESC)
+                      <= {GLUCOSE_SERIES_MAX})
+        GROUP BY person_id
+    )
+    SELECT
+        '{run_id}' AS run_id, t.person_id,
+        {geo['team_id']} AS team_id, {geo['township_id']} AS township_id,
+        {geo['village_id']} AS village_id, {geo['unit_id']} AS unit_id,
+        {_pick(persons_cols, 'p', 'name')} AS name,
+        coalesce({_pick(features_cols, 'f', 'sex')}, {_pick(persons_cols, 'p', 'sex')}) AS sex,
+        round({age}, 1)::DOUBLE AS age,
+        {_pick(persons_cols, 'p', 'phone')} AS phone,
+        {_pick(persons_cols, 'p', 'national_id_masked')} AS national_id_masked,
+        {_pick(persons_cols, 'p', 'national_id_hash')} AS national_id_hash,
+        to_json({conditions}) AS conditions,
+        t.tier, {_pick(tiers_cols, 't', 'tier_rules')} AS tier_rules,
+        {_pick(tiers_cols, 't', 'tier_model')} AS tier_model,
+        CASE t.tier WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END AS tier_rank,
+        {_pick(tiers_cols, 't', 'risk_score')}::DOUBLE AS risk_score,
+        {reasons}::VARCHAR AS reasons,
+        {_pick(tiers_cols, 't', 'next_due_on')}::DATE AS next_due_on,
+        {_pick(tiers_cols, 't', 'days_overdue')}::INTEGER AS days_overdue,
+        {last}::VARCHAR AS last_measurements,
+        coalesce(bp.series::VARCHAR, '[]') AS bp_series,
+        coalesce(glucose.series::VARCHAR, '[]') AS glucose_series,
+        {_pick(tiers_cols, 't', 'rule_set_version')}::VARCHAR AS rule_set_version,
+        {_pick(tiers_cols, 't', 'model_version')}::VARCHAR AS model_version
+    FROM tiers t
+    LEFT JOIN persons p USING (person_id)
+    LEFT JOIN features f USING (person_id)
+    LEFT JOIN bp USING (person_id)
+    LEFT JOIN glucose USING (person_id)
+    """
+    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+
+
+def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[pa.RecordBatch]:
+    """Prefix-searchable terms: person ID, name, phone digits, last 4 of phone and of the masked ID."""
+    persons_cols, features_cols = _columns(con, "persons"), _columns(con, "features")
+    phone = ("regexp_replace(p.phone, '[^0-9]', '', 'g')" if "phone" in persons_cols else "NULL")
+    nid = ("upper(right(p.national_id_masked, 4))" if "national_id_masked" in persons_cols else "NULL")
+    name = ("regexp_replace(upper(p.name), '\\s', '', 'g')" if "name" in persons_cols else "NULL")
+    sql = f"""
+    WITH base AS (
+        SELECT t.person_id,
+               coalesce({_pick(features_cols, 'f', 'team_id')}, p.team_id) AS team_id,
+               coalesce({_pick(features_cols, 'f', 'township_id')}, p.township_id) AS township_id,
+               {name} AS name, {phone} AS phone, {nid} AS nid4
+        FROM tiers t LEFT JOIN persons p USING (person_id) LEFT JOIN features f USING (person_id)
+    ), terms AS (
+        SELECT person_id, team_id, township_id, upper(person_id) AS term FROM base
+        UNION SELECT person_id, team_id, township_id, name FROM base
+        UNION SELECT person_id, team_id, township_id, phone FROM base
+        UNION SELECT person_id, team_id, township_id, right(phone, 4) FROM base
+        UNION SELECT person_id, team_id, township_id, nid4 FROM base
+    )
+    SELECT '{run_id}' AS run_id, term, person_id, team_id, township_id FROM terms
+    WHERE term IS NOT NULL AND term <> '' AND term NOT LIKE '%*%'
+    """
+    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+
+
+def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[pa.RecordBatch]:
+    cols = _columns(con, "tiers")
+    sql = f"""
+    SELECT person_id, '{run_id}' AS run_id, DATE '{as_of}' AS as_of, tier,
+           {_pick(cols, 't', 'tier_rules')} AS tier_rules, {_pick(cols, 't', 'tier_model')} AS tier_model
+    FROM tiers t
+    """
+    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+
+
+def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    return list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+
+
+def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Bulk insert: COPY on PostgreSQL (psycopg 3), executemany on SQLite; inside the caller's transaction."""
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    placeholders = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+
+
+def _load(conn: Connection, table: Table, batches: Iterator[pa.RecordBatch]) -> int:
+    count = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        insert_rows(conn, table, batch.schema.names, _rows(batch))
+        count += batch.num_rows
+    return count
+
+
+def _flip_current(conn: Connection, run_id: str, persons: int) -> None:
+    conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
+        state="published", published_at=datetime.now(UTC), n_persons=persons))
+    changed = conn.execute(update(schema.current_run).where(schema.current_run.c.slot == 1)
+                           .values(run_id=run_id)).rowcount
+    if changed == 0:
+        conn.execute(schema.current_run.insert().values(slot=1, run_id=run_id))
+
+
+def _delete_run_rows(conn: Connection, run_id: str, *, history: bool) -> None:
+    tables = [schema.patients, schema.search_terms] + ([schema.tier_history] if history else [])
+    for table in tables:
+        conn.execute(delete(table).where(table.c.run_id == run_id))
+
+
+def _remove_unpublished(conn: Connection) -> None:
+    """Rows left by a publish that died before its flip; no reader can see them."""
+    loading = select(schema.runs.c.run_id).where(schema.runs.c.state == "loading")
+    for run_id in conn.execute(loading).scalars().all():
+        log.warning("removing rows of run %s left by an unfinished publish", run_id)
+        _delete_run_rows(conn, run_id, history=True)
+        conn.execute(delete(schema.runs).where(schema.runs.c.run_id == run_id))
+
+
+def _prune(engine: Any, keep_runs: int) -> list[str]:
+    """Drop patient rows of older runs (tier history stays): the store holds at most `keep_runs` runs."""
+    with engine.begin() as conn:
+        current = conn.execute(select(schema.current_run.c.run_id)).scalar_one()
+        published = conn.execute(
+            select(schema.runs.c.run_id).where(schema.runs.c.state == "published")
+            .order_by(schema.runs.c.published_at.desc())
+        ).scalars().all()
+        stale = [run_id for run_id in published[max(keep_runs, 1):] if run_id != current]
+        for run_id in stale:
+            _delete_run_rows(conn, run_id, history=False)
+            conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(state="pruned"))
+    return stale

@@ -1,0 +1,198 @@
+"""Reads of the serving store, always through the current-run pointer and always filtered to the caller's
+scope in SQL. A scoped caller cannot tell an out-of-scope patient from a non-existent one: both come back
+as `None` from the same query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from risk.definitions import thresholds
+from risk.privacy import hash_national_id, mask_phone
+from risk.serving import schema
+from risk.serving.auth import TEAM_ROLES, User
+
+P = schema.patients
+ST = schema.search_terms
+SEARCH_LIMIT = 20
+LIST_LIMIT = 2000
+_NATIONAL_ID = re.compile(r"^\d{17}[\dX]$|^\d{15}$")
+_PHONE_LIKE = re.compile(r"^[\d\s\-+()]+$")
+_TOP = "\U0010ffff"  # sorts after every character: [q, q + _TOP) is the prefix range of q
+
+
+class NoCurrentRun(Exception):
+    """Nothing has been published yet."""
+
+
+def current_run(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(schema.runs.c.run_id, schema.runs.c.as_of, schema.runs.c.published_at,
+               schema.runs.c.n_persons, schema.runs.c.rule_set_version, schema.runs.c.model_version)
+        .join(schema.current_run, schema.current_run.c.run_id == schema.runs.c.run_id)
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def _run_id(conn: Connection) -> str:
+    run_id = conn.execute(select(schema.current_run.c.run_id)).scalar_one_or_none()
+    if run_id is None:
+        raise NoCurrentRun
+    return run_id
+
+
+def _scoped(query: Select, user: User, team_col: Any, township_col: Any) -> Select:
+    if user.role in TEAM_ROLES:
+        return query.where(team_col == user.team_id)
+    if user.role == "township":
+        return query.where(township_col == user.township_id)
+    return query
+
+
+def control_thresholds() -> dict[str, float]:
+    values = thresholds()
+    bp = values["bp_controlled"]
+    return {"sbp": float(bp["sbp_below"]), "dbp": float(bp["dbp_below"]),
+            "fpg": float(values["fpg_controlled_below"])}
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    reasons = json.loads(row["reasons"] or "[]")
+    return {
+        "person_id": row["person_id"], "name": row["name"], "sex": row["sex"], "age": row["age"],
+        "phone_masked": mask_phone(row["phone"]), "national_id_masked": row["national_id_masked"],
+        "team_id": row["team_id"], "township_id": row["township_id"], "village_id": row["village_id"],
+        "tier": row["tier"], "tier_rules": row["tier_rules"], "tier_model": row["tier_model"],
+        "next_due_on": row["next_due_on"], "days_overdue": row["days_overdue"],
+        "top_reason": reasons[0] if reasons else None,
+    }
+
+
+_SUMMARY_COLUMNS = [
+    P.c.person_id, P.c.name, P.c.sex, P.c.age, P.c.phone, P.c.national_id_masked, P.c.team_id,
+    P.c.township_id, P.c.village_id, P.c.tier, P.c.tier_rules, P.c.tier_model, P.c.next_due_on,
+    P.c.days_overdue, P.c.reasons,
+]
+
+
+def patient_view(conn: Connection, user: User, person_id: str) -> tuple[str, dict[str, Any] | None]:
+    """(run_id, patient view) or (run_id, None) when absent or out of scope: the caller cannot tell which."""
+    run_id = _run_id(conn)
+    query = _scoped(select(P).where(P.c.run_id == run_id, P.c.person_id == person_id), user,
+                    P.c.team_id, P.c.township_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return run_id, None
+    as_of = conn.execute(select(schema.runs.c.as_of).where(schema.runs.c.run_id == run_id)).scalar_one()
+    history = conn.execute(
+        select(schema.tier_history.c.as_of, schema.tier_history.c.run_id, schema.tier_history.c.tier,
+               schema.tier_history.c.tier_rules, schema.tier_history.c.tier_model)
+        .join(schema.runs, schema.runs.c.run_id == schema.tier_history.c.run_id)
+        .where(schema.tier_history.c.person_id == person_id,
+               schema.runs.c.state.in_(("published", "pruned")))
+        .order_by(schema.tier_history.c.as_of)
+    ).mappings().all()
+    view = _summary(row)
+    view.update({
+        "run_id": run_id, "as_of": as_of, "phone": row["phone"], "unit_id": row["unit_id"],
+        "conditions": json.loads(row["conditions"] or "[]"), "risk_score": row["risk_score"],
+        "reasons": json.loads(row["reasons"] or "[]"),
+        "last_measurements": json.loads(row["last_measurements"] or "{}"),
+        "bp_series": json.loads(row["bp_series"] or "[]"),
+        "glucose_series": json.loads(row["glucose_series"] or "[]"),
+        "history": [dict(h) for h in history], "thresholds": control_thresholds(),
+        "rule_set_version": row["rule_set_version"], "model_version": row["model_version"],
+    })
+    return run_id, view
+
+
+def normalise_query(text: str) -> str:
+    value = re.sub(r"\s+", "", text).upper()
+    if _PHONE_LIKE.match(text.strip()):
+        value = re.sub(r"\D", "", value)
+    return value
+
+
+def search(conn: Connection, user: User, text: str, limit: int = SEARCH_LIMIT) -> tuple[str, list[dict]]:
+    """Prefix search on person ID, name, phone, last 4 of phone or national ID; a full national ID typed in
+    is hashed and matched on the hash (the clear ID is never stored)."""
+    run_id = _run_id(conn)
+    term = normalise_query(text)
+    if not term:
+        return run_id, []
+    if _NATIONAL_ID.match(term):
+        id_query = select(P.c.person_id).where(P.c.run_id == run_id,
+                                               P.c.national_id_hash == hash_national_id(term))
+        person_ids = list(conn.execute(_scoped(id_query, user, P.c.team_id, P.c.township_id)).scalars())
+    else:
+        term_query = select(ST.c.person_id).where(ST.c.run_id == run_id, ST.c.term >= term,
+                                                  ST.c.term < term + _TOP)
+        term_query = _scoped(term_query, user, ST.c.team_id, ST.c.township_id).order_by(ST.c.term)
+        # A person can match through several terms: over-fetch a little, keep the first `limit` distinct.
+        matches = conn.execute(term_query.limit(limit * 3)).scalars()
+        person_ids = list(dict.fromkeys(matches))[:limit]
+    if not person_ids:
+        return run_id, []
+    rows = conn.execute(select(*_SUMMARY_COLUMNS).where(P.c.run_id == run_id, P.c.person_id.in_(person_ids))
+                        ).mappings().all()
+    by_id = {row["person_id"]: _summary(row) for row in rows}
+    return run_id, [by_id[pid] for pid in person_ids if pid in by_id]
+
+
+def team_in_scope(conn: Connection, user: User, team_id: str) -> bool:
+    run_id = _run_id(conn)
+    query = _scoped(select(P.c.person_id).where(P.c.run_id == run_id, P.c.team_id == team_id), user,
+                    P.c.team_id, P.c.township_id)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def team_priority_list(conn: Connection, user: User, team_id: str, limit: int = LIST_LIMIT
+                       ) -> tuple[str, list[dict]]:
+    """The team's patients, red first, most overdue first within a tier."""
+    run_id = _run_id(conn)
+    query = _scoped(select(*_SUMMARY_COLUMNS).where(P.c.run_id == run_id, P.c.team_id == team_id), user,
+                    P.c.team_id, P.c.township_id)
+    query = query.order_by(P.c.tier_rank, P.c.days_overdue.desc(), P.c.person_id).limit(limit)
+    return run_id, [_summary(row) for row in conn.execute(query).mappings()]
+
+
+def aggregates(conn: Connection, user: User) -> dict[str, Any]:
+    """Tier counts by township and team within the caller's scope (analysts: the county)."""
+    run_id = _run_id(conn)
+    query = _scoped(
+        select(P.c.township_id, P.c.team_id, P.c.tier, func.count().label("n"))
+        .where(P.c.run_id == run_id).group_by(P.c.township_id, P.c.team_id, P.c.tier),
+        user, P.c.team_id, P.c.township_id,
+    )
+    rows = conn.execute(query).mappings().all()
+    totals: dict[str, int] = {}
+    by_team: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        tier = row["tier"] or "unknown"
+        totals[tier] = totals.get(tier, 0) + row["n"]
+        counts = by_team.setdefault((row["township_id"], row["team_id"]), {})
+        counts[tier] = counts.get(tier, 0) + row["n"]
+    return {
+        "run_id": run_id, "totals": totals,
+        "by_team": [{"township_id": township, "team_id": team, "counts": counts}
+                    for (township, team), counts in sorted(by_team.items(), key=lambda kv: (str(kv[0][0]),
+                                                                                              str(kv[0][1])))],
+    }
+
+
+def write_audit(conn: Connection, user: User, endpoint: str, person_ids: list[str | None], run_id: str | None,
+                outcome: str = "ok") -> None:
+    """One row per person read (or one row with no person for a refused or empty read)."""
+    now = datetime.now(UTC)
+    rows = [{"at": now, "user_name": user.name, "role": user.role, "endpoint": endpoint, "person_id": pid,
+             "run_id": run_id, "outcome": outcome} for pid in (person_ids or [None])]
+    conn.execute(schema.audit.insert(), rows)
+
+
+__all__ = ["NoCurrentRun", "aggregates", "current_run", "patient_view", "search", "team_in_scope",
+           "team_priority_list", "write_audit"]

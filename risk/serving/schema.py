@@ -1,0 +1,141 @@
+"""Tables of the serving store (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Readers always go through the one-row `current_run` pointer, so a publish that loads a new run under its
+own run_id and then flips the pointer in one short transaction is atomic for every reader.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import postgresql
+
+metadata = MetaData()
+
+# Search terms are compared by byte order so that a prefix range (term >= q AND term < q || U+10FFFF)
+# uses the btree index on both backends; PostgreSQL's default locale collation would not.
+BinaryText = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+AutoId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only auto-increments INTEGER PRIMARY KEY
+
+runs = Table(
+    "serving_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("state", String(16), nullable=False),  # loading | published | pruned
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Column("n_persons", Integer, nullable=False, default=0),
+    Column("rule_set_version", String(64)),
+    Column("model_version", String(64)),
+    Column("code_version", String(64)),
+    Column("data_fingerprint", String(64)),
+)
+
+current_run = Table(
+    "serving_current_run",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("run_id", String(64), nullable=False),
+)
+
+patients = Table(
+    "serving_patients",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("team_id", String(64)),
+    Column("township_id", String(64)),
+    Column("village_id", String(64)),
+    Column("unit_id", String(64)),
+    Column("name", Text),
+    Column("sex", String(1)),
+    Column("age", Float),
+    Column("phone", String(32)),
+    Column("national_id_masked", String(32)),
+    Column("national_id_hash", String(64)),
+    Column("conditions", Text),  # JSON list of condition codes
+    Column("tier", String(8)),
+    Column("tier_rules", String(8)),
+    Column("tier_model", String(8)),
+    Column("tier_rank", Integer),  # 0 red, 1 yellow, 2 green, 3 unknown: priority-list order
+    Column("risk_score", Float),
+    Column("reasons", Text),  # JSON list of {id, tier, zh, en}
+    Column("next_due_on", Date),
+    Column("days_overdue", Integer),
+    Column("last_measurements", Text),  # JSON {name: {value, date}}
+    Column("bp_series", Text),  # JSON [[date, sbp, dbp], ...]
+    Column("glucose_series", Text),  # JSON [[date, test, value], ...]
+    Column("rule_set_version", String(64)),
+    Column("model_version", String(64)),
+    Index("ix_serving_patients_team", "run_id", "team_id", "tier_rank", "days_overdue"),
+    Index("ix_serving_patients_nid", "run_id", "national_id_hash"),
+)
+
+search_terms = Table(
+    "serving_search_terms",
+    metadata,
+    Column("run_id", String(64), nullable=False),
+    Column("term", BinaryText, nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("team_id", String(64)),
+    Column("township_id", String(64)),
+    # One index per scope so a scoped prefix search is a single index range scan.
+    Index("ix_serving_search_all", "run_id", "term"),
+    Index("ix_serving_search_team", "run_id", "team_id", "term"),
+    Index("ix_serving_search_township", "run_id", "township_id", "term"),
+)
+
+tier_history = Table(
+    "serving_tier_history",
+    metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("tier", String(8)),
+    Column("tier_rules", String(8)),
+    Column("tier_model", String(8)),
+)
+
+users = Table(
+    "serving_users",
+    metadata,
+    Column("user_id", AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("team_id", String(64)),
+    Column("township_id", String(64)),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("token_salt", String(64), nullable=False),
+    Column("token_hash", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+audit = Table(
+    "serving_audit",
+    metadata,
+    Column("audit_id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("person_id", String(64)),
+    Column("run_id", String(64)),
+    Column("outcome", String(16), nullable=False),  # ok | denied | not_found
+    Index("ix_serving_audit_person", "person_id", "at"),
+    Index("ix_serving_audit_user", "user_name", "at"),
+)
+
+TIER_RANK = {"red": 0, "yellow": 1, "green": 2}

@@ -1,0 +1,87 @@
+"""Opening the serving store: SQLite file (default, embedded) or PostgreSQL (production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import QueuePool
+
+from risk.errors import RiskUserError
+from risk.serving.schema import metadata
+
+
+class StoreError(RiskUserError):
+    """The serving store cannot be opened or is not initialised."""
+
+
+def normalise_store_url(store: str | Path) -> str:
+    """Accept a SQLAlchemy URL or a plain file path (taken as a SQLite file)."""
+    text = str(store)
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    url = make_url(text)
+    if url.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver we ship (COPY support for bulk publish).
+        text = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return text
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module so BEGIN is emitted for reads too: a request that
+    # reads several tables then sees one snapshot (WAL) even while a publish commits.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 16) -> Engine:
+    """Engine for the store; `create=True` creates missing tables (publish, user admin)."""
+    url = normalise_store_url(store_url)
+    try:
+        if url.startswith("sqlite"):
+            path = make_url(url).database
+            if path and not create and not Path(path).exists():
+                raise StoreError(f"serving store {path} does not exist (publish a run first)")
+            if path and create:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=pool_size,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        else:
+            # REPEATABLE READ: a request's several statements see one snapshot, like SQLite's WAL read.
+            engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                isolation_level="REPEATABLE READ",
+            )
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use store URL: {exc}") from exc
+    try:
+        if create:
+            metadata.create_all(engine)
+        elif not inspect(engine).has_table("serving_current_run"):
+            raise StoreError("serving store is not initialised (run `risk publish` first)")
+    except OperationalError as exc:
+        raise StoreError(f"cannot open serving store: {exc.orig}") from exc
+    return engine
+
+
+def safe_url(store_url: str | Path) -> str:
+    """The store URL without its password, for messages and logs."""
+    return make_url(normalise_store_url(store_url)).render_as_string(hide_password=True)
