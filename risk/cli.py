@@ -150,6 +150,78 @@ def demo(
 
 @app.command()
 @user_errors_are_clean
+def publish(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (output of `risk nightly`)")],
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    keep_runs: Annotated[int, typer.Option(help="Runs whose patient rows are kept (history is kept)")] = 2,
+) -> None:
+    """Publish a run to the serving store atomically (readers see the old run or the new, never a mix)."""
+    from risk.serving import publish_run
+
+    typer.echo(publish_run(run_dir, store, keep_runs=keep_runs).render())
+
+
+@app.command()
+@user_errors_are_clean
+def serve(
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Clinician lookup API (OpenAPI at /api/docs) and web page, from the serving store."""
+    import uvicorn
+
+    from risk.serving.api import create_app
+
+    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+
+
+users_app = typer.Typer(help="Users and bearer tokens of the lookup API.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+@user_errors_are_clean
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (shown in the audit trail)")],
+    role: Annotated[str, typer.Option(help="village_doctor, team, township, county_admin or analyst")],
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    team: Annotated[str | None, typer.Option(help="Team id (village_doctor, team)")] = None,
+    township: Annotated[str | None, typer.Option(help="Township id (township)")] = None,
+) -> None:
+    """Create a user and print its bearer token once (only a salted hash is stored)."""
+    from risk.serving.auth import add_user
+    from risk.serving.store import open_store
+
+    engine = open_store(store, create=True)
+    try:
+        token = add_user(engine, name, role, team_id=team, township_id=township)
+    finally:
+        engine.dispose()
+    typer.echo(f"user {name} ({role}) created; token, shown only now:")
+    typer.echo(token)
+
+
+@users_app.command("revoke")
+@user_errors_are_clean
+def users_revoke(
+    name: Annotated[str, typer.Argument(help="User name")],
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+) -> None:
+    """Revoke a user's token at once."""
+    from risk.serving.auth import revoke_user
+    from risk.serving.store import open_store
+
+    engine = open_store(store)
+    try:
+        revoke_user(engine, name)
+    finally:
+        engine.dispose()
+    typer.echo(f"user {name} revoked")
+
+
+@app.command()
+@user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:
     """Regenerate the documents that are written from definitions (data contract, feature catalogue)."""
     from risk.docs import write_generated_docs
