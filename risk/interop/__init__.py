@@ -1,0 +1,1 @@
+"""Interoperability: importers that turn standard interchange formats into the raw input contract."""
