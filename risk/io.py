@@ -86,10 +86,14 @@ def _first_line(exc: Exception) -> str:
 
 
 def duckdb_error_message(exc: Exception) -> str:
-    """DuckDB's message without its Python-side prefix noise, on one line (CSV errors name the line)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    keep = [line for line in lines[:3] if not line.startswith("Possible fixes")]
-    return " ".join(keep) if keep else exc.__class__.__name__
+    """DuckDB's reason on one line, without the echoed input line (it may hold names or national IDs)."""
+    kept = []
+    for line in (raw.strip() for raw in str(exc).strip().splitlines()):
+        if line.startswith("Possible fixes"):
+            break
+        if line and not line.startswith("Original Line"):
+            kept.append(line)
+    return " ".join(kept[:3]) if kept else exc.__class__.__name__
 
 
 def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> InputTable:

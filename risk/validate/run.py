@@ -115,10 +115,12 @@ def _validate_tables(
     contract = definitions.contract()
     tables: dict[str, TableCounts] = {}
     warnings: dict[str, int] = {}
-    for name, path in files.items():
-        source = open_input_table(con, path, name) if path is not None else None
-        plan = build_plan(source, contract.tables[name], as_of)
-        counts = _validate_table(con, plan, source, staging / "canonical" / f"{name}.parquet")
+    # Open every file and check its columns before the first long query, so file problems show at once.
+    sources = {name: open_input_table(con, path, name) if path is not None else None
+               for name, path in files.items()}
+    plans = {name: build_plan(source, contract.tables[name], as_of) for name, source in sources.items()}
+    for name, source in sources.items():
+        counts = _validate_table(con, plans[name], source, staging / "canonical" / f"{name}.parquet")
         if name == "persons":
             warnings["national_id_checksum"] = con.execute(
                 "SELECT count_if(NOT national_id_valid) FROM persons_accepted").fetchone()[0]
