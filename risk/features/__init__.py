@@ -6,7 +6,15 @@ from risk.features.pipeline import compute_features, compute_features_table, fea
 from risk.features.sql import feature_query, spark_feature_query
 
 __all__ = [
-    "FEATURE_SET_VERSION", "FeatureDef", "chinapar_10y_risk", "chinapar_category", "compute_features",
-    "compute_features_table", "feature_catalogue", "feature_names", "feature_query", "feature_schema",
+    "FEATURE_SET_VERSION",
+    "FeatureDef",
+    "chinapar_10y_risk",
+    "chinapar_category",
+    "compute_features",
+    "compute_features_table",
+    "feature_catalogue",
+    "feature_names",
+    "feature_query",
+    "feature_schema",
     "spark_feature_query",
 ]

@@ -28,10 +28,17 @@ def feature_catalogue() -> list[FeatureDef]:
     for raw in definitions.feature_definitions()["features"]:
         if raw["type"] not in FEATURE_TYPES:
             raise DefinitionError(f"features.yaml: {raw['name']} has unknown type {raw['type']}")
-        features.append(FeatureDef(
-            name=raw["name"], type=raw["type"], group=raw["group"], description_en=raw["en"],
-            description_zh=raw["zh"], unit=raw.get("unit"), source_tables=tuple(raw.get("source", [])),
-        ))
+        features.append(
+            FeatureDef(
+                name=raw["name"],
+                type=raw["type"],
+                group=raw["group"],
+                description_en=raw["en"],
+                description_zh=raw["zh"],
+                unit=raw.get("unit"),
+                source_tables=tuple(raw.get("source", [])),
+            )
+        )
     return features
 
 
@@ -64,12 +71,13 @@ def features_markdown() -> str:
         "that day); a test adds events after as_of and checks that no feature changes.",
         "",
         f"- 12-month window: (as_of − {t['window_days']} days, as_of].",
-        f"- BP controlled: SBP < {t['bp_controlled']['sbp_below']} and DBP < {t['bp_controlled']['dbp_below']}"
-        f" mmHg; FPG controlled: < {t['fpg_controlled_below']} mmol/L; standardised management: ≥ "
+        f"- BP controlled: SBP < {t['bp_controlled']['sbp_below']} and DBP < "
+        f"{t['bp_controlled']['dbp_below']} mmHg; FPG controlled: < {t['fpg_controlled_below']} mmol/L; "
+        "standardised management: ≥ "
         f"{t['follow_up_standard_per_year']} follow-ups in the window; readmission: within "
         f"{t['readmission_days']} days of a discharge (`definitions/thresholds.yaml`, with sources).",
-        "- Complications: ICD-10 prefixes in `definitions/complications.csv`, matched on encounter primary and "
-        "secondary diagnoses; drug classes for PDC: `definitions/drug_classes.csv`.",
+        "- Complications: ICD-10 prefixes in `definitions/complications.csv`, matched on encounter "
+        "primary and secondary diagnoses; drug classes for PDC: `definitions/drug_classes.csv`.",
         f"- China-PAR: {cp['citation']} Coefficients and baseline survival in `definitions/chinapar.yaml`; "
         f"Suixi counts as northern China (north of the Huai River). SBP is the last reading, treated = any "
         "antihypertensive dispensing overlapping the window or medication taken at the last follow-up of a "
@@ -80,8 +88,13 @@ def features_markdown() -> str:
     for feature in feature_catalogue():
         if feature.group != group:
             group = feature.group
-            lines += ["", f"## {group.replace('_', ' ').capitalize()}", "",
-                      "| feature | type | unit | description | 说明 | source |", "|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"## {group.replace('_', ' ').capitalize()}",
+                "",
+                "| feature | type | unit | description | 说明 | source |",
+                "|---|---|---|---|---|---|",
+            ]
         lines.append(
             f"| `{feature.name}` | {feature.type} | {feature.unit or ''} | {feature.description_en} | "
             f"{feature.description_zh} | {', '.join(feature.source_tables)} |"

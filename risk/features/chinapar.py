@@ -18,15 +18,29 @@ FloatArray = npt.NDArray[np.float64]
 
 def _as_float(values: Any) -> FloatArray:
     """Array of floats with NaN for missing (accepts bool/None/pandas nullable values)."""
-    series = values if isinstance(values, pd.Series) else pd.Series(np.atleast_1d(np.asarray(values, dtype=object)))
+    series = (
+        values
+        if isinstance(values, pd.Series)
+        else pd.Series(np.atleast_1d(np.asarray(values, dtype=object)))
+    )
     if series.dtype == object:
         series = series.where(series.notna(), None).astype("Float64")
     return series.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def chinapar_10y_risk(
-    age: Any, male: Any, sbp: Any, treated: Any, tc_mmol: Any, hdl_mmol: Any, waist_cm: Any,
-    smoker: Any, diabetes: Any, urban: Any, family_history: Any, northern: Any | None = None,
+    age: Any,
+    male: Any,
+    sbp: Any,
+    treated: Any,
+    tc_mmol: Any,
+    hdl_mmol: Any,
+    waist_cm: Any,
+    smoker: Any,
+    diabetes: Any,
+    urban: Any,
+    family_history: Any,
+    northern: Any | None = None,
     coefficients: dict[str, Any] | None = None,
 ) -> FloatArray:
     """10-year ASCVD risk (0..1) per person; NaN when a needed input is missing or age is outside 35-74.
@@ -40,7 +54,7 @@ def chinapar_10y_risk(
     tc_v, hdl_v, waist_v = _as_float(tc_mmol), _as_float(hdl_mmol), _as_float(waist_cm)
     smoker_v, diabetes_v = _as_float(smoker), _as_float(diabetes)
     urban_v, family_v = _as_float(urban), _as_float(family_history)
-    northern_v = (np.full(age_v.shape, float(params["northern"])) if northern is None else _as_float(northern))
+    northern_v = np.full(age_v.shape, float(params["northern"])) if northern is None else _as_float(northern)
     divisor = float(params["mg_dl_per_mmol_l_divisor"])
     low, high = params["age_range"]
 
@@ -54,9 +68,15 @@ def chinapar_10y_risk(
             sum_beta = (
                 c["ln_age"] * ln_age
                 + np.where(is_treated, c["ln_sbp_treated"], c["ln_sbp_untreated"]) * ln_sbp
-                + c["ln_tc"] * ln_tc + c["ln_hdl"] * ln_hdl + c["ln_waist"] * ln_waist
-                + c["smoker"] * smoker_v + c["diabetes"] * diabetes_v + c["northern"] * northern_v
-                + np.where(is_treated, c["ln_age_x_ln_sbp_treated"], c["ln_age_x_ln_sbp_untreated"]) * ln_age * ln_sbp
+                + c["ln_tc"] * ln_tc
+                + c["ln_hdl"] * ln_hdl
+                + c["ln_waist"] * ln_waist
+                + c["smoker"] * smoker_v
+                + c["diabetes"] * diabetes_v
+                + c["northern"] * northern_v
+                + np.where(is_treated, c["ln_age_x_ln_sbp_treated"], c["ln_age_x_ln_sbp_untreated"])
+                * ln_age
+                * ln_sbp
                 + c["ln_age_x_smoker"] * ln_age * smoker_v
                 + _optional_term(c["urban"], urban_v)
                 + _optional_term(c["family_history"], family_v)

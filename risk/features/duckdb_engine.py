@@ -19,10 +19,13 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(canonical_dir: Path, threads: int = THREADS, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+def connect(
+    canonical_dir: Path, threads: int = THREADS, memory_limit: str = MEMORY_LIMIT
+) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB with the logical tables bound: views over the Parquet files, value-set tables."""
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit,
-                                 "preserve_insertion_order": False})
+    con = duckdb.connect(
+        config={"threads": threads, "memory_limit": memory_limit, "preserve_insertion_order": False}
+    )
     for table in EVENT_TABLES:
         path = canonical_path(canonical_dir, table)
         source = f"read_parquet({_sql_string(str(path))})"

@@ -22,8 +22,13 @@ from risk.features.duckdb_engine import run_feature_query
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb",)
-ARROW_TYPES = {"string": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64(),
-               "bool": pa.bool_()}
+ARROW_TYPES = {
+    "string": pa.string(),
+    "date": pa.date32(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+}
 
 
 def feature_schema() -> pa.Schema:
@@ -35,24 +40,36 @@ def feature_schema() -> pa.Schema:
 
 def add_chinapar(table: pa.Table) -> pa.Table:
     """Post-step on the SQL result: China-PAR risk and category (definitions/chinapar.yaml)."""
+
     def column(name: str) -> pd.Series:
         return table.column(name).to_pandas()
 
     has_ascvd = column("cx_stroke") | column("cx_coronary") | column("cx_peripheral_arterial")
     on_drug = column("has_hypertension") & column("fu_last_adherence").isin(["regular", "intermittent"])
     treated = column("antihypertensive_dispensed_12m") | on_drug
-    diabetes = (column("has_diabetes_t2") | (column("pdc_antidiabetic_12m") > 0)
-                | (column("fpg_last").fillna(0.0) >= 7.0))
+    diabetes = (
+        column("has_diabetes_t2")
+        | (column("pdc_antidiabetic_12m") > 0)
+        | (column("fpg_last").fillna(0.0) >= 7.0)
+    )
     risk = chinapar_10y_risk(
-        age=column("age"), male=column("sex") == "M", sbp=column("bp_last_sbp"), treated=treated,
-        tc_mmol=column("tc_last"), hdl_mmol=column("hdl_c_last"), waist_cm=column("waist_last"),
-        smoker=column("fu_last_smoker"), diabetes=diabetes, urban=column("urban"),
+        age=column("age"),
+        male=column("sex") == "M",
+        sbp=column("bp_last_sbp"),
+        treated=treated,
+        tc_mmol=column("tc_last"),
+        hdl_mmol=column("hdl_c_last"),
+        waist_cm=column("waist_last"),
+        smoker=column("fu_last_smoker"),
+        diabetes=diabetes,
+        urban=column("urban"),
         family_history=column("family_history_ascvd"),
     )
     risk = np.where(has_ascvd.to_numpy(dtype=bool), np.nan, risk)
     risk_array = pa.array(risk, type=pa.float64(), from_pandas=True)
-    return (table.append_column("chinapar_risk_10y", risk_array)
-                 .append_column("chinapar_category", pa.array(chinapar_category(risk), type=pa.string())))
+    return table.append_column("chinapar_risk_10y", risk_array).append_column(
+        "chinapar_category", pa.array(chinapar_category(risk), type=pa.string())
+    )
 
 
 def compute_features_table(canonical_dir: Path, as_of: date, engine: str = "duckdb") -> pa.Table:

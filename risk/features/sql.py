@@ -46,7 +46,7 @@ def sql_blocks() -> tuple[SqlBlock, ...]:
         for i, header in enumerate(headers):
             end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
             body = "\n".join(
-                line for line in text[header.end():end].strip().splitlines() if not line.startswith("--")
+                line for line in text[header.end() : end].strip().splitlines() if not line.startswith("--")
             ).strip()
             blocks.append(SqlBlock(header.group(1), header.group(2), body, path.name))
     selects = [b for b in blocks if b.kind == "select"]

@@ -11,8 +11,14 @@ from risk import definitions
 from risk.errors import DefinitionError, InputFileError
 
 # Contract type -> SQL type for optional columns absent from a canonical file (filled with NULL).
-SQL_TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "float": "DOUBLE",
-             "int": "BIGINT", "bool": "BOOLEAN"}
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
 
 
 def canonical_path(canonical_dir: Path, table: str) -> Path:

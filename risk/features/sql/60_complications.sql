@@ -29,6 +29,6 @@ SELECT person_id,
        MAX(CASE WHEN cx_group = 'diabetic_foot' THEN 1 ELSE 0 END) = 1 AS cx_diabetic_foot,
        MAX(CASE WHEN cx_group = 'peripheral_arterial' THEN 1 ELSE 0 END) = 1 AS cx_peripheral_arterial,
        COUNT(*) AS cx_count,
-       MIN(first_on) >= :new_complication_start AS cx_new_90d
+       MAX(first_on) >= :new_complication_start AS cx_new_90d
 FROM complication_first
 GROUP BY person_id
