@@ -65,7 +65,7 @@ def write_demo_run(
              + np.where(rng.random(persons) < 0.6,
                         np.array(GIVEN, dtype=object)[rng.integers(0, len(GIVEN), persons)], ""))
     phone = np.char.add("13", np.char.zfill(rng.integers(0, 10**9, persons).astype(str), 9))
-    clear_ids = [demo_national_id(i) for i in index]
+    clear_ids = [demo_national_id(i) for i in range(persons)]
     pd.DataFrame({
         "person_id": person_id, "sex": sex, "birth_date": birth.date, "township_id": township_id,
         "village_id": np.char.add(team_id, "-V1"), "unit_id": np.char.add(team_id, "-U1"), "team_id": team_id,

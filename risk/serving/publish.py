@@ -192,7 +192,7 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
     if "reasons" in tiers_cols and con.execute(
         "SELECT data_type FROM information_schema.columns "
         "WHERE table_name = 'tiers' AND column_name = 'reasons'"
-    ).fetchone()[0] != "VARCHAR":
+    ).fetchall()[0][0] != "VARCHAR":
         reasons = "to_json(t.reasons)"
     sql = f"""
     WITH bp AS (
@@ -242,7 +242,7 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
     LEFT JOIN bp USING (person_id)
     LEFT JOIN glucose USING (person_id)
     """
-    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+    yield from con.sql(sql).to_arrow_reader(BATCH_ROWS)
 
 
 def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[pa.RecordBatch]:
@@ -268,7 +268,7 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
     SELECT '{run_id}' AS run_id, term, person_id, team_id, township_id FROM terms
     WHERE term IS NOT NULL AND term <> '' AND term NOT LIKE '%*%'
     """
-    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+    yield from con.sql(sql).to_arrow_reader(BATCH_ROWS)
 
 
 def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[pa.RecordBatch]:
@@ -278,7 +278,7 @@ def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
            {_pick(cols, 't', 'tier_rules')} AS tier_rules, {_pick(cols, 't', 'tier_model')} AS tier_model
     FROM tiers t
     """
-    yield from con.execute(sql).to_arrow_reader(BATCH_ROWS)
+    yield from con.sql(sql).to_arrow_reader(BATCH_ROWS)
 
 
 def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:

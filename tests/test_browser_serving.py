@@ -1,0 +1,132 @@
+"""The lookup page in a real headless browser (Playwright driving Debian's chromium): log in, search, open a
+patient, see the tier colour and the trend chart with its thresholds, switch to English."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from risk.serving.api import create_app
+from risk.serving.auth import add_user
+from risk.serving.demo import write_demo_run
+from risk.serving.publish import publish_run
+from risk.serving.store import open_store
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:RISK_ID_KEY")]
+
+CHROMIUM = os.environ.get("RISK_BROWSER_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _need_browser() -> None:
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} not installed (bash .ci/services.sh installs it)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "playwright is not installed"
+    if problem:
+        if os.environ.get("RISK_REQUIRE_BROWSER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict]:
+    _need_browser()
+    import uvicorn
+
+    run = write_demo_run(tmp_path / "run", persons=240, seed=11)
+    store = str(tmp_path / "store.db")
+    publish_run(run, store)
+    engine = open_store(store)
+    token = add_user(engine, "doctor-li", "team", team_id="TEAM000")
+    engine.dispose()
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "run": run}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_log_in_search_open_patient_and_see_colour_and_chart(served: dict, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    tiers = pd.read_parquet(served["run"] / "tiers.parquet")
+    persons = pd.read_parquet(served["run"] / "canonical" / "persons.parquet")
+    team = persons.merge(tiers, on="person_id")
+    team = team[team["team_id"] == "TEAM000"]
+    # A red patient in the doctor's team, searched by full name (unique within the team).
+    unique_names = team.groupby("name").filter(lambda g: len(g) == 1)
+    target = unique_names[unique_names["tier"] == "red"].iloc[0]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1500})
+            page.goto(served["url"] + "/")
+            expect(page.locator("h1")).to_have_text("慢病风险分层查询")  # Chinese by default
+
+            page.fill("#token", "rk_bad.token")
+            page.click("#login-form button")
+            expect(page.locator("#login-error")).to_have_text("令牌无效或已过期")
+
+            page.fill("#token", served["token"])
+            page.click("#login-form button")
+            expect(page.locator("#workspace")).to_be_visible()
+            expect(page.locator("#team-list tr.row").first).to_be_visible()
+            assert page.locator("#team-list tr.row").count() == len(team)
+
+            page.fill("#search", str(target["name"]))
+            page.click("#search-form button")
+            result = page.locator(f"#results li[data-person='{target['person_id']}']")
+            expect(result).to_be_visible()
+            result.click()
+
+            card = page.locator("#patient")
+            expect(card).to_be_visible()
+            expect(card).to_have_class("card tier-red")
+            assert card.evaluate("el => getComputedStyle(el).borderLeftColor") == "rgb(198, 40, 40)"
+            expect(card.locator(".reasons li").first).to_be_visible()
+            chart = card.locator("svg#trend-chart")
+            expect(chart).to_be_visible()
+            thresholds = chart.locator("line.threshold")
+            assert sorted(thresholds.evaluate_all("ls => ls.map(l => l.dataset.threshold)")) == ["dbp", "fpg", "sbp"]
+            assert chart.locator("polyline.series-sbp").count() == 1
+            expect(card.locator("#history tr")).to_have_count(2)  # header + one run
+            page.screenshot(path=str(tmp_path / "patient-zh.png"), full_page=True)
+
+            page.click("#lang-toggle")
+            expect(page.locator("h1")).to_have_text("Chronic-disease risk lookup")
+            expect(card.locator(".tier-badge")).to_have_text("Red")
+            page.screenshot(path=str(tmp_path / "patient-en.png"), full_page=True)
+            shots = os.environ.get("RISK_SCREENSHOT_DIR")
+            if shots:
+                for name in ("patient-zh.png", "patient-en.png"):
+                    Path(shots, name).write_bytes((tmp_path / name).read_bytes())
+        finally:
+            browser.close()
