@@ -220,6 +220,27 @@ def users_revoke(
     typer.echo(f"user {name} revoked")
 
 
+import_app = typer.Typer(help="Import standard interchange formats into the input data contract.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("fhir")
+@user_errors_are_clean
+def import_fhir_command(
+    path: Annotated[Path, typer.Argument(help="Folder, .tar.gz archive, JSON bundles or NDJSON bulk export")],
+    out: Annotated[Path, typer.Option(help="Output input folder (raw data contract)")],
+    assignments: Annotated[Path | None, typer.Option(
+        help="CSV person_id,township_id,village_id,unit_id,team_id,signed_contract")] = None,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
+) -> None:
+    """Import HL7 FHIR (STU3/R4) bundles or NDJSON into the input tables (docs/fhir-import.md)."""
+    from risk.interop.fhir import import_fhir
+
+    report = import_fhir(path, out, assignments=assignments, force=force)
+    typer.echo(report.render())
+
+
 @app.command()
 @user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:
