@@ -21,13 +21,17 @@ def format_pattern(name: str) -> str:
 
 
 def normalise_icd10(code: str | None) -> str | None:
-    """Upper-case, no spaces, one dot after the third character: 'e112' -> 'E11.2', 'i10' -> 'I10'."""
+    """Upper-case; a dot-less code gets its dot after the third character ('e112' -> 'E11.2').
+
+    Codes with a dot elsewhere, two dots or an inner space are left as written, so they fail the format
+    check: such typing slips ('I10..9', 'I 10') are quarantined rather than guessed.
+    """
     if code is None:
         return None
-    compact = code.strip().upper().replace(" ", "").replace(".", "")
-    if not compact:
+    value = code.strip().upper()
+    if not value:
         return None
-    return compact[:3] + "." + compact[3:] if len(compact) > 3 else compact
+    return value[:3] + "." + value[3:] if "." not in value and len(value) > 3 else value
 
 
 def is_icd10(code: str | None) -> bool:
@@ -76,9 +80,9 @@ def sql_literal(value: str) -> str:
 
 
 def sql_normalise_icd10(expr: str) -> str:
-    compact = f"replace(replace(upper({expr}), ' ', ''), '.', '')"
-    return (f"(CASE WHEN length({compact}) > 3 THEN {compact}[1:3] || '.' || {compact}[4:] "
-            f"ELSE NULLIF({compact}, '') END)")
+    value = f"upper({expr})"
+    return (f"(CASE WHEN strpos({value}, '.') = 0 AND length({value}) > 3 "
+            f"THEN {value}[1:3] || '.' || {value}[4:] ELSE NULLIF({value}, '') END)")
 
 
 def sql_is_icd10(normalised_expr: str) -> str:
