@@ -65,6 +65,7 @@ def synth(
     dirty_share: Annotated[float, typer.Option(help="Share of rows made dirty on purpose")] = 0.005,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     home_bp_per_year: Annotated[float, typer.Option(help="Home BP readings / patient / year (stress)")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
 ) -> None:
     """Generate a realistic, calibrated synthetic county (Suixi-like) in the input data contract."""
     from risk.synth import SynthConfig, generate_county
@@ -72,6 +73,7 @@ def synth(
     config = SynthConfig(
         persons=persons, seed=seed, start=parse_date(start), end=parse_date(end),
         dirty_share=dirty_share, file_format=file_format, home_bp_per_year=home_bp_per_year,
+        overwrite=overwrite,
     )
     summary = generate_county(config, out)
     typer.echo(summary.render())
@@ -239,6 +241,52 @@ def import_fhir_command(
 
     report = import_fhir(path, out, assignments=assignments, force=force)
     typer.echo(report.render())
+
+
+@app.command()
+@user_errors_are_clean
+def report(
+    indicator: Annotated[str, typer.Argument(help="Indicator id (docs/indicators.md), e.g. bp_control_cn")],
+    run: Annotated[Path, typer.Option(help="Run folder (risk nightly) or a risk validate output")],
+    out: Annotated[Path, typer.Option(help="Output file (.html, .csv or .xlsx)")],
+    period: Annotated[str | None, typer.Option(help="2024, 2024Q4 or 2024-11")] = None,
+    by: Annotated[str, typer.Option(help="county, township, unit, team, village or tier")] = "township",
+    over: Annotated[str | None, typer.Option(help="Split the period by month, quarter or year")] = None,
+    file_format: Annotated[str | None, typer.Option("--format", help="html, csv or xlsx")] = None,
+    min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
+    previous: Annotated[Path | None, typer.Option(help="Earlier run (tier_transitions)")] = None,
+    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs (tier_mix)")] = None,
+) -> None:
+    """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression."""
+    from risk.indicators.periods import GRAINS
+    from risk.indicators.report import write_indicator_report, write_tier_report
+
+    if indicator in ("tier_mix", "tier_transitions"):
+        path = write_tier_report(indicator, run, out, fmt=file_format, previous=previous,
+                                 runs_root=runs_root, min_count=min_count)
+    else:
+        if period is None:
+            raise RiskUserError("--period is required (2024, 2024Q4 or 2024-11)")
+        if over is not None and over not in GRAINS:
+            raise RiskUserError(f"--over must be one of {', '.join(GRAINS)}")
+        path = write_indicator_report(run, indicator, period, out, by=by, fmt=file_format,
+                                      over=over, min_count=min_count)  # type: ignore[arg-type]
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors_are_clean
+def overview(
+    run: Annotated[Path, typer.Option(help="Run folder (risk nightly) or a risk validate output")],
+    out: Annotated[Path, typer.Option(help="Output HTML file")],
+    period: Annotated[str | None, typer.Option(help="2024Q4 etc. (default: quarter of as_of)")] = None,
+    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs for tier mix over time")] = None,
+    min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
+) -> None:
+    """County overview: indicators vs targets, township league table, trends, tier mix (one HTML file)."""
+    from risk.indicators.overview import build_overview
+
+    typer.echo(f"wrote {build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count)}")
 
 
 @app.command()
