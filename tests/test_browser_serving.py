@@ -22,8 +22,15 @@ from risk.serving.store import open_store
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:RISK_ID_KEY")]
 
 CHROMIUM = os.environ.get("RISK_BROWSER_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _need_browser() -> None:
@@ -59,7 +66,9 @@ def served(tmp_path: Path) -> Iterator[dict]:
     token = add_user(engine, "doctor-li", "team", team_id="TEAM000")
     engine.dispose()
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -115,7 +124,11 @@ def test_log_in_search_open_patient_and_see_colour_and_chart(served: dict, tmp_p
             chart = card.locator("svg#trend-chart")
             expect(chart).to_be_visible()
             thresholds = chart.locator("line.threshold")
-            assert sorted(thresholds.evaluate_all("ls => ls.map(l => l.dataset.threshold)")) == ["dbp", "fpg", "sbp"]
+            assert sorted(thresholds.evaluate_all("ls => ls.map(l => l.dataset.threshold)")) == [
+                "dbp",
+                "fpg",
+                "sbp",
+            ]
             assert chart.locator("polyline.series-sbp").count() == 1
             expect(card.locator("#history tr")).to_have_count(2)  # header + one run
             page.screenshot(path=str(tmp_path / "patient-zh.png"), full_page=True)
