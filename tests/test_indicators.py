@@ -32,8 +32,14 @@ from risk.indicators import compute_indicator, open_run, parse_period, person_ro
 from risk.indicators.definitions import indicator_set, parse_indicator_set
 from risk.indicators.periods import split_period, trailing_periods
 
-DUCK = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT",
-        "bool": "BOOLEAN"}
+DUCK = {
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
 
 
 def write_canonical(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Path:
@@ -48,21 +54,37 @@ def write_canonical(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Pa
         con = duckdb.connect()
         con.register("frame", frame)
         select = ", ".join(f"CAST({c.name} AS {DUCK[c.type]}) AS {c.name}" for c in columns)
-        con.execute(f"COPY (SELECT {select}, CAST(source_row AS BIGINT) AS source_row FROM frame) "
-                    f"TO '{canonical / (name + '.parquet')}' (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT {select}, CAST(source_row AS BIGINT) AS source_row FROM frame) "
+            f"TO '{canonical / (name + '.parquet')}' (FORMAT parquet)"
+        )
         con.close()
     return folder
 
 
 def person(pid: str, township: str = "T1", signed: bool = False, death: str | None = None) -> dict[str, Any]:
-    return {"person_id": pid, "sex": "M", "birth_date": "1955-01-01", "township_id": township,
-            "village_id": f"V{township}", "unit_id": f"U{township}", "team_id": f"TM{township}",
-            "signed_contract": signed, "phone": None, "death_date": death}
+    return {
+        "person_id": pid,
+        "sex": "M",
+        "birth_date": "1955-01-01",
+        "township_id": township,
+        "village_id": f"V{township}",
+        "unit_id": f"U{township}",
+        "team_id": f"TM{township}",
+        "signed_contract": signed,
+        "phone": None,
+        "death_date": death,
+    }
 
 
 def condition(pid: str, code: str, enrolled: str, ended: str | None = None) -> dict[str, Any]:
-    return {"person_id": pid, "condition": code, "diagnosed_on": enrolled, "enrolled_on": enrolled,
-            "ended_on": ended}
+    return {
+        "person_id": pid,
+        "condition": code,
+        "diagnosed_on": enrolled,
+        "enrolled_on": enrolled,
+        "ended_on": ended,
+    }
 
 
 def bp(pid: str, at: str, sbp: float, dbp: float, source: str = "follow_up") -> dict[str, Any]:
@@ -70,52 +92,94 @@ def bp(pid: str, at: str, sbp: float, dbp: float, source: str = "follow_up") -> 
 
 
 def lab(pid: str, at: str, test: str, value: float) -> dict[str, Any]:
-    return {"person_id": pid, "measured_at": at, "test": test, "value": value,
-            "unit": "%" if test == "hba1c" else "mmol/L"}
+    return {
+        "person_id": pid,
+        "measured_at": at,
+        "test": test,
+        "value": value,
+        "unit": "%" if test == "hba1c" else "mmol/L",
+    }
 
 
 def fu(pid: str, on: str, code: str = "hypertension", mode: str = "clinic") -> dict[str, Any]:
     return {"person_id": pid, "followed_on": on, "condition": code, "mode": mode}
 
 
-def enc(eid: str, pid: str, on: str, setting: str, level: str, dx: str, sec: str | None, cost: float,
-        fund: float) -> dict[str, Any]:
-    return {"encounter_id": eid, "person_id": pid, "setting": setting, "facility_level": level,
-            "admitted_on": on, "discharged_on": on, "primary_dx": dx, "secondary_dx": sec,
-            "total_cost": cost, "fund_paid": fund}
+def enc(
+    eid: str, pid: str, on: str, setting: str, level: str, dx: str, sec: str | None, cost: float, fund: float
+) -> dict[str, Any]:
+    return {
+        "encounter_id": eid,
+        "person_id": pid,
+        "setting": setting,
+        "facility_level": level,
+        "admitted_on": on,
+        "discharged_on": on,
+        "primary_dx": dx,
+        "secondary_dx": sec,
+        "total_cost": cost,
+        "fund_paid": fund,
+    }
 
 
 TINY = {
     "persons": [
-        person("H1", signed=True), person("H2", signed=True), person("H3"), person("H4"),
-        person("H5", death="2024-11-20"), person("H6", death="2024-09-01"), person("H7"), person("H8"),
-        person("H9", "T2"), person("H10", "T2"), person("H11"), person("H12", "T2"), person("H13"),
-        person("D1", signed=True), person("D2"), person("D3"), person("D4"),
+        person("H1", signed=True),
+        person("H2", signed=True),
+        person("H3"),
+        person("H4"),
+        person("H5", death="2024-11-20"),
+        person("H6", death="2024-09-01"),
+        person("H7"),
+        person("H8"),
+        person("H9", "T2"),
+        person("H10", "T2"),
+        person("H11"),
+        person("H12", "T2"),
+        person("H13"),
+        person("D1", signed=True),
+        person("D2"),
+        person("D3"),
+        person("D4"),
     ],
     "conditions": [
-        condition("H1", "hypertension", "2022-01-01"), condition("H2", "hypertension", "2022-01-01"),
-        condition("H3", "hypertension", "2022-01-01"), condition("H4", "hypertension", "2024-11-15"),
-        condition("H5", "hypertension", "2022-01-01"), condition("H6", "hypertension", "2022-01-01"),
+        condition("H1", "hypertension", "2022-01-01"),
+        condition("H2", "hypertension", "2022-01-01"),
+        condition("H3", "hypertension", "2022-01-01"),
+        condition("H4", "hypertension", "2024-11-15"),
+        condition("H5", "hypertension", "2022-01-01"),
+        condition("H6", "hypertension", "2022-01-01"),
         condition("H7", "hypertension", "2022-01-01", ended="2024-06-30"),
-        condition("H8", "hypertension", "2025-01-05"), condition("H9", "hypertension", "2022-01-01"),
-        condition("H10", "hypertension", "2022-01-01"), condition("H11", "hypertension", "2022-01-01"),
-        condition("H12", "hypertension", "2022-01-01"), condition("H13", "hypertension", "2020-01-01"),
-        condition("D1", "diabetes_t2", "2022-01-01"), condition("D2", "diabetes_t2", "2022-01-01"),
-        condition("D3", "diabetes_t2", "2022-01-01"), condition("D4", "diabetes_t2", "2022-01-01"),
+        condition("H8", "hypertension", "2025-01-05"),
+        condition("H9", "hypertension", "2022-01-01"),
+        condition("H10", "hypertension", "2022-01-01"),
+        condition("H11", "hypertension", "2022-01-01"),
+        condition("H12", "hypertension", "2022-01-01"),
+        condition("H13", "hypertension", "2020-01-01"),
+        condition("D1", "diabetes_t2", "2022-01-01"),
+        condition("D2", "diabetes_t2", "2022-01-01"),
+        condition("D3", "diabetes_t2", "2022-01-01"),
+        condition("D4", "diabetes_t2", "2022-01-01"),
     ],
     "vitals": [
-        bp("H1", "2024-10-10 09:00", 150, 95), bp("H1", "2024-12-01 09:00", 130, 80),
-        bp("H2", "2024-11-01 09:00", 130, 80), bp("H2", "2024-12-15 09:00", 145, 85),
+        bp("H1", "2024-10-10 09:00", 150, 95),
+        bp("H1", "2024-12-01 09:00", 130, 80),
+        bp("H2", "2024-11-01 09:00", 130, 80),
+        bp("H2", "2024-12-15 09:00", 145, 85),
         bp("H3", "2024-09-20 09:00", 120, 70),
-        bp("H4", "2024-12-01 09:00", 128, 78), bp("H5", "2024-10-15 09:00", 120, 70),
+        bp("H4", "2024-12-01 09:00", 128, 78),
+        bp("H5", "2024-10-15 09:00", 120, 70),
         bp("H9", "2024-11-11 09:00", 120, 80),
-        bp("H10", "2024-12-01 09:00", 150, 90, "clinic"), bp("H10", "2024-12-20 09:00", 120, 70, "home"),
+        bp("H10", "2024-12-01 09:00", 150, 90, "clinic"),
+        bp("H10", "2024-12-20 09:00", 120, 70, "home"),
         bp("H11", "2024-12-02 09:00", 140, 85),
-        bp("H12", "2024-12-05 10:00", 130, 80, "clinic"), bp("H12", "2024-12-05 10:00", 142, 80, "follow_up"),
+        bp("H12", "2024-12-05 10:00", 130, 80, "clinic"),
+        bp("H12", "2024-12-05 10:00", 142, 80, "follow_up"),
         bp("H13", "2023-05-01 09:00", 150, 95),
     ],
     "labs": [
-        lab("D1", "2024-10-05 08:00", "fpg", 8.0), lab("D1", "2024-12-05 08:00", "fpg", 6.5),
+        lab("D1", "2024-10-05 08:00", "fpg", 8.0),
+        lab("D1", "2024-12-05 08:00", "fpg", 6.5),
         lab("D1", "2024-12-05 08:00", "hba1c", 7.2),
         lab("D2", "2024-11-05 08:00", "fpg", 7.0),
         lab("D4", "2024-11-05 08:00", "hba1c", 6.8),
@@ -123,12 +187,14 @@ TINY = {
     "follow_ups": [
         # H1: 4 face-to-face in 2024; H2: 3 face-to-face + 1 phone; H3: phone only
         *[fu("H1", d) for d in ("2024-02-01", "2024-05-01", "2024-08-01", "2024-11-01")],
-        *[fu("H2", d) for d in ("2024-02-01", "2024-05-01", "2024-08-01")], fu("H2", "2024-11-01", mode="phone"),
+        *[fu("H2", d) for d in ("2024-02-01", "2024-05-01", "2024-08-01")],
+        fu("H2", "2024-11-01", mode="phone"),
         fu("H3", "2024-11-05", mode="phone"),
         fu("H4", "2024-12-01", mode="home"),
         *[fu("H5", d) for d in ("2024-02-01", "2024-05-01", "2024-08-01")],
         *[fu("H6", d) for d in ("2024-02-01", "2024-05-01", "2024-08-01")],
-        fu("H7", "2024-03-01"), fu("H7", "2024-06-01"),
+        fu("H7", "2024-03-01"),
+        fu("H7", "2024-06-01"),
         fu("H9", "2024-11-11"),
         fu("D1", "2024-12-05", "diabetes_t2"),
     ],
@@ -148,11 +214,13 @@ Q4 = "2024Q4"
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = write_canonical(tmp_path_factory.mktemp("tiny") / "run", TINY)
-    tiers = pd.DataFrame({
-        "person_id": ["H1", "H2", "H3", "H9", "D1"],
-        "as_of": pd.to_datetime(["2024-12-31"] * 5).date,
-        "tier": ["red", "yellow", "green", "green", "red"],
-    })
+    tiers = pd.DataFrame(
+        {
+            "person_id": ["H1", "H2", "H3", "H9", "D1"],
+            "as_of": pd.to_datetime(["2024-12-31"] * 5).date,
+            "tier": ["red", "yellow", "green", "green", "red"],
+        }
+    )
     tiers.to_parquet(run_dir / "tiers.parquet", index=False)
     return run_dir
 
@@ -248,7 +316,7 @@ def test_signing_admission_complication(tiny_run: Path) -> None:
     _, numerator = members(tiny_run, "admission_rate")
     assert numerator == {"H2", "D1"}  # H3's admission is in September
     _, numerator = members(tiny_run, "complication_incidence")
-    # H2 first stroke (I63.9) 11-01; H1 first coronary (secondary I25.1) 10-20; D1's CKD E11.2 dates from 2023.
+    # H2 first stroke (I63.9) 11-01; H1 first coronary (secondary I25.1) 10-20; D1's CKD dates from 2023.
     assert numerator == {"H1", "H2"}
     assert county_row(tiny_run, "complication_incidence").numerator == 2
 

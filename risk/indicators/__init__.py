@@ -12,7 +12,22 @@ from risk.indicators.suppression import suppress_crosstab, suppress_indicator_ta
 from risk.indicators.tiers import find_runs, tier_mix, tier_transitions
 
 __all__ = [
-    "LEVELS", "Indicator", "IndicatorSet", "Period", "Run", "compute_indicator", "find_runs", "indicator_set",
-    "open_run", "parse_period", "periods_between", "person_rows", "split_period", "suppress_crosstab",
-    "suppress_indicator_table", "tier_mix", "tier_transitions", "trailing_periods",
+    "LEVELS",
+    "Indicator",
+    "IndicatorSet",
+    "Period",
+    "Run",
+    "compute_indicator",
+    "find_runs",
+    "indicator_set",
+    "open_run",
+    "parse_period",
+    "periods_between",
+    "person_rows",
+    "split_period",
+    "suppress_crosstab",
+    "suppress_indicator_table",
+    "tier_mix",
+    "tier_transitions",
+    "trailing_periods",
 ]

@@ -93,7 +93,9 @@ class IndicatorSet:
         try:
             return Template(sql).substitute(values)
         except (KeyError, ValueError) as exc:
-            raise DefinitionError(f"indicators.yaml: SQL uses an unknown or malformed parameter ({exc})") from exc
+            raise DefinitionError(
+                f"indicators.yaml: SQL uses an unknown or malformed parameter ({exc})"
+            ) from exc
 
     def _cohort_sql(self, name: str) -> str:
         if name not in self.cohorts:
@@ -165,7 +167,9 @@ def _target(raw: dict[str, Any] | None, where: str) -> Target | None:
 
 def _indicator(indicator_id: str, raw: dict[str, Any], cohorts: dict, measures: dict) -> Indicator:
     where = f"indicator '{indicator_id}'"
-    missing = [k for k in ("zh", "en", "kind", "denominator", "numerator", "period_rule", "source") if k not in raw]
+    missing = [
+        k for k in ("zh", "en", "kind", "denominator", "numerator", "period_rule", "source") if k not in raw
+    ]
     if missing:
         raise DefinitionError(f"indicators.yaml: {where} lacks {', '.join(missing)}")
     if raw["kind"] not in KINDS:
@@ -182,12 +186,21 @@ def _indicator(indicator_id: str, raw: dict[str, Any], cohorts: dict, measures: 
     if ci == "wilson" and raw["kind"] == "mean_per_person":
         raise DefinitionError(f"indicators.yaml: {where}: a Wilson interval needs a proportion")
     return Indicator(
-        id=indicator_id, zh=raw["zh"], en=raw["en"], definition=raw.get("definition", "chinese_national"),
-        kind=raw["kind"], ci=ci, window=window, denominator=raw["denominator"],
-        measures=tuple(raw.get("measures", [])), numerator=str(raw["numerator"]),
+        id=indicator_id,
+        zh=raw["zh"],
+        en=raw["en"],
+        definition=raw.get("definition", "chinese_national"),
+        kind=raw["kind"],
+        ci=ci,
+        window=window,
+        denominator=raw["denominator"],
+        measures=tuple(raw.get("measures", [])),
+        numerator=str(raw["numerator"]),
         denominator_value=str(raw.get("denominator_value", "1")),
-        period_rule=" ".join(str(raw["period_rule"]).split()), source=str(raw["source"]),
-        target=_target(raw.get("target"), where), reference=raw.get("reference"),
+        period_rule=" ".join(str(raw["period_rule"]).split()),
+        source=str(raw["source"]),
+        target=_target(raw.get("target"), where),
+        reference=raw.get("reference"),
     )
 
 

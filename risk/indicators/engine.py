@@ -16,12 +16,29 @@ from risk.indicators.stats import wilson_interval
 
 # Breakdown level -> column of `persons` (or of tiers.parquet for `tier`).
 LEVELS: dict[str, str | None] = {
-    "county": None, "township": "township_id", "unit": "unit_id", "team": "team_id",
-    "village": "village_id", "tier": "tier",
+    "county": None,
+    "township": "township_id",
+    "unit": "unit_id",
+    "team": "team_id",
+    "village": "village_id",
+    "tier": "tier",
 }
 RESULT_COLUMNS = [
-    "indicator_id", "definition", "period", "period_start", "period_end", "level", "unit",
-    "numerator", "denominator", "persons", "value", "ci_low", "ci_high", "target", "meets_target",
+    "indicator_id",
+    "definition",
+    "period",
+    "period_start",
+    "period_end",
+    "level",
+    "unit",
+    "numerator",
+    "denominator",
+    "persons",
+    "value",
+    "ci_low",
+    "ci_high",
+    "target",
+    "meets_target",
 ]
 
 
@@ -44,17 +61,22 @@ def _window_start(period: Period, indicator: Indicator) -> pd.Timestamp:
 
 
 def _load_periods(run: Run, periods: list[Period], indicator: Indicator) -> None:
-    frame = pd.DataFrame({
-        "period_id": [p.id for p in periods],
-        "period_start": [_window_start(p, indicator).date() for p in periods],
-        "period_end": [p.end for p in periods],
-        "year12_start": [(pd.Timestamp(p.end) - pd.DateOffset(years=1)).date() + timedelta(days=1)
-                         for p in periods],
-    })
+    frame = pd.DataFrame(
+        {
+            "period_id": [p.id for p in periods],
+            "period_start": [_window_start(p, indicator).date() for p in periods],
+            "period_end": [p.end for p in periods],
+            "year12_start": [
+                (pd.Timestamp(p.end) - pd.DateOffset(years=1)).date() + timedelta(days=1) for p in periods
+            ],
+        }
+    )
     run.con.register("periods_df", frame)
-    run.con.execute("CREATE OR REPLACE TEMP TABLE periods AS SELECT period_id::VARCHAR AS period_id, "
-                    "period_start::DATE AS period_start, period_end::DATE AS period_end, "
-                    "year12_start::DATE AS year12_start FROM periods_df")
+    run.con.execute(
+        "CREATE OR REPLACE TEMP TABLE periods AS SELECT period_id::VARCHAR AS period_id, "
+        "period_start::DATE AS period_start, period_end::DATE AS period_end, "
+        "year12_start::DATE AS year12_start FROM periods_df"
+    )
     run.con.unregister("periods_df")
 
 
@@ -129,13 +151,24 @@ def compute_indicator(
     return _finish(counts, indicator, period_list, levels, alpha)
 
 
-def _finish(counts: pd.DataFrame, indicator: Indicator, periods: list[Period], levels: list[str],
-            alpha: float) -> pd.DataFrame:
+def _finish(
+    counts: pd.DataFrame, indicator: Indicator, periods: list[Period], levels: list[str], alpha: float
+) -> pd.DataFrame:
     by_id = {p.id: p for p in periods}
     # Every period shows the county row even when nobody is in the denominator.
     present = set(zip(counts["period_id"], counts["level"], strict=True))
-    filler = [{"period_id": p.id, "level": "county", "unit": "county", "numerator": 0.0, "denominator": 0.0,
-               "persons": 0} for p in periods if "county" in levels and (p.id, "county") not in present]
+    filler = [
+        {
+            "period_id": p.id,
+            "level": "county",
+            "unit": "county",
+            "numerator": 0.0,
+            "denominator": 0.0,
+            "persons": 0,
+        }
+        for p in periods
+        if "county" in levels and (p.id, "county") not in present
+    ]
     if filler:
         counts = pd.concat([counts, pd.DataFrame(filler)], ignore_index=True)
     result = counts.rename(columns={"period_id": "period"})
@@ -143,7 +176,9 @@ def _finish(counts: pd.DataFrame, indicator: Indicator, periods: list[Period], l
     numerator = result["numerator"].to_numpy(float)
     denominator = result["denominator"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        result["value"] = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+        result["value"] = np.where(
+            denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan
+        )
     if indicator.ci == "wilson":
         result["ci_low"], result["ci_high"] = wilson_interval(numerator, denominator, alpha)
     else:
@@ -157,7 +192,9 @@ def _finish(counts: pd.DataFrame, indicator: Indicator, periods: list[Period], l
         result["target"] = years.map(indicator.target.for_year).astype(float)
         result["meets_target"] = pd.Series(
             [indicator.target.met(v, y) for v, y in zip(result["value"], years, strict=True)],
-            index=result.index, dtype=object)
+            index=result.index,
+            dtype=object,
+        )
     else:
         result["target"] = np.nan
         result["meets_target"] = None

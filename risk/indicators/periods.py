@@ -39,7 +39,9 @@ def year_period(year: int) -> Period:
 
 def quarter_period(year: int, quarter: int) -> Period:
     first_month = 3 * (quarter - 1) + 1
-    return Period(date(year, first_month, 1), _month_end(year, first_month + 2), "quarter", f"{year}Q{quarter}")
+    return Period(
+        date(year, first_month, 1), _month_end(year, first_month + 2), "quarter", f"{year}Q{quarter}"
+    )
 
 
 def month_period(year: int, month: int) -> Period:
@@ -55,7 +57,9 @@ def parse_period(text: str) -> Period:
         return quarter_period(int(match[1]), int(match[2]))
     if match := _MONTH.match(text):
         return month_period(int(match[1]), int(match[2]))
-    raise RiskUserError(f"'{text}' is not a period; use a year (2024), a quarter (2024Q4) or a month (2024-11)")
+    raise RiskUserError(
+        f"'{text}' is not a period; use a year (2024), a quarter (2024Q4) or a month (2024-11)"
+    )
 
 
 def period_containing(day: date, grain: Grain) -> Period:

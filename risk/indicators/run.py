@@ -14,8 +14,14 @@ from risk import definitions
 from risk.errors import InputFileError
 from risk.indicators.definitions import IndicatorSet, indicator_set
 
-DUCKDB_TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "float": "DOUBLE",
-                "int": "BIGINT", "bool": "BOOLEAN"}
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
 REQUIRED_TABLES = ("persons", "conditions")
 
 
@@ -30,8 +36,11 @@ def canonical_dir(run_dir: Path) -> Path:
         return run_dir / "canonical"
     if (run_dir / "persons.parquet").is_file():
         return run_dir
-    raise InputFileError(str(run_dir), "not a run folder: no canonical/ folder with the validated tables "
-                         "(run `risk validate INPUT --out RUN_DIR` or `risk nightly` first)")
+    raise InputFileError(
+        str(run_dir),
+        "not a run folder: no canonical/ folder with the validated tables "
+        "(run `risk validate INPUT --out RUN_DIR` or `risk nightly` first)",
+    )
 
 
 @dataclass
@@ -76,10 +85,14 @@ class Run:
         return {
             "run": self.path.name,
             "as_of": str(self.as_of or "n/a"),
-            "data_fingerprint": str(versions.get("data_fingerprint") or validation.get("input_fingerprint")
-                                    or "unknown"),
-            "contract_version": str(versions.get("contract") or validation.get("contract_version")
-                                    or definitions.contract().version),
+            "data_fingerprint": str(
+                versions.get("data_fingerprint") or validation.get("input_fingerprint") or "unknown"
+            ),
+            "contract_version": str(
+                versions.get("contract")
+                or validation.get("contract_version")
+                or definitions.contract().version
+            ),
             "indicator_definitions_version": self.definitions.version,
             "rule_set_version": str(versions.get("rule_set", "n/a")),
             "code_version": code_version(),
@@ -108,10 +121,14 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, folder: Path)
     if not path.is_file():
         if table in REQUIRED_TABLES:
             raise InputFileError(str(path), f"the run has no canonical '{table}' table")
-        columns = ", ".join(f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {c.name}" for c in spec.columns.values())
+        columns = ", ".join(
+            f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {c.name}" for c in spec.columns.values()
+        )
         con.execute(f"CREATE VIEW {table} AS SELECT {columns} WHERE FALSE")
         return
-    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()}
+    present = {
+        row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
+    }
     # Optional contract columns absent from the file read as NULL, so definitions can rely on them.
     missing = [c for c in spec.columns.values() if c.name not in present and c.name != "national_id"]
     extra = "".join(f", CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {c.name}" for c in missing)

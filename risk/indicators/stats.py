@@ -8,7 +8,9 @@ import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
 
-def wilson_interval(successes: np.ndarray, trials: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(
+    successes: np.ndarray, trials: np.ndarray, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised Wilson score interval; NaN where there are no trials."""
     successes = np.asarray(successes, dtype=float)
     trials = np.asarray(trials, dtype=float)

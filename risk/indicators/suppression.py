@@ -69,8 +69,12 @@ def complementary_mask(
     return hidden
 
 
-def suppress_indicator_table(table: pd.DataFrame, k: int, rate: bool = True, total_level: str = "county",
-                             ) -> pd.DataFrame:
+def suppress_indicator_table(
+    table: pd.DataFrame,
+    k: int,
+    rate: bool = True,
+    total_level: str = "county",
+) -> pd.DataFrame:
     """Suppress an indicator result table (columns of engine.RESULT_COLUMNS).
 
     Cells of one period and one breakdown level form a group whose total is the `total_level` row of the
@@ -79,7 +83,9 @@ def suppress_indicator_table(table: pd.DataFrame, k: int, rate: bool = True, tot
     """
     table = table.reset_index(drop=True).copy()
     size = table["persons"].to_numpy(float)
-    primary = primary_mask(table["numerator"], table["denominator"], k, rate) | primary_mask(size, size, k, False)
+    primary = primary_mask(table["numerator"], table["denominator"], k, rate) | primary_mask(
+        size, size, k, False
+    )
     groups: list[tuple[np.ndarray, int | None]] = []
     for (_, level), rows in table.groupby(["period", "level"], sort=False):
         if level == total_level:

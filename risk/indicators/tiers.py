@@ -43,11 +43,13 @@ def _run_as_of(run_dir: Path) -> str:
             return str(json.loads(manifest.read_text(encoding="utf-8"))["as_of"])
         except (OSError, ValueError, KeyError):
             pass
-    found = duckdb.sql(f"SELECT max(as_of) FROM read_parquet('{_tiers_path(run_dir)}')").fetchone()
+    found = duckdb.sql(f"SELECT max(as_of) FROM read_parquet('{_tiers_path(run_dir)}')").fetchall()[0]
     return str(found[0]) if found and found[0] is not None else ""
 
 
-def tier_mix(run_dirs: Sequence[str | Path], min_count: int | None = None, alpha: float = 0.05) -> pd.DataFrame:
+def tier_mix(
+    run_dirs: Sequence[str | Path], min_count: int | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
     """One row per run and tier: as_of, run, tier, persons, share (+ Wilson interval).
 
     With `min_count`, tiers with fewer than that many persons are blanked (`suppressed` = 'primary');
@@ -62,8 +64,14 @@ def tier_mix(run_dirs: Sequence[str | Path], min_count: int | None = None, alpha
         as_of = counts["as_of"].dropna().max() if len(counts) else ""
         for tier in TIERS:
             found = counts.loc[counts["tier"] == tier, "persons"]
-            rows.append({"as_of": as_of, "run": Path(run_dir).name, "tier": tier,
-                         "persons": int(found.iloc[0]) if len(found) else 0})
+            rows.append(
+                {
+                    "as_of": as_of,
+                    "run": Path(run_dir).name,
+                    "tier": tier,
+                    "persons": int(found.iloc[0]) if len(found) else 0,
+                }
+            )
     mix = pd.DataFrame(rows, columns=["as_of", "run", "tier", "persons"])
     totals = mix.groupby("run", sort=False)["persons"].transform("sum")
     mix["share"] = mix["persons"] / totals.where(totals > 0)
@@ -75,15 +83,18 @@ def tier_mix(run_dirs: Sequence[str | Path], min_count: int | None = None, alpha
         primary = primary_mask(size, totals.to_numpy(float), min_count)
         groups = [(rows.index.to_numpy(), None) for _, rows in mix.groupby("run", sort=False)]
         hidden = complementary_mask(primary, size, groups, min_count)
-        mix["suppressed"] = ["primary" if p else "secondary" if h else "" for p, h in zip(primary, hidden,
-                                                                                          strict=True)]
+        mix["suppressed"] = [
+            "primary" if p else "secondary" if h else "" for p, h in zip(primary, hidden, strict=True)
+        ]
         mix["persons"] = mix["persons"].astype("Int64").mask(hidden)
         for column in ("share", "ci_low", "ci_high"):
             mix.loc[hidden, column] = float("nan")
     return mix
 
 
-def tier_transitions(earlier_run: str | Path, later_run: str | Path, min_count: int | None = None) -> pd.DataFrame:
+def tier_transitions(
+    earlier_run: str | Path, later_run: str | Path, min_count: int | None = None
+) -> pd.DataFrame:
     """Persons by (tier in the earlier run) x (tier in the later run).
 
     Rows: red, yellow, green, new (not tiered earlier); columns: red, yellow, green, left (not tiered later).

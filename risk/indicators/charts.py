@@ -1,0 +1,94 @@
+"""Charts rendered with matplotlib (Agg) and embedded in HTML as base64 PNG, so reports are one file.
+
+Axis labels are English: the build machines have no CJK font, and the HTML around each chart carries the
+Chinese names, which any browser renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+TIER_COLOURS = {"red": "#c0392b", "yellow": "#e6b800", "green": "#27ae60"}
+
+
+def _data_uri(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _percent_axis(ax: plt.Axes, axis: str = "y") -> None:
+    formatter = matplotlib.ticker.PercentFormatter(1.0, decimals=0)
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
+
+
+def units_chart(table: pd.DataFrame, title: str, is_rate: bool, target: float | None) -> str | None:
+    """Horizontal bars per unit with Wilson whiskers and the target line; hidden cells are left out.
+
+    None when every cell is hidden (nothing to draw)."""
+    shown = table.dropna(subset=["value"]).sort_values("value")
+    if shown.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, max(2.0, 0.28 * len(shown) + 1)))
+    values = shown["value"].to_numpy(float)
+    ax.barh(shown["unit"].astype(str), values, color="#4a78b5")
+    if shown["ci_low"].notna().any():
+        err = np.vstack([values - shown["ci_low"].to_numpy(float), shown["ci_high"].to_numpy(float) - values])
+        ax.errorbar(values, np.arange(len(shown)), xerr=err, fmt="none", ecolor="#333", capsize=2, lw=0.8)
+    if target is not None:
+        ax.axvline(
+            target, color="#c0392b", ls="--", lw=1, label=f"target {target:.0%}" if is_rate else "target"
+        )
+        ax.legend(loc="lower right", fontsize=8)
+    if is_rate:
+        _percent_axis(ax, "x")
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=8)
+    return _data_uri(fig)
+
+
+def trend_chart(series: dict[str, pd.DataFrame], title: str, targets: dict[str, float] | None = None) -> str:
+    """Lines over periods (one per label) with Wilson bands; dashed target lines."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for label, frame in series.items():
+        x = np.arange(len(frame))
+        ax.plot(x, frame["value"].to_numpy(float), marker="o", ms=3, label=label)
+        if frame["ci_low"].notna().any():
+            ax.fill_between(x, frame["ci_low"].to_numpy(float), frame["ci_high"].to_numpy(float), alpha=0.15)
+        ax.set_xticks(x, frame["period"].astype(str), rotation=45, fontsize=8)
+    for label, value in (targets or {}).items():
+        ax.axhline(value, color="#c0392b", ls="--", lw=1)
+        ax.annotate(label, (0, value), fontsize=7, color="#c0392b", va="bottom")
+    _percent_axis(ax)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    return _data_uri(fig)
+
+
+def tier_mix_chart(mix: pd.DataFrame) -> str | None:
+    """Stacked bars of tier shares, one bar per run (as_of); None when every share is hidden."""
+    if mix["share"].isna().all():
+        return None
+    pivot = mix.pivot_table(index="as_of", columns="tier", values="share", aggfunc="sum").fillna(0)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    bottom = np.zeros(len(pivot))
+    for tier, colour in TIER_COLOURS.items():
+        if tier in pivot:
+            ax.bar(pivot.index.astype(str), pivot[tier], bottom=bottom, color=colour, label=tier)
+            bottom += pivot[tier].to_numpy(float)
+    _percent_axis(ax)
+    ax.set_title("Tier mix of managed patients by run date", fontsize=10)
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    ax.tick_params(labelsize=8)
+    return _data_uri(fig)

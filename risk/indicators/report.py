@@ -1,0 +1,276 @@
+"""Exports of one indicator: HTML (self-contained, printable), CSV (UTF-8 with BOM) and XLSX.
+
+Everything exported goes through small-cell suppression first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from risk.errors import RiskUserError
+from risk.indicators.charts import trend_chart, units_chart
+from risk.indicators.definitions import Indicator
+from risk.indicators.engine import compute_indicator
+from risk.indicators.periods import Grain, Period, parse_period, split_period
+from risk.indicators.run import Run, open_run
+from risk.indicators.suppression import suppress_indicator_table
+
+FORMATS = ("html", "csv", "xlsx")
+EXPORT_COLUMNS = [
+    "indicator_id",
+    "name_zh",
+    "name_en",
+    "definition",
+    "period",
+    "period_start",
+    "period_end",
+    "level",
+    "unit",
+    "numerator",
+    "denominator",
+    "persons",
+    "value",
+    "ci_low",
+    "ci_high",
+    "target",
+    "meets_target",
+    "suppressed",
+]
+
+
+def template_environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("risk.indicators", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def indicator_table(
+    run: Run,
+    indicator_id: str,
+    period: Period | str,
+    by: str = "township",
+    over: Grain | None = None,
+    min_count: int | None = None,
+) -> pd.DataFrame:
+    """The suppressed export table: `by` units plus the county total, for `period` or its sub-periods."""
+    indicator = run.definitions.get(indicator_id)
+    period = period if isinstance(period, Period) else parse_period(period)
+    periods: Sequence[Period] = split_period(period, over) if over else [period]
+    levels = ["county"] if by == "county" else ["county", by]
+    table = compute_indicator(run, indicator_id, periods, by=levels)
+    k = run.definitions.min_count if min_count is None else min_count
+    table = suppress_indicator_table(table, k, rate=indicator.is_rate)
+    table.insert(1, "name_zh", indicator.zh)
+    table.insert(2, "name_en", indicator.en)
+    return table[EXPORT_COLUMNS]
+
+
+def format_value(value: Any, is_rate: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    return f"{value:.1%}" if is_rate else f"{value:,.1f}"
+
+
+def target_text(indicator: Indicator) -> str:
+    if not indicator.target:
+        return ""
+    sign = "≥" if indicator.target.direction == "at_least" else "≤"
+    years = ", ".join(f"{sign} {v:.0%} ({y})" for y, v in sorted(indicator.target.by_year.items()))
+    return f"{years}. {indicator.target.rule}. {indicator.target.source}"
+
+
+def html_rows(table: pd.DataFrame, indicator: Indicator) -> list[dict[str, Any]]:
+    rows = []
+    for row in table.itertuples(index=False):
+        hidden = bool(row.suppressed)
+        count = lambda v: "—" if v is pd.NA or v != v else f"{v:,.0f}"  # noqa: E731
+        met = row.meets_target
+        rows.append(
+            {
+                "period": row.period,
+                "level": row.level,
+                "unit": row.unit,
+                "numerator_text": "" if indicator.kind == "mean_per_person" else count(row.numerator),
+                "denominator_text": count(row.denominator),
+                "value_text": format_value(row.value, indicator.is_rate),
+                "ci_text": "" if pd.isna(row.ci_low) else f"{row.ci_low:.1%}–{row.ci_high:.1%}",
+                "target_text": ""
+                if pd.isna(row.target)
+                else ("✓ " if met else "✗ " if met is False else "") + format_value(row.target, True),
+                "status_class": "met" if met is True else "notmet" if met is False else "",
+                "note": f"hidden ({row.suppressed})" if hidden else "",
+            }
+        )
+    return rows
+
+
+def render_indicator_html(
+    run: Run,
+    table: pd.DataFrame,
+    indicator: Indicator,
+    period: str,
+    by: str,
+    over: str | None,
+    min_count: int,
+) -> str:
+    charts = []
+    units = table[table["level"] != "county"]
+    if over and indicator.is_rate:
+        county = table[table["level"] == "county"]
+        charts.append(
+            {
+                "alt": f"{indicator.en} trend",
+                "uri": trend_chart({"county": county}, f"{indicator.en}, county", None),
+            }
+        )
+    if len(units) and not over:
+        target = units["target"].dropna()
+        uri = units_chart(
+            units,
+            f"{indicator.en} by {by}, {period}",
+            indicator.is_rate,
+            float(target.iloc[0]) if len(target) else None,
+        )
+        charts.append({"alt": f"{indicator.en} by {by}", "uri": uri} if uri else None)
+    return (
+        template_environment()
+        .get_template("report.html.j2")
+        .render(
+            ind=indicator,
+            period=period,
+            by=by,
+            over=over,
+            rows=html_rows(table, indicator),
+            charts=[c for c in charts if c],
+            target_text=target_text(indicator),
+            min_count=min_count,
+            provenance=run.provenance(),
+        )
+    )
+
+
+def write_indicator_report(
+    run_dir: str | Path,
+    indicator_id: str,
+    period: str,
+    out: str | Path,
+    by: str = "township",
+    fmt: str | None = None,
+    over: Grain | None = None,
+    min_count: int | None = None,
+) -> Path:
+    """Write one indicator for `period` by `by` (county / township / unit / team / village / tier).
+
+    fmt: html | csv | xlsx (default: from the file suffix). `over` splits the period into months,
+    quarters or years. CSV is UTF-8 with a byte-order mark so Excel (zh-CN) opens it correctly.
+    """
+    out = Path(out)
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise RiskUserError(f"unknown report format '{fmt}'; use one of {', '.join(FORMATS)}")
+    with open_run(run_dir) as run:
+        indicator = run.definitions.get(indicator_id)
+        k = run.definitions.min_count if min_count is None else min_count
+        table = indicator_table(run, indicator_id, period, by=by, over=over, min_count=k)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            table.to_csv(out, index=False, encoding="utf-8-sig")
+        elif fmt == "xlsx":
+            about = _about_sheet(run, indicator, period, by, k)
+            with pd.ExcelWriter(out, engine="openpyxl") as writer:
+                table.to_excel(writer, sheet_name="indicator", index=False)
+                about.to_excel(writer, sheet_name="about", index=False)
+        else:
+            out.write_text(
+                render_indicator_html(run, table, indicator, str(period), by, over, k), encoding="utf-8"
+            )
+    return out
+
+
+def _about_sheet(run: Run, indicator: Indicator, period: str, by: str, k: int) -> pd.DataFrame:
+    items = {
+        "indicator": f"{indicator.id}: {indicator.zh} / {indicator.en}",
+        "definition": indicator.definition_label,
+        "period": str(period),
+        "breakdown": by,
+        "period_rule": indicator.period_rule,
+        "source": indicator.source,
+        "target": target_text(indicator),
+        "suppression": f"cells describing fewer than {k} people hidden (primary), plus complementary cells "
+        "so that hidden values cannot be recovered from totals (secondary)",
+        "geography": "current township / unit / team of each patient (no address history in the register)",
+        **run.provenance(),
+    }
+    return pd.DataFrame({"item": list(items), "value": list(items.values())})
+
+
+def write_tier_report(
+    indicator_id: str,
+    run_dir: str | Path,
+    out: str | Path,
+    fmt: str | None = None,
+    previous: str | Path | None = None,
+    runs_root: str | Path | None = None,
+    min_count: int | None = None,
+) -> Path:
+    """Export tier_mix (runs under `runs_root`, default the run's parent) or tier_transitions (`previous`
+    run -> `run_dir`), suppressed, as html / csv / xlsx."""
+    from risk.indicators.definitions import indicator_set
+    from risk.indicators.tiers import find_runs, tier_mix, tier_transitions
+
+    out = Path(out)
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise RiskUserError(f"unknown report format '{fmt}'; use one of {', '.join(FORMATS)}")
+    defs = indicator_set()
+    k = defs.min_count if min_count is None else min_count
+    if indicator_id == "tier_transitions":
+        if previous is None:
+            raise RiskUserError("tier_transitions needs --previous RUN_DIR (the earlier run)")
+        table = tier_transitions(previous, run_dir, min_count=k).reset_index()
+    elif indicator_id == "tier_mix":
+        runs = find_runs(runs_root) if runs_root else [Path(run_dir)]
+        table = tier_mix(runs, min_count=k)
+    else:
+        raise RiskUserError(f"'{indicator_id}' is not a tier indicator")
+    meta = defs.tier_indicators[indicator_id]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        table.to_csv(out, index=False, encoding="utf-8-sig")
+    elif fmt == "xlsx":
+        with pd.ExcelWriter(out, engine="openpyxl") as writer:
+            table.to_excel(writer, sheet_name=indicator_id, index=False)
+            pd.DataFrame(
+                {
+                    "item": ["indicator", "rule", "suppression"],
+                    "value": [
+                        f"{meta['zh']} / {meta['en']}",
+                        " ".join(meta["period_rule"].split()),
+                        f"cells under {k} persons hidden, with row/column totals protected",
+                    ],
+                }
+            ).to_excel(writer, sheet_name="about", index=False)
+    else:
+        env = jinja2.Environment(autoescape=True)
+        body = table.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")
+        page = env.from_string(
+            "<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'><title>{{ m.zh }}</title>"
+            "<style>{{ css }}</style></head><body><h1>{{ m.zh }}</h1><p class='sub'>{{ m.en }}</p>"
+            "<div class='box'>{{ rule }}</div>{{ body | safe }}<p class='note'>Cells under {{ k }} persons "
+            "hidden.</p></body></html>"
+        )
+        css = template_environment().get_template("style.css.j2").render()
+        out.write_text(
+            page.render(m=meta, rule=" ".join(meta["period_rule"].split()), body=body, k=k, css=css),
+            encoding="utf-8",
+        )
+    return out
