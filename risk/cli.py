@@ -289,6 +289,34 @@ def overview(
     typer.echo(f"wrote {build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count)}")
 
 
+rules_app = typer.Typer(help="Rule baseline: check a rule-set file, apply it to a features file.",
+                        no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+RulesOption = Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")]
+
+
+@rules_app.command("check")
+@user_errors_are_clean
+def rules_check(rules: RulesOption = None) -> None:
+    """Validate a rule-set file (e.g. a county copy) and summarise it; errors name file, rule and problem."""
+    from risk.tiers.rule_set import describe_rule_set, load_rule_set
+
+    typer.echo(describe_rule_set(load_rule_set(rules)))
+
+
+@rules_app.command("apply")
+@user_errors_are_clean
+def rules_apply(
+    features: Annotated[Path, typer.Argument(help="features.parquet from `risk features`")],
+    out: Annotated[Path, typer.Option(help="Output parquet: rule tiers, reasons, next due date")],
+    rules: RulesOption = None,
+) -> None:
+    """Rule tiers for every row of a features file (the rule part of tiers.parquet)."""
+    from risk.tiers.rules import apply_rules_to_file
+
+    typer.echo(apply_rules_to_file(features, out, rules))
+
+
 @app.command()
 @user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:

@@ -102,18 +102,11 @@ class RuleSet:
     derived: tuple[DerivedColumn, ...]
     rules: tuple[Rule, ...]
     default_rule: Rule
+    input_columns: tuple[str, ...]  # feature columns the expressions read, in feature-contract order
 
     @property
     def intervals(self) -> dict[str, int]:
         return {tier: spec.interval_days for tier, spec in self.tiers.items()}
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        """Feature columns the conditions and derived expressions read, in feature-contract order."""
-        used: set[str] = set()
-        for text in [d.sql for d in self.derived] + [r.sql for r in self.rules]:
-            used |= {c.name for c in sqlglot.parse_one(text, read=SQL_DIALECT).find_all(exp.Column)}
-        return tuple(c for c in FEATURE_COLUMN_TYPES if c in used)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in (*self.rules, self.default_rule):
@@ -157,6 +150,7 @@ class _RuleSetParser:
         self.path = path
         self.raw = raw
         self.text = text
+        self.used_columns: set[str] = set()
 
     def fail(self, where: str, problem: str) -> DefinitionError:
         return DefinitionError(f"{self.path}: {where}: {problem}")
@@ -183,6 +177,7 @@ class _RuleSetParser:
             fingerprint=text_fingerprint(self.text), description=str(raw.get("description", "")).strip(),
             sources=sources, tiers=tiers, thresholds=thresholds, derived=tuple(derived), rules=tuple(rules),
             default_rule=default_rule,
+            input_columns=tuple(c for c in FEATURE_COLUMN_TYPES if c in self.used_columns),
         )
 
     def _sources(self, raw: Any) -> dict[str, str]:
@@ -259,6 +254,7 @@ class _RuleSetParser:
                 hint = difflib.get_close_matches(column.name, known, n=1)
                 raise self.fail(where, f"unknown column '{column.name}'"
                                        + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            self.used_columns.add(column.name)
 
     def _derived(self, raw: Any, thresholds: dict[str, Threshold]) -> list[DerivedColumn]:
         if not isinstance(raw, dict):
@@ -371,3 +367,12 @@ class _RuleSetParser:
 def _duckdb_problem(exc: Exception) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("LINE")]
     return "expression is invalid: " + (lines[0] if lines else type(exc).__name__)
+
+
+def describe_rule_set(rule_set: RuleSet) -> str:
+    counts = {tier: sum(rule.tier == tier for rule in rule_set.rules) for tier in reversed(TIERS)}
+    intervals = ", ".join(f"{tier} {rule_set.intervals[tier]} d" for tier in reversed(TIERS))
+    return (f"rule set '{rule_set.name}' version {rule_set.version} (fingerprint {rule_set.fingerprint}) OK: "
+            f"{len(rule_set.rules)} rules ({', '.join(f'{n} {t}' for t, n in counts.items())}), "
+            f"default '{rule_set.default_rule.id}' -> {rule_set.default_rule.tier}; intervals {intervals}; "
+            f"reads {len(rule_set.input_columns)} feature columns")

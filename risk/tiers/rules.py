@@ -33,29 +33,32 @@ class RuleTierClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, rules: RuleSource = None):
         self.rules = rules
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> RuleTierClassifier:  # noqa: N803 (sklearn API)
+    def fit(self, X: pd.DataFrame, y: object = None) -> RuleTierClassifier:
         rule_set = load_rule_set(self.rules)
         _check_frame(X)
         self.rule_set_ = rule_set
+        self.rule_set_version_ = rule_set.version
+        self.rule_set_fingerprint_ = rule_set.fingerprint
+        self.intervals_ = rule_set.intervals
         self.classes_ = np.asarray(TIERS, dtype=object)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = len(X.columns)
         return self
 
-    def evaluate(self, X: pd.DataFrame) -> RuleEvaluation:  # noqa: N803
+    def evaluate(self, X: pd.DataFrame) -> RuleEvaluation:
         check_is_fitted(self, "rule_set_")
         _check_frame(X)
         return evaluate(self.rule_set_, X)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Tier per row ('green' / 'yellow' / 'red')."""
         return self.evaluate(X).tiers
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Ordinal risk score: tier rank + within-tier share of fired rule weights (< 1)."""
         return self.evaluate(X).score()
 
-    def explain(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+    def explain(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per row (in X's order): person_id, tier, fired_rule_ids, reasons_zh, reasons_en.
 
         The lists hold every rule that fired, worst tier first (file order within a tier); a row where no
@@ -127,13 +130,13 @@ def _reasons_json(rule_set: RuleSet, pattern: np.ndarray) -> str:
     return json.dumps(reasons, ensure_ascii=False)
 
 
-def _check_frame(X: object) -> None:  # noqa: N803
+def _check_frame(X: object) -> None:
     if not isinstance(X, pd.DataFrame):
         raise RiskUserError("rule tiers need a pandas DataFrame of named feature columns, "
                             f"got {type(X).__name__}")
 
 
-def _person_ids(X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+def _person_ids(X: pd.DataFrame) -> np.ndarray:
     return X["person_id"].to_numpy() if "person_id" in X.columns else X.index.to_numpy()
 
 
@@ -158,3 +161,20 @@ def _as_days(values: pd.Series) -> np.ndarray:
         return pd.to_datetime(values).to_numpy(dtype="datetime64[D]")
     except (ValueError, TypeError) as exc:
         raise RiskUserError(f"features column '{values.name}' is not a date column ({exc})") from None
+
+
+def apply_rules_to_file(features_path: Path, out: Path, rules: RuleSource = None) -> str:
+    """Read a features parquet, write the rule tiers parquet, return a one-line summary."""
+    if not Path(features_path).is_file():
+        raise RiskUserError(f"{features_path}: features file not found")
+    try:
+        features = pd.read_parquet(features_path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise RiskUserError(f"{features_path}: cannot read as parquet ({exc})") from None
+    tiers = assign_rule_tiers(features, rules)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tiers.to_parquet(out, index=False)
+    counts = tiers["tier_rules"].value_counts()
+    mix = ", ".join(f"{tier} {int(counts.get(tier, 0)):,}" for tier in reversed(TIERS))
+    version = tiers["rule_set_version"].iloc[0] if len(tiers) else load_rule_set(rules).version
+    return f"wrote {out}: {len(tiers):,} persons ({mix}), rule set {version}"
