@@ -116,7 +116,8 @@ def test_conditions_map_snomed_and_icd10_to_registry_codes(bundles: tuple[Path, 
     # SNOMED 38341003 / 44054006 and ICD-10 E11.9; diabetic renal disease (E11.2) folds into diabetes_t2;
     # the refuted R4 hypertension is excluded.
     assert got == {("p-stu3", "hypertension"), ("p-stu3", "diabetes_t2"), ("p-r4", "diabetes_t2")}
-    dm = conditions[(conditions["person_id"] == "p-stu3") & (conditions["condition"] == "diabetes_t2")].iloc[0]
+    stu3 = conditions[conditions["person_id"] == "p-stu3"]
+    dm = stu3[stu3["condition"] == "diabetes_t2"].iloc[0]
     assert dm["enrolled_on"] == date(2017, 1, 20) and pd.isna(dm["ended_on"])
     assert bundles[1].resources["Condition"]["excluded_status"] == 1
 
@@ -221,7 +222,8 @@ def test_small_flush_size_gives_identical_output(tmp_path: Path, bundles: tuple[
 def test_cli_import_fhir_prints_report_and_errors_cleanly(tmp_path: Path) -> None:
     runner = CliRunner()
     shutil.copytree(DATA / "ndjson", tmp_path / "export")
-    result = runner.invoke(app, ["import", "fhir", str(tmp_path / "export"), "--out", str(tmp_path / "input")])
+    args = ["import", "fhir", str(tmp_path / "export"), "--out", str(tmp_path / "input")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "rows written: persons 2" in result.output
     missing = runner.invoke(app, ["import", "fhir", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])

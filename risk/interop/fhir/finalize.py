@@ -96,12 +96,7 @@ def finalize(
         _conditions(con, out)
         _encounters(con, out, settings, report)
         _vitals(con, out, report)
-        _copy(
-            con,
-            "SELECT person_id, measured_at, test, value, unit FROM stage_labs "
-            "ORDER BY person_id, measured_at, test",
-            out / "labs.parquet",
-        )
+        _labs(con, out, report)
         _follow_ups(con, out, settings)
         _prescriptions(con, out, work, report)
         for table in CONTRACT_TABLES:
@@ -172,7 +167,8 @@ def _encounters(
                NULLIF(array_to_string(list_sort(list_filter(list_distinct(list_concat(
                    string_split(COALESCE(other_reason_dx, ''), ';'), COALESCE(dxs, []::VARCHAR[]))),
                    lambda x: x <> '' AND x <> primary_dx)), ';'), '') AS secondary_dx,
-               {float(enc["total_cost"])}::DOUBLE AS total_cost, {float(enc["fund_paid"])}::DOUBLE AS fund_paid
+               {float(enc["total_cost"])}::DOUBLE AS total_cost,
+               {float(enc["fund_paid"])}::DOUBLE AS fund_paid
         FROM encounters ORDER BY person_id, admitted_on, encounter_id""",
         out / "encounters.parquet",
     )
@@ -189,7 +185,8 @@ def _vitals(con: duckdb.DuckDBPyConnection, out: Path, report: ImportReport) -> 
                    MIN(encounter_id) AS encounter_id, count(sbp) AS n_bp
             FROM stage_vitals GROUP BY person_id, measured_at
         ), source AS (
-            SELECT person_id, encounter_id, any_value(vitals_source) AS vitals_source, any_value(setting) AS setting
+            SELECT person_id, encounter_id, any_value(vitals_source) AS vitals_source,
+                   any_value(setting) AS setting
             FROM stage_encounters GROUP BY person_id, encounter_id
         )
         SELECT m.*, COALESCE(s.vitals_source, 'other') AS source, s.setting
@@ -206,6 +203,18 @@ def _vitals(con: duckdb.DuckDBPyConnection, out: Path, report: ImportReport) -> 
         "FROM vitals WHERE sbp IS NOT NULL AND dbp IS NOT NULL ORDER BY person_id, measured_at",
         out / "vitals.parquet",
     )
+
+
+def _labs(con: duckdb.DuckDBPyConnection, out: Path, report: ImportReport) -> None:
+    # Synthea 2017 emits each HbA1c twice (same instant, same value); exact repeats are one result.
+    staged = con.execute("SELECT count(*) FROM stage_labs").fetchone()[0]
+    con.execute(
+        "CREATE TABLE labs AS SELECT DISTINCT person_id, measured_at, test, value, unit FROM stage_labs"
+    )
+    report.notes["lab_exact_duplicates_collapsed"] += (
+        staged - con.execute("SELECT count(*) FROM labs").fetchone()[0]
+    )
+    _copy(con, "SELECT * FROM labs ORDER BY person_id, measured_at, test, value", out / "labs.parquet")
 
 
 def _follow_ups(con: duckdb.DuckDBPyConnection, out: Path, settings: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ def reference_id(reference: Any, full_urls: dict[str, str] | None = None) -> str
 
 
 def codings(concept: Any) -> list[JSON]:
-    """The codings of a CodeableConcept, of a bare Coding (STU3/R4 Encounter.class) or of a CodeableReference."""
+    """Codings of a CodeableConcept, a bare Coding (STU3/R4 Encounter.class) or a CodeableReference."""
     if not isinstance(concept, dict):
         return []
     if "concept" in concept:  # R5 CodeableReference

@@ -102,7 +102,8 @@ class ImportReport:
     def render(self, top: int = 10) -> str:
         lines = [
             f"FHIR import {self.input} -> {self.output} in {self.elapsed_seconds:.1f} s",
-            f"  files read {self.files_read:,} (skipped {self.files_skipped:,}); documents {self.documents_read:,}"
+            f"  files read {self.files_read:,} (skipped {self.files_skipped:,});"
+            f" documents {self.documents_read:,}"
             f" (bundles {self.bundles_read:,}, quarantined {self.documents_quarantined:,})",
             "  rows written: " + ", ".join(f"{t} {n:,}" for t, n in self.rows_written.items()),
             "  resources (read / mapped / ignored / unmapped / excluded / quarantined):",
@@ -117,7 +118,8 @@ class ImportReport:
         codes = self._codes(self.unmapped_codes)
         if codes:
             lines.append(
-                f"  unmapped codes: {len(codes):,} distinct, {sum(self.unmapped_codes.values()):,} uses; top {top}:"
+                f"  unmapped codes: {len(codes):,} distinct,"
+                f" {sum(self.unmapped_codes.values()):,} uses; top {top}:"
             )
             for entry in codes[:top]:
                 lines.append(

@@ -93,7 +93,8 @@ def _read_member(name: str, handle: IO[bytes], stats: SourceStats) -> Iterator[D
 
 def _read_archive(path: Path, label: str, stats: SourceStats) -> Iterator[Document]:
     try:
-        archive = tarfile.open(path, mode="r|*")  # streaming: members are read in order, never all at once
+        # Streaming mode: members are read in order, never all at once.
+        archive = tarfile.open(path, mode="r|*")  # noqa: SIM115 - closed by the with-block below
     except (tarfile.TarError, OSError) as exc:
         raise InputFileError(str(path), f"not a readable tar archive ({exc})") from exc
     with archive:
