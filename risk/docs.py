@@ -70,7 +70,8 @@ def write_generated_docs(out: Path) -> list[Path]:
     # Import modules that register more generators (feature catalogue, rules...) when they exist.
     import importlib
 
-    for module in ("risk.features.catalogue", "risk.tiers.ruleset_docs", "risk.indicators.docs"):
+    for module in ("risk.features.catalogue", "risk.tiers.ruleset_docs", "risk.indicators.docs",
+                   "risk.validate.docs"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError:

@@ -14,6 +14,7 @@ from test_validate_support import AS_OF, good_tables, write_folder
 from risk import definitions
 from risk.io import find_table_file, read_input_table
 from risk.validate import codes, validate_folder
+from risk.validate.schema import canonical_schema
 
 ICD_CHARS = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789. ")
 ICD_LIKE = st.text(ICD_CHARS, min_size=0, max_size=12)
@@ -152,7 +153,7 @@ def dirty_county(draw: st.DrawFn) -> tuple[dict[str, pd.DataFrame], dict[tuple[s
 
 
 @given(dirty_county(), st.sampled_from(["csv", "parquet"]))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_row_is_accepted_or_quarantined_once(
     tmp_path_factory: pytest.TempPathFactory, county: tuple[dict[str, pd.DataFrame], dict], fmt: str
 ) -> None:
@@ -170,6 +171,7 @@ def test_every_row_is_accepted_or_quarantined_once(
         assert counts.rows_accepted == len(accepted)
         rows = set(accepted["source_row"]) | {r for t, r in found if t == name}
         assert rows == set(range(1, len(frame) + 1))
+        canonical_schema(name).validate(accepted)  # no dirt leaks into a canonical table
 
 
 # --- source_row is the row's position in the file -----------------------------------------------------

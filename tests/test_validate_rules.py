@@ -204,3 +204,28 @@ def test_validation_json_records_accounting_and_provenance(tmp_path: Path) -> No
     assert document["rows_read"] == document["rows_accepted"] + document["rows_quarantined"] == 18
     written = duckdb.sql(f"SELECT count(*) FROM '{tmp_path / 'out' / 'quarantine.parquet'}'").fetchall()[0][0]
     assert written == document["rows_quarantined"]
+
+
+def test_every_reason_code_has_a_test() -> None:
+    tested = {reason for _, _, reason in BAD_ROWS} | {"after_death"}
+    assert tested == set(definitions.validation_rules()["reasons"])
+
+
+def test_canonical_schema_rejects_what_validation_quarantines(tmp_path: Path) -> None:
+    import pandera.errors
+
+    from risk.validate.schema import canonical_schema
+
+    validate_folder(write_folder(tmp_path / "in", good_tables()), tmp_path / "out", as_of=AS_OF)
+    vitals = pd.read_parquet(tmp_path / "out" / "canonical" / "vitals.parquet")
+    canonical_schema("vitals").validate(vitals)
+    vitals.loc[0, "sbp"] = 400.0
+    with pytest.raises(pandera.errors.SchemaError):
+        canonical_schema("vitals").validate(vitals)
+
+
+def test_generated_validation_document_is_current() -> None:
+    from risk.validate.docs import validation_markdown
+
+    document = Path(__file__).resolve().parent.parent / "docs" / "validation.md"
+    assert document.read_text(encoding="utf-8") == validation_markdown(), "run `risk docs`"
