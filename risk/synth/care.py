@@ -196,6 +196,11 @@ def follow_up_care(
     mode = np.concatenate([mode, np.zeros(len(r_p), dtype=mode.dtype)])
     sbp, dbp, fpg = (np.concatenate([a, b]) for a, b in ((sbp, r_sbp), (dbp, r_dbp), (fpg, r_fpg)))
 
+    # A recheck can fall on the next quarter's visit day: one visit per patient and day.
+    _, first_of_day = np.unique(vp.astype(np.int64) * 1_000_000 + vday, return_index=True)
+    first_of_day = np.sort(first_of_day)
+    vp, vday, mode, sbp, dbp, fpg = (a[first_of_day] for a in (vp, vday, mode, sbp, dbp, fpg))
+
     month = cal.month_index(vday)
     person = res.person[res_idx[vp]]
     true_sbp = course.sbp[vp, month]

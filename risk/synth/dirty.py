@@ -28,13 +28,12 @@ VALID_UNIT_KINDS = {"mg/dL": "unit_mg_dl", "mmol/mol": "unit_mmol_mol", "mg/mmol
 
 
 def icd10_typo(label: str, variant: int) -> str:
-    """Typing slips seen in claims: letter O for zero, a doubled dot, a dropped dot, a stray space."""
+    """Typing slips seen in claims that no normalisation may repair: letter O for zero, a doubled dot,
+    a space inside the code. (A missing dot or lower case is repairable, so it is not made here.)"""
     if variant == 0 and "0" in label:
         return label.replace("0", "O", 1)
     if variant == 1 and "." in label:
         return label.replace(".", "..")
-    if variant == 2 and "." in label:
-        return label.replace(".", "")
     return label[:1] + " " + label[1:]
 
 
@@ -99,13 +98,16 @@ def _apply(
         table["sbp"][rows] = table["dbp"][rows]
         table["dbp"][rows] = sbp
     elif kind == "impossible_value":
-        column = "sbp" if table_name == "vitals" else "value"
-        table[column][rows] = table[column][rows] * (10 if table_name == "vitals" else 100)
+        # Slipped decimal point / keyed twice: far outside any physiological range in any accepted unit.
+        if table_name == "vitals":
+            table["sbp"][rows] = table["sbp"][rows] * 10
+        else:
+            table["value"][rows] = table["value"][rows] * 1000 + 10_000
     elif kind in ("icd10_typo", "icd10_lowercase"):
         dx: Cat = table["primary_dx"]
         for row in rows:
             label = dx.labels[dx.codes[row]]
-            new = label.lower() if kind == "icd10_lowercase" else icd10_typo(label, int(rng.integers(0, 4)))
+            new = label.lower() if kind == "icd10_lowercase" else icd10_typo(label, int(rng.integers(0, 3)))
             dx.codes[row] = dx.code_of(new)
     elif kind == "unknown_person":
         table["person_id"][rows] = UNKNOWN_PERSON_BASE + rng.integers(0, 999_999, size=len(rows))
