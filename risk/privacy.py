@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -10,6 +11,7 @@ import warnings
 _DEV_KEY = "risk-dev-key-not-for-production"
 
 
+@functools.cache
 def _key() -> bytes:
     key = os.environ.get("RISK_ID_KEY")
     if not key:
