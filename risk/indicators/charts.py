@@ -40,7 +40,9 @@ def units_chart(table: pd.DataFrame, title: str, is_rate: bool, target: float | 
         return None
     fig, ax = plt.subplots(figsize=(7, max(2.0, 0.28 * len(shown) + 1)))
     values = shown["value"].to_numpy(float)
-    ax.barh(shown["unit"].astype(str), values, color="#4a78b5")
+    positions = np.arange(len(shown))
+    ax.barh(positions, values, color="#4a78b5")
+    ax.set_yticks(positions, shown["unit"].astype(str))
     if shown["ci_low"].notna().any():
         err = np.vstack([values - shown["ci_low"].to_numpy(float), shown["ci_high"].to_numpy(float) - values])
         ax.errorbar(values, np.arange(len(shown)), xerr=err, fmt="none", ecolor="#333", capsize=2, lw=0.8)
@@ -85,8 +87,9 @@ def tier_mix_chart(mix: pd.DataFrame) -> str | None:
     bottom = np.zeros(len(pivot))
     for tier, colour in TIER_COLOURS.items():
         if tier in pivot:
-            ax.bar(pivot.index.astype(str), pivot[tier], bottom=bottom, color=colour, label=tier)
+            ax.bar(np.arange(len(pivot)), pivot[tier], bottom=bottom, color=colour, label=tier)
             bottom += pivot[tier].to_numpy(float)
+    ax.set_xticks(np.arange(len(pivot)), pivot.index.astype(str))
     _percent_axis(ax)
     ax.set_title("Tier mix of managed patients by run date", fontsize=10)
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.15))

@@ -1,0 +1,154 @@
+"""Indicator exports (CSV with BOM, XLSX, HTML), CLI commands, the overview, a headless-browser render."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_indicators import TINY, write_canonical
+from typer.testing import CliRunner
+
+from risk.cli import app
+from risk.indicators import tier_mix, tier_transitions
+from risk.indicators.overview import build_overview
+from risk.indicators.report import write_indicator_report
+
+runner = CliRunner()
+
+
+def _tiers(run_dir: Path, as_of: str, tiers: dict[str, str]) -> None:
+    pd.DataFrame({"person_id": list(tiers), "as_of": pd.to_datetime([as_of] * len(tiers)).date,
+                  "tier": list(tiers.values())}).to_parquet(run_dir / "tiers.parquet", index=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    earlier = write_canonical(root / "2024-09-30", TINY)
+    later = write_canonical(root / "2024-12-31", TINY)
+    _tiers(earlier, "2024-09-30", {"H1": "red", "H2": "red", "H3": "green", "D1": "yellow"})
+    _tiers(later, "2024-12-31", {"H1": "yellow", "H2": "red", "H9": "green", "D1": "yellow"})
+    return earlier, later
+
+
+def test_csv_is_utf8_with_bom_and_suppressed(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r.csv", by="township")
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    assert "高血压患者血压控制率（国家基本公卫口径）" in set(table["name_zh"])
+    # Default k = 10: T1 (7 patients), T2 (3) and even the county (4 controlled < 10) are hidden.
+    assert table["numerator"].isna().all() and set(table["suppressed"]) == {"primary"}
+    # k = 4: county 4 controlled / 6 not is shown; T1 (3 controlled) and T2 (3 patients) are hidden.
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r4.csv", min_count=4)
+    table = pd.read_csv(out, encoding="utf-8-sig").set_index("unit")
+    assert (table.loc["county", "numerator"], table.loc["county", "denominator"]) == (4, 10)
+    assert table.loc["T1", "suppressed"] == "primary" and table.loc["T2", "suppressed"] == "primary"
+
+
+def test_min_count_and_over(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024", tmp_path / "r.csv", by="township",
+                                 over="quarter", min_count=1)
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    assert list(table.loc[table["level"] == "county", "period"]) == ["2024Q1", "2024Q2", "2024Q3", "2024Q4"]
+    t1 = table[(table["unit"] == "T1") & (table["period"] == "2024Q4")].iloc[0]
+    assert (t1["numerator"], t1["denominator"]) == (3, 7)
+
+
+def test_xlsx_has_data_and_about_sheets(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = write_indicator_report(runs[1], "bp_control_hearts", "2024Q4", tmp_path / "r.xlsx", by="county")
+    sheets = pd.read_excel(out, sheet_name=None)
+    assert set(sheets) == {"indicator", "about"}
+    about = dict(zip(sheets["about"]["item"], sheets["about"]["value"], strict=True))
+    assert "HEARTS" in about["definition"] and about["indicator_definitions_version"]
+
+
+def test_html_report_names_its_definition(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r.html", by="township",
+                                 min_count=1)
+    html = out.read_text(encoding="utf-8")
+    assert "Chinese national basic public health service definition" in html
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+
+
+def test_cli_report_and_clean_errors(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["report", "signing_rate", "--run", str(runs[1]), "--period", "2024Q4",
+                                 "--by", "team", "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    for args, message in (
+        (["report", "nope", "--run", str(runs[1]), "--period", "2024Q4", "--out", str(out)],
+         "unknown indicator"),
+        (["report", "signing_rate", "--run", str(runs[1]), "--period", "2024Q9", "--out", str(out)],
+         "not a period"),
+        (["report", "signing_rate", "--run", str(runs[1]), "--period", "2024", "--by", "street", "--out",
+          str(out)], "unknown breakdown"),
+        (["report", "signing_rate", "--run", str(tmp_path), "--period", "2024", "--out", str(out)],
+         "not a run folder"),
+        (["report", "signing_rate", "--run", str(runs[1]), "--period", "2024", "--out",
+          str(tmp_path / "r.pdf")], "unknown report format"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_tier_mix_and_transitions(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    mix = tier_mix(list(runs)).set_index(["as_of", "tier"])
+    assert mix.loc[("2024-09-30", "red"), "persons"] == 2
+    assert mix.loc[("2024-12-31", "red"), "share"] == pytest.approx(0.25)
+    table = tier_transitions(*runs)
+    # H1 red -> yellow, H2 red -> red, H3 green -> left, D1 yellow -> yellow, H9 new -> green.
+    assert table.loc["red", "yellow"] == 1 and table.loc["red", "red"] == 1
+    assert table.loc["green", "left"] == 1 and table.loc["new", "green"] == 1
+    assert tier_transitions(*runs, min_count=10).isna().to_numpy().sum() == 5  # every non-zero cell is small
+    result = runner.invoke(app, ["report", "tier_transitions", "--run", str(runs[1]), "--previous",
+                                 str(runs[0]), "--out", str(tmp_path / "t.csv"), "--min-count", "1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_overview_is_self_contained(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["overview", "--run", str(runs[1]), "--period", "2024Q4", "--out",
+                                 str(tmp_path / "o.html"), "--min-count", "2"])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "o.html").read_text(encoding="utf-8")
+    for text in ("Township league table", "Tier transitions 2024-09-30 → 2024-12-31", "WHO HEARTS",
+                 "@media print", "≥ 60%"):
+        assert text in html
+    assert html.count("data:image/png;base64,") >= 3
+    assert "<script" not in html and "src=\"http" not in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.browser
+def test_overview_renders_in_headless_browser(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("RISK_REQUIRE_BROWSER") == "1":
+            pytest.fail("RISK_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("chromium not installed")
+    page = build_overview(runs[1], tmp_path / "o.html", period="2024Q4", min_count=2)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
+        tab = instance.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.goto(page.resolve().as_uri())
+        # Every chart image decoded (naturalWidth > 0) and the league table laid out.
+        widths = tab.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) >= 3 and all(w > 0 for w in widths)
+        assert tab.locator("h2").count() == 5
+        pdf = tab.pdf(format="A4")  # printable
+        instance.close()
+    assert not errors
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    subprocess.run([browser, "--version"], check=True, capture_output=True)
