@@ -126,6 +126,8 @@ def county() -> CanonicalBuilder:
     b.prescription("P_RX", "2024-02-01", "A10BA02", 30)  # 02-01..03-01: 1 new day
     b.prescription("P_RX", "2022-01-01", "C10AA05", 90)  # statin long before the window
     b.prescription("P_RX", "2024-07-01", "C10AA05", 30)  # statin after as_of
+    b.prescription("P_RX", "2024-06-01", "C10AA05", 10)  # same start, two lengths: union 06-01..06-20
+    b.prescription("P_RX", "2024-06-01", "C10AA07", 20)
     b.prescription("P_RX", "2024-01-01", "B01AC06", 90)  # aspirin: in no PDC group
     # --- who is managed
     b.person("P_ENDED").condition("P_ENDED", "hypertension", ended_on="2024-06-30")
@@ -295,7 +297,7 @@ def test_proportion_of_days_covered(features: pd.DataFrame) -> None:
     row = features.loc["P_RX"]
     assert row["pdc_antihypertensive_12m"] == pytest.approx((18 + 20 + 16) / 365)
     assert row["pdc_antidiabetic_12m"] == pytest.approx((60 + 1) / 365)
-    assert row["pdc_statin_12m"] == 0.0
+    assert row["pdc_statin_12m"] == pytest.approx(20 / 365)
     assert bool(row["antihypertensive_dispensed_12m"]) is True
     assert features.loc["P_BP", "pdc_antihypertensive_12m"] == 0.0
 

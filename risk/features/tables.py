@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +60,7 @@ def _prefix_table(frame: pd.DataFrame, prefix_column: str) -> pd.DataFrame:
     return out
 
 
+@lru_cache(maxsize=1)
 def value_set_tables() -> dict[str, pd.DataFrame]:
     """Small lookup tables joined in SQL; kept as data in risk/definitions/."""
     feature_defs = definitions.feature_definitions()

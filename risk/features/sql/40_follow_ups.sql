@@ -1,53 +1,62 @@
 -- Follow-up forms. A visit day counts once even when forms for two conditions were filled that day.
--- The BP (FPG) of a visit is the last reading (result) on the same calendar day.
-
--- cte: fu_ranked
-SELECT person_id, followed_on, smoker, adherence, symptoms, adverse_reaction,
-       ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY followed_on DESC, source_row DESC) AS rn
-FROM follow_ups
-WHERE followed_on <= :as_of
+-- The last form is the latest followed_on, then the highest source_row. Nullable answers are encoded
+-- (NULL -> -1 or '-') inside MAX_BY so that "unknown on the last form" is kept as unknown, the same on
+-- every engine. The BP (FPG) of a visit is the last reading (result) of that calendar day.
 
 -- cte: fu_summary
 SELECT person_id,
        COUNT(DISTINCT CASE WHEN followed_on >= :window_start THEN followed_on END) AS fu_count_12m,
        MAX(followed_on) AS fu_last_date,
-       MAX(CASE WHEN rn = 1 THEN smoker END) AS fu_last_smoker,
-       MAX(CASE WHEN rn = 1 THEN adherence END) AS fu_last_adherence,
-       MAX(CASE WHEN rn = 1 THEN (COALESCE(TRIM(symptoms), '') <> '') END) AS fu_last_danger_symptoms,
-       MAX(CASE WHEN rn = 1 THEN adverse_reaction END) AS fu_last_adverse_reaction
-FROM fu_ranked
+       CASE MAX_BY(CASE WHEN smoker THEN 1 WHEN NOT smoker THEN 0 ELSE -1 END,
+                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row)
+            WHEN 1 THEN TRUE WHEN 0 THEN FALSE END AS fu_last_smoker,
+       NULLIF(MAX_BY(COALESCE(adherence, '-'),
+                     DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row), '-')
+           AS fu_last_adherence,
+       MAX_BY(COALESCE(TRIM(symptoms), '') <> '',
+              DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) AS fu_last_danger_symptoms,
+       CASE MAX_BY(CASE WHEN adverse_reaction THEN 1 WHEN NOT adverse_reaction THEN 0 ELSE -1 END,
+                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row)
+            WHEN 1 THEN TRUE WHEN 0 THEN FALSE END AS fu_last_adverse_reaction
+FROM follow_ups
+WHERE followed_on <= :as_of
 GROUP BY person_id
 
 -- cte: fu_days
-SELECT DISTINCT person_id, followed_on FROM fu_ranked
+SELECT DISTINCT person_id, followed_on FROM follow_ups WHERE followed_on <= :as_of
 
 -- cte: fu_day_bp
 SELECT d.person_id, d.followed_on,
-       MIN_BY(CASE WHEN v.sbp < :sbp_controlled_below AND v.dbp < :dbp_controlled_below THEN 1 ELSE 0 END, v.rn)
+       MAX_BY(CASE WHEN v.sbp < :sbp_controlled_below AND v.dbp < :dbp_controlled_below THEN 1 ELSE 0 END,
+              DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', v.measured_at) * 1000000000 + v.source_row)
            AS controlled
 FROM fu_days d
-JOIN vitals_ranked v ON v.person_id = d.person_id AND CAST(v.measured_at AS DATE) = d.followed_on
+JOIN vitals v ON v.person_id = d.person_id AND CAST(v.measured_at AS DATE) = d.followed_on
+WHERE v.measured_at < :as_of_end
 GROUP BY d.person_id, d.followed_on
 
 -- cte: fu_bp_streak
-SELECT person_id,
-       COALESCE(MIN(CASE WHEN controlled = 1 THEN k END) - 1, COUNT(*)) AS fu_consecutive_uncontrolled_bp
-FROM (SELECT person_id, controlled,
-             ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY followed_on DESC) AS k
-      FROM fu_day_bp) ranked_visits
-GROUP BY person_id
+SELECT b.person_id,
+       COUNT(CASE WHEN last_ok.followed_on IS NULL OR b.followed_on > last_ok.followed_on THEN 1 END)
+           AS fu_consecutive_uncontrolled_bp
+FROM fu_day_bp b
+LEFT JOIN (SELECT person_id, MAX(followed_on) AS followed_on FROM fu_day_bp WHERE controlled = 1
+           GROUP BY person_id) last_ok ON last_ok.person_id = b.person_id
+GROUP BY b.person_id
 
 -- cte: fu_day_fpg
 SELECT d.person_id, d.followed_on,
        MAX_BY(CASE WHEN l.value < :fpg_controlled_below THEN 1 ELSE 0 END, l.measured_at) AS controlled
 FROM fu_days d
-JOIN labs l ON l.person_id = d.person_id AND l.test = 'fpg' AND CAST(l.measured_at AS DATE) = d.followed_on
+JOIN labs l ON l.person_id = d.person_id AND CAST(l.measured_at AS DATE) = d.followed_on
+WHERE l.test = 'fpg' AND l.measured_at < :as_of_end
 GROUP BY d.person_id, d.followed_on
 
 -- cte: fu_fpg_streak
-SELECT person_id,
-       COALESCE(MIN(CASE WHEN controlled = 1 THEN k END) - 1, COUNT(*)) AS fu_consecutive_uncontrolled_fpg
-FROM (SELECT person_id, controlled,
-             ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY followed_on DESC) AS k
-      FROM fu_day_fpg) ranked_visits
-GROUP BY person_id
+SELECT f.person_id,
+       COUNT(CASE WHEN last_ok.followed_on IS NULL OR f.followed_on > last_ok.followed_on THEN 1 END)
+           AS fu_consecutive_uncontrolled_fpg
+FROM fu_day_fpg f
+LEFT JOIN (SELECT person_id, MAX(followed_on) AS followed_on FROM fu_day_fpg WHERE controlled = 1
+           GROUP BY person_id) last_ok ON last_ok.person_id = f.person_id
+GROUP BY f.person_id

@@ -1,19 +1,21 @@
 -- Encounters admitted in the 12-month window. Costs count only once settled on :as_of (discharged on or
 -- before it, or outpatient/emergency without a discharge date): a later settlement is not yet known.
+-- A readmission is an inpatient admission in the window within :readmission_days days after the discharge
+-- of another inpatient stay (that discharge is before the admission, hence on or before :as_of).
 
 -- cte: inpatient_stays
-SELECT person_id, admitted_on, discharged_on,
-       LAG(discharged_on) OVER (PARTITION BY person_id ORDER BY admitted_on, source_row) AS previous_discharged_on
+SELECT encounter_id, person_id, admitted_on, discharged_on
 FROM encounters
 WHERE setting = 'inpatient' AND admitted_on <= :as_of
 
 -- cte: readmissions
-SELECT person_id,
-       COUNT(CASE WHEN admitted_on >= :window_start
-                   AND DATE_DIFF('day', previous_discharged_on, admitted_on) BETWEEN 0 AND :readmission_days
-                  THEN 1 END) AS enc_readmit30_12m
-FROM inpatient_stays
-GROUP BY person_id
+SELECT a.person_id, COUNT(DISTINCT a.encounter_id) AS enc_readmit30_12m
+FROM inpatient_stays a
+JOIN inpatient_stays b
+  ON b.person_id = a.person_id AND b.encounter_id <> a.encounter_id
+ AND b.discharged_on <= a.admitted_on AND DATE_DIFF('day', b.discharged_on, a.admitted_on) <= :readmission_days
+WHERE a.admitted_on >= :window_start
+GROUP BY a.person_id
 
 -- cte: encounter_window
 SELECT person_id,

@@ -1,7 +1,7 @@
 -- Proportion of days covered (PDC) per drug-class group over the 365-day window. Each dispensing covers
 -- dispensed_on .. dispensed_on + days_supply - 1, clipped to the window; overlapping supplies are merged
 -- (union), not shifted. Sorted by start, a dispensing adds only the days after the furthest end seen so
--- far, so one running-max window computes the union.
+-- far, so one running-max window computes the union (the order among equal starts does not change the sum).
 
 -- cte: dispensing_intervals
 SELECT r.person_id, g.pdc_group,
@@ -16,7 +16,7 @@ SELECT person_id, pdc_group,
        GREATEST(DATE_DIFF('day', GREATEST(start_on, DATE_ADD(COALESCE(covered_until, DATE_ADD(start_on, -1)), 1)),
                           end_on) + 1, 0) AS new_days
 FROM (SELECT person_id, pdc_group, start_on, end_on,
-             MAX(end_on) OVER (PARTITION BY person_id, pdc_group ORDER BY start_on, end_on
+             MAX(end_on) OVER (PARTITION BY person_id, pdc_group ORDER BY start_on
                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
       FROM dispensing_intervals) ordered
 
