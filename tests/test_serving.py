@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 import risk.serving.publish as publish_module
 from risk.cli import app as cli_app
 from risk.errors import InputFileError, RiskUserError
+from risk.serving import api as serving_api
 from risk.serving import queries, schema
 from risk.serving.api import RedactAccessLog, create_app
 from risk.serving.auth import User, add_user, revoke_user
@@ -246,14 +247,18 @@ def test_tier_history_is_kept_across_runs_while_old_patient_rows_are_pruned(
 # --- access control -------------------------------------------------------------------------------------
 
 
-def test_missing_malformed_and_revoked_tokens_get_401(published: dict) -> None:
+def test_missing_malformed_and_revoked_tokens_get_401(
+    published: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = published["client"]
+    assert _get(published, "team", "/api/me").status_code == 200
     assert client.get("/api/patients/P0000000").status_code == 401
     for token in ("nonsense", "rk_0000000000000000.wrong", published["tokens"]["team"] + "x"):
         response = client.get("/api/patients/P0000000", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
     revoke_user(published["engine"], "team-a")
+    monkeypatch.setattr(serving_api, "TOKEN_CACHE_SECONDS", 0.0)  # expire the cached token now
     assert _get(published, "team", "/api/me").status_code == 401
     assert client.get("/api/health").json()["persons"] == PERSONS  # health needs no token
 

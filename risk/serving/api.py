@@ -9,6 +9,7 @@ exist. Every patient-level read is audited before the data leaves the server.
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -21,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from risk.serving import queries
+from risk.serving.audit import AuditWriter, audit_rows
 from risk.serving.auth import User, authenticate
 from risk.serving.models import (
     Aggregates,
@@ -35,6 +37,7 @@ from risk.serving.store import open_store
 
 STATIC_DIR = Path(str(resources.files("risk.serving") / "static"))
 NOT_PERMITTED = "not permitted"
+TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this long (saves a query per request)
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -69,6 +72,7 @@ def create_app(store_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        audit_writer.close()
         engine.dispose()
 
     app = FastAPI(
@@ -78,13 +82,27 @@ def create_app(store_url: str) -> FastAPI:
         lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
     )
     app.state.engine = engine
+    audit_writer = AuditWriter(engine)
+    token_cache: dict[str, tuple[float, User]] = {}
+
+    def cached_authenticate(token: str) -> User | None:
+        now = time.monotonic()
+        hit = token_cache.get(token)
+        if hit and now - hit[0] < TOKEN_CACHE_SECONDS:
+            return hit[1]
+        user = authenticate(engine, token)
+        if user is not None:
+            if len(token_cache) > 10_000:
+                token_cache.clear()
+            token_cache[token] = (now, user)
+        return user
 
     def current_user(
         response: Response,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> User:
         response.headers["Cache-Control"] = "no-store"
-        user = authenticate(engine, credentials.credentials) if credentials else None
+        user = cached_authenticate(credentials.credentials) if credentials else None
         if user is None:
             raise HTTPException(status_code=401, detail="missing or invalid token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -97,8 +115,7 @@ def create_app(store_url: str) -> FastAPI:
 
     def audited(user: User, endpoint: str, person_ids: list[Any], run_id: str | None, outcome: str = "ok"
                 ) -> None:
-        with engine.begin() as conn:
-            queries.write_audit(conn, user, endpoint, person_ids, run_id, outcome)
+        audit_writer.write(audit_rows(user, endpoint, person_ids, run_id, outcome))
 
     def read(fn: Any, *args: Any) -> Any:
         try:

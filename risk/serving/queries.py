@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
@@ -185,14 +184,5 @@ def aggregates(conn: Connection, user: User) -> dict[str, Any]:
     }
 
 
-def write_audit(conn: Connection, user: User, endpoint: str, person_ids: list[str | None], run_id: str | None,
-                outcome: str = "ok") -> None:
-    """One row per person read (or one row with no person for a refused or empty read)."""
-    now = datetime.now(UTC)
-    rows = [{"at": now, "user_name": user.name, "role": user.role, "endpoint": endpoint, "person_id": pid,
-             "run_id": run_id, "outcome": outcome} for pid in (person_ids or [None])]
-    conn.execute(schema.audit.insert(), rows)
-
-
 __all__ = ["NoCurrentRun", "aggregates", "current_run", "patient_view", "search", "team_in_scope",
-           "team_priority_list", "write_audit"]
+           "team_priority_list"]

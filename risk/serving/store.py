@@ -48,7 +48,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 16) -> Engine:
+def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 8) -> Engine:
     """Engine for the store; `create=True` creates missing tables (publish, user admin)."""
     url = normalise_store_url(store_url)
     try:
@@ -59,7 +59,7 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
             if path and create:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
-                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=pool_size,
+                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=48,
                 connect_args={"check_same_thread": False, "timeout": 30},
             )
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -67,7 +67,7 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
         else:
             # REPEATABLE READ: a request's several statements see one snapshot, like SQLite's WAL read.
             engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=48, pool_pre_ping=True,
                 isolation_level="REPEATABLE READ",
             )
     except (ArgumentError, ImportError) as exc:
