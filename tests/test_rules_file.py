@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from risk.cli import app
 from risk.errors import DefinitionError
 from risk.tiers import load_rule_set
+from risk.tiers.ruleset_docs import rules_markdown
 
 
 def rule(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
@@ -120,3 +122,12 @@ def test_cli_check_accepts_the_default_and_a_county_copy(tmp_path):
     data["version"] = "county-2"
     result = CliRunner().invoke(app, ["rules", "check", "--rules", str(write_rule_file(tmp_path, data))])
     assert result.exit_code == 0 and "county-2" in result.output
+
+
+def test_docs_rules_md_is_generated_from_the_default_rule_set():
+    committed = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
+    generated = rules_markdown()
+    assert committed.read_text(encoding="utf-8") == generated, "run `risk docs` and commit docs/rules.md"
+    for rule in load_rule_set().rules:
+        assert f"`{rule.id}`" in generated
+    assert "`bp_last_sbp >= 180 OR bp_last_dbp >= 110`" in generated
