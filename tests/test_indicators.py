@@ -383,3 +383,11 @@ def test_definitions_are_checked() -> None:
         assert indicator.source and indicator.period_rule and indicator.zh and indicator.en
     assert indicator_set().get("bp_control_cn").target.for_year(2025) == pytest.approx(0.80)
     assert indicator_set().get("bp_control_cn").target.for_year(2022) is None
+
+
+def test_generated_indicator_doc_is_current() -> None:
+    from risk.indicators.docs import indicators_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "indicators.md"
+    committed = doc.read_text(encoding="utf-8")
+    assert committed == indicators_markdown(), "run `risk docs` to regenerate docs/indicators.md"
