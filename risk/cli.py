@@ -317,6 +317,49 @@ def rules_apply(
     typer.echo(apply_rules_to_file(features, out, rules))
 
 
+def parse_months(value: str) -> int:
+    text = value.strip().upper().removesuffix("M")
+    if not text.isdigit() or int(text) < 1:
+        raise RiskUserError(f"'{value}' is not a number of months such as 3M")
+    return int(text)
+
+
+@app.command()
+@user_errors_are_clean
+def train(
+    input_dir: Annotated[Path | None, typer.Argument(help="Validated output folder")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Test snapshot (default: latest complete)")] = None,
+    snapshots: Annotated[int | None, typer.Option(help="Training snapshots (default: policy)")] = None,
+    every: Annotated[str | None, typer.Option(help="Spacing of snapshots, e.g. 3M")] = None,
+    table: Annotated[Path | None, typer.Option(help="Any per-person table (Parquet/CSV) instead")] = None,
+    label: Annotated[str | None, typer.Option(help="Binary outcome column of --table")] = None,
+    id_column: Annotated[str, typer.Option(help="Person id column of --table")] = "person_id",
+    out: Annotated[Path, typer.Option(help="Output folder for the report")] = Path("runs/train"),
+    export: Annotated[Path | None, typer.Option(help="Export the chosen model here (e.g. models)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    track: Annotated[bool, typer.Option(help="Log the run to MLflow")] = True,
+) -> None:
+    """Train calibrated LR + gradient boosting, evaluate them against the rules, report, log to MLflow."""
+    from pipelines.train import train_county, train_table
+
+    if table is not None:
+        if input_dir is not None:
+            raise RiskUserError("give either INPUT_DIR or --table, not both")
+        if not label:
+            raise RiskUserError("--table needs --label COLUMN (the binary outcome column)")
+        result = train_table(table, label, out, id_column=id_column, export_dir=export,
+                             tracking_uri=tracking_uri, track=track)
+    else:
+        if input_dir is None:
+            raise RiskUserError("give INPUT_DIR (a validated output folder) or --table FILE --label COLUMN")
+        result = train_county(
+            input_dir, out, as_of=parse_date(as_of) if as_of else None, snapshots=snapshots,
+            every_months=parse_months(every) if every else None, export_dir=export,
+            tracking_uri=tracking_uri, track=track,
+        )
+    typer.echo(result.render())
+
+
 @app.command()
 @user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:
