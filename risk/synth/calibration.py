@@ -111,6 +111,12 @@ def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
         q(f"SELECT avg((primary_dx <> 'E11.9')::int) {inpatient} AND primary_dx LIKE 'E11%'") or 0.0
     )
     figures["deaths per resident-year"] = q("SELECT count(death_date) FROM p") / n / years
+    by_quintile = con.execute("""
+        SELECT avg((cv_admissions + complications > 0 OR death_date IS NOT NULL)::int)
+        FROM (SELECT *, ntile(5) OVER (ORDER BY latent_risk) AS quintile FROM truth)
+        GROUP BY quintile ORDER BY quintile""").fetchall()
+    for quintile, (share,) in enumerate(by_quintile, start=1):
+        figures[f"patients with a CV admission, complication or death, risk quintile {quintile}"] = share
     return {k: float(v) for k, v in figures.items()}
 
 
@@ -204,7 +210,9 @@ def main() -> None:
     cfg = meta["config"]
     header = (
         f"Generated with `risk synth --persons {cfg['persons']} --seed {cfg['seed']} --start {cfg['start']} "
-        f"--end {cfg['end']}` (code {meta['code_version']}, definitions {meta['synth_definitions_version']})."
+        f"--end {cfg['end']}` (code {meta['code_version']}, "
+        f"definitions {meta['synth_definitions_version']}).\n"
+        "Rows: " + ", ".join(f"{name} {count:,}" for name, count in meta["rows"].items()) + "."
     )
     print(header)
     print(markdown_table(figures))

@@ -68,7 +68,8 @@ class SynthSummary:
         lines += [f"  {name:<14}{count:>13,} rows" for name, count in self.rows.items()]
         lines.append(f"  dirty rows injected: {self.dirty_rows:,} (manifest _synth/dirty_rows.parquet)")
         for key, value in self.figures.items():
-            lines.append(f"  {key:<48}{value:>12.4g}")
+            shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+            lines.append(f"  {key:<58}{shown:>10}")
         return "\n".join(lines)
 
 
