@@ -27,6 +27,11 @@ def _with_row(table: str, **changes: str) -> tuple[dict[str, pd.DataFrame], int]
     return tables, len(tables[table])
 
 
+def _below_range(table: str, column: str) -> float:
+    low = definitions.contract().tables[table].columns[column].range[0]
+    return low / 2 if low > 0 else low - 1
+
+
 BAD_ROWS = [
     ("vitals", {"sbp": "abc"}, "bad_value"),
     ("vitals", {"measured_at": "2024-13-45"}, "bad_value"),
@@ -49,7 +54,7 @@ BAD_ROWS = [
     ("encounters", {"encounter_id": "E9", "secondary_dx": "I10;E11.2;1234"}, "malformed_icd10"),
     ("prescriptions", {"atc_code": "C08"}, "malformed_atc"),
     ("vitals", {"sbp": "400"}, "out_of_range"),
-    ("vitals", {"weight_kg": "5"}, "out_of_range"),
+    ("vitals", {"weight_kg": f"{_below_range('vitals', 'weight_kg')}"}, "out_of_range"),
     ("labs", {"test": "fpg", "value": "900", "unit": "mg/dL"}, "out_of_range"),  # 50 mmol/L
     ("persons", {"person_id": "P9", "birth_date": "1850-01-01"}, "out_of_range"),
     ("prescriptions", {"days_supply": "0"}, "out_of_range"),

@@ -32,6 +32,7 @@ from risk.validate.result import TableCounts, ValidationResult
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("canonical", "quarantine.parquet", "validation.json")
+COPY_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
 # DuckDB spills to disk beyond this, keeping the whole run well under 4 GiB resident.
 DEFAULT_MEMORY_LIMIT = "2500MB"
 # Errors DuckDB raises for a user's file (bad CSV line, bad encoding, corrupt Parquet) rather than a bug.
@@ -120,6 +121,7 @@ def _validate_tables(
                for name, path in files.items()}
     plans = {name: build_plan(source, contract.tables[name], as_of) for name, source in sources.items()}
     for name, source in sources.items():
+        table_started = time.perf_counter()
         counts = _validate_table(con, plans[name], source, staging / "canonical" / f"{name}.parquet")
         if name == "persons":
             warnings["national_id_checksum"] = con.execute(
@@ -127,12 +129,12 @@ def _validate_tables(
             con.execute("CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date "
                         "FROM persons_accepted")
             con.execute("DROP TABLE persons_accepted")
-        log.info("%s: read %s, accepted %s, quarantined %s", name, counts.rows_read, counts.rows_accepted,
-                 counts.rows_quarantined)
+        log.info("%s: read %s, accepted %s, quarantined %s (%.1f s)", name, counts.rows_read,
+                 counts.rows_accepted, counts.rows_quarantined, time.perf_counter() - table_started)
         tables[name] = counts
     order = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(files))
     con.execute(f"COPY (SELECT * FROM quarantine ORDER BY CASE \"table\" {order} END, source_row) "
-                f"TO '{staging / 'quarantine.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+                f"TO '{staging / 'quarantine.parquet'}' {COPY_OPTIONS}")
     return tables, warnings
 
 
@@ -154,35 +156,28 @@ def _validate_table(
     if source is not None:
         _reject_unreadable_columns(con, plan, source)
 
-    keys = [q(k) for k in plan.spec.key]
-    key_match = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE dups AS SELECT {', '.join(keys)}, "
-                "min(source_row) AS __first_row FROM checked WHERE __reason IS NULL "
-                "GROUP BY ALL HAVING count(*) > 1")
-    accepted_rows = (f"SELECT c.* FROM checked c LEFT JOIN dups d ON {key_match} "
-                     "WHERE c.__reason IS NULL AND (d.__first_row IS NULL OR c.source_row = d.__first_row)")
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    _find_duplicates(con, plan, person)
     outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
                         for col, expr in plan.output_columns.items())
-    accepted = f"SELECT {outputs} FROM ({accepted_rows}) ORDER BY source_row"
-    copy_options = "(FORMAT parquet, COMPRESSION zstd)"
+    accepted = (f"SELECT {outputs} FROM checked WHERE __reason IS NULL "
+                "AND source_row NOT IN (SELECT source_row FROM losers) ORDER BY source_row")
     if name == "persons":
         con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
-        rows_accepted = con.execute(f"COPY persons_accepted TO '{target}' {copy_options}").fetchone()[0]
+        rows_accepted = con.execute(f"COPY persons_accepted TO '{target}' {COPY_OPTIONS}").fetchone()[0]
     else:
-        rows_accepted = con.execute(f"COPY ({accepted}) TO '{target}' {copy_options}").fetchone()[0]
+        rows_accepted = con.execute(f"COPY ({accepted}) TO '{target}' {COPY_OPTIONS}").fetchone()[0]
 
-    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
     con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, {person}, __reason, __detail "
                 "FROM checked WHERE __reason IS NOT NULL")
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', c.source_row, c.{person}, 'duplicate', "
-                f"'same key as row ' || d.__first_row FROM checked c JOIN dups d ON {key_match} "
-                "WHERE c.__reason IS NULL AND c.source_row > d.__first_row")
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
+                "'same key as row ' || first_row FROM losers")
     rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
     reasons = dict(con.execute(
         "SELECT reason_code, count(*) FROM quarantine WHERE \"table\" = ? GROUP BY 1 ORDER BY 2 DESC, 1",
         [name]).fetchall())
     con.execute("DROP TABLE checked")
-    con.execute("DROP TABLE dups")
+    con.execute("DROP TABLE losers")
     counts = TableCounts(
         file=source.path.name if source is not None else None, rows_read=rows_read,
         rows_accepted=rows_accepted, rows_quarantined=sum(reasons.values()), reasons=reasons,
@@ -190,6 +185,22 @@ def _validate_table(
     if not counts.adds_up:
         raise RuntimeError(f"validation accounting does not add up for {name}: {counts}")
     return counts
+
+
+def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, person: str) -> None:
+    """`losers`: rows that passed every check but repeat the key of an earlier passing row.
+
+    Grouping a 64-bit hash of the key is much cheaper than grouping the key itself; the few rows whose
+    hash repeats are then grouped on the exact key, so a hash collision cannot make a false duplicate.
+    """
+    keys = ", ".join(q(k) for k in plan.spec.key)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
+                f"WITH repeated AS (SELECT hash({keys}) AS h FROM checked WHERE __reason IS NULL "
+                "GROUP BY 1 HAVING count(*) > 1), "
+                f"candidates AS (SELECT source_row, {person} AS person_id, "
+                f"min(source_row) OVER (PARTITION BY {keys}) AS first_row FROM checked "
+                f"WHERE __reason IS NULL AND hash({keys}) IN (SELECT h FROM repeated)) "
+                "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
 
 
 def _output_type(plan: TablePlan, column: str) -> str:
