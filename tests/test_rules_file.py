@@ -131,3 +131,14 @@ def test_docs_rules_md_is_generated_from_the_default_rule_set():
     for rule in load_rule_set().rules:
         assert f"`{rule.id}`" in generated
     assert "`bp_last_sbp >= 180 OR bp_last_dbp >= 110`" in generated
+
+
+def test_a_county_rule_may_use_a_feature_the_catalogue_adds(tmp_path):
+    data = default_rule_data()
+    data["rules"].append({"id": "family_history_uncontrolled", "tier": "yellow",
+                          "when": "family_history_ascvd AND bp_above_target",
+                          "reason": {"zh": "早发心血管病家族史且血压未达标",
+                                     "en": "Family history and BP above target"},
+                          "source": "chn_htn_2018"})
+    rule_set = load_rule_set(write_rule_file(tmp_path, data))
+    assert "family_history_ascvd" in rule_set.input_columns

@@ -56,5 +56,20 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def arrow_type(column: str) -> pa.DataType:
-    return ARROW_TYPES[FEATURE_COLUMN_TYPES[column]]
+_CATALOGUE_TYPES = {"float": NUMERIC, "int": NUMERIC, "bool": BOOLEAN, "string": TEXT, "date": DATE}
+
+
+def feature_column_types() -> dict[str, str]:
+    """The fixed contract above plus any feature the feature catalogue adds later (e.g. `urban`)."""
+    types = dict(FEATURE_COLUMN_TYPES)
+    try:
+        from risk.features.catalogue import feature_catalogue
+    except ImportError:  # rules stay usable without the feature layer (tests on hand-made frames)
+        return types
+    for feature in feature_catalogue():
+        types.setdefault(feature.name, _CATALOGUE_TYPES[feature.type])
+    return types
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    return ARROW_TYPES[kind]

@@ -52,7 +52,7 @@ def _arrow_input(rule_set: RuleSet, features: pd.DataFrame) -> pa.Table:
                             f"'{rule_set.name}' {rule_set.version} ({rule_set.path})")
     arrays = {}
     for column in rule_set.input_columns:
-        target = arrow_type(column)
+        target = arrow_type(rule_set.column_types[column])
         try:
             array = pa.array(features[column], from_pandas=True)
             if pa.types.is_date(target) and pa.types.is_timestamp(array.type):

@@ -28,7 +28,7 @@ from sqlglot import exp
 from risk import definitions
 from risk.errors import DefinitionError
 from risk.provenance import text_fingerprint
-from risk.tiers.rule_columns import FEATURE_COLUMN_TYPES, arrow_type
+from risk.tiers.rule_columns import arrow_type, feature_column_types
 
 TIERS: tuple[str, ...] = ("green", "yellow", "red")
 """Tier values in increasing order of concern; a tier's rank is its index."""
@@ -103,6 +103,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     default_rule: Rule
     input_columns: tuple[str, ...]  # feature columns the expressions read, in feature-contract order
+    column_types: dict[str, str]  # DuckDB type each input column is evaluated as
 
     @property
     def intervals(self) -> dict[str, int]:
@@ -151,6 +152,7 @@ class _RuleSetParser:
         self.raw = raw
         self.text = text
         self.used_columns: set[str] = set()
+        self.types = feature_column_types()
 
     def fail(self, where: str, problem: str) -> DefinitionError:
         return DefinitionError(f"{self.path}: {where}: {problem}")
@@ -177,7 +179,8 @@ class _RuleSetParser:
             fingerprint=text_fingerprint(self.text), description=str(raw.get("description", "")).strip(),
             sources=sources, tiers=tiers, thresholds=thresholds, derived=tuple(derived), rules=tuple(rules),
             default_rule=default_rule,
-            input_columns=tuple(c for c in FEATURE_COLUMN_TYPES if c in self.used_columns),
+            input_columns=tuple(c for c in self.types if c in self.used_columns),
+            column_types={c: self.types[c] for c in self.types if c in self.used_columns},
         )
 
     def _sources(self, raw: Any) -> dict[str, str]:
@@ -259,7 +262,7 @@ class _RuleSetParser:
     def _derived(self, raw: Any, thresholds: dict[str, Threshold]) -> list[DerivedColumn]:
         if not isinstance(raw, dict):
             raise self.fail("derived", "expected a mapping name -> {expression, description}")
-        known = list(FEATURE_COLUMN_TYPES)
+        known = list(self.types)
         out = []
         for name, spec in raw.items():
             name = str(name)
@@ -314,7 +317,7 @@ class _RuleSetParser:
                derived_names: list[str]) -> list[Rule]:
         if not isinstance(raw, list):
             raise self.fail("rules", "expected a list of rules")
-        known = list(FEATURE_COLUMN_TYPES) + derived_names
+        known = list(self.types) + derived_names
         seen: set[str] = set()
         rules = []
         for position, spec in enumerate(raw, start=1):
@@ -340,7 +343,7 @@ class _RuleSetParser:
 
     def _type_check(self, derived: list[DerivedColumn], rules: list[Rule]) -> None:
         """Bind every expression against an empty, typed feature table: catches type errors at load."""
-        empty = pa.table({c: pa.array([], type=arrow_type(c)) for c in FEATURE_COLUMN_TYPES})
+        empty = pa.table({c: pa.array([], type=arrow_type(kind)) for c, kind in self.types.items()})
         con = duckdb.connect()
         try:
             con.register("features_in", empty)
