@@ -28,6 +28,9 @@ class RuleTierClassifier(ClassifierMixin, BaseEstimator):
     """Red / yellow / green from a versioned rule-set file (None = the packaged default rule set).
 
     X must be a pandas DataFrame with the feature columns the rule set uses (docs/architecture.md).
+    Fitted attributes: rule_set_ (RuleSet), rule_set_version_, rule_set_fingerprint_, intervals_ (tier ->
+    follow-up days), classes_ = ['green', 'yellow', 'red'] (rank order, not alphabetical),
+    feature_names_in_, n_features_in_.
     """
 
     def __init__(self, rules: RuleSource = None):
