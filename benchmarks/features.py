@@ -37,8 +37,8 @@ bp AS (
   SELECT person_id, arg_max(sbp, measured_at) AS bp_last_sbp, arg_max(dbp, measured_at) AS bp_last_dbp,
          CAST(MAX(measured_at) AS DATE) AS bp_last_date,
          COUNT(*) FILTER (WHERE measured_at >= TIMESTAMP '{ws}') AS bp_readings_12m,
-         AVG(CASE WHEN sbp < 140 AND dbp < 90 THEN 1.0 ELSE 0.0 END) FILTER (WHERE measured_at >= TIMESTAMP '{ws}')
-           AS bp_controlled_share_12m
+         AVG(CASE WHEN sbp < 140 AND dbp < 90 THEN 1.0 ELSE 0.0 END)
+           FILTER (WHERE measured_at >= TIMESTAMP '{ws}') AS bp_controlled_share_12m
   FROM read_parquet('{d}/vitals.parquet') WHERE measured_at < TIMESTAMP '{end}' GROUP BY person_id),
 bp3 AS (
   SELECT person_id, AVG(sbp) AS bp_mean3_sbp FROM (
@@ -90,13 +90,15 @@ COPY (SELECT printf('P%08d', i) AS person_id, CASE WHEN u(i,1) < 0.5 THEN 'M' EL
 CREATE TABLE managed AS SELECT i FROM range({n}) t(i) WHERE u(i, 10) < 0.15;
 COPY (SELECT printf('P%08d', i) AS person_id, c AS condition, NULL::DATE AS diagnosed_on,
         DATE '2015-01-01' + CAST(u(i, 11 + k) * 3650 AS INTEGER) AS enrolled_on,
-        CASE WHEN u(i, 20 + k) < 0.03 THEN DATE '2024-01-01' + CAST(u(i, 30 + k) * 500 AS INTEGER) END AS ended_on,
+        CASE WHEN u(i, 20 + k) < 0.03 THEN DATE '2024-01-01' + CAST(u(i, 30 + k) * 500 AS INTEGER) END
+          AS ended_on,
         row_number() OVER () AS source_row
       FROM managed, (VALUES (0, 'hypertension'), (1, 'diabetes_t2'), (2, 'copd')) c(k, c)
       WHERE (k = 0 AND u(i, 40) < 0.8) OR (k = 1 AND u(i, 40) >= 0.6) OR (k = 2 AND u(i, 41) < 0.1)
      ) TO '{d}/conditions.parquet' (FORMAT parquet);
 COPY (SELECT printf('P%08d', i) AS person_id,
-        TIMESTAMP '2021-01-01 08:00:00' + INTERVAL (CAST(u(i * 131 + j, 50) * 1460 * 24 AS INTEGER)) HOUR AS measured_at,
+        TIMESTAMP '2021-01-01 08:00:00' + INTERVAL (CAST(u(i * 131 + j, 50) * 1460 * 24 AS INTEGER)) HOUR
+          AS measured_at,
         round(110 + u(i * 131 + j, 51) * 70) AS sbp, round(65 + u(i * 131 + j, 52) * 40) AS dbp,
         NULL::DOUBLE AS heart_rate, CASE WHEN j % 8 = 0 THEN 50 + u(i, 53) * 40 END AS weight_kg,
         CASE WHEN j % 8 = 0 THEN 150 + u(i, 54) * 30 END AS height_cm,
@@ -105,14 +107,16 @@ COPY (SELECT printf('P%08d', i) AS person_id,
         row_number() OVER () AS source_row
       FROM managed, range({vitals_per}) r(j)) TO '{d}/vitals.parquet' (FORMAT parquet);
 COPY (SELECT printf('P%08d', i) AS person_id,
-        TIMESTAMP '2021-01-01 07:30:00' + INTERVAL (CAST(u(i * 97 + j, 60) * 1460 AS INTEGER)) DAY AS measured_at,
+        TIMESTAMP '2021-01-01 07:30:00' + INTERVAL (CAST(u(i * 97 + j, 60) * 1460 AS INTEGER)) DAY
+          AS measured_at,
         t.test, t.lo + u(i * 97 + j, 61) * t.span AS value, t.unit, row_number() OVER () AS source_row
       FROM managed, range(8) r(j),
            (VALUES ('fpg', 4.0, 8.0, 'mmol/L'), ('hba1c', 5.0, 5.0, '%'), ('tc', 3.0, 4.0, 'mmol/L'),
                    ('hdl_c', 0.8, 1.2, 'mmol/L'), ('ldl_c', 1.5, 3.0, 'mmol/L')) t(test, lo, span, unit)
      ) TO '{d}/labs.parquet' (FORMAT parquet);
-COPY (SELECT printf('P%08d', i) AS person_id, DATE '2021-01-01' + CAST(j * 91 + u(i * 17 + j, 70) * 60 AS INTEGER)
-        AS followed_on, 'hypertension' AS condition, 'clinic' AS mode, u(i, 71) < 0.25 AS smoker,
+COPY (SELECT printf('P%08d', i) AS person_id,
+        DATE '2021-01-01' + CAST(j * 91 + u(i * 17 + j, 70) * 60 AS INTEGER) AS followed_on,
+        'hypertension' AS condition, 'clinic' AS mode, u(i, 71) < 0.25 AS smoker,
         'regular' AS adherence, '' AS symptoms, false AS adverse_reaction, false AS referred,
         row_number() OVER () AS source_row
       FROM managed, range(16) r(j)) TO '{d}/follow_ups.parquet' (FORMAT parquet);
@@ -121,17 +125,18 @@ COPY (SELECT printf('P%08d', i) AS person_id, printf('E%d_%d', i, j) AS encounte
              ELSE 'outpatient' END AS setting,
         CASE WHEN u(i * 11 + j, 81) < 0.1 THEN 'outside_county' ELSE 'township' END AS facility_level,
         DATE '2021-01-01' + CAST(u(i * 11 + j, 82) * 1460 AS INTEGER) AS admitted_on,
-        DATE '2021-01-01' + CAST(u(i * 11 + j, 82) * 1460 AS INTEGER) + CAST(u(i * 11 + j, 83) * 10 AS INTEGER)
-          AS discharged_on,
-        CASE WHEN u(i * 11 + j, 84) < 0.02 THEN 'I63.9' WHEN u(i * 11 + j, 84) < 0.04 THEN 'I25.1' ELSE 'I10' END
-          AS primary_dx,
+        DATE '2021-01-01' + CAST(u(i * 11 + j, 82) * 1460 AS INTEGER)
+          + CAST(u(i * 11 + j, 83) * 10 AS INTEGER) AS discharged_on,
+        CASE WHEN u(i * 11 + j, 84) < 0.02 THEN 'I63.9' WHEN u(i * 11 + j, 84) < 0.04 THEN 'I25.1'
+             ELSE 'I10' END AS primary_dx,
         CASE WHEN u(i * 11 + j, 85) < 0.05 THEN 'E11.2;N18.3' END AS secondary_dx,
         round(u(i * 11 + j, 86) * 2000, 2) AS total_cost, round(u(i * 11 + j, 86) * 1200, 2) AS fund_paid,
         row_number() OVER () AS source_row
       FROM range({n}) t(i), range(12) r(j) WHERE j < CASE WHEN u(i, 10) < 0.15 THEN 12 ELSE 3 END
      ) TO '{d}/encounters.parquet' (FORMAT parquet);
-COPY (SELECT printf('P%08d', i) AS person_id, DATE '2021-01-01' + CAST(j * 30 + u(i * 7 + j, 90) * 20 AS INTEGER)
-        AS dispensed_on, CASE j % 3 WHEN 0 THEN 'C08CA01' WHEN 1 THEN 'A10BA02' ELSE 'C10AA05' END AS atc_code,
+COPY (SELECT printf('P%08d', i) AS person_id,
+        DATE '2021-01-01' + CAST(j * 30 + u(i * 7 + j, 90) * 20 AS INTEGER) AS dispensed_on,
+        CASE j % 3 WHEN 0 THEN 'C08CA01' WHEN 1 THEN 'A10BA02' ELSE 'C10AA05' END AS atc_code,
         30 AS days_supply, NULL::VARCHAR AS drug_name, row_number() OVER () AS source_row
       FROM managed, range(48) r(j)) TO '{d}/prescriptions.parquet' (FORMAT parquet);
 """
@@ -220,7 +225,8 @@ def child(mode: str, canonical: Path, out: Path) -> None:
 def event_rows(canonical: Path) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in canonical.glob("*.parquet") if p.stem != "persons")
+    tables = [p for p in canonical.glob("*.parquet") if p.stem != "persons"]
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in tables)
 
 
 def main() -> None:
@@ -248,8 +254,8 @@ def main() -> None:
                 if mode not in best or result["seconds"] < best[mode]["seconds"]:
                     best[mode] = result
         for mode, result in best.items():
-            print(f"{persons:>8} {events / 1e6:5.1f}M  {tag.split('_')[0]:8} {mode:20} {result['seconds']:7.2f}  "
-                  f"{result['peak_rss_mib']:12.0f}  {int(result['rows'])}")
+            print(f"{persons:>8} {events / 1e6:5.1f}M  {tag.split('_')[0]:8} {mode:20} "
+                  f"{result['seconds']:7.2f}  {result['peak_rss_mib']:12.0f}  {int(result['rows'])}")
         ratio = best["features"]["seconds"] / best["reference"]["seconds"]
         print(f"{persons:>8} ratio feature stage / hand-written 16-feature query: {ratio:.2f} "
               f"(with pandas frame: {best['features_frame']['seconds'] / best['reference']['seconds']:.2f})",

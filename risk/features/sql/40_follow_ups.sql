@@ -1,7 +1,8 @@
 -- Follow-up forms. A visit day counts once even when forms for two conditions were filled that day.
 -- The last form is the latest followed_on, then the highest source_row. Nullable answers are encoded
 -- (NULL -> -1 or '-') inside MAX_BY so that "unknown on the last form" is kept as unknown, the same on
--- every engine. The BP (FPG) of a visit is the last reading (result) of that calendar day.
+-- every engine. The BP (FPG) of a visit is the last reading (result) of that calendar day; streaks of
+-- uncontrolled visits are counted among the visits of the 12-month window.
 
 -- cte: fu_summary
 SELECT person_id,
@@ -23,7 +24,7 @@ WHERE followed_on <= :as_of
 GROUP BY person_id
 
 -- cte: fu_days
-SELECT DISTINCT person_id, followed_on FROM follow_ups WHERE followed_on <= :as_of
+SELECT person_id, followed_on FROM follow_ups WHERE followed_on >= :window_start AND followed_on <= :as_of
 
 -- cte: fu_day_bp
 SELECT d.person_id, d.followed_on,
@@ -32,7 +33,7 @@ SELECT d.person_id, d.followed_on,
            AS controlled
 FROM fu_days d
 JOIN vitals v ON v.person_id = d.person_id AND CAST(v.measured_at AS DATE) = d.followed_on
-WHERE v.measured_at < :as_of_end
+WHERE v.measured_at >= :window_start_ts AND v.measured_at < :as_of_end
 GROUP BY d.person_id, d.followed_on
 
 -- cte: fu_bp_streak
@@ -49,7 +50,7 @@ SELECT d.person_id, d.followed_on,
        MAX_BY(CASE WHEN l.value < :fpg_controlled_below THEN 1 ELSE 0 END, l.measured_at) AS controlled
 FROM fu_days d
 JOIN labs l ON l.person_id = d.person_id AND CAST(l.measured_at AS DATE) = d.followed_on
-WHERE l.test = 'fpg' AND l.measured_at < :as_of_end
+WHERE l.test = 'fpg' AND l.measured_at >= :window_start_ts AND l.measured_at < :as_of_end
 GROUP BY d.person_id, d.followed_on
 
 -- cte: fu_fpg_streak
