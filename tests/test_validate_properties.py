@@ -204,3 +204,23 @@ def test_read_input_table_gives_file_cells_and_row_numbers(tmp_path: Path) -> No
     assert labs["value"].tolist() == ["126", "53", "5.2"]
     (folder / "labs.csv").unlink()
     assert read_input_table(folder, "labs", required=False) is None
+
+
+ID_TEXT = st.text(st.sampled_from("0123456789Xx \t\n\x1c中-"), max_size=24)
+
+
+@given(st.lists(ID_TEXT, min_size=1, max_size=20), st.sampled_from(["test-key", "k" * 100]))
+@settings(max_examples=60, deadline=None)
+def test_national_id_hash_and_mask_in_sql_equal_the_privacy_module(values: list[str], key: str) -> None:
+    from risk import privacy
+    from risk.validate import identifiers
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RISK_ID_KEY", key)
+        con = duckdb.connect()
+        identifiers.register(con)
+        rows = con.execute(
+            f"SELECT {identifiers.sql_hash_national_id('v')}, {identifiers.sql_mask_national_id('v')} "
+            "FROM (SELECT unnest($1::VARCHAR[]) AS v)", [values]).fetchall()
+        expected = [(privacy.hash_national_id(v), privacy.mask_national_id(v)) for v in values]
+    assert rows == expected

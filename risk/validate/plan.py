@@ -17,7 +17,7 @@ from risk import definitions
 from risk.definitions import ColumnSpec, TableSpec
 from risk.errors import InputFileError
 from risk.io import InputTable, quote_identifier
-from risk.validate import codes
+from risk.validate import codes, identifiers
 from risk.validate.codes import sql_literal
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -283,8 +283,8 @@ def _outputs(plan: TablePlan) -> dict[str, str]:
     outputs: dict[str, str] = {}
     for col in plan.spec.columns.values():
         if col.name == "national_id":
-            outputs["national_id_hash"] = f"risk_hash_national_id({q('national_id')})"
-            outputs["national_id_masked"] = f"risk_mask_national_id({q('national_id')})"
+            outputs["national_id_hash"] = identifiers.sql_hash_national_id(q("national_id"))
+            outputs["national_id_masked"] = identifiers.sql_mask_national_id(q("national_id"))
             outputs["national_id_valid"] = codes.sql_national_id_valid(q("national_id"))
         elif plan.spec.name == "labs" and col.name == "value":
             outputs["value"] = f"({q('value')} * __factor + __offset)"

@@ -19,13 +19,12 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from risk import definitions
 from risk.errors import InputFileError, RiskUserError
 from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table
-from risk.privacy import hash_national_id, mask_national_id
 from risk.provenance import code_version, file_fingerprint
+from risk.validate import identifiers
 from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q
 from risk.validate.result import TableCounts, ValidationResult
 
@@ -93,21 +92,10 @@ def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET TimeZone = 'Asia/Shanghai'")
     except duckdb.Error:
         log.debug("DuckDB without ICU: time-zone-aware timestamps read as UTC")
-    con.create_function("risk_hash_national_id", _hash_ids, ["VARCHAR"], "VARCHAR", type="arrow",
-                        side_effects=False)
-    con.create_function("risk_mask_national_id", _mask_ids, ["VARCHAR"], "VARCHAR", type="arrow",
-                        side_effects=False)
+    identifiers.register(con)
     con.execute('CREATE TEMP TABLE quarantine ("table" VARCHAR, source_row BIGINT, person_id VARCHAR, '
                 "reason_code VARCHAR, detail VARCHAR)")
     return con
-
-
-def _hash_ids(ids: pa.Array) -> pa.Array:
-    return pa.array([hash_national_id(value) for value in ids.to_pylist()], type=pa.string())
-
-
-def _mask_ids(ids: pa.Array) -> pa.Array:
-    return pa.array([mask_national_id(value) for value in ids.to_pylist()], type=pa.string())
 
 
 def _validate_tables(
