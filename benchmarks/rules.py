@@ -86,7 +86,9 @@ def main() -> None:
     results = {}
     for variant in ("reference", "rules"):
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--rows", str(args.rows),
-                              "--seed", str(args.seed)], capture_output=True, text=True, check=True)
+                              "--seed", str(args.seed)], capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"{variant} failed:\n{out.stderr}")
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{variant:>9}: {results[variant]}")
     ref, rules = results["reference"], results["rules"]
