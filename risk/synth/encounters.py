@@ -119,7 +119,7 @@ def build_claims(
         np.zeros(emergency.sum(), int),
         primary[emergency],
         _secondary(claims, res, who[emergency]),
-        np.full(emergency.sum(), 600.0),
+        600.0 * rng.lognormal(0, 0.5, emergency.sum()),
     )
     cv_count = np.bincount(pat, minlength=n_pat)
 
@@ -141,7 +141,7 @@ def build_claims(
         np.zeros(opd.sum(), int),
         primary[opd],
         _secondary(claims, res, who[opd]),
-        np.full(opd.sum(), 350.0),
+        350.0 * rng.lognormal(0, 0.5, opd.sum()),
     )
     cx_count = np.bincount(pat, minlength=n_pat)
 
