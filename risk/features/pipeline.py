@@ -21,7 +21,7 @@ from risk.features.duckdb_engine import run_feature_query
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("duckdb",)
+ENGINES = ("duckdb", "spark")  # spark: risk/engines/spark_features.py, the same SQL transpiled
 ARROW_TYPES = {
     "string": pa.string(),
     "date": pa.date32(),
@@ -77,7 +77,12 @@ def compute_features_table(canonical_dir: Path, as_of: date, engine: str = "duck
     if engine not in ENGINES:
         raise RiskUserError(f"unknown feature engine '{engine}' (available: {', '.join(ENGINES)})")
     started = time.perf_counter()
-    table = add_chinapar(run_feature_query(Path(canonical_dir), as_of))
+    if engine == "spark":
+        from risk.engines.spark_features import run_feature_query_spark
+
+        table = run_feature_query_spark(Path(canonical_dir), as_of)  # China-PAR added per batch on Spark
+    else:
+        table = add_chinapar(run_feature_query(Path(canonical_dir), as_of))
     table = table.cast(feature_schema())
     log.info("features: %d persons on %s in %.2f s", table.num_rows, as_of, time.perf_counter() - started)
     return table

@@ -90,6 +90,11 @@ def evaluate(rule_set: RuleSet, features: pd.DataFrame) -> RuleEvaluation:
     fired = np.zeros((n_rows, n_rules), dtype=bool)
     for i in range(n_rules):
         fired[:, i] = result.column(i).to_numpy(zero_copy_only=False)
+    return evaluation_from_fired(rule_set, fired)
+
+
+def evaluation_from_fired(rule_set: RuleSet, fired: np.ndarray) -> RuleEvaluation:
+    """The tier of each row from its fired-rule matrix (also used by the Spark engine, risk/engines/)."""
     ranks = np.array([rule.rank for rule in rule_set.rules], dtype=np.int8)
     fired_ranks = np.where(fired, ranks, -1)
     worst = fired_ranks.max(axis=1, initial=-1)

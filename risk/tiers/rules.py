@@ -102,7 +102,15 @@ def assign_rule_tiers(features: pd.DataFrame, rules: RuleSource | RuleSet = None
         if column not in features.columns:
             raise RiskUserError(f"features are missing column '{column}' needed to assign rule tiers")
     rule_set = rules if isinstance(rules, RuleSet) else load_rule_set(rules)
-    result = evaluate(rule_set, features)
+    return rule_tiers_from_evaluation(features, evaluate(rule_set, features))
+
+
+def rule_tiers_from_evaluation(features: pd.DataFrame, result: RuleEvaluation) -> pd.DataFrame:
+    """assign_rule_tiers after the conditions were evaluated (by DuckDB here, by Spark in risk/engines/).
+
+    `features` needs person_id, as_of and fu_last_date, rows in the order of `result`.
+    """
+    rule_set = result.rule_set
     n_rows = len(features)
     patterns, inverse = _fired_patterns(result)
     reasons = pa.array([_reasons_json(rule_set, pattern) for pattern in patterns], type=pa.string())

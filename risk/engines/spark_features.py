@@ -1,0 +1,115 @@
+"""The feature definitions (risk/features/sql/) on Spark: same SQL text transpiled, same China-PAR step.
+
+Tables: each canonical Parquet file (or a folder of Parquet files, e.g. partitioned by township) is bound
+to its logical name through the same `table_select_sql` projection the DuckDB engine uses, and the value
+sets are small temp views built from the same definitions (`value_set_tables`). The China-PAR post-step
+is `risk.features.pipeline.add_chinapar`, applied per Arrow batch with `mapInArrow`, then cast to the
+catalogue schema exactly as on DuckDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from risk.engines.spark_sql import to_spark_sql
+from risk.errors import InputFileError
+from risk.features.sql import EVENT_TABLES, feature_query
+from risk.features.tables import table_select_sql, value_set_tables
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+PARTITION_COLUMN = "township_id"
+
+
+def canonical_source(canonical_dir: Path, table: str) -> Path:
+    """<table>.parquet as a file or as a (partitioned) folder of Parquet files."""
+    path = Path(canonical_dir) / f"{table}.parquet"
+    if not path.exists():
+        raise InputFileError(str(path), "canonical table not found (run `risk validate` first)")
+    return path
+
+
+def register_canonical_tables(spark: SparkSession, canonical_dir: Path) -> None:
+    """Temp views persons, conditions, ... over the canonical Parquet, and the vs_* value sets."""
+    for table in EVENT_TABLES:
+        raw = spark.read.parquet(str(canonical_source(canonical_dir, table)))
+        raw.createOrReplaceTempView(f"{table}__parquet")
+        projection = table_select_sql(table, set(raw.columns), f"{table}__parquet")
+        spark.sql(to_spark_sql(projection)).createOrReplaceTempView(table)
+    register_frames(spark, value_set_tables())
+
+
+def register_frames(spark: SparkSession, frames: dict) -> None:
+    """Small pandas lookup tables as temp views (via Arrow, so types are those of the frame)."""
+    for name, frame in frames.items():
+        spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)).createOrReplaceTempView(name)
+
+
+def spark_feature_sql(as_of: date) -> str:
+    return to_spark_sql(feature_query(as_of))
+
+
+def _with_chinapar(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    from risk.features.pipeline import add_chinapar, feature_schema
+
+    schema = feature_schema()
+    for batch in batches:
+        table = add_chinapar(pa.Table.from_batches([batch])).cast(schema)
+        yield from table.to_batches()
+
+
+def spark_schema() -> object:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from risk.features.pipeline import feature_schema
+
+    return from_arrow_schema(feature_schema())
+
+
+def feature_frame(spark: SparkSession, canonical_dir: Path, as_of: date) -> DataFrame:
+    """The feature rows as a Spark DataFrame with the catalogue's columns and types (lazy)."""
+    register_canonical_tables(spark, canonical_dir)
+    rows = spark.sql(spark_feature_sql(as_of))
+    return rows.mapInArrow(_with_chinapar, spark_schema())
+
+
+def to_arrow(frame: DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """Collect to the driver as Arrow, sorted by person_id like the DuckDB result.
+
+    Sorting on the driver (the rows are collected anyway) avoids a Spark range-partitioned sort, which
+    would run the whole plan twice (once to sample the partition bounds).
+    """
+    table = frame.toArrow().sort_by("person_id")
+    return table.cast(schema) if schema is not None else table
+
+
+def run_feature_query_spark(canonical_dir: Path, as_of: date, master: str | None = None) -> pa.Table:
+    """Entry point for compute_features(engine='spark'): the catalogue-typed feature table on the driver."""
+    from risk.engines.spark_session import get_spark
+    from risk.features.pipeline import feature_schema
+
+    spark = get_spark(master)
+    return to_arrow(feature_frame(spark, Path(canonical_dir), as_of), feature_schema())
+
+
+def write_partitioned(frame: DataFrame, out: Path, partition_by: str = PARTITION_COLUMN) -> None:
+    """Parquet folder partitioned by township (out/township_id=.../part-*.parquet), replaced whole."""
+    frame.write.mode("overwrite").partitionBy(partition_by).parquet(str(out))
+
+
+def read_partitioned(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """A partitioned Parquet folder back as one table, partition column restored to a plain string."""
+    table = pq.read_table(path, partitioning="hive")
+    if PARTITION_COLUMN in table.column_names:
+        index = table.column_names.index(PARTITION_COLUMN)
+        table = table.set_column(index, PARTITION_COLUMN, table.column(PARTITION_COLUMN).cast(pa.string()))
+    if schema is not None:
+        table = table.select(schema.names).cast(schema)
+    return table
