@@ -30,8 +30,9 @@ VALID_UNIT_KINDS = {"mg/dL": "unit_mg_dl", "mmol/mol": "unit_mmol_mol", "mg/mmol
 def icd10_typo(label: str, variant: int) -> str:
     """Typing slips seen in claims that no normalisation may repair: letter O for zero, a doubled dot,
     a space inside the code. (A missing dot or lower case is repairable, so it is not made here.)"""
-    if variant == 0 and "0" in label:
-        return label.replace("0", "O", 1)
+    if variant == 0 and "0" in label[1:3]:
+        # Only in the category: a letter in the subcategory can be a valid extension character.
+        return label[:1] + label[1:3].replace("0", "O", 1) + label[3:]
     if variant == 1 and "." in label:
         return label.replace(".", "..")
     return label[:1] + " " + label[1:]
