@@ -234,3 +234,14 @@ def test_generated_validation_document_is_current() -> None:
 
     document = Path(__file__).resolve().parent.parent / "docs" / "validation.md"
     assert document.read_text(encoding="utf-8") == validation_markdown(), "run `risk docs`"
+
+
+def test_optional_columns_may_be_absent_and_tables_may_be_empty(tmp_path: Path) -> None:
+    tables = good_tables()
+    tables["persons"] = tables["persons"].drop(columns=["national_id", "death_date"])
+    tables["conditions"] = tables["conditions"].iloc[0:0]
+    result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
+    persons = pd.read_parquet(tmp_path / "out" / "canonical" / "persons.parquet")
+    assert persons["national_id_hash"].isna().all() and persons["death_date"].isna().all()
+    assert result.tables["conditions"].rows_read == 0
+    assert result.tables["persons"].rows_accepted == 3

@@ -201,8 +201,8 @@ def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, 
     """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows."""
     if not plan.parsed_columns:
         return
-    parts = [f"count({q(c)}), count_if({q('__bad_' + c)}), min(source_row) FILTER ({q('__bad_' + c)})"
-             for c in plan.parsed_columns]
+    parts = [f"count({q(c)}), coalesce(count_if({q(bad)}), 0), min(source_row) FILTER ({q(bad)})"
+             for c, bad in ((c, "__bad_" + c) for c in plan.parsed_columns)]
     row = con.execute(f"SELECT {', '.join(parts)} FROM checked").fetchone()
     for i, column in enumerate(plan.parsed_columns):
         readable, unreadable, first_bad = row[3 * i: 3 * i + 3]
