@@ -142,3 +142,17 @@ def test_a_county_rule_may_use_a_feature_the_catalogue_adds(tmp_path):
                           "source": "chn_htn_2018"})
     rule_set = load_rule_set(write_rule_file(tmp_path, data))
     assert "family_history_ascvd" in rule_set.input_columns
+
+
+def test_cli_apply_writes_the_rule_tiers(tmp_path):
+    from test_rules_support import base_row, frame
+
+    features = tmp_path / "features.parquet"
+    frame(base_row(), base_row(bp_last_sbp=185.0)).to_parquet(features, index=False)
+    out = tmp_path / "tiers.parquet"
+    result = CliRunner().invoke(app, ["rules", "apply", str(features), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "red 1, yellow 0, green 1" in result.output
+    import pandas as pd
+
+    assert pd.read_parquet(out)["tier_rules"].tolist() == ["green", "red"]
