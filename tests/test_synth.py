@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from risk.definitions import contract, synth_county, value_set
+from risk.definitions import contract, lab_units, synth_county, value_set
 from risk.errors import RiskUserError
 from risk.synth import SynthConfig, generate_county
 from risk.synth.calibration import measure
@@ -246,3 +246,24 @@ def test_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
     assert (tmp_path / "busy" / "keep.txt").exists()
     with pytest.raises(RiskUserError):
         generate_county(SynthConfig(persons=100, start=END, end=START), tmp_path / "x")
+
+
+def test_rows_not_in_manifest_respect_contract_ranges(
+    tables: dict[str, pd.DataFrame], manifest: pd.DataFrame
+) -> None:
+    for name, spec in contract().tables.items():
+        frame = clean(tables, manifest, name)
+        for column in spec.columns.values():
+            if column.range is not None:
+                values = frame[column.name].dropna()
+                assert values.between(*column.range).all(), (name, column.name, values.min(), values.max())
+            if column.allowed is not None:
+                assert frame[column.name].dropna().isin(column.allowed).all(), (name, column.name)
+    labs = clean(tables, manifest, "labs")
+    for test, spec in lab_units()["tests"].items():
+        rows = labs[labs["test"] == test]
+        unit = rows["unit"].astype(object)
+        factor = unit.map({u: float(f) for u, (f, _) in spec["units"].items()}).astype(float)
+        offset = unit.map({u: float(o) for u, (_, o) in spec["units"].items()}).astype(float)
+        assert factor.notna().all(), test
+        assert (rows["value"] * factor + offset).between(*spec["range"]).all(), test

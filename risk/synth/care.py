@@ -90,9 +90,9 @@ def vitals_rows(
         has_weight = rng.random(n) < body_share[0]
         weight = np.where(has_weight, np.round(body.weight[resident] + rng.normal(0, 1.0, size=n), 1), np.nan)
         height = np.where(has_weight & (rng.random(n) < 0.2), np.round(body.height[resident]), np.nan)
-        waist_cm = 0.9 * body.weight[resident] / (body.height[resident] / 100) ** 2 * 3.4 + rng.normal(
-            0, 4, n
-        )
+        # Waist tracks BMI (about 2.9 cm per kg/m2 in Chinese adults), with individual scatter.
+        bmi = body.weight[resident] / (body.height[resident] / 100) ** 2
+        waist_cm = np.clip(2.9 * bmi + 12 + rng.normal(0, 5, n), 55, 140)
         waist = np.where(rng.random(n) < body_share[1], np.round(waist_cm), np.nan)
     heart_rate = np.where(rng.random(n) < 0.6, np.round(rng.normal(76, 10, size=n)), np.nan)
     return {
