@@ -29,7 +29,10 @@ CASES: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "bp_emergency": [({"bp_last_sbp": 180.0}, {"bp_last_sbp": 179.0}),
                      ({"bp_last_dbp": 110.0}, {"bp_last_dbp": 109.0})],
     "fpg_emergency_high": [({"fpg_last": 16.7}, {"fpg_last": 16.6})],
-    "fpg_emergency_low": [({"fpg_last": 3.9}, {"fpg_last": 4.0})],
+    # hypoglycaemia is an emergency criterion of the diabetes specification; a low-normal fasting glucose
+    # in a non-diabetic hypertensive patient is not
+    "fpg_emergency_low": [({"fpg_last": 3.9}, {"fpg_last": 4.0}),
+                          ({"fpg_last": 3.9}, {"fpg_last": 3.9, "has_diabetes_t2": False})],
     "danger_symptoms": [({"fu_last_danger_symptoms": True}, {"fu_last_danger_symptoms": False}),
                         ({"fu_last_danger_symptoms": True}, {"fu_last_danger_symptoms": None})],
     "bp_uncontrolled_consecutive": [
@@ -188,7 +191,7 @@ def test_next_due_and_days_overdue_follow_the_tier_interval():
     assert reasons[0] == {"id": "bp_emergency", "tier": "red",
                           "zh": load_rule_set().rule("bp_emergency").reason_zh,
                           "en": "BP at or above 180/110 mmHg: emergency referral"}
-    assert (tiers["rule_set_version"] == "1.0.0").all()
+    assert (tiers["rule_set_version"] == "1.0.1").all()
 
 
 def test_dates_may_arrive_as_datetime64():
@@ -230,7 +233,7 @@ def test_rows_stay_aligned_on_a_large_shuffled_frame():
     sbp = features["bp_last_sbp"].to_numpy()
     assert np.array_equal(result.fired[:, ids.index("bp_emergency")], sbp >= 180)
     fpg = features["fpg_last"].to_numpy()
-    assert np.array_equal(result.fired[:, ids.index("fpg_emergency_low")], np.nan_to_num(fpg, nan=99) <= 3.9)
+    assert np.array_equal(result.fired[:, ids.index("fpg_emergency_low")], np.nan_to_num(fpg, nan=99) <= 3.9)  # base row is diabetic
     tiers = assign_rule_tiers(features)
     assert tiers["person_id"].tolist() == features["person_id"].tolist()
 
@@ -272,7 +275,7 @@ def test_fit_sets_sklearn_attributes(fitted):
     assert fitted.classes_.tolist() == ["green", "yellow", "red"]
     assert "bp_last_sbp" in fitted.feature_names_in_
     assert fitted.intervals_ == {"green": 90, "yellow": 30, "red": 14}
-    assert fitted.rule_set_version_ == "1.0.0"
+    assert fitted.rule_set_version_ == "1.0.1"
     assert not hasattr(fitted, "predict_proba")
 
 

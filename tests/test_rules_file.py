@@ -117,7 +117,7 @@ def test_cli_check_shows_one_line_and_exits_2(tmp_path):
 def test_cli_check_accepts_the_default_and_a_county_copy(tmp_path):
     result = CliRunner().invoke(app, ["rules", "check"])
     assert result.exit_code == 0, result.output
-    assert "1.0.0" in result.output
+    assert "1.0.1" in result.output
     data = default_rule_data()
     data["version"] = "county-2"
     result = CliRunner().invoke(app, ["rules", "check", "--rules", str(write_rule_file(tmp_path, data))])
