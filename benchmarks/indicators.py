@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -53,12 +54,15 @@ print(f"inner_seconds={time.perf_counter() - start:.2f}")
 
 
 def measure(code: str, *args: str) -> dict[str, float | str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(max(peak_kb, before) / 1024, 1),
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # CPU seconds as well as wall time: on a shared machine the wall time includes waiting for a core.
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "peak_rss_mb": round(max(after.ru_maxrss, before.ru_maxrss) / 1024, 1),
             "stdout": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""}
 
 
@@ -79,6 +83,7 @@ def main() -> None:
         "reference_control_rate_query": reference, "county_overview": overview,
         "ratio_overview_to_reference": round(float(overview["seconds"]) / float(reference["seconds"]), 1),
         "html_bytes": args.out.stat().st_size,
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
     print(json.dumps(result, indent=2))
 

@@ -60,7 +60,8 @@ def _window_start(period: Period, indicator: Indicator) -> pd.Timestamp:
     return pd.Timestamp(period.start)
 
 
-def _load_periods(run: Run, periods: list[Period], indicator: Indicator) -> None:
+def _load_periods(run: Run, periods: list[Period], indicator: Indicator) -> str:
+    """Load the `periods` table for this indicator's window; returns a key identifying its content."""
     frame = pd.DataFrame(
         {
             "period_id": [p.id for p in periods],
@@ -78,13 +79,28 @@ def _load_periods(run: Run, periods: list[Period], indicator: Indicator) -> None
         "year12_start::DATE AS year12_start FROM periods_df"
     )
     run.con.unregister("periods_df")
+    return frame.astype(str).to_csv(index=False)
 
 
-def person_rows_sql(run: Run, indicator: Indicator) -> str:
-    """SQL yielding one row per (period_id, person_id) in the denominator with numerator and denominator."""
+def _materialise(run: Run, name: str, sql: str, periods_key: str) -> str:
+    """Compute a cohort or measure once per run and set of periods (several indicators share them)."""
+    key = (name, periods_key)
+    if key not in run.materialised:
+        table = f"cached_{len(run.materialised)}_{name}"
+        run.con.execute(f"CREATE TEMP TABLE {table} AS {sql}")
+        run.materialised[key] = table
+    return run.materialised[key]
+
+
+def person_rows_sql(run: Run, indicator: Indicator, periods_key: str) -> str:
+    """SQL yielding one row per (period_id, person_id) in the denominator with numerator and denominator.
+
+    Needs the `periods` table loaded for `periods_key` (see _load_periods)."""
     defs = run.definitions
-    ctes = [f"denominator_cohort AS ({defs.cohort_sql(indicator.denominator)})"]
-    ctes += [f"{name} AS ({defs.measure_sql(name)})" for name in indicator.measures]
+    cohort = _materialise(run, f"cohort_{indicator.denominator}", defs.cohort_sql(indicator.denominator),
+                          periods_key)
+    ctes = [f"{name} AS (SELECT * FROM {_materialise(run, name, defs.measure_sql(name), periods_key)})"
+            for name in indicator.measures]
     joins = "".join(
         f"\n  LEFT JOIN {name} ON {name}.period_id = d.period_id AND {name}.person_id = d.person_id"
         for name in indicator.measures
@@ -96,17 +112,17 @@ def person_rows_sql(run: Run, indicator: Indicator) -> str:
         numerator_sql = f"coalesce(CAST(({numerator}) AS DOUBLE), 0.0)"
     denominator_sql = f"coalesce(CAST(({defs.render(indicator.denominator_value)}) AS DOUBLE), 0.0)"
     return (
-        "WITH " + ",\n".join(ctes) + "\n"
-        f"SELECT d.period_id, d.person_id, {numerator_sql} AS numerator, {denominator_sql} AS denominator\n"
-        f"FROM denominator_cohort d JOIN persons person ON person.person_id = d.person_id{joins}"
+        ("WITH " + ",\n".join(ctes) + "\n" if ctes else "")
+        + f"SELECT d.period_id, d.person_id, {numerator_sql} AS numerator, {denominator_sql} AS denominator\n"
+        f"FROM {cohort} d JOIN persons person ON person.person_id = d.person_id{joins}"
     )
 
 
 def person_rows(run: Run, indicator_id: str, periods: Period | str | Sequence[Period | str]) -> pd.DataFrame:
     """Per-person numerator / denominator rows (for drill-down and tests; holds person ids)."""
     indicator = run.definitions.get(indicator_id)
-    _load_periods(run, _as_periods(periods), indicator)
-    return run.con.execute(person_rows_sql(run, indicator) + "\nORDER BY 1, 2").df()
+    periods_key = _load_periods(run, _as_periods(periods), indicator)
+    return run.con.execute(person_rows_sql(run, indicator, periods_key) + "\nORDER BY 1, 2").df()
 
 
 def _unit_sql(run: Run, level: str) -> str:
@@ -137,8 +153,10 @@ def compute_indicator(
     indicator = run.definitions.get(indicator_id)
     period_list = _as_periods(periods)
     levels = [by] if isinstance(by, str) else list(by)
-    _load_periods(run, period_list, indicator)
-    run.con.execute(f"CREATE OR REPLACE TEMP TABLE indicator_rows AS {person_rows_sql(run, indicator)}")
+    periods_key = _load_periods(run, period_list, indicator)
+    run.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE indicator_rows AS {person_rows_sql(run, indicator, periods_key)}"
+    )
     tier_join = " LEFT JOIN tiers t ON t.person_id = r.person_id" if "tier" in levels else ""
     parts = [
         f"SELECT r.period_id, '{level}' AS level, CAST({_unit_sql(run, level)} AS VARCHAR) AS unit, "

@@ -88,13 +88,15 @@ def build_overview(
         all_periods = sorted({*trend_periods, target_period})
         results: dict[str, pd.DataFrame] = {}
         for indicator_id in HEADLINE:
-            table = compute_indicator(run, indicator_id, all_periods, by=["county", "township"])
-            results[indicator_id] = table
+            levels = ["county", "township"]
+            if run.has_tiers and indicator_id in COST_BY_TIER:
+                levels.append("tier")
+            results[indicator_id] = compute_indicator(run, indicator_id, all_periods, by=levels)
         headline = _headline(results, defs, target_period, k)
         league, league_columns = _league(results, defs, target_period, k)
         trends = _trends(results, defs, trend_periods, k)
         league_chart = _league_chart(results, defs, target_period, k)
-        tiers = _tier_section(run, runs_root, target_period, k) if run.has_tiers else None
+        tiers = _tier_section(run, results, runs_root, target_period, k) if run.has_tiers else None
         html = (
             template_environment()
             .get_template("overview.html.j2")
@@ -215,7 +217,8 @@ def _trends(
     return charts
 
 
-def _tier_section(run: Run, runs_root: str | Path | None, period: Period, k: int) -> dict[str, Any]:
+def _tier_section(run: Run, results: dict[str, pd.DataFrame], runs_root: str | Path | None, period: Period,
+                  k: int) -> dict[str, Any]:
     root = Path(runs_root) if runs_root else run.path.parent
     runs = [r for r in find_runs(root)] if root.is_dir() else []
     if run.path.resolve() not in [r.resolve() for r in runs]:
@@ -246,7 +249,8 @@ def _tier_section(run: Run, runs_root: str | Path | None, period: Period, k: int
         }
     for indicator_id in COST_BY_TIER:
         indicator = run.definitions.get(indicator_id)
-        table = compute_indicator(run, indicator_id, period, by=["county", "tier"])
+        table = results[indicator_id]
+        table = table[(table["period"] == period.id) & table["level"].isin(["county", "tier"])]
         table = suppress_indicator_table(table, k, rate=False)
         section["cost"].append(
             {

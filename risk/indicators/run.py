@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ class Run:
     definitions: IndicatorSet
     has_tiers: bool
     manifest: dict[str, Any]
+    # Cohorts and measures already computed for a set of periods: (name, periods key) -> temp table.
+    materialised: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __enter__(self) -> Run:
         return self
