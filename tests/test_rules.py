@@ -233,7 +233,7 @@ def test_rows_stay_aligned_on_a_large_shuffled_frame():
     sbp = features["bp_last_sbp"].to_numpy()
     assert np.array_equal(result.fired[:, ids.index("bp_emergency")], sbp >= 180)
     fpg = features["fpg_last"].to_numpy()
-    assert np.array_equal(result.fired[:, ids.index("fpg_emergency_low")], np.nan_to_num(fpg, nan=99) <= 3.9)  # base row is diabetic
+    assert np.array_equal(result.fired[:, ids.index("fpg_emergency_low")], np.nan_to_num(fpg, nan=99) <= 3.9)
     tiers = assign_rule_tiers(features)
     assert tiers["person_id"].tolist() == features["person_id"].tolist()
 
