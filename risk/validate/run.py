@@ -22,7 +22,7 @@ import duckdb
 
 from risk import definitions
 from risk.errors import InputFileError, RiskUserError
-from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table
+from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table, sql_string
 from risk.provenance import code_version, file_fingerprint
 from risk.validate import identifiers
 from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("canonical", "quarantine.parquet", "validation.json")
 COPY_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
+EMPTY_SCAN = "(SELECT CAST(NULL AS BIGINT) AS source_row WHERE false)"  # an absent optional table
 # DuckDB spills to disk beyond this, keeping the whole run well under 4 GiB resident.
 DEFAULT_MEMORY_LIMIT = "2500MB"
 # Errors DuckDB raises for a user's file (bad CSV line, bad encoding, corrupt Parquet) rather than a bug.
@@ -84,8 +85,9 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None) -> Va
 
 def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{os.environ.get('RISK_DUCKDB_MEMORY', DEFAULT_MEMORY_LIMIT)}'")
-    con.execute(f"SET temp_directory = '{spill_dir}'")
+    memory_limit = os.environ.get("RISK_DUCKDB_MEMORY", DEFAULT_MEMORY_LIMIT)
+    con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
+    con.execute(f"SET temp_directory = {sql_string(str(spill_dir))}")
     con.execute("SET preserve_insertion_order = true")
     try:
         # Time-zone-aware Parquet timestamps become county local time.
@@ -122,20 +124,15 @@ def _validate_tables(
         tables[name] = counts
     order = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(files))
     con.execute(f"COPY (SELECT * FROM quarantine ORDER BY CASE \"table\" {order} END, source_row) "
-                f"TO '{staging / 'quarantine.parquet'}' {COPY_OPTIONS}")
+                f"TO {sql_string(str(staging / 'quarantine.parquet'))} {COPY_OPTIONS}")
     return tables, warnings
-
-
-def _empty_scan(plan: TablePlan) -> str:
-    del plan
-    return "(SELECT CAST(NULL AS BIGINT) AS source_row WHERE false)"
 
 
 def _validate_table(
     con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable | None, target: Path
 ) -> TableCounts:
     name = plan.spec.name
-    scan = source.scan_sql if source is not None else _empty_scan(plan)
+    scan = source.scan_sql if source is not None else EMPTY_SCAN
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_sql(plan, scan)}")
     except FILE_ERRORS as exc:
@@ -152,9 +149,9 @@ def _validate_table(
                 "AND source_row NOT IN (SELECT source_row FROM losers) ORDER BY source_row")
     if name == "persons":
         con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
-        rows_accepted = con.execute(f"COPY persons_accepted TO '{target}' {COPY_OPTIONS}").fetchone()[0]
-    else:
-        rows_accepted = con.execute(f"COPY ({accepted}) TO '{target}' {COPY_OPTIONS}").fetchone()[0]
+        accepted = "SELECT * FROM persons_accepted"
+    copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
+    rows_accepted = con.execute(copy).fetchone()[0]
 
     con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, {person}, __reason, __detail "
                 "FROM checked WHERE __reason IS NOT NULL")
