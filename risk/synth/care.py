@@ -135,7 +135,7 @@ def glucose_labs(
 ) -> Table:
     """FPG in mmol/L; a small share in mg/dL (valid mixed units that validation must convert)."""
     gl = ctx.params["glucose"]
-    value = np.clip(true_fpg + rng.normal(0, gl["measurement_sd"], size=len(person)), 2.5, 33.0)
+    value = np.clip(true_fpg * rng.lognormal(0.0, gl["measurement_cv"], size=len(person)), 2.5, 33.0)
     mg = rng.random(len(person)) < gl["mg_dl_share"]
     value = np.where(mg, np.round(value / 0.0555062), np.round(value, 1))
     return lab_rows(person, measured_at, "fpg", value, mg.astype(np.int32), ["mmol/L", "mg/dL"])
@@ -260,7 +260,7 @@ def follow_up_care(
 def _readings(ctx: Context, rng: np.random.Generator, course: Course, vp: np.ndarray, vday: np.ndarray):
     month = ctx.calendar.month_index(vday)
     sbp, dbp = observe_bp(rng, ctx, course.sbp[vp, month], course.dbp[vp, month])
-    fpg = course.fpg[vp, month] + rng.normal(0, ctx.params["glucose"]["measurement_sd"], size=len(vp))
+    fpg = course.fpg[vp, month] * rng.lognormal(0.0, ctx.params["glucose"]["measurement_cv"], size=len(vp))
     return sbp, dbp, np.round(np.clip(fpg, 2.5, 33.0), 1)
 
 

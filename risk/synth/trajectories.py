@@ -119,12 +119,15 @@ def simulate_course(ctx: Context, rng: np.random.Generator, res: Residents) -> C
     )
     n_drugs_dm = np.where(dm, 1 + rng.choice(3, size=n, p=gl["drugs_per_patient"]), 0)
     dm_response = rng.lognormal(0.0, 0.3, size=n)
-    fpg = (
-        fpg_untreated[:, None]
-        + _ar1(rng, n, n_months, gl["ar_monthly"], gl["ar_sd"])
-        - gl["fpg_drop_per_drug"] * (n_drugs_dm * dm_response)[:, None] * _coverage(dispense_dm)
-    )
-    fpg = np.where(dm[:, None], np.maximum(fpg, 4.0), np.clip(fpg, 3.9, 6.9))
+    # Drugs shrink the excess over a physiological floor multiplicatively: a subtracted fixed drop per
+    # drug piled over-treated patients at the floor and produced implausibly many readings <= 3.9.
+    floor = gl["treated_fpg_floor"]
+    untreated_course = fpg_untreated[:, None] + _ar1(rng, n, n_months, gl["ar_monthly"], gl["ar_sd"])
+    excess = np.maximum(untreated_course - floor, 0.0)
+    shrink = np.exp(-gl["fpg_excess_shrink_per_drug"] * (n_drugs_dm * dm_response)[:, None]
+                    * _coverage(dispense_dm))
+    fpg = floor + excess * shrink
+    fpg = np.where(dm[:, None], fpg, np.clip(fpg, 3.9, 6.9))
 
     out = p["outcomes"]
     frailty = rng.normal(0.0, out["frailty_sd"], size=n)
