@@ -153,7 +153,7 @@ def dirty_county(draw: st.DrawFn) -> tuple[dict[str, pd.DataFrame], dict[tuple[s
 
 
 @given(dirty_county(), st.sampled_from(["csv", "parquet"]))
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_row_is_accepted_or_quarantined_once(
     tmp_path_factory: pytest.TempPathFactory, county: tuple[dict[str, pd.DataFrame], dict], fmt: str
 ) -> None:
@@ -210,7 +210,7 @@ ID_TEXT = st.text(st.sampled_from("0123456789Xx \t\n\x1c中-"), max_size=24)
 
 
 @given(st.lists(ID_TEXT, min_size=1, max_size=20), st.sampled_from(["test-key", "k" * 100]))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_national_id_hash_and_mask_in_sql_equal_the_privacy_module(values: list[str], key: str) -> None:
     from risk import privacy
     from risk.validate import identifiers
