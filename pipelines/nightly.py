@@ -40,6 +40,8 @@ class NightlyOptions:
     previous_run: Path | None = None
     xlsx: bool = True
     store_url: str | None = None
+    engine: str = "duckdb"  # or "spark": features and tiers on Spark (risk/engines/, docs/scaling.md)
+    spark_master: str | None = None  # default RISK_SPARK_MASTER or local[2]
 
 
 @dataclass
@@ -129,6 +131,27 @@ def _next_due(
     return tiers
 
 
+def finish_tiers(
+    rule_tiers: pd.DataFrame, model_tiers: pd.DataFrame | None, features: pd.DataFrame,
+    intervals: dict[str, int], as_of: date, model_version: str,
+) -> pd.DataFrame:
+    """Rule tiers + model tiers -> the tiers table (combined tier, due dates). Row-wise, so the Spark
+    engine runs it per batch."""
+    from risk.tiers.combine import combine_tiers
+
+    combined = combine_tiers(rule_tiers, model_tiers)
+    tiers = rule_tiers.merge(combined, on="person_id", how="left")
+    if model_tiers is not None:
+        tiers = tiers.merge(model_tiers, on="person_id", how="left")
+    else:
+        tiers["tier_model"] = None
+        tiers["model_probability"] = float("nan")
+        tiers["model_reasons"] = None
+    tiers = _next_due(tiers, features, intervals, as_of)
+    tiers["model_version"] = model_version
+    return tiers
+
+
 def _write_summary(manifest: dict, path: Path) -> None:
     counts = manifest["counts"]
     lines = [
@@ -187,46 +210,48 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     clock = StageClock()
     total = 6
+    if options.engine not in ("duckdb", "spark"):
+        raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
     try:
         with clock.stage("validate", 1, total):
             validation = validate_folder(Path(options.input_dir), staging, as_of=options.as_of)
         canonical = staging / "canonical"
 
         with clock.stage("features", 2, total):
-            features = compute_features(canonical, options.as_of, out=staging / "features.parquet")
+            if options.engine == "spark":
+                from risk.engines.spark_nightly import SparkNightly
+
+                spark_run = SparkNightly(staging, options.spark_master)
+                features = spark_run.features(canonical, options.as_of)
+            else:
+                features = compute_features(canonical, options.as_of, out=staging / "features.parquet")
 
         with clock.stage("tiers", 3, total):
             rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
-            tiers = assign_rule_tiers(features, rules=options.rules)
             model_version = "none"
             model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
-            model_tiers = None
+            model = None
             if options.use_model and model_dir is not None:
                 from risk.tiers.model import load_exported_model, score_model_tiers
 
                 model = load_exported_model(model_dir)
                 model.check_features(list(features.columns))
-                model_tiers = score_model_tiers(model, features)
                 model_version = model.version
-            from risk.tiers.combine import combine_tiers
-
-            combined = combine_tiers(tiers, model_tiers)
-            tiers = tiers.merge(combined, on="person_id", how="left")
-            if model_tiers is not None:
-                tiers = tiers.merge(model_tiers, on="person_id", how="left")
+            if options.engine == "spark":
+                tiers = spark_run.tiers(rule_estimator.rule_set_, model, options.as_of)
             else:
-                tiers["tier_model"] = None
-                tiers["model_probability"] = float("nan")
-                tiers["model_reasons"] = None
-            tiers = _next_due(tiers, features, rule_estimator.intervals_, options.as_of)
-            tiers["model_version"] = model_version
+                tiers = assign_rule_tiers(features, rules=options.rules)
+                model_tiers = score_model_tiers(model, features) if model is not None else None
+                tiers = finish_tiers(tiers, model_tiers, features, rule_estimator.intervals_, options.as_of,
+                                     model_version)
             tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
             tiers.to_parquet(staging / "tiers.parquet", index=False)
 
         with clock.stage("lists", 4, total):
             persons = pd.read_parquet(canonical / "persons.parquet")
             priority = build_priority_list(tiers, features, persons)
-            con = canonical_connection(canonical)
+            con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
+                   else canonical_connection(canonical))
             unmanaged = find_unmanaged(con, options.as_of)
             unmanaged = unmanaged.merge(
                 persons[["person_id", "township_id", "village_id", "unit_id", "team_id"]],

@@ -99,6 +99,9 @@ def features(
     input_dir: Annotated[Path, typer.Argument(help="Validated output folder (containing canonical/)")],
     as_of: Annotated[str, typer.Option(help="As-of date YYYY-MM-DD; only events on or before it are used")],
     out: Annotated[Path, typer.Option(help="Feature Parquet file to write (atomically)")],
+    engine: Annotated[str, typer.Option(help="duckdb, or spark (OUT becomes a folder partitioned by "
+                                             "township_id; docs/scaling.md)")] = "duckdb",
+    spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
 ) -> None:
     """As-of features: one row per person under chronic-disease management (docs/features.md)."""
     from risk.errors import InputFileError
@@ -107,7 +110,14 @@ def features(
     canonical = input_dir / "canonical"
     if not canonical.is_dir():
         raise InputFileError(str(input_dir), "no canonical/ folder here (run `risk validate` first)")
-    frame = compute_features(canonical, parse_date(as_of), out=out)
+    if engine == "spark":
+        from risk.engines.spark_features import compute_features_partitioned
+
+        rows = compute_features_partitioned(canonical, parse_date(as_of), out, master=spark_master)
+        typer.echo(f"wrote {out}/ (partitioned by township_id): {rows} persons (feature set "
+                   f"{FEATURE_SET_VERSION}, Spark) as of {as_of}")
+        return
+    frame = compute_features(canonical, parse_date(as_of), out=out, engine=engine)
     typer.echo(f"wrote {out}: {len(frame)} persons, {frame.shape[1]} features "
                f"(feature set {FEATURE_SET_VERSION}) as of {as_of}")
 
@@ -124,6 +134,9 @@ def nightly(
     previous: Annotated[Path | None, typer.Option(help="Previous run folder for tier transitions")] = None,
     store: Annotated[str | None, typer.Option(help="Also publish to this serving store URL")] = None,
     xlsx: Annotated[bool, typer.Option(help="Write XLSX workbooks per team")] = True,
+    engine: Annotated[str, typer.Option(help="duckdb, or spark: features and tiers on Spark, also "
+                                             "written partitioned by township_id")] = "duckdb",
+    spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
 ) -> None:
     """Nightly job: validate -> features -> tiers -> lists -> run report."""
     from pipelines.nightly import NightlyOptions, run_nightly
@@ -131,6 +144,7 @@ def nightly(
     result = run_nightly(NightlyOptions(
         input_dir=input_dir, as_of=parse_date(as_of), out=out, rules=rules, model_dir=model,
         use_model=not no_model, previous_run=previous, xlsx=xlsx, store_url=store,
+        engine=engine, spark_master=spark_master,
     ))
     typer.echo(result.render())
 

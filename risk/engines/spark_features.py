@@ -9,11 +9,12 @@ catalogue schema exactly as on DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -113,3 +114,29 @@ def read_partitioned(path: Path, schema: pa.Schema | None = None) -> pa.Table:
     if schema is not None:
         table = table.select(schema.names).cast(schema)
     return table
+
+
+def compute_features_partitioned(
+    canonical_dir: Path, as_of: date, out: Path, master: str | None = None
+) -> int:
+    """`risk features --engine spark`: write the rows as a township-partitioned Parquet folder; row count."""
+    from risk.engines.spark_session import get_spark
+
+    canonical_dir = Path(canonical_dir)
+    if (canonical_dir / "canonical").is_dir():
+        canonical_dir = canonical_dir / "canonical"
+    spark = get_spark(master)
+    write_partitioned(feature_frame(spark, canonical_dir, as_of), Path(out))
+    return pq.ParquetDataset(out, partitioning="hive").read(columns=["person_id"]).num_rows
+
+
+def feature_function(master: str | None = None) -> Callable[[Path, date], pd.DataFrame]:
+    """A FeatureFunction for risk.models.training_set.build_training_set (feature_fn=) on Spark."""
+    from risk.engines.spark_session import get_spark
+    from risk.features.pipeline import compute_features
+
+    def features_on_spark(canonical_dir: Path, as_of: date) -> pd.DataFrame:
+        get_spark(master)
+        return compute_features(canonical_dir, as_of, engine="spark")
+
+    return features_on_spark

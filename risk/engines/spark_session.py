@@ -31,6 +31,8 @@ BASE_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
+    # township_id=340621 must stay the string '340621' when a partitioned folder is read back.
+    "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
 }
 LOCAL_CONF: dict[str, str] = {
     # Small local runs (tests, one county on a laptop): few shuffle partitions, modest driver memory.

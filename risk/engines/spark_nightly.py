@@ -1,0 +1,108 @@
+"""The Spark side of `risk nightly --engine spark`: features and tiers on Spark, partitioned by township.
+
+Layout added to the run folder (next to the usual single-file tables, which the products, the serving
+store and the indicators keep reading unchanged):
+
+    RUN/partitioned/features/township_id=<id>/part-*.parquet
+    RUN/partitioned/tiers/township_id=<id>/part-*.parquet
+
+Lists are a small per-team product: the tiers and features are collected to the driver and the same
+pandas list code runs; the unmanaged-population query runs on Spark through `SparkSqlConnection`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from risk.engines.spark_features import (
+    PARTITION_COLUMN,
+    feature_frame,
+    read_partitioned,
+    register_canonical_tables,
+    register_frames,
+    write_partitioned,
+)
+from risk.engines.spark_sql import to_spark_sql
+from risk.engines.spark_tiers import TIER_SCHEMA, tier_frame
+from risk.tiers.rule_set import RuleSet
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from risk.models.export import ExportedModel
+
+
+class SparkResult:
+    """What find_unmanaged expects from `con.execute(sql)`: a result with .df()."""
+
+    def __init__(self, frame: DataFrame):
+        self.frame = frame
+
+    def df(self) -> pd.DataFrame:
+        return self.frame.toArrow().to_pandas()
+
+
+class SparkSqlConnection:
+    """The slice of a DuckDB connection the product queries use (register, execute(...).df()), on Spark.
+
+    SQL is written in DuckDB's dialect and transpiled; registered pandas frames become temp views.
+    """
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        register_frames(self.spark, {name: frame})
+
+    def execute(self, sql: str) -> SparkResult:
+        return SparkResult(self.spark.sql(to_spark_sql(sql)))
+
+
+class SparkNightly:
+    """Features and tiers of one run on Spark; results are also returned as pandas for the products."""
+
+    def __init__(self, run_dir: Path, master: str | None = None):
+        from risk.engines.spark_session import get_spark
+
+        self.spark: SparkSession = get_spark(master)
+        self.run_dir = Path(run_dir)
+        self.features_path = self.run_dir / "partitioned" / "features"
+        self.tiers_path = self.run_dir / "partitioned" / "tiers"
+
+    def features(self, canonical_dir: Path, as_of: date) -> pd.DataFrame:
+        """Compute, write partitioned (and as features.parquet), return the rows sorted by person_id."""
+        from risk.features.pipeline import feature_schema, write_parquet_atomically
+
+        write_partitioned(feature_frame(self.spark, Path(canonical_dir), as_of), self.features_path)
+        table = read_partitioned(self.features_path, feature_schema()).sort_by("person_id")
+        write_parquet_atomically(table, self.run_dir / "features.parquet")
+        return table.to_pandas()
+
+    def stored_features(self) -> DataFrame:
+        frame = self.spark.read.parquet(str(self.features_path))
+        from risk.features.pipeline import feature_schema
+
+        return frame.select(*feature_schema().names)
+
+    def tiers(self, rule_set: RuleSet, model: ExportedModel | None, as_of: date) -> pd.DataFrame:
+        """The nightly tiers table, written partitioned by township; returned sorted by person_id."""
+        features = self.stored_features()
+        tiers = tier_frame(self.spark, features, rule_set, as_of, model)
+        townships = features.select("person_id", PARTITION_COLUMN)
+        write_partitioned(tiers.join(townships, on="person_id", how="left"), self.tiers_path)
+        table = read_partitioned(self.tiers_path).select(TIER_SCHEMA.names).cast(TIER_SCHEMA)
+        dates = {pa.date32(): pd.ArrowDtype(pa.date32())}
+        frame = table.sort_by("person_id").to_pandas(types_mapper=dates.get)
+        if model is None:  # the same all-null columns as the embedded path writes
+            frame["tier_model"] = None
+            frame["model_reasons"] = None
+        return frame
+
+    def unmanaged_connection(self, canonical_dir: Path) -> SparkSqlConnection:
+        register_canonical_tables(self.spark, Path(canonical_dir))
+        return SparkSqlConnection(self.spark)
