@@ -7,9 +7,10 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from risk.synth import SynthConfig, generate_county
 
 from pipelines.nightly import NightlyOptions, run_nightly
+from risk.indicators.overview import build_overview
+from risk.synth import SynthConfig, generate_county
 
 log = logging.getLogger("risk.demo")
 
@@ -20,7 +21,8 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
     params = f"persons={persons} seed={seed}"
     if not (marker.exists() and marker.read_text() == params):
         log.info("synthesising a county of %d residents (seed %d)", persons, seed)
-        generate_county(SynthConfig(persons=persons, seed=seed, start=date(2021, 1, 1), end=as_of), input_dir)
+        generate_county(SynthConfig(persons=persons, seed=seed, start=date(2021, 1, 1), end=as_of,
+                                   overwrite=True), input_dir)
         marker.write_text(params)
     previous_as_of = (pd.Timestamp(as_of) - pd.offsets.QuarterEnd(1)).date()
     previous = out / f"run-{previous_as_of.isoformat()}"
@@ -28,10 +30,13 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
     current = run_nightly(NightlyOptions(
         input_dir=input_dir, as_of=as_of, out=out / f"run-{as_of.isoformat()}", previous_run=previous,
     ))
-    text = current.render()
-    try:
-        from risk.indicators import write_overview
-    except ImportError:
-        return text
-    overview = write_overview([previous, current.run_dir], out / "county-overview.html")
-    return text + f"\nCounty overview report: {overview}\n"
+    overview = build_overview(current.run_dir, out / "county-overview.html", runs_root=out)
+    lists = current.run_dir / "lists"
+    return (
+        current.render()
+        + "\n## Products\n\n"
+        + f"- run folder: {current.run_dir}\n"
+        + f"- priority lists: {lists / 'teams'} (CSV per team), {lists / 'xlsx'} (workbook per team)\n"
+        + f"- unmanaged key population: {lists / 'unmanaged_key_population.csv'}\n"
+        + f"- county overview report: {overview}\n"
+    )
