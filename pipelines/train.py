@@ -98,8 +98,9 @@ def _fit_models(
             kind=kind,
             spec=spec,
             params=dict(training.get(kind, {})),
-            calibration_method=training.get("calibration_method", "isotonic"),
+            calibration_method=training.get("calibration_method", "sigmoid"),
             seed=int(training["seed"]),
+            n_threads=training.get("threads", 1),
         )
         models[kind] = model.fit(fit_X, fit_y, calibration_X=cal_X, calibration_y=cal_y)
         timings[f"fit_{kind}"] = time.perf_counter() - started

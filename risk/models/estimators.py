@@ -20,6 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from risk.models.features import FeatureFrame, FeatureSpec, model_frame
 
@@ -106,6 +107,7 @@ class CalibratedRiskModel(ClassifierMixin, BaseEstimator):
         calibration_method: str = "sigmoid",
         calibration_share: float = 0.25,
         seed: int = 0,
+        n_threads: int | None = 1,
     ):
         self.kind = kind
         self.spec = spec
@@ -113,6 +115,7 @@ class CalibratedRiskModel(ClassifierMixin, BaseEstimator):
         self.calibration_method = calibration_method
         self.calibration_share = calibration_share
         self.seed = seed
+        self.n_threads = n_threads
 
     def fit(
         self,
@@ -129,23 +132,31 @@ class CalibratedRiskModel(ClassifierMixin, BaseEstimator):
         calibration_y = np.asarray(calibration_y).astype(int)
         if len(np.unique(y)) < 2 or len(np.unique(calibration_y)) < 2:
             raise ValueError("both the fitting rows and the calibration rows need events and non-events")
-        self.base_ = base_pipeline(self.kind, self.spec, self.params or {}, self.seed).fit(X, y)
-        self.calibrator_ = calibrate(self.base_, calibration_X, calibration_y, self.calibration_method)
+        with self._threads():
+            self.base_ = base_pipeline(self.kind, self.spec, self.params or {}, self.seed).fit(X, y)
+            self.calibrator_ = calibrate(self.base_, calibration_X, calibration_y, self.calibration_method)
         self.reference_ = reference_values(X, self.spec)
         self.classes_ = np.array([0, 1])
         self.n_fit_rows_, self.n_calibration_rows_ = len(y), len(calibration_y)
         self.prevalence_fit_ = float(y.mean())
         return self
 
+    def _threads(self) -> threadpool_limits:
+        # OpenMP threads of gradient boosting busy-wait; on a shared machine more threads can be many times
+        # slower (measured 6x with 2 threads on a loaded 2-core host), so the default is one.
+        return threadpool_limits(limits=self.n_threads, user_api="openmp")
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrator_.predict_proba(X)
+        with self._threads():
+            return self.calibrator_.predict_proba(X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """The uncalibrated base model's log-odds (monotone with the calibrated risk); for explanations."""
-        return self.base_.decision_function(X)
+        with self._threads():
+            return self.base_.decision_function(X)
 
     @property
     def feature_columns(self) -> list[str]:
