@@ -261,6 +261,7 @@ def train_county(
     feature_fn: FeatureFunction | None = None,
     rules: Any = None,
     experiment: str = "risk-county",
+    data_description: str | None = None,
 ) -> TrainResult:
     """Train LR + gradient boosting on quarterly snapshots; evaluate against the rules on the test one."""
     from risk.tiers.rules import RuleTierClassifier
@@ -323,7 +324,7 @@ def train_county(
     timings["evaluate"] = time.perf_counter() - started
 
     context = {
-        "data": f"canonical tables in {canonical}",
+        "data": data_description or f"canonical tables in {canonical}",
         "data fingerprint": dataset.data_fingerprint,
         "data end": data_end.isoformat(),
         "outcome": f"outcomes.yaml {definition.version}, horizon {definition.horizon_days} days",

@@ -189,7 +189,7 @@ def serve(
 
     from risk.serving.api import create_app
 
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
 
 
 users_app = typer.Typer(help="Users and bearer tokens of the lookup API.", no_args_is_help=True)
@@ -352,6 +352,7 @@ def train(
     export: Annotated[Path | None, typer.Option(help="Export the chosen model here (e.g. models)")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
     track: Annotated[bool, typer.Option(help="Log the run to MLflow")] = True,
+    data_description: Annotated[str | None, typer.Option(help="How the data was made (model card)")] = None,
 ) -> None:
     """Train calibrated LR + gradient boosting, evaluate them against the rules, report, log to MLflow."""
     from pipelines.train import train_county, train_table
@@ -369,7 +370,7 @@ def train(
         result = train_county(
             input_dir, out, as_of=parse_date(as_of) if as_of else None, snapshots=snapshots,
             every_months=parse_months(every) if every else None, export_dir=export,
-            tracking_uri=tracking_uri, track=track,
+            tracking_uri=tracking_uri, track=track, data_description=data_description,
         )
     typer.echo(result.render())
 

@@ -24,6 +24,7 @@ from risk.models.features import catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
 PARENTHESIS = re.compile(r"\s*[(（][^)）]*[)）]")
+AS_OF_WORDS = re.compile(r" on (or before )?as_of")  # catalogue wording for analysts, not clinicians
 
 
 def contributions(model: CalibratedRiskModel, X: pd.DataFrame) -> pd.DataFrame:
@@ -67,10 +68,8 @@ def _format_value(feature: str, value: Any) -> tuple[str, str]:
 def describe(feature: str, value: Any) -> tuple[str, str]:
     """(zh, en) phrase for a feature value: ('最近一次收缩压：172 mmHg', 'Last systolic BP: 172 mmHg')."""
     entry = catalogue().get(feature, {})
-    name_en = (
-        PARENTHESIS.sub("", str(entry.get("en", feature))).replace(" on or before as_of", "").strip()
-        or feature
-    )
+    name_en = PARENTHESIS.sub("", str(entry.get("en", feature)))
+    name_en = AS_OF_WORDS.sub("", name_en).strip() or feature
     name_zh = PARENTHESIS.sub("", str(entry.get("zh", name_en))).strip() or name_en
     value_zh, value_en = _format_value(feature, value)
     return f"{name_zh}：{value_zh}", f"{name_en}: {value_en}"
