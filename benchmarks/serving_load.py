@@ -71,21 +71,36 @@ def reference(store: str, lookup_ids: list[str], search_jobs: list[tuple[User, s
     return {kind: percentiles(values) for kind, values in timings.items()}
 
 
-async def load(base: str, requests: list[tuple[str, str, dict | None, str]], concurrency: int) -> dict:
-    """Send every request once with `concurrency` clients; latency per request measured client-side."""
+async def load(base: str, requests: list[tuple[str, str, dict | None, str]], concurrency: int,
+               rate: float | None = None) -> dict:
+    """Send every request once with `concurrency` clients; latency per request measured client-side.
+    Without `rate` each client sends its next request as soon as it has an answer (saturation); with
+    `rate` requests are released at that many per second in total (an open-loop clinic-like load)."""
     queue: asyncio.Queue = asyncio.Queue()
     for item in requests:
         queue.put_nowait(item)
     latencies: list[float] = []
-    failures: dict[int, int] = {}
+    failures: dict[int | str, int] = {}
+    sent = {"n": 0}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         async def worker() -> None:
             while not queue.empty():
                 method, path, body, token = queue.get_nowait()
+                if rate:
+                    due = started + sent["n"] / rate
+                    sent["n"] += 1
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 start = time.perf_counter()
-                response = await client.request(method, path, json=body,
-                                                headers={"Authorization": f"Bearer {token}"})
+                for attempt in range(2):  # one retry: a keep-alive connection closed under our feet
+                    try:
+                        response = await client.request(method, path, json=body,
+                                                        headers={"Authorization": f"Bearer {token}"})
+                        break
+                    except httpx.TransportError:
+                        failures["transport_retry"] = failures.get("transport_retry", 0) + 1
+                        if attempt:
+                            raise
                 latencies.append(time.perf_counter() - start)
                 if response.status_code != 200:
                     failures[response.status_code] = failures.get(response.status_code, 0) + 1
@@ -122,6 +137,8 @@ def bench_backend(name: str, store: str, run: Path, persons: pd.DataFrame, args:
     result["publish_s"] = time.perf_counter() - started
     result["persons"] = published.persons
     result["search_terms"] = published.search_terms
+    result["publish_reused"] = published.already_published
+    print(f"{name}: {published.render()}", flush=True)
     engine = open_store(store)
     team_id = persons["team_id"].iloc[0]
     admin_token = add_user(engine, f"bench-admin-{secrets.token_hex(3)}", "county_admin")
@@ -152,6 +169,9 @@ def bench_backend(name: str, store: str, run: Path, persons: pd.DataFrame, args:
         result["lookup"] = asyncio.run(load(base, lookups, args.concurrency))
         searches = [("POST", "/api/search", {"q": q}, token) for _, q, token in search_jobs]
         result["search"] = asyncio.run(load(base, searches, args.concurrency))
+        if args.rate:
+            paced = lookups[: int(args.rate * 20)]
+            result["lookup_paced"] = asyncio.run(load(base, paced, args.concurrency, rate=args.rate))
         result["server_peak_rss_mb"] = peak_rss_mb(server.pid)
     finally:
         server.terminate()
@@ -162,11 +182,12 @@ def bench_backend(name: str, store: str, run: Path, persons: pd.DataFrame, args:
     return result
 
 
-def pg_store(base_url: str) -> str:
+def pg_store(base_url: str, keep: bool = False) -> str:
     engine = create_engine(base_url)
     with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS serving_bench CASCADE"))
-        conn.execute(text("CREATE SCHEMA serving_bench"))
+        if not keep:
+            conn.execute(text("DROP SCHEMA IF EXISTS serving_bench CASCADE"))
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS serving_bench"))
     engine.dispose()
     separator = "&" if "?" in base_url else "?"
     return f"{base_url}{separator}options=-csearch_path%3Dserving_bench"
@@ -182,14 +203,21 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--work", default="/tmp/serving-bench")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="Also send 20 s of lookups at this total rate per second (0: skip)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep the demo run and stores of an earlier run (publish is then a no-op)")
     args = parser.parse_args()
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    run = write_demo_run(work / "run", persons=args.persons, seed=20261125, townships=18,
-                         teams_per_township=13, readings=6)
+    run = work / "run"
+    if not (args.reuse and (run / "run.json").exists()):
+        write_demo_run(run, persons=args.persons, seed=20261125, townships=18, teams_per_township=13,
+                       readings=6)
     demo_s = time.perf_counter() - started
     persons = pd.read_parquet(run / "canonical" / "persons.parquet",
                               columns=["person_id", "team_id", "name", "phone"])
@@ -200,7 +228,7 @@ def main() -> None:
         if backend == "sqlite":
             store = str(work / "store.db")
         elif args.pg_url:
-            store = pg_store(args.pg_url)
+            store = pg_store(args.pg_url, keep=args.reuse)
         else:
             print("postgres: skipped (no --pg-url / RISK_TEST_PG_URL)")
             continue
@@ -221,6 +249,10 @@ def main() -> None:
                   f"{row['throughput_rps']:7.0f} {r['reference'][kind]['p50_ms']:8.2f} "
                   f"{r[f'{kind}_p50_ratio_vs_reference']:6.1f} {r['publish_s']:9.1f} "
                   f"{r['server_peak_rss_mb']:10.0f}")
+        if "lookup_paced" in r:
+            row = r["lookup_paced"]
+            print(f"{r['backend']:9} paced   {row['requests']:5d} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
+                  f"{row['throughput_rps']:7.0f}  (lookups released at {args.rate:.0f}/s)")
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 

@@ -7,6 +7,7 @@ exist. Every patient-level read is audited before the data leaves the server.
 """
 
 
+import json
 import logging
 import re
 import time
@@ -20,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from risk.serving import queries
 from risk.serving.audit import AuditWriter, audit_rows
@@ -61,6 +63,13 @@ def install_log_redaction() -> None:
         access.addFilter(RedactAccessLog())
 
 
+def _json(payload: Any) -> Response:
+    """Patient payloads are built by our own queries: serialise directly instead of re-validating them
+    through the response model (which still documents them in the OpenAPI spec)."""
+    body = json.dumps(payload, default=str, ensure_ascii=False, separators=(",", ":"))
+    return Response(content=body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
 def _denied() -> HTTPException:
     return HTTPException(status_code=403, detail=NOT_PERMITTED)
 
@@ -85,30 +94,31 @@ def create_app(store_url: str) -> FastAPI:
     audit_writer = AuditWriter(engine)
     token_cache: dict[str, tuple[float, User]] = {}
 
-    def cached_authenticate(token: str) -> User | None:
+    async def cached_authenticate(token: str) -> User | None:
         now = time.monotonic()
         hit = token_cache.get(token)
         if hit and now - hit[0] < TOKEN_CACHE_SECONDS:
             return hit[1]
-        user = authenticate(engine, token)
+        user = await run_in_threadpool(authenticate, engine, token)
         if user is not None:
             if len(token_cache) > 10_000:
                 token_cache.clear()
             token_cache[token] = (now, user)
         return user
 
-    def current_user(
+    # Async dependencies: a cached token costs no thread hop (the endpoints themselves run in the pool).
+    async def current_user(
         response: Response,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> User:
         response.headers["Cache-Control"] = "no-store"
-        user = cached_authenticate(credentials.credentials) if credentials else None
+        user = await cached_authenticate(credentials.credentials) if credentials else None
         if user is None:
             raise HTTPException(status_code=401, detail="missing or invalid token",
                                 headers={"WWW-Authenticate": "Bearer"})
         return user
 
-    def clinician(user: Annotated[User, Depends(current_user)]) -> User:
+    async def clinician(user: Annotated[User, Depends(current_user)]) -> User:
         if not user.patient_level:
             raise _denied()
         return user
@@ -150,14 +160,14 @@ def create_app(store_url: str) -> FastAPI:
             audited(user, "patient", [person_id], run_id, "denied")
             raise _denied()
         audited(user, "patient", [person_id], run_id)
-        return view
+        return _json(view)
 
     @app.post("/api/search", response_model=SearchResult, tags=["patients"])
     def search(body: SearchRequest, user: Annotated[User, Depends(clinician)]) -> Any:
         # POST keeps names and phone numbers out of URLs, browser history and proxy logs.
         run_id, results = read(queries.search, user, body.q)
         audited(user, "search", [r["person_id"] for r in results], run_id)
-        return {"run_id": run_id, "results": results}
+        return _json({"run_id": run_id, "results": results})
 
     @app.get("/api/teams/{team_id}/priority", response_model=PriorityList, tags=["patients"])
     def priority(team_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
@@ -174,7 +184,7 @@ def create_app(store_url: str) -> FastAPI:
             raise _denied()
         run_id, patients = found
         audited(user, "priority", [p["person_id"] for p in patients], run_id)
-        return {"run_id": run_id, "team_id": team_id, "patients": patients}
+        return _json({"run_id": run_id, "team_id": team_id, "patients": patients})
 
     @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:
