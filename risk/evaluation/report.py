@@ -91,8 +91,28 @@ def closing_note(result: EvaluationResult) -> list[str]:
                 f"{_pct(overall.at[ref, 'red_ppv'])}); flagging the same {_pct(ref_share)} as the rules, "
                 f"{name} would catch {_pct(model_sens)} of events"
             )
+        weaker = _subgroups_not_beaten(result.subgroups, name, ref)
+        if weaker:
+            parts.append(
+                f"subgroups where it does not beat {ref} (AUROC not above {ref} + {SUBGROUP_MARGIN}): "
+                + ", ".join(weaker)
+            )
         lines.append(f"- **{name} vs {ref}**: " + "; ".join(parts) + ".")
     return lines
+
+
+SUBGROUP_MARGIN = 0.01
+
+
+def _subgroups_not_beaten(subgroups: pd.DataFrame, name: str, ref: str) -> list[str]:
+    if subgroups.empty or "auroc" not in subgroups.columns:
+        return []
+    table = subgroups.pivot_table(index=["group", "level"], columns="estimator", values="auroc", sort=False)
+    if name not in table.columns or ref not in table.columns:
+        return []
+    table = table.dropna(subset=[name, ref])
+    weaker = table[table[name] <= table[ref] + SUBGROUP_MARGIN]
+    return [f"{group} {level} ({r[name]:.3f} vs {r[ref]:.3f})" for (group, level), r in weaker.iterrows()]
 
 
 def _plot_curves(result: EvaluationResult, out_dir: Path) -> dict[str, str]:
