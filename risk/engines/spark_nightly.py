@@ -44,7 +44,11 @@ class SparkResult:
         self.frame = frame
 
     def df(self) -> pd.DataFrame:
-        return self.frame.toArrow().to_pandas()
+        # Through DuckDB's own Arrow -> pandas conversion, so dtypes match a DuckDB result's .df()
+        # (e.g. a BIGINT column with nulls stays an integer column, not float).
+        import duckdb
+
+        return duckdb.from_arrow(self.frame.toArrow()).df()
 
 
 class SparkSqlConnection:
