@@ -20,18 +20,20 @@ def format_pattern(name: str) -> str:
     return str(definitions.validation_rules()["formats"][name])
 
 
-def normalise_icd10(code: str | None) -> str | None:
-    """Upper-case; a dot-less code gets its dot after the third character ('e112' -> 'E11.2').
+# A code whose first four characters are letters/digits gets a dot after the third ('e112' -> 'E11.2').
+# Codes with a dot elsewhere, two dots or an inner space stay invalid: such typing slips ('I10..9',
+# 'I 10', 'I1.0') are quarantined rather than guessed.
+ICD10_DOT = r"^([A-Z0-9]{3})([A-Z0-9])"
 
-    Codes with a dot elsewhere, two dots or an inner space are left as written, so they fail the format
-    check: such typing slips ('I10..9', 'I 10') are quarantined rather than guessed.
-    """
+
+def normalise_icd10(code: str | None) -> str | None:
+    """Upper-case, trimmed; a dot-less code gets its dot after the third character."""
     if code is None:
         return None
     value = code.strip().upper()
     if not value:
         return None
-    return value[:3] + "." + value[3:] if "." not in value and len(value) > 3 else value
+    return re.sub(ICD10_DOT, r"\1.\2", value)
 
 
 def is_icd10(code: str | None) -> bool:
@@ -80,9 +82,7 @@ def sql_literal(value: str) -> str:
 
 
 def sql_normalise_icd10(expr: str) -> str:
-    value = f"upper({expr})"
-    return (f"(CASE WHEN strpos({value}, '.') = 0 AND length({value}) > 3 "
-            f"THEN {value}[1:3] || '.' || {value}[4:] ELSE NULLIF({value}, '') END)")
+    return f"NULLIF(regexp_replace(upper({expr}), '{ICD10_DOT}', '\\1.\\2'), '')"
 
 
 def sql_is_icd10(normalised_expr: str) -> str:
@@ -90,15 +90,18 @@ def sql_is_icd10(normalised_expr: str) -> str:
 
 
 def sql_normalise_icd10_list(expr: str) -> str:
-    items = (f"list_filter(list_transform(string_split(replace({expr}, '；', ';'), ';'), "
-             f"lambda item: {sql_normalise_icd10('trim(item)')}), lambda item: item IS NOT NULL)")
-    return f"NULLIF(array_to_string({items}, ';'), '')"
+    """String-level regexes (no per-item lambdas, several times faster on millions of claims)."""
+    text = f"upper(replace({expr}, '；', ';'))"
+    text = f"regexp_replace({text}, '\\s*;\\s*', ';', 'g')"  # spaces around separators
+    text = f"regexp_replace({text}, ';;+', ';', 'g')"  # empty items
+    text = f"regexp_replace({text}, '^;|;$', '', 'g')"
+    text = f"regexp_replace({text}, '(^|;)([A-Z0-9]{{3}})([A-Z0-9])', '\\1\\2.\\3', 'g')"
+    return f"NULLIF({text}, '')"
 
 
 def sql_is_icd10_list(normalised_expr: str) -> str:
-    pattern = sql_literal(format_pattern("icd10"))
-    return (f"list_bool_and(list_transform(string_split({normalised_expr}, ';'), "
-            f"lambda item: regexp_full_match(item, {pattern})))")
+    code = format_pattern("icd10").removeprefix("^").removesuffix("$")
+    return f"regexp_full_match({normalised_expr}, {sql_literal(f'({code})(;({code}))*')})"
 
 
 def sql_normalise_atc(expr: str) -> str:

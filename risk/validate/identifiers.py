@@ -48,9 +48,12 @@ def sql_stripped(expr: str) -> str:
     return f"regexp_replace({expr}, '^{PY_WHITESPACE}+|{PY_WHITESPACE}+$', '', 'g')"
 
 
-def sql_hash_national_id(expr: str) -> str:
-    """SQL equal to privacy.hash_national_id(expr), on a connection prepared with register()."""
-    value = f"upper({sql_stripped(expr)})"
+def sql_hash_national_id(expr: str, *, normalised: bool = False) -> str:
+    """SQL equal to privacy.hash_national_id(expr), on a connection prepared with register().
+
+    `normalised`: expr is already stripped and upper-cased (saves two regex passes per row).
+    """
+    value = expr if normalised else f"upper({sql_stripped(expr)})"
     inner = f"unhex(sha256((SELECT inner_pad FROM {PADS_TABLE}) || encode({value})))"
     sql_hmac = f"sha256((SELECT outer_pad FROM {PADS_TABLE}) || {inner})"
     return (f"(CASE WHEN {expr} IS NULL OR {expr} = '' THEN NULL "
@@ -58,9 +61,9 @@ def sql_hash_national_id(expr: str) -> str:
             f"ELSE {sql_hmac} END)")
 
 
-def sql_mask_national_id(expr: str) -> str:
-    """SQL equal to privacy.mask_national_id(expr) for ASCII values."""
-    value = sql_stripped(expr)
+def sql_mask_national_id(expr: str, *, normalised: bool = False) -> str:
+    """SQL equal to privacy.mask_national_id(expr); `normalised`: expr is already stripped."""
+    value = expr if normalised else sql_stripped(expr)
     return (f"(CASE WHEN {expr} IS NULL OR {expr} = '' THEN NULL "
             f"WHEN length({value}) <= 10 THEN repeat('*', length({value})) "
             f"ELSE {value}[1:6] || repeat('*', length({value}) - 10) || {value}[-4:] END)")

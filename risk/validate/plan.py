@@ -131,7 +131,7 @@ def _normalise_string(col: ColumnSpec, text: str) -> str:
     if col.format == "atc":
         return codes.sql_normalise_atc(text)
     if col.name == "national_id":
-        return f"upper({text})"
+        return f"NULLIF(upper({identifiers.sql_stripped(text)}), '')"
     return text
 
 
@@ -283,8 +283,10 @@ def _outputs(plan: TablePlan) -> dict[str, str]:
     outputs: dict[str, str] = {}
     for col in plan.spec.columns.values():
         if col.name == "national_id":
-            outputs["national_id_hash"] = identifiers.sql_hash_national_id(q("national_id"))
-            outputs["national_id_masked"] = identifiers.sql_mask_national_id(q("national_id"))
+            # The typed column is already stripped and upper-cased (see _normalise_string).
+            national_id = q("national_id")
+            outputs["national_id_hash"] = identifiers.sql_hash_national_id(national_id, normalised=True)
+            outputs["national_id_masked"] = identifiers.sql_mask_national_id(national_id, normalised=True)
             outputs["national_id_valid"] = codes.sql_national_id_valid(q("national_id"))
         elif plan.spec.name == "labs" and col.name == "value":
             outputs["value"] = f"({q('value')} * __factor + __offset)"
@@ -308,7 +310,8 @@ def typed_sql(plan: TablePlan, scan_sql: str) -> str:
 
 
 def checked_sql(plan: TablePlan, scan_sql: str) -> str:
-    """Rows with typed columns, bad-cell flags, `__reason` and `__detail` (NULL when the row passes)."""
+    """Rows with typed columns, bad-cell flags, a 64-bit hash of the table key, `__reason` and `__detail`
+    (NULL when the row passes)."""
     bad_flags = [f"({q('__s_' + n)} IS NOT NULL AND {q(n)} IS NULL) AS {q('__bad_' + n)}"
                  for n in plan.parsed_columns]
     typed = f"SELECT *{''.join(', ' + f for f in bad_flags)} FROM ({typed_sql(plan, scan_sql)})"
@@ -322,7 +325,8 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     reasons = "[" + ", ".join(sql_literal(c.reason) for c in plan.checks) + "]"
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
     keep = ["source_row", *(q(n) for n in plan.typed_columns), *(q(n) for n in plan.extra_typed),
-            *(q("__bad_" + n) for n in plan.parsed_columns)]
+            *(q("__bad_" + n) for n in plan.parsed_columns),
+            f"hash({', '.join(q(k) for k in plan.spec.key)}) AS __key_hash"]
     return (f"SELECT {', '.join(keep)}, {reasons}[__check + 1] AS __reason, "
             f"CASE __check {details} END AS __detail "
             f"FROM (SELECT *, {first_failing} AS __check FROM ({typed}))")

@@ -19,6 +19,8 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from risk import definitions
 from risk.errors import InputFileError, RiskUserError
@@ -175,17 +177,22 @@ def _validate_table(
 def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, person: str) -> None:
     """`losers`: rows that passed every check but repeat the key of an earlier passing row.
 
-    Grouping a 64-bit hash of the key is much cheaper than grouping the key itself; the few rows whose
-    hash repeats are then grouped on the exact key, so a hash collision cannot make a false duplicate.
+    Repeated 64-bit key hashes are found by sorting them in numpy (several times faster than a DuckDB
+    GROUP BY over tens of millions of distinct keys); the few rows whose hash repeats are then grouped
+    on the exact key, so a hash collision cannot make a false duplicate.
     """
+    hashes = con.execute("SELECT __key_hash FROM checked WHERE __reason IS NULL").fetchnumpy()["__key_hash"]
+    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes
+    con.register("repeated_hashes", pa.table({"__key_hash": pa.array(repeated, type=pa.uint64())}))
     keys = ", ".join(q(k) for k in plan.spec.key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
-                f"WITH repeated AS (SELECT hash({keys}) AS h FROM checked WHERE __reason IS NULL "
-                "GROUP BY 1 HAVING count(*) > 1), "
-                f"candidates AS (SELECT source_row, {person} AS person_id, "
+                f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
                 f"min(source_row) OVER (PARTITION BY {keys}) AS first_row FROM checked "
-                f"WHERE __reason IS NULL AND hash({keys}) IN (SELECT h FROM repeated)) "
+                "WHERE __reason IS NULL AND __key_hash IN (SELECT __key_hash FROM repeated_hashes)) "
                 "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
+    con.unregister("repeated_hashes")
 
 
 def _output_type(plan: TablePlan, column: str) -> str:
