@@ -24,8 +24,6 @@ from risk.models.policy import default_model_policy
 from risk.tiers.model import assign_probability_tiers
 from risk.tiers.rule_set import TIERS
 
-SUBGROUP_COLUMNS = ("sex", "age_band", "township_id")
-
 
 @dataclass
 class EstimatorScores:

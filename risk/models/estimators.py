@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -180,7 +180,3 @@ def calibration_split(X: pd.DataFrame, share: float, seed: int) -> np.ndarray:
         calibration_persons = persons[rng.random(len(persons)) < share]
         return ~X["person_id"].astype(str).isin(calibration_persons).to_numpy()
     return rng.random(len(X)) >= share
-
-
-def unfitted_copy(model: CalibratedRiskModel) -> CalibratedRiskModel:
-    return clone(model)

@@ -8,7 +8,7 @@ reaches as_of + horizon.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -177,8 +177,3 @@ def build_outcome_labels(
     labels["as_of"] = pd.to_datetime(labels["as_of"]).dt.date
     labels["outcome_date"] = pd.to_datetime(labels["outcome_date"]).dt.date
     return labels[LABEL_COLUMNS].reset_index(drop=True)
-
-
-def window_end(as_of: date, definition: OutcomeDefinition | None = None) -> date:
-    definition = definition or outcome_definition()
-    return as_of + timedelta(days=definition.horizon_days)

@@ -29,7 +29,9 @@ def render_model_card(
 ) -> str:
     template = jinja2.Template(
         resources.files("risk.models").joinpath(TEMPLATE).read_text(encoding="utf-8"),
-        undefined=jinja2.StrictUndefined, trim_blocks=False, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
     )
     mine = subgroups[subgroups["estimator"] == metadata["model_kind"]] if not subgroups.empty else subgroups
     records = [{"auroc": float("nan"), **r} for r in mine.to_dict("records")]
