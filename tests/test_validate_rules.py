@@ -245,3 +245,16 @@ def test_optional_columns_may_be_absent_and_tables_may_be_empty(tmp_path: Path) 
     assert persons["national_id_hash"].isna().all() and persons["death_date"].isna().all()
     assert result.tables["conditions"].rows_read == 0
     assert result.tables["persons"].rows_accepted == 3
+
+
+def test_typed_parquet_numbers_that_do_not_fit_are_bad_values(tmp_path: Path) -> None:
+    tables = good_tables()
+    folder = write_folder(tmp_path / "in", tables)
+    prescriptions = typed_parquet(tables["prescriptions"], "prescriptions")
+    prescriptions["days_supply"] = [30.0, 28.5]  # a DOUBLE column where whole days belong
+    (folder / "prescriptions.csv").unlink()
+    prescriptions.to_parquet(folder / "prescriptions.parquet", index=False)
+    validate_folder(folder, tmp_path / "out", as_of=AS_OF)
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    found = quarantine[["table", "source_row", "reason_code"]].values.tolist()
+    assert found == [["prescriptions", 2, "bad_value"]]

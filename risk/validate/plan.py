@@ -111,10 +111,12 @@ def _typed_expression(col: ColumnSpec, kind: str | None, rules: dict[str, Any]) 
         return _normalise_string(col, f"NULLIF(trim(CAST({name} AS VARCHAR)), '')"), None
     if col.type == "float":
         return f"NULLIF(CAST({name} AS DOUBLE), 'NaN'::DOUBLE)", None
+    # Numbers that do not fit (2.5 days, a flag of 7) get their text kept so they count as bad cells.
     if col.type == "int" and kind == "decimal":
-        return f"(CASE WHEN {name} = round({name}) THEN CAST({name} AS BIGINT) END)", None
+        return (f"(CASE WHEN {name} = round({name}) THEN CAST({name} AS BIGINT) END)",
+                f"CAST({name} AS VARCHAR)")
     if col.type == "bool" and kind == "integer":
-        return f"(CASE {name} WHEN 1 THEN true WHEN 0 THEN false END)", None
+        return f"(CASE {name} WHEN 1 THEN true WHEN 0 THEN false END)", f"CAST({name} AS VARCHAR)"
     return f"CAST({name} AS {out_type})", None
 
 
