@@ -188,29 +188,53 @@ def write_workbook_rows(columns: list[str], rows, villages, path: Path, title: s
 
 
 def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, title: str,
-                 xlsx: bool = True) -> ListExport:
-    """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list."""
+                 xlsx: bool = True, workers: int = 2) -> ListExport:
+    """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list.
+
+    Workbooks are written by `workers` spawned processes while this process writes the CSV files: cell
+    writing is pure Python and was the longest part of the lists stage.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
-    team_order = ["rank"]
-    csv_files = 1
-    csv_files += _write_csv_groups(priority, "team_id", out_dir / "teams", team_order)
-    csv_files += _write_csv_groups(priority, "village_id", out_dir / "villages", team_order)
-    csv_files += _write_csv_groups(priority, "unit_id", out_dir / "units", team_order)
-    xlsx_files = 0
-    if xlsx:
-        (out_dir / "xlsx").mkdir(exist_ok=True)
-        columns = workbook_columns(priority)
-        rows = priority[columns].astype(object).where(priority[columns].notna(), "").to_numpy()
-        teams = priority["team_id"].to_numpy()
-        villages = priority["village_id"].to_numpy()
-        order = np.argsort(teams, kind="stable")
-        bounds = np.flatnonzero(np.r_[True, teams[order][1:] != teams[order][:-1], True])
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            index = order[start:stop]
-            team = teams[index[0]]
-            path = out_dir / "xlsx" / f"{_safe(team)}.xlsx"
-            write_workbook_rows(columns, rows[index], villages[index], path, f"{title} 团队 {team}")
-            xlsx_files += 1
-    unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
-    return ListExport(csv_files=csv_files + 1, xlsx_files=xlsx_files, rows=len(priority))
+    jobs = _workbook_jobs(priority, out_dir / "xlsx", title) if xlsx else []
+    pool = None
+    futures = []
+    if jobs and workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork: the children only run xlsxwriter on rows they inherit; spawn would re-import __main__,
+        # which fails under notebooks and `python -` and costs a second of imports per worker
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        futures = [pool.submit(write_workbook_rows, *job) for job in jobs]
+    try:
+        priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
+        csv_files = 1
+        for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
+            csv_files += _write_csv_groups(priority, by, out_dir / folder, ["rank"])
+        unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
+        if pool is None:
+            for job in jobs:
+                write_workbook_rows(*job)
+        for future in futures:
+            future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return ListExport(csv_files=csv_files + 1, xlsx_files=len(jobs), rows=len(priority))
+
+
+def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tuple]:
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = workbook_columns(priority)
+    rows = priority[columns].astype(object).where(priority[columns].notna(), "").to_numpy()
+    teams = priority["team_id"].to_numpy()
+    villages = priority["village_id"].to_numpy()
+    order = np.argsort(teams, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, teams[order][1:] != teams[order][:-1], True])
+    jobs = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        index = order[start:stop]
+        team = teams[index[0]]
+        jobs.append((columns, rows[index], villages[index], folder / f"{_safe(team)}.xlsx",
+                     f"{title} 团队 {team}"))
+    return jobs
