@@ -120,6 +120,11 @@ def test_first_failing_reason_wins(tmp_path: Path) -> None:
     assert quarantine["detail"].iloc[0].startswith("sbp=400")
 
 
+def _canonical(folder: Path, table: str) -> pd.DataFrame:
+    frame = pd.read_parquet(folder / "canonical" / f"{table}.parquet")
+    return frame.sort_values("source_row").reset_index(drop=True)
+
+
 def test_canonical_values_are_normalised(tmp_path: Path) -> None:
     validate_folder(write_folder(tmp_path / "in", good_tables()), tmp_path / "out", as_of=AS_OF)
     canonical = tmp_path / "out" / "canonical"
@@ -128,15 +133,15 @@ def test_canonical_values_are_normalised(tmp_path: Path) -> None:
     assert labs.loc["fpg", "unit"] == "mmol/L"
     assert labs.loc["hba1c", "value"] == pytest.approx(0.09148 * 53 + 2.152)
     assert labs.loc["hba1c", "unit"] == "%"
-    encounters = pd.read_parquet(canonical / "encounters.parquet")
+    encounters = _canonical(tmp_path / "out", "encounters")
     assert encounters["primary_dx"].tolist() == ["I63.9", "I10"]
     assert encounters["secondary_dx"].tolist()[0] == "I10;E11.2"
-    prescriptions = pd.read_parquet(canonical / "prescriptions.parquet")
+    prescriptions = _canonical(tmp_path / "out", "prescriptions")
     assert prescriptions["atc_code"].tolist() == ["C08CA01", "A10BA02"]
-    persons = pd.read_parquet(canonical / "persons.parquet")
+    persons = _canonical(tmp_path / "out", "persons")
     assert persons["signed_contract"].tolist() == [True, False, True]
     assert persons["source_row"].tolist() == [1, 2, 3]
-    follow_ups = pd.read_parquet(canonical / "follow_ups.parquet")
+    follow_ups = _canonical(tmp_path / "out", "follow_ups")
     assert follow_ups["smoker"].tolist() == [False, True]
 
 
@@ -148,7 +153,7 @@ def test_national_id_is_hashed_masked_and_never_written_in_clear(tmp_path: Path)
     broken = clear[:-1] + ("0" if clear[-1] != "0" else "1")
     tables["persons"].loc[2, "national_id"] = broken
     result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
-    persons = pd.read_parquet(tmp_path / "out" / "canonical" / "persons.parquet")
+    persons = _canonical(tmp_path / "out", "persons")
     assert "national_id" not in persons.columns
     assert persons["national_id_hash"].iloc[0] == hash_national_id(clear)
     assert persons["national_id_masked"].iloc[0] == clear[:6] + "********" + clear[-4:]
@@ -183,9 +188,8 @@ def test_parquet_with_contract_types_validates_like_csv(tmp_path: Path) -> None:
         for name, counts in from_csv.to_json()["tables"].items()
     }
     for name in tables:
-        left = pd.read_parquet(tmp_path / "out_pq" / "canonical" / f"{name}.parquet")
-        right = pd.read_parquet(tmp_path / "out_csv" / "canonical" / f"{name}.parquet")
-        pd.testing.assert_frame_equal(left, right)
+        from_pq, from_csv = _canonical(tmp_path / "out_pq", name), _canonical(tmp_path / "out_csv", name)
+        pd.testing.assert_frame_equal(from_pq, from_csv)
 
 
 def test_parquet_text_column_with_some_bad_cells_quarantines_rows(tmp_path: Path) -> None:

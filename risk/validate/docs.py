@@ -40,7 +40,9 @@ def validation_markdown() -> str:
         "",
         "`source_row` is the 1-based position of the row in its input file: Parquet file row order; for CSV "
         "the data record number with the header excluded (the line number minus one unless a quoted field "
-        "spans lines).",
+        "spans lines). Canonical tables keep file order only approximately (parallel threads may swap "
+        "blocks of rows); sort by `source_row` when order matters. `quarantine.parquet` is sorted by "
+        "table and source_row.",
         "",
         "## Quarantine reasons",
         "",

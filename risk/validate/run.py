@@ -147,8 +147,10 @@ def _validate_table(
     _find_duplicates(con, plan, person)
     outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
                         for col, expr in plan.output_columns.items())
+    # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
+    # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
     accepted = (f"SELECT {outputs} FROM checked WHERE __reason IS NULL "
-                "AND source_row NOT IN (SELECT source_row FROM losers) ORDER BY source_row")
+                "AND source_row NOT IN (SELECT source_row FROM losers)")
     if name == "persons":
         con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
         accepted = "SELECT * FROM persons_accepted"
