@@ -214,7 +214,9 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
     try:
         with clock.stage("validate", 1, total):
-            validation = validate_folder(Path(options.input_dir), staging, as_of=options.as_of)
+            # "In the future" means after the day the job runs, not after as_of: a backfill for an
+            # earlier date must not quarantine the later events the features simply do not look at.
+            validation = validate_folder(Path(options.input_dir), staging, as_of=None)
         canonical = staging / "canonical"
 
         with clock.stage("features", 2, total):
