@@ -101,10 +101,12 @@ def test_cli_nightly_missing_input_is_one_clear_line(tmp_path: Path):
     assert "Traceback" not in result.output
 
 
-def test_backfill_does_not_quarantine_events_after_as_of(small_run: Path):
+def test_backfill_does_not_quarantine_events_after_as_of(small_county: Path, small_run: Path):
     """The small county runs to 2024-12-31 and the run is as of 2024-06-30: later events are valid data
-    that the features ignore, not rows to quarantine."""
+    that the features ignore; only the generator's deliberately future-dated rows (years ahead) are
+    quarantined as future_date."""
     quarantine = pd.read_parquet(small_run / "quarantine.parquet")
-    assert "future_date" not in set(quarantine["reason_code"])
+    injected = pd.read_parquet(small_county / "_synth" / "dirty_rows.parquet")
+    assert (quarantine["reason_code"] == "future_date").sum() == (injected["kind"] == "future_date").sum()
     vitals = pd.read_parquet(small_run / "canonical" / "vitals.parquet")
     assert vitals["measured_at"].max() > pd.Timestamp(SMALL_COUNTY_AS_OF)
