@@ -67,3 +67,30 @@ def test_validate_accepts_the_imported_sample(imported: Path, tmp_path: Path) ->
         assert tables[table]["rows_accepted"] >= 0.7 * tables[table]["rows_read"], (table, tables[table])
     canonical = pd.read_parquet(tmp_path / "validated" / "canonical" / "labs.parquet")
     assert set(canonical.loc[canonical["test"] == "fpg", "unit"]) == {"mmol/L"}  # mg/dL normalised
+
+
+def test_nightly_tiers_and_lists_the_imported_sample(imported: Path, tmp_path: Path) -> None:
+    """End to end on real third-party data: FHIR -> nightly (validate, features, tiers, lists, report)
+    -> indicators."""
+    from datetime import date
+
+    from pipelines.nightly import NightlyOptions, run_nightly
+    from risk.indicators import compute_indicator, open_run
+    from risk.indicators.periods import parse_period
+
+    run_dir = tmp_path / "run"
+    result = run_nightly(NightlyOptions(input_dir=imported, as_of=date(2019, 12, 31), out=run_dir,
+                                        use_model=False, xlsx=False))
+    tiers = pd.read_parquet(run_dir / "tiers.parquet")
+    conditions = pd.read_parquet(imported / "conditions.parquet")
+    chronic = conditions["condition"].isin(["hypertension", "diabetes_t2"])
+    registered = set(conditions.loc[chronic, "person_id"])
+    assert 0 < len(tiers) <= len(registered)
+    assert set(tiers["person_id"]) <= registered
+    assert set(tiers["tier"]) <= {"red", "yellow", "green"}
+    assert result.manifest["counts"]["tiered"] == len(tiers)
+    listing = pd.read_csv(run_dir / "lists" / "priority_all.csv", encoding="utf-8-sig")
+    assert sorted(listing["person_id"]) == sorted(tiers["person_id"])
+    with open_run(run_dir) as run:
+        table = compute_indicator(run, "bp_control_cn", [parse_period("2019")], by="county")
+    assert table["denominator"].iloc[0] > 0
