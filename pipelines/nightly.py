@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from risk import provenance
+from risk.atomic import swap_into_place
 from risk.errors import RiskUserError
 
 log = logging.getLogger("risk.nightly")
@@ -194,12 +195,11 @@ def _write_summary(manifest: dict, path: Path) -> None:
 
 
 def run_nightly(options: NightlyOptions) -> NightlyResult:
-    from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
-    from risk.validate import validate_folder
-
     from risk.features import compute_features
     from risk.products.lists import build_priority_list, export_lists
     from risk.products.unmanaged import canonical_connection, find_unmanaged
+    from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
+    from risk.validate import validate_folder
 
     out = options.out.resolve()
     if not Path(options.input_dir).is_dir():
@@ -317,7 +317,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 json.dumps({"seconds": clock.seconds, "peak_rss_mb": clock.peak_rss_mb}, indent=2),
                 encoding="utf-8",
             )
-            _publish(staging, out)
+            swap_into_place(staging, out)
             if options.store_url:
                 from risk.serving import publish_run
 
@@ -337,14 +337,3 @@ def _feature_set_version() -> str:
 
 def _counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.dropna().value_counts().items()}
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Swap the finished staging folder into place; an existing run is replaced only after success."""
-    if out.exists():
-        retired = out.parent / f".{out.name}.retired-{os.getpid()}"
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(out)

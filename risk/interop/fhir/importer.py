@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from risk.atomic import swap_into_place
 from risk.definitions import contract
 from risk.errors import InputFileError, RiskUserError
 from risk.interop.fhir.finalize import finalize
@@ -185,19 +186,9 @@ def import_fhir(
         report.elapsed_seconds = time.perf_counter() - started
         report.write(work_root / IMPORT_FOLDER / "report.json")
         (work_root / IMPORT_FOLDER / "summary.txt").write_text(report.render() + "\n", encoding="utf-8")
-        _swap_into_place(work_root, out)
+        swap_into_place(work_root, out)
     except BaseException:
         shutil.rmtree(work_root, ignore_errors=True)
         raise
     log.info("FHIR import: %s", ", ".join(f"{t} {n}" for t, n in report.rows_written.items()))
     return report
-
-
-def _swap_into_place(ready: Path, out: Path) -> None:
-    if out.exists():
-        retired = out.parent / f".{out.name}.replaced-{os.getpid()}"
-        out.rename(retired)
-        ready.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        ready.rename(out)
