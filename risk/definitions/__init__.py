@@ -69,7 +69,16 @@ class Contract:
     tables: dict[str, TableSpec]
 
 
-COLUMN_TYPES = {"string", "date", "timestamp", "float", "int", "bool"}
+# Contract column type -> SQL type (DuckDB names; sqlglot maps them for Spark).
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
+COLUMN_TYPES = set(SQL_TYPES)
 
 
 @lru_cache(maxsize=1)
@@ -80,7 +89,9 @@ def contract() -> Contract:
         columns = {}
         for col_name, col in spec["columns"].items():
             if col["type"] not in COLUMN_TYPES:
-                raise DefinitionError(f"contract.yaml: {table_name}.{col_name} has unknown type {col['type']}")
+                raise DefinitionError(
+                    f"contract.yaml: {table_name}.{col_name} has unknown type {col['type']}"
+                )
             columns[col_name] = ColumnSpec(
                 name=col_name,
                 type=col["type"],

@@ -11,16 +11,6 @@ import pyarrow.parquet as pq
 from risk import definitions
 from risk.errors import DefinitionError, InputFileError
 
-# Contract type -> SQL type for optional columns absent from a canonical file (filled with NULL).
-SQL_TYPES = {
-    "string": "VARCHAR",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-    "float": "DOUBLE",
-    "int": "BIGINT",
-    "bool": "BOOLEAN",
-}
-
 
 def canonical_path(canonical_dir: Path, table: str) -> Path:
     return canonical_dir / f"{table}.parquet"
@@ -36,7 +26,7 @@ def table_select_sql(table: str, present_columns: set[str], source: str) -> str:
         elif column.required:
             raise InputFileError(source, "required column missing from canonical table", column.name)
         else:
-            items.append(f"CAST(NULL AS {SQL_TYPES[column.type]}) AS {column.name}")
+            items.append(f"CAST(NULL AS {definitions.SQL_TYPES[column.type]}) AS {column.name}")
     items.append("source_row" if "source_row" in present_columns else "CAST(0 AS BIGINT) AS source_row")
     return f"SELECT {', '.join(items)} FROM {source}"
 

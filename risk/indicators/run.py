@@ -14,14 +14,6 @@ from risk import definitions
 from risk.errors import InputFileError
 from risk.indicators.definitions import IndicatorSet, indicator_set
 
-DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-    "float": "DOUBLE",
-    "int": "BIGINT",
-    "bool": "BOOLEAN",
-}
 REQUIRED_TABLES = ("persons", "conditions")
 
 
@@ -124,7 +116,7 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, folder: Path)
         if table in REQUIRED_TABLES:
             raise InputFileError(str(path), f"the run has no canonical '{table}' table")
         columns = ", ".join(
-            f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {c.name}" for c in spec.columns.values()
+            f"CAST(NULL AS {definitions.SQL_TYPES[c.type]}) AS {c.name}" for c in spec.columns.values()
         )
         con.execute(f"CREATE VIEW {table} AS SELECT {columns} WHERE FALSE")
         return
@@ -133,7 +125,7 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, folder: Path)
     }
     # Optional contract columns absent from the file read as NULL, so definitions can rely on them.
     missing = [c for c in spec.columns.values() if c.name not in present and c.name != "national_id"]
-    extra = "".join(f", CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {c.name}" for c in missing)
+    extra = "".join(f", CAST(NULL AS {definitions.SQL_TYPES[c.type]}) AS {c.name}" for c in missing)
     con.execute(f"CREATE VIEW {table} AS SELECT *{extra} FROM read_parquet({_sql_path(path)})")
 
 
