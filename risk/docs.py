@@ -37,7 +37,8 @@ def data_contract_markdown() -> str:
     ]
     for table in contract.tables.values():
         lines += [f"## `{table.name}`", "", table.description, "", f"Key: `{', '.join(table.key)}`", ""]
-        lines += ["| column | type | required | may be empty | rule | description |", "|---|---|---|---|---|---|"]
+        lines += ["| column | type | required | may be empty | rule | description |",
+                  "|---|---|---|---|---|---|"]
         for col in table.columns.values():
             rule = []
             if col.allowed:
@@ -53,9 +54,12 @@ def data_contract_markdown() -> str:
                 f"{'yes' if col.nullable else 'no'} | {'; '.join(rule)} | {col.description} |"
             )
         lines.append("")
-    lines += ["## Value set `conditions`", "", "| code | 中文 | English | ICD-10 | group |", "|---|---|---|---|---|"]
+    lines += ["## Value set `conditions`", "", "| code | 中文 | English | ICD-10 | group |",
+              "|---|---|---|---|---|"]
     for row in definitions.conditions().itertuples():
-        lines.append(f"| `{row.code}` | {row.name_zh} | {row.name_en} | {row.icd10_prefixes} | {row.group} |")
+        lines.append(
+            f"| `{row.code}` | {row.name_zh} | {row.name_en} | {row.icd10_prefixes} | {row.group} |"
+        )
     lines += ["", "## Value set `lab_tests` and units", "",
               "| test | name | canonical unit | accepted units | range (canonical) |", "|---|---|---|---|---|"]
     for code, test in definitions.lab_units()["tests"].items():

@@ -17,7 +17,8 @@ def township_table(counts: list[tuple[int, int]]) -> pd.DataFrame:
              "target": 0.6, "meets_target": None} for i, (n, d) in enumerate(counts)]
     total_n, total_d = sum(n for n, _ in counts), sum(d for _, d in counts)
     rows.insert(0, {**rows[0], "level": "county", "unit": "county", "numerator": total_n,
-                    "denominator": total_d, "persons": total_d, "value": total_n / total_d if total_d else np.nan})
+                    "denominator": total_d, "persons": total_d,
+                    "value": total_n / total_d if total_d else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -66,7 +67,8 @@ def test_hidden_cells_cannot_be_recovered_from_the_total(pairs: list[tuple[int, 
     if not county_hidden and hidden.any():
         # At least two hidden, together at least k people, or every non-empty cell is hidden.
         nonempty_visible = (~hidden.to_numpy()) & (denominators > 0)
-        assert (hidden.sum() >= 2 and denominators[hidden.to_numpy()].sum() >= k) or not nonempty_visible.any()
+        protected = hidden.sum() >= 2 and denominators[hidden.to_numpy()].sum() >= k
+        assert protected or not nonempty_visible.any()
 
 
 def test_crosstab_rows_and_columns_protected() -> None:
