@@ -61,7 +61,8 @@ def data_contract_markdown() -> str:
             f"| `{row.code}` | {row.name_zh} | {row.name_en} | {row.icd10_prefixes} | {row.group} |"
         )
     lines += ["", "## Value set `lab_tests` and units", "",
-              "| test | name | canonical unit | accepted units | range (canonical) |", "|---|---|---|---|---|"]
+              "| test | name | canonical unit | accepted units | range (canonical) |",
+              "|---|---|---|---|---|"]
     for code, test in definitions.lab_units()["tests"].items():
         units = ", ".join(f"`{u}`" for u in test["units"])
         lines.append(f"| `{code}` | {test['name_en']} / {test['name_zh']} | {test['unit']} | {units} | "
