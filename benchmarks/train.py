@@ -68,19 +68,22 @@ def prepare(persons: int, workdir: Path) -> tuple[Path, dict[str, float]]:
 
 
 def measure(validated: Path, out: Path, snapshots: int) -> dict:
-    process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(validated), str(out), str(snapshots)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    stdout = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"training failed for {validated} (status {status})")
-    line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
+    log_path = out.parent / f"{out.name}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(validated), str(out), str(snapshots)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        stdout = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    if status != 0 or not lines:
+        tail = log_path.read_text().splitlines()[-15:]
+        raise SystemExit(f"training failed for {validated} (status {status}):\n" + "\n".join(tail))
+    result = json.loads(lines[0].removeprefix("RESULT "))
     result["peak_rss_gib"] = usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
     return result
 
