@@ -79,10 +79,11 @@ def _peak_rss_mb() -> float:
 
 
 def default_model_dir() -> Path | None:
-    """The exported model committed under models/ (newest version), if any."""
-    root = Path(__file__).resolve().parent.parent / "models"
-    candidates = sorted(p.parent for p in root.glob("*/metadata.json"))
-    return candidates[-1] if candidates else None
+    """The model named by models/CURRENT (the version approved for the nightly job), if any."""
+    current = Path(__file__).resolve().parent.parent / "models" / "CURRENT"
+    if not current.is_file():
+        return None
+    return current.parent / current.read_text(encoding="utf-8").strip()
 
 
 def find_previous_run(out: Path, as_of: date) -> Path | None:
