@@ -267,3 +267,26 @@ def test_model_whose_features_do_not_match_is_refused(exported: Path) -> None:
     model.check_features([*SPEC.columns, "extra_column"], "2026.11.1")  # extra pipeline columns are fine
     with pytest.raises(RiskUserError, match="no exported model"):
         load_exported_model(exported / "nowhere")
+
+
+def test_linear_explanations_equal_the_one_at_a_time_definition():
+    """The one-pass linear contributions are the documented one-at-a-time contributions, exactly."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from risk.models.explanations import linear_contributions, one_at_a_time_contributions
+    from risk.models.features import model_frame
+    from risk.tiers.model import load_exported_model
+
+    model = load_exported_model(Path(__file__).resolve().parent.parent / "models").estimator
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({c: model.reference_[c] for c in model.spec.columns}, index=range(200))
+    frame = model_frame(frame, model.spec)
+    for column in ("age", "bp_last_sbp", "fpg_last", "fu_days_since_last"):
+        frame[column] = frame[column].astype(float) * rng.uniform(0.5, 1.5, len(frame))
+    frame.loc[::7, "fpg_last"] = np.nan
+    fast = linear_contributions(model, frame)
+    assert fast is not None
+    np.testing.assert_allclose(fast, one_at_a_time_contributions(model, frame), atol=1e-9)

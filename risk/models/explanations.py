@@ -11,6 +11,7 @@ feature; no extra dependency such as SHAP). A missing value whose absence raises
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -31,6 +32,57 @@ def contributions(model: CalibratedRiskModel, X: pd.DataFrame) -> pd.DataFrame:
     """Log-odds contribution of each model feature for each row (rows = X.index, columns = features)."""
     spec = model.spec
     working = model_frame(X, spec)
+    linear = linear_contributions(model, working)
+    if linear is not None:
+        return pd.DataFrame(linear, index=X.index, columns=spec.columns)
+    return pd.DataFrame(one_at_a_time_contributions(model, working), index=X.index, columns=spec.columns)
+
+
+def linear_contributions(model: CalibratedRiskModel, working: pd.DataFrame) -> np.ndarray | None:
+    """The same one-at-a-time contributions in one pass for a linear base model: every preprocessing step
+    acts column by column, so replacing feature j by its reference value changes only j's transformed
+    columns, and the log-odds change is coef x (z - z_ref) summed over them. One transform instead of one
+    full pipeline pass per feature (61 passes took ~20 s for 12k patients)."""
+    base = model.base_
+    last = base.steps[-1][1]
+    if not hasattr(last, "coef_") or np.asarray(last.coef_).shape[0] != 1:
+        return None
+    pre = base[:-1]
+    try:
+        names = list(pre.get_feature_names_out())
+    except (AttributeError, ValueError):
+        return None
+    owner = [_owning_feature(name, model.spec.columns) for name in names]
+    if any(o is None for o in owner):
+        return None
+    reference = pd.DataFrame({c: pd.Series([model.reference_[c]], dtype=working[c].dtype)
+                              for c in working.columns})
+    z = _dense(pre.transform(working))
+    z_ref = _dense(pre.transform(reference))
+    per_output = (z - z_ref) * np.asarray(last.coef_)[0]
+    index = {c: i for i, c in enumerate(model.spec.columns)}
+    result = np.zeros((len(working), len(model.spec.columns)))
+    np.add.at(result.T, [index[o] for o in owner], per_output.T)
+    return result
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=float)
+
+
+def _owning_feature(output_name: str, columns: list[str]) -> str | None:
+    """Input feature of an output column: 'numbers__missingindicator_x' -> x, 'categories__sex_M' -> sex."""
+    name = output_name.split("__", 1)[-1].removeprefix("missingindicator_")
+    if name in columns:
+        return name
+    candidates = [c for c in columns if name.startswith(f"{c}_")]
+    return max(candidates, key=len) if candidates else None
+
+
+def one_at_a_time_contributions(model: CalibratedRiskModel, working: pd.DataFrame) -> np.ndarray:
+    """Model-agnostic: one extra prediction pass per feature with that feature set to the reference."""
+    spec = model.spec
+    working = working.copy()
     baseline = model.raw_score(working)
     result = np.zeros((len(working), len(spec.columns)))
     for j, column in enumerate(spec.columns):
@@ -40,7 +92,7 @@ def contributions(model: CalibratedRiskModel, X: pd.DataFrame) -> pd.DataFrame:
         )
         result[:, j] = baseline - model.raw_score(working)
         working[column] = saved
-    return pd.DataFrame(result, index=X.index, columns=spec.columns)
+    return result
 
 
 def _format_value(feature: str, value: Any) -> tuple[str, str]:
@@ -65,12 +117,18 @@ def _format_value(feature: str, value: Any) -> tuple[str, str]:
     return text, text
 
 
-def describe(feature: str, value: Any) -> tuple[str, str]:
-    """(zh, en) phrase for a feature value: ('最近一次收缩压：172 mmHg', 'Last systolic BP: 172 mmHg')."""
+@functools.cache
+def _feature_words(feature: str) -> tuple[str, str]:
     entry = catalogue().get(feature, {})
     name_en = PARENTHESIS.sub("", str(entry.get("en", feature)))
     name_en = AS_OF_WORDS.sub("", name_en).strip() or feature
     name_zh = PARENTHESIS.sub("", str(entry.get("zh", name_en))).strip() or name_en
+    return name_zh, name_en
+
+
+def describe(feature: str, value: Any) -> tuple[str, str]:
+    """(zh, en) phrase for a feature value: ('最近一次收缩压：172 mmHg', 'Last systolic BP: 172 mmHg')."""
+    name_zh, name_en = _feature_words(feature)
     value_zh, value_en = _format_value(feature, value)
     return f"{name_zh}：{value_zh}", f"{name_en}: {value_en}"
 
@@ -80,7 +138,7 @@ def top_reasons(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> 
     if len(X) == 0:
         return []
     contrib = contributions(model, X)
-    values = model_frame(X, model.spec)
+    values = model_frame(X, model.spec).astype(object).to_numpy()
     matrix = contrib.to_numpy()
     order = np.argsort(-matrix, axis=1)[:, :top_n]
     columns = contrib.columns
@@ -92,7 +150,7 @@ def top_reasons(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> 
             if weight < MIN_CONTRIBUTION:
                 break
             feature = columns[j]
-            zh, en = describe(feature, values.iat[i, j])
+            zh, en = describe(feature, values[i, j])
             row.append({"feature": feature, "zh": zh, "en": en, "log_odds": round(float(weight), 3)})
         reasons.append(row)
     return reasons
