@@ -251,7 +251,10 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             tiers.to_parquet(staging / "tiers.parquet", index=False)
 
         with clock.stage("lists", 4, total):
-            persons = pd.read_parquet(canonical / "persons.parquet")
+            persons = pd.read_parquet(canonical / "persons.parquet", columns=[
+                "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id",
+                "team_id",
+            ])
             priority = build_priority_list(tiers, features, persons)
             con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
                    else canonical_connection(canonical))
