@@ -1,9 +1,8 @@
-"""The analyst notebook runs top to bottom on a small synthetic run (synth -> nightly, rules only)."""
+"""The analyst notebook runs top to bottom on the shared small synthetic run (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-from datetime import date
 from pathlib import Path
 
 import nbformat
@@ -13,23 +12,10 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analyst_walkthrough.ipynb"
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("risk.synth")
-    nightly = pytest.importorskip("pipelines.nightly")
-    from risk.synth import SynthConfig, generate_county
-
-    root = tmp_path_factory.mktemp("nb")
-    generate_county(SynthConfig(persons=2000, seed=7), root / "input")
-    options = nightly.NightlyOptions(input_dir=root / "input", as_of=date(2024, 12, 31),
-                                     out=root / "runs" / "2024-12-31", use_model=False, xlsx=False)
-    return nightly.run_nightly(options).run_dir
-
-
 def test_analyst_walkthrough_executes(small_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     monkeypatch.setenv("RISK_RUN_DIR", str(small_run))
-    monkeypatch.setenv("RISK_PERIOD", "2024Q4")
+    monkeypatch.setenv("RISK_PERIOD", "2024Q2")  # the small run is as of 2024-06-30
     monkeypatch.setenv("MPLBACKEND", "Agg")
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(small_run)}}).execute()
