@@ -36,6 +36,7 @@ SPARK_TYPES = {"DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "VARCHAR": "STRING", "D
 MODEL_SCHEMA = pa.schema([("person_id", pa.string()), ("model_probability", pa.float64()),
                           ("model_reasons", pa.string())])
 MODEL_TIER_SCHEMA = pa.schema([*MODEL_SCHEMA, ("tier_model", pa.string())])
+TIER_MODEL_ONLY = pa.schema([("person_id", pa.string()), ("tier_model", pa.string())])
 TIER_SCHEMA = pa.schema([
     ("person_id", pa.string()), ("as_of", pa.date32()), ("tier_rules", pa.string()),
     ("rule_score", pa.float64()), ("reasons", pa.string()), ("next_due_on", pa.date32()),
@@ -106,20 +107,25 @@ def model_tiers(features: DataFrame, model: ExportedModel, policy: dict[str, Any
     within = policy["tiering"].get("capacity", {}).get("within")
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
+    from pyspark import StorageLevel
+
     scored = features.mapInArrow(_score_batches(model, int(policy["explanations"].get("top_n", 3))),
                                  _spark_schema(MODEL_SCHEMA))
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)  # read twice below; scoring is the costly part
     group = features.select("person_id", F.col(within).alias("capacity_group")) if within else \
         features.select("person_id", F.lit(0).alias("capacity_group"))
-    scored = scored.join(group, on="person_id")
+    # Only ids and probabilities travel to the ranking group (with within=null that is one task holding
+    # every scored patient: about 60 bytes each); the reasons text is joined back afterwards.
+    ranked = scored.select("person_id", "model_probability").join(group, on="person_id")
 
     def tier_group(table: pa.Table) -> pa.Table:
         frame = table.to_pandas().sort_values("person_id", kind="mergesort")  # DuckDB row order
         tiers = assign_probability_tiers(frame["model_probability"].to_numpy(), policy)
-        frame = frame.assign(tier_model=tiers)
-        return pa.Table.from_pandas(frame[MODEL_TIER_SCHEMA.names], schema=MODEL_TIER_SCHEMA,
-                                    preserve_index=False)
+        return pa.table({"person_id": frame["person_id"].astype(str).tolist(), "tier_model": tiers.tolist()},
+                        schema=TIER_MODEL_ONLY)
 
-    return scored.groupBy("capacity_group").applyInArrow(tier_group, _spark_schema(MODEL_TIER_SCHEMA))
+    tiers = ranked.groupBy("capacity_group").applyInArrow(tier_group, _spark_schema(TIER_MODEL_ONLY))
+    return scored.join(tiers, on="person_id").select(*MODEL_TIER_SCHEMA.names)
 
 
 def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_version: str
