@@ -40,18 +40,25 @@ def spark():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def model_dir(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def validated(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from risk.validate import validate_folder
+
+    folder = tmp_path_factory.mktemp("valid")
+    validate_folder(small_county, folder, as_of=None)  # as the nightly job validates
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(validated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small calibrated logistic model on the county's features, so model scoring is compared too."""
     from risk.features import FEATURE_SET_VERSION, compute_features
     from risk.models.estimators import CalibratedRiskModel
     from risk.models.export import write_exported_model
     from risk.models.features import select_model_features
     from risk.models.policy import default_model_policy
-    from risk.validate import validate_folder
 
     folder = tmp_path_factory.mktemp("model")
-    validate_folder(small_county, folder / "valid", as_of=AS_OF)
-    features = compute_features(folder / "valid", AS_OF)
+    features = compute_features(validated, AS_OF)
     policy = default_model_policy()
     spec = select_model_features(features, policy)
     rng = np.random.default_rng(11)
@@ -164,9 +171,28 @@ def check_decimal_literals_keep_duckdb_double_semantics(spark) -> None:  # type:
     assert got["years"] == pytest.approx(expected[2], abs=1e-15)
 
 
-def test_spark_matches_the_embedded_engine(spark, runs: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def check_features_command_writes_township_partitions(validated: Path, runs: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    out = tmp_path / "features_by_township"
+    result = CliRunner().invoke(app, ["features", str(validated), "--as-of", AS_OF.isoformat(), "--out",
+                                      str(out), "--engine", "spark", "--spark-master", "local[2]"])
+    assert result.exit_code == 0, result.output
+    embedded = pq.read_table(runs["duckdb"] / "features.parquet")
+    assert f"{embedded.num_rows} persons" in result.output
+    assert sorted(p.name for p in out.glob("township_id=*")) == sorted(
+        f"township_id={t}" for t in set(embedded.column("township_id").to_pylist()))
+
+
+def test_spark_matches_the_embedded_engine(  # type: ignore[no-untyped-def]
+    spark, runs: dict[str, Path], validated: Path, tmp_path: Path
+) -> None:
     """One test (so pytest-xdist keeps the two nightly runs and the JVM on one worker)."""
     check_features_are_identical(runs)
+    check_features_command_writes_township_partitions(validated, runs, tmp_path)
     check_partitioned_features_hold_the_same_rows(runs)
     check_tiers_are_identical(runs)
     check_lists_are_identical(runs)
