@@ -461,3 +461,26 @@ def test_cli_publish_users_add_and_clean_errors(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "needs --team" in bad.output
     missing = runner.invoke(cli_app, ["serve", "--store", str(tmp_path / "none.db")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_patient_view_carries_the_model_probability_and_reasons_of_a_real_run(
+    small_run: Path, tmp_path: Path
+) -> None:
+    """Published from a real nightly run (rules + committed model): the clinician sees why the model
+    rates the patient, in both languages, next to the rule reasons."""
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    publish_run(small_run, store)
+    engine = open_store(store)
+    token = add_user(engine, "admin", "county_admin")
+    tiers = pd.read_parquet(small_run / "tiers.parquet")
+    scored = tiers[tiers["model_reasons"].fillna("[]") != "[]"]
+    assert len(scored) > 0
+    person = scored.iloc[0]
+    client = TestClient(create_app(store))
+    view = client.get(f"/api/patients/{person['person_id']}",
+                      headers={"Authorization": f"Bearer {token}"}).json()
+    assert view["model_probability"] == pytest.approx(person["model_probability"])
+    assert view["combine_reason"] == person["combine_reason"]
+    expected = json.loads(person["model_reasons"])
+    assert [r["feature"] for r in view["model_reasons"]] == [r["feature"] for r in expected]
+    assert all(r["zh"] and r["en"] for r in view["model_reasons"])

@@ -14,6 +14,13 @@ class Reason(BaseModel):
     en: str | None = None
 
 
+class ModelReason(BaseModel):
+    feature: str
+    zh: str | None = None
+    en: str | None = None
+    log_odds: float | None = Field(default=None, description="Contribution to the model's log-odds")
+
+
 class PatientSummary(BaseModel):
     person_id: str
     name: str | None
@@ -65,6 +72,10 @@ class PatientView(PatientSummary):
     conditions: list[str]
     risk_score: float | None
     reasons: list[Reason]
+    model_probability: float | None = Field(
+        default=None, description="Calibrated probability of an adverse outcome in the next 12 months")
+    model_reasons: list[ModelReason] = Field(default_factory=list)
+    combine_reason: str | None = None
     last_measurements: dict[str, Measurement]
     bp_series: list[BpReading]
     glucose_series: list[GlucoseReading]

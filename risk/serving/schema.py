@@ -72,6 +72,9 @@ patients = Table(
     Column("tier_rank", Integer),  # 0 red, 1 yellow, 2 green, 3 unknown: priority-list order
     Column("risk_score", Float),
     Column("reasons", Text),  # JSON list of {id, tier, zh, en}
+    Column("model_probability", Float),  # calibrated 12-month adverse-outcome probability
+    Column("model_reasons", Text),  # JSON list of {feature, zh, en, log_odds}
+    Column("combine_reason", Text),  # why the combined tier is what it is (model policy)
     Column("next_due_on", Date),
     Column("days_overdue", Integer),
     Column("last_measurements", Text),  # JSON {name: {value, date}}

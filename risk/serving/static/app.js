@@ -15,7 +15,8 @@ const TEXT = {
     name: "姓名", team: "团队", township: "乡镇", total: "合计", loading: "加载中…", no_data: "无",
     threshold: "控制线", date: "日期", lang_switch: "English", person_id: "编号", waist: "腰围",
     tc: "总胆固醇", ldl_c: "低密度脂蛋白", hdl_c: "高密度脂蛋白", egfr: "eGFR", uacr: "尿白蛋白肌酐比",
-    chinapar_risk_10y: "China-PAR 十年风险",
+    chinapar_risk_10y: "China-PAR 十年风险", model_reasons: "模型认为风险较高的原因",
+    model_probability: "模型预测12个月不良结局概率", combine_reason: "综合分层说明",
   },
   en: {
     title: "Chronic-disease risk lookup", login: "Log in", logout: "Log out", token: "Access token",
@@ -31,7 +32,9 @@ const TEXT = {
     team: "Team", township: "Township", total: "Total", loading: "Loading…", no_data: "none",
     threshold: "target", date: "Date", lang_switch: "中文", person_id: "ID", waist: "Waist",
     tc: "Total cholesterol", ldl_c: "LDL-C", hdl_c: "HDL-C", egfr: "eGFR", uacr: "UACR",
-    chinapar_risk_10y: "China-PAR 10-year risk",
+    chinapar_risk_10y: "China-PAR 10-year risk", model_reasons: "What raises the model's risk estimate",
+    model_probability: "Model: probability of an adverse outcome in 12 months",
+    combine_reason: "How the combined tier was set",
   },
 };
 const COLOURS = { red: "#c62828", yellow: "#f2b705", green: "#2e7d32" };
@@ -183,6 +186,13 @@ function renderPatient(p) {
     el("h3", {}, t("reasons")),
     el("ul", { class: "reasons" }, (p.reasons || []).map((r) =>
       el("li", { "data-reason": r.id }, tierDot(r.tier), reasonText(r)))),
+    el("h3", {}, t("model_reasons")),
+    el("div", { class: "facts" },
+      fact("model_probability",
+           p.model_probability == null ? null : `${(100 * p.model_probability).toFixed(1)}%`),
+      fact("combine_reason", p.combine_reason)),
+    el("ul", { class: "reasons", id: "model-reasons" }, (p.model_reasons || []).map((r) =>
+      el("li", { "data-feature": r.feature }, state.lang === "zh" ? r.zh : r.en))),
     el("h3", {}, t("last_measurements")),
     el("div", { class: "facts" }, measurements),
     el("h3", {}, t("trend")),
