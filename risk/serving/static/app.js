@@ -162,6 +162,10 @@ async function openPatient(personId) {
   }
 }
 
+// Measurements arrive as stored (e.g. BMI 25.396567812081624); a clinician reads one decimal.
+function shortNumber(value) {
+  return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : value;
+}
 function reasonText(reason) { return reason[state.lang] || reason.en || reason.zh || reason.id; }
 
 function renderPatient(p) {
@@ -173,7 +177,7 @@ function renderPatient(p) {
   const fact = (label, value) => el("div", {}, el("span", {}, `${t(label)}:`), value ?? t("no_data"));
   const measurements = Object.entries(p.last_measurements || {})
     .filter(([, m]) => m && m.value !== null && m.value !== undefined)
-    .map(([name, m]) => fact(name, `${m.value}${m.date ? ` (${m.date})` : ""}`));
+    .map(([name, m]) => fact(name, `${shortNumber(m.value)}${m.date ? ` (${m.date})` : ""}`));
   card.replaceChildren(
     el("h2", {}, p.name || p.person_id, badge(p.tier)),
     el("div", { class: "facts" },
