@@ -197,7 +197,7 @@ def _write_summary(manifest: dict, path: Path) -> None:
 
 def run_nightly(options: NightlyOptions) -> NightlyResult:
     from risk.features import compute_features
-    from risk.products.lists import build_priority_list, export_lists
+    from risk.products.lists import PendingExport, build_priority_list
     from risk.products.unmanaged import canonical_connection, find_unmanaged
     from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
     from risk.validate import validate_folder
@@ -256,15 +256,20 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 "team_id",
             ])
             priority = build_priority_list(tiers, features, persons)
-            con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
-                   else canonical_connection(canonical))
-            unmanaged = find_unmanaged(con, options.as_of)
-            unmanaged = unmanaged.merge(
-                persons[["person_id", "township_id", "village_id", "unit_id", "team_id"]],
-                on="person_id", how="left",
-            )
-            exported = export_lists(priority, unmanaged, staging / "lists",
+            pending = PendingExport(priority, staging / "lists",
                                     title=f"随访优先名单 {options.as_of.isoformat()}", xlsx=options.xlsx)
+            try:
+                con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
+                       else canonical_connection(canonical))
+                unmanaged = find_unmanaged(con, options.as_of)
+                unmanaged = unmanaged.merge(
+                    persons[["person_id", "township_id", "village_id", "unit_id", "team_id"]],
+                    on="person_id", how="left",
+                )
+            except BaseException:
+                pending.close()
+                raise
+            exported = pending.finish(unmanaged)
 
         with clock.stage("report", 5, total):
             previous_dir = options.previous_run or find_previous_run(out, options.as_of)

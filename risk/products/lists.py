@@ -187,40 +187,56 @@ def write_workbook_rows(columns: list[str], rows, villages, path: Path, title: s
         book.close()
 
 
+class PendingExport:
+    """List export started in the background: team workbooks are written by `workers` forked processes
+    from the moment this object exists, so the caller can compute other products (the unmanaged list)
+    and write the CSV files meanwhile; `finish` waits for the workbooks. Cell writing is pure Python and
+    was the longest part of the lists stage."""
+
+    def __init__(self, priority: pd.DataFrame, out_dir: Path, title: str, xlsx: bool = True,
+                 workers: int = 2) -> None:
+        self.priority, self.out_dir = priority, out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs = _workbook_jobs(priority, out_dir / "xlsx", title) if xlsx else []
+        self.pool = None
+        self.futures: list = []
+        if self.jobs and workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: the children only run xlsxwriter on rows they inherit; spawn would re-import __main__,
+            # which fails under notebooks and `python -` and costs a second of imports per worker
+            context = multiprocessing.get_context("fork")
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self.futures = [self.pool.submit(write_workbook_rows, *job) for job in self.jobs]
+
+    def finish(self, unmanaged: pd.DataFrame) -> ListExport:
+        try:
+            priority, out_dir = self.priority, self.out_dir
+            priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
+            csv_files = 1
+            for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
+                csv_files += _write_csv_groups(priority, by, out_dir / folder, ["rank"])
+            unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
+            if self.pool is None:
+                for job in self.jobs:
+                    write_workbook_rows(*job)
+            for future in self.futures:
+                future.result()
+        finally:
+            self.close()
+        return ListExport(csv_files=csv_files + 1, xlsx_files=len(self.jobs), rows=len(priority))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
 def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, title: str,
                  xlsx: bool = True, workers: int = 2) -> ListExport:
-    """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list.
-
-    Workbooks are written by `workers` spawned processes while this process writes the CSV files: cell
-    writing is pure Python and was the longest part of the lists stage.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = _workbook_jobs(priority, out_dir / "xlsx", title) if xlsx else []
-    pool = None
-    futures = []
-    if jobs and workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # fork: the children only run xlsxwriter on rows they inherit; spawn would re-import __main__,
-        # which fails under notebooks and `python -` and costs a second of imports per worker
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-        futures = [pool.submit(write_workbook_rows, *job) for job in jobs]
-    try:
-        priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
-        csv_files = 1
-        for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
-            csv_files += _write_csv_groups(priority, by, out_dir / folder, ["rank"])
-        unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
-        if pool is None:
-            for job in jobs:
-                write_workbook_rows(*job)
-        for future in futures:
-            future.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return ListExport(csv_files=csv_files + 1, xlsx_files=len(jobs), rows=len(priority))
+    """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list."""
+    return PendingExport(priority, out_dir, title, xlsx=xlsx, workers=workers).finish(unmanaged)
 
 
 def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tuple]:
