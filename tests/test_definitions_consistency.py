@@ -1,0 +1,31 @@
+"""The packaged definitions agree with each other: the default rule set's control targets and BP grades are
+the ones the feature pipeline and the indicators use (risk/definitions/thresholds.yaml). A county copy of
+the rule file may differ on purpose; the packaged files must not drift apart by accident."""
+
+from __future__ import annotations
+
+from risk import definitions
+from risk.tiers import load_rule_set
+
+
+def test_default_rule_set_uses_the_shared_control_targets_and_grades():
+    shared = definitions.thresholds()
+    rules = {name: threshold.value for name, threshold in load_rule_set().thresholds.items()}
+    assert rules["sbp_target"] == shared["bp_controlled"]["sbp_below"]
+    assert rules["dbp_target"] == shared["bp_controlled"]["dbp_below"]
+    assert rules["fpg_target"] == shared["fpg_controlled_below"]
+    for grade in shared["bp_grades"]:
+        assert rules[f"sbp_grade{grade['grade']}"] == grade["sbp_from"]
+        assert rules[f"dbp_grade{grade['grade']}"] == grade["dbp_from"]
+    assert rules["chinapar_high"] == shared["chinapar_categories"]["high_from"]
+
+
+def test_complication_and_condition_value_sets_are_well_formed():
+    conditions = definitions.conditions()
+    assert {"hypertension", "diabetes_t2"} <= set(conditions["code"])
+    assert conditions["code"].is_unique
+    complications = definitions.complications()
+    expected = {"stroke", "coronary", "heart_failure", "ckd", "retinopathy", "neuropathy", "diabetic_foot",
+                "peripheral_arterial"}
+    assert set(complications["group"]) == expected
+    assert complications["icd10_prefix"].str.fullmatch(r"[A-Z][0-9]{2}(\.[0-9])?").all()
