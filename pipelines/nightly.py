@@ -262,10 +262,11 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
                        else canonical_connection(canonical))
                 unmanaged = find_unmanaged(con, options.as_of)
-                unmanaged = unmanaged.merge(
-                    persons[["person_id", "township_id", "village_id", "unit_id", "team_id"]],
-                    on="person_id", how="left",
-                )
+                # who to look for and where: the village doctor contacts these residents for confirmation
+                unmanaged = persons.merge(unmanaged, on="person_id", how="inner").sort_values(
+                    ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
+                    ascending=[True, True, False, True, True], kind="mergesort",
+                ).reset_index(drop=True)
             except BaseException:
                 pending.close()
                 raise

@@ -28,7 +28,10 @@ def test_run_folder_is_complete_and_records_versions(small_run: Path):
     assert (small_run / "summary.md").read_text(encoding="utf-8").startswith("# Nightly run")
     assert (small_run / "lists" / "priority_all.csv").exists()
     assert any((small_run / "lists" / "xlsx").glob("*.xlsx"))
-    assert (small_run / "lists" / "unmanaged_key_population.csv").exists()
+    unmanaged = pd.read_csv(small_run / "lists" / "unmanaged_key_population.csv", encoding="utf-8-sig")
+    needed = {"name", "phone", "village_id", "condition", "evidence_zh", "evidence_en"}
+    assert needed <= set(unmanaged.columns)
+    assert len(unmanaged) == manifest["counts"]["unmanaged"] > 0
 
 
 def test_combined_tier_never_below_rule_red(small_run: Path):
