@@ -151,6 +151,32 @@ def nightly(
 
 @app.command()
 @user_errors_are_clean
+def backfill(
+    input_dir: Annotated[Path, typer.Argument(help="Raw input folder (data contract)")],
+    start: Annotated[str, typer.Option(help="First date YYYY-MM-DD (runs at month ends from here)")],
+    end: Annotated[str, typer.Option(help="Last date YYYY-MM-DD")],
+    runs_root: Annotated[Path, typer.Option(help="Folder receiving one run per date")],
+    every_months: Annotated[int, typer.Option(help="Months between runs (3 = quarter ends)")] = 3,
+    rules: Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="Rules only")] = False,
+    xlsx: Annotated[bool, typer.Option(help="Write XLSX workbooks per team")] = False,
+) -> None:
+    """The nightly job at past month ends, for tier mix and transitions over time."""
+    from pipelines.backfill import backfill_dates, run_backfill
+    from pipelines.nightly import NightlyOptions
+
+    dates = backfill_dates(parse_date(start), parse_date(end), every_months)
+    template = NightlyOptions(input_dir=input_dir, as_of=dates[0] if dates else parse_date(end),
+                              out=runs_root, rules=rules, use_model=not no_model, xlsx=xlsx)
+    for result in run_backfill(template, runs_root, dates):
+        counts = result.manifest["counts"]["tier"]
+        typer.echo(f"{result.manifest['as_of']}: {result.manifest['counts']['tiered']:,} tiered "
+                   f"(red {counts.get('red', 0):,}, yellow {counts.get('yellow', 0):,}, "
+                   f"green {counts.get('green', 0):,}) -> {result.run_dir}")
+
+
+@app.command()
+@user_errors_are_clean
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo county and its runs")] = Path("runs/demo"),
     persons: Annotated[int, typer.Option(help="Residents in the synthetic county")] = 20_000,
