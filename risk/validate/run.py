@@ -27,7 +27,7 @@ from risk.errors import InputFileError, RiskUserError
 from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table, sql_string
 from risk.provenance import code_version, file_fingerprint
 from risk.validate import identifiers
-from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q
+from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q, typed_sql
 from risk.validate.result import TableCounts, ValidationResult
 
 log = logging.getLogger(__name__)
@@ -135,32 +135,42 @@ def _validate_table(
 ) -> TableCounts:
     name = plan.spec.name
     scan = source.scan_sql if source is not None else EMPTY_SCAN
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    # `checked` keeps only what the later steps need (reason, detail, key hash, bad-cell flags), not the
+    # typed columns: materialising ~45M wide rows went past the memory limit and spilled. The accepted
+    # rows are recomputed from the file while writing (the typed scan is cheaper than the spill).
+    flags = "".join(f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}"
+                    for c in plan.parsed_columns)
+    narrow = (f"SELECT source_row, __key_hash, __reason, __detail, "
+              f"CASE WHEN __reason IS NOT NULL THEN {person} END AS person_id{flags} "
+              f"FROM ({checked_sql(plan, scan)})")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_sql(plan, scan)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {narrow}")
     except FILE_ERRORS as exc:
         assert source is not None
         raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
     if source is not None:
         _reject_unreadable_columns(con, plan, source)
 
-    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
-    _find_duplicates(con, plan, person)
+    _find_duplicates(con, plan, scan)
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, __reason, __detail "
+                "FROM checked WHERE __reason IS NOT NULL")
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
+                "'same key as row ' || first_row FROM losers")
     outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
                         for col, expr in plan.output_columns.items())
+    # Accepted = every row not quarantined; the outputs need only the typed columns, so the row checks
+    # and the persons join are not evaluated again.
     # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
     # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
-    accepted = (f"SELECT {outputs} FROM checked WHERE __reason IS NULL "
-                "AND source_row NOT IN (SELECT source_row FROM losers)")
+    accepted = (f"SELECT {outputs} FROM ({typed_sql(plan, scan)}) WHERE source_row NOT IN "
+                f"(SELECT source_row FROM quarantine WHERE \"table\" = '{name}')")
     if name == "persons":
         con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
         accepted = "SELECT * FROM persons_accepted"
     copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
     rows_accepted = con.execute(copy).fetchone()[0]
 
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, {person}, __reason, __detail "
-                "FROM checked WHERE __reason IS NOT NULL")
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
-                "'same key as row ' || first_row FROM losers")
     rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
     reasons = dict(con.execute(
         "SELECT reason_code, count(*) FROM quarantine WHERE \"table\" = ? GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -176,12 +186,13 @@ def _validate_table(
     return counts
 
 
-def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, person: str) -> None:
+def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str) -> None:
     """`losers`: rows that passed every check but repeat the key of an earlier passing row.
 
     Repeated 64-bit key hashes are found by sorting them in numpy (several times faster than a DuckDB
     GROUP BY over tens of millions of distinct keys); the few rows whose hash repeats are then grouped
-    on the exact key, so a hash collision cannot make a false duplicate.
+    on the exact key (typed again from the file for just those rows), so a hash collision cannot make a
+    false duplicate.
     """
     hashes = con.execute("SELECT __key_hash FROM checked WHERE __reason IS NULL").fetchnumpy()["__key_hash"]
     hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
@@ -189,11 +200,18 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, person: st
     del hashes
     con.register("repeated_hashes", pa.table({"__key_hash": pa.array(repeated, type=pa.uint64())}))
     keys = ", ".join(q(k) for k in plan.spec.key)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
-                f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
-                f"min(source_row) OVER (PARTITION BY {keys}) AS first_row FROM checked "
-                "WHERE __reason IS NULL AND __key_hash IN (SELECT __key_hash FROM repeated_hashes)) "
-                "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    if len(repeated) == 0:
+        con.execute("CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
+                    "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
+                    "WITH candidate_rows AS (SELECT source_row FROM checked "
+                    "WHERE __reason IS NULL AND __key_hash IN (SELECT __key_hash FROM repeated_hashes)), "
+                    f"candidates AS (SELECT source_row, {person} AS person_id, "
+                    f"min(source_row) OVER (PARTITION BY {keys}) AS first_row FROM ({typed_sql(plan, scan)}) "
+                    "WHERE source_row IN (SELECT source_row FROM candidate_rows)) "
+                    "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
     con.unregister("repeated_hashes")
 
 
@@ -207,8 +225,9 @@ def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, 
     """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows."""
     if not plan.parsed_columns:
         return
-    parts = [f"count({q(c)}), coalesce(count_if({q(bad)}), 0), min(source_row) FILTER ({q(bad)})"
-             for c, bad in ((c, "__bad_" + c) for c in plan.parsed_columns)]
+    parts = [f"coalesce(count_if({q(has)}), 0), coalesce(count_if({q(bad)}), 0), "
+             f"min(source_row) FILTER ({q(bad)})"
+             for has, bad in (("__has_" + c, "__bad_" + c) for c in plan.parsed_columns)]
     row = con.execute(f"SELECT {', '.join(parts)} FROM checked").fetchone()
     for i, column in enumerate(plan.parsed_columns):
         readable, unreadable, first_bad = row[3 * i: 3 * i + 3]
