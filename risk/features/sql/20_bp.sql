@@ -2,16 +2,21 @@
 -- source_row (ties on the timestamp stay deterministic) through one numeric key:
 --   seconds since 2000-01-01 * 1e9 + source_row.
 -- The last three readings come from a ROW_NUMBER() <= 3 filter, which DuckDB runs as a per-person top-N.
+-- vitals_asof is read by both vitals_last3 and bp_window so that DuckDB streams one scan of the largest
+-- table (and computes the key once) into both; Spark inlines it. fu_day_bp keeps its own scan on purpose:
+-- a third consumer makes DuckDB materialise the whole CTE, which costs more than the extra scan.
+
+-- cte: vitals_asof
+SELECT person_id, measured_at, sbp, dbp, weight_kg, height_cm, waist_cm, source_row,
+       DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', measured_at) * 1000000000 + source_row AS order_key
+FROM vitals
+WHERE measured_at < :as_of_end
 
 -- cte: vitals_last3
 SELECT person_id, measured_at, sbp, dbp, rn
 FROM (SELECT person_id, measured_at, sbp, dbp,
              ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY order_key DESC) AS rn
-      FROM (SELECT person_id, measured_at, sbp, dbp,
-                   DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', measured_at) * 1000000000 + source_row
-                       AS order_key
-            FROM vitals
-            WHERE measured_at < :as_of_end) keyed) ranked
+      FROM vitals_asof) ranked
 WHERE rn <= 3
 
 -- cte: bp_recent
@@ -30,11 +35,8 @@ SELECT person_id,
        AVG(CASE WHEN measured_at >= :window_start_ts
                 THEN CASE WHEN sbp < :sbp_controlled_below AND dbp < :dbp_controlled_below THEN 1.0 ELSE 0.0 END
            END) AS bp_controlled_share_12m,
-       MAX_BY(weight_kg / ((height_cm / 100.0) * (height_cm / 100.0)),
-              DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', measured_at) * 1000000000 + source_row)
+       MAX_BY(weight_kg / ((height_cm / 100.0) * (height_cm / 100.0)), order_key)
            FILTER (WHERE weight_kg IS NOT NULL AND height_cm IS NOT NULL) AS bmi_last,
-       MAX_BY(waist_cm, DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', measured_at) * 1000000000 + source_row)
-           FILTER (WHERE waist_cm IS NOT NULL) AS waist_last
-FROM vitals
-WHERE measured_at < :as_of_end
+       MAX_BY(waist_cm, order_key) FILTER (WHERE waist_cm IS NOT NULL) AS waist_last
+FROM vitals_asof
 GROUP BY person_id

@@ -2,6 +2,7 @@
 -- dispensed_on .. dispensed_on + days_supply - 1, clipped to the window; overlapping supplies are merged
 -- (union), not shifted. Sorted by start, a dispensing adds only the days after the furthest end seen so
 -- far, so one running-max window computes the union (the order among equal starts does not change the sum).
+-- Only managed persons get a feature row, so only their dispensings enter the (costly) window.
 
 -- cte: dispensing_intervals
 SELECT r.person_id, g.pdc_group,
@@ -10,6 +11,7 @@ SELECT r.person_id, g.pdc_group,
 FROM prescriptions r
 JOIN vs_pdc_classes g ON SUBSTR(r.atc_code, 1, 3) = g.prefix3 AND SUBSTR(r.atc_code, 1, g.prefix_len) = g.atc_prefix
 WHERE r.dispensed_on <= :as_of AND DATE_ADD(r.dispensed_on, CAST(r.days_supply - 1 AS INTEGER)) >= :window_start
+  AND r.person_id IN (SELECT person_id FROM managed)
 
 -- cte: dispensing_new_days
 SELECT person_id, pdc_group,
