@@ -25,8 +25,11 @@ SELECT person_id,
                                         LEAST(COALESCE(discharged_on, :as_of), :as_of)), 1) END) AS enc_bed_days_12m,
        COUNT(CASE WHEN setting = 'emergency' THEN 1 END) AS enc_emergency_12m,
        AVG(CASE WHEN facility_level = 'outside_county' THEN 1.0 ELSE 0.0 END) AS enc_outside_county_share_12m,
-       SUM(CASE WHEN COALESCE(discharged_on, admitted_on) <= :as_of THEN total_cost END) AS enc_total_cost_12m,
-       SUM(CASE WHEN COALESCE(discharged_on, admitted_on) <= :as_of THEN fund_paid END) AS enc_fund_paid_12m
+       -- summed as cents in DECIMAL: a DOUBLE sum depends on the threads' order, so re-runs differed in the last bits
+       CAST(SUM(CASE WHEN COALESCE(discharged_on, admitted_on) <= :as_of
+                     THEN CAST(total_cost AS DECIMAL(18, 2)) END) AS DOUBLE) AS enc_total_cost_12m,
+       CAST(SUM(CASE WHEN COALESCE(discharged_on, admitted_on) <= :as_of
+                     THEN CAST(fund_paid AS DECIMAL(18, 2)) END) AS DOUBLE) AS enc_fund_paid_12m
 FROM encounters
 WHERE admitted_on >= :window_start AND admitted_on <= :as_of
 GROUP BY person_id
