@@ -25,6 +25,7 @@ INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
 OUTPUT_TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "float": "DOUBLE",
                 "int": "BIGINT", "bool": "BOOLEAN"}
 DETAIL_VALUE_CHARS = 40
+NATIONAL_ID_DIGITS = "__national_id_digits"
 
 
 def physical_kind(duckdb_type: str) -> str:
@@ -199,6 +200,8 @@ def build_plan(source: InputTable | None, spec: TableSpec, as_of: date) -> Table
     plan = TablePlan(spec, typed, text, joins_persons=spec.name != "persons" and "person_id" in spec.columns)
     if spec.name == "labs":
         plan.extra_typed = _lab_helpers()
+    if "national_id" in spec.columns:
+        plan.extra_typed[NATIONAL_ID_DIGITS] = f"TRY_CAST(substr({q('national_id')}, 1, 17) AS BIGINT)"
     plan.checks = _checks(plan, as_of, rules)
     plan.output_columns = _outputs(plan)
     return plan
@@ -289,7 +292,7 @@ def _outputs(plan: TablePlan) -> dict[str, str]:
             national_id = q("national_id")
             outputs["national_id_hash"] = identifiers.sql_hash_national_id(national_id, normalised=True)
             outputs["national_id_masked"] = identifiers.sql_mask_national_id(national_id, normalised=True)
-            outputs["national_id_valid"] = codes.sql_national_id_valid(q("national_id"))
+            outputs["national_id_valid"] = codes.sql_national_id_valid(national_id, q(NATIONAL_ID_DIGITS))
         elif plan.spec.name == "labs" and col.name == "value":
             outputs["value"] = f"({q('value')} * __factor + __offset)"
         elif plan.spec.name == "labs" and col.name == "unit":
@@ -324,11 +327,12 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     # Each predicate is evaluated once: the index of the first failing check, then its reason and detail.
     whens = " ".join(f"WHEN {c.predicate} THEN {i}" for i, c in enumerate(plan.checks))
     first_failing = f"CASE {whens} END"
-    reasons = "[" + ", ".join(sql_literal(c.reason) for c in plan.checks) + "]"
+    # A CASE, not a list literal indexed by __check: DuckDB builds the list for every row.
+    reasons = " ".join(f"WHEN {i} THEN {sql_literal(c.reason)}" for i, c in enumerate(plan.checks))
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
     keep = ["source_row", *(q(n) for n in plan.typed_columns), *(q(n) for n in plan.extra_typed),
             *(q("__bad_" + n) for n in plan.parsed_columns),
             f"hash({', '.join(q(k) for k in plan.spec.key)}) AS __key_hash"]
-    return (f"SELECT {', '.join(keep)}, {reasons}[__check + 1] AS __reason, "
+    return (f"SELECT {', '.join(keep)}, CASE __check {reasons} END AS __reason, "
             f"CASE __check {details} END AS __detail "
             f"FROM (SELECT *, {first_failing} AS __check FROM ({typed}))")
