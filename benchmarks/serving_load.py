@@ -112,10 +112,11 @@ async def load(base: str, requests: list[tuple[str, str, dict | None, str]], con
             "non_200": failures}
 
 
-def start_server(store: str, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(store: str, port: int, log_path: Path, workers: int = 1) -> subprocess.Popen:
     log = log_path.open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "risk.cli", "serve", "--store", store, "--port", str(port)],
+        [sys.executable, "-m", "risk.cli", "serve", "--store", store, "--port", str(port),
+         "--workers", str(workers)],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     deadline = time.monotonic() + 60
@@ -158,7 +159,7 @@ def bench_backend(name: str, store: str, run: Path, persons: pd.DataFrame, args:
             search_jobs.append((admin_user, str(persons["phone"].iloc[rng.integers(len(persons))])[:7],
                                 admin_token))
 
-    server = start_server(store, port, Path(args.work) / f"server-{name}.log")
+    server = start_server(store, port, Path(args.work) / f"server-{name}.log", args.workers)
     try:
         base = f"http://127.0.0.1:{port}"
         warm = [("GET", f"/api/patients/{pid}", None, admin_token) for pid in lookup_ids[:200]]
@@ -203,6 +204,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--work", default="/tmp/serving-bench")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--workers", type=int, default=1, help="risk serve --workers")
     parser.add_argument("--rate", type=float, default=100.0,
                         help="Also send 20 s of lookups at this total rate per second (0: skip)")
     parser.add_argument("--reuse", action="store_true",

@@ -209,13 +209,22 @@ def serve(
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (one per core suits a busy clinic day)")] = 1,
 ) -> None:
     """Clinician lookup API (OpenAPI at /api/docs) and web page, from the serving store."""
+    import os
+
     import uvicorn
 
-    from risk.serving.api import create_app
+    from risk.serving.api import STORE_URL_ENV, create_app
 
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
+    if workers <= 1:
+        uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
+        return
+    create_app(store)  # fail here, with one clear line, if the store cannot be opened
+    os.environ[STORE_URL_ENV] = store
+    uvicorn.run("risk.serving.api:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="info", timeout_keep_alive=30)
 
 
 users_app = typer.Typer(help="Users and bearer tokens of the lookup API.", no_args_is_help=True)

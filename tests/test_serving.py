@@ -484,3 +484,34 @@ def test_patient_view_carries_the_model_probability_and_reasons_of_a_real_run(
     expected = json.loads(person["model_reasons"])
     assert [r["feature"] for r in view["model_reasons"]] == [r["feature"] for r in expected]
     assert all(r["zh"] and r["en"] for r in view["model_reasons"])
+
+
+def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    publish_run(small_run, store)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "risk.cli", "serve", "--store", store, "--port", str(port),
+               "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert health is not None and health["status"] == "ok"
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert output.count("Started server process") == 2

@@ -9,6 +9,7 @@ exist. Every patient-level read is audited before the data leaves the server.
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -72,6 +73,15 @@ def _json(payload: Any) -> Response:
 
 def _denied() -> HTTPException:
     return HTTPException(status_code=403, detail=NOT_PERMITTED)
+
+
+STORE_URL_ENV = "RISK_STORE_URL"
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for multi-process serving (`risk serve --workers N`): uvicorn starts each worker process
+    from an import string, so the store URL travels in the environment."""
+    return create_app(os.environ[STORE_URL_ENV])
 
 
 def create_app(store_url: str) -> FastAPI:
