@@ -16,31 +16,15 @@ import pandas as pd
 from risk.errors import RiskUserError
 from risk.indicators.charts import trend_chart, units_chart
 from risk.indicators.definitions import Indicator
-from risk.indicators.engine import compute_indicator
+from risk.indicators.engine import RESULT_COLUMNS, compute_indicator
 from risk.indicators.periods import Grain, Period, parse_period, split_period
 from risk.indicators.run import Run, open_run
 from risk.indicators.suppression import suppress_indicator_table
 
 FORMATS = ("html", "csv", "xlsx")
+# the engine's result columns, with the names in both languages first and the suppression flag last
 EXPORT_COLUMNS = [
-    "indicator_id",
-    "name_zh",
-    "name_en",
-    "definition",
-    "period",
-    "period_start",
-    "period_end",
-    "level",
-    "unit",
-    "numerator",
-    "denominator",
-    "persons",
-    "value",
-    "ci_low",
-    "ci_high",
-    "target",
-    "meets_target",
-    "suppressed",
+    "indicator_id", "name_zh", "name_en", *RESULT_COLUMNS[1:], "suppressed",
 ]
 
 

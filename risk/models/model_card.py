@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 from typing import Any
 
 import jinja2
 import pandas as pd
 
+from risk.evaluation.report import _fmt, _pct
+
 TEMPLATE = "model_card.md.j2"
 
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100 * value:.1f}%"
 
 
 def render_model_card(
