@@ -1,0 +1,24 @@
+"""README's main command: the demo runs every layer end to end (small county to keep it quick)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from risk.cli import app
+
+
+def test_demo_runs_end_to_end(tmp_path: Path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--persons", "1500", "--seed", "3",
+                                      "--as-of", "2024-12-31"])
+    assert result.exit_code == 0, result.output
+    assert "# Nightly run" in result.output and "county overview report" in result.output
+    current, previous = out / "run-2024-12-31", out / "run-2024-09-30"
+    for run in (current, previous):
+        assert (run / "run.json").exists() and (run / "tiers.parquet").exists()
+    assert any((current / "lists" / "xlsx").glob("*.xlsx"))
+    assert (out / "county-overview.html").stat().st_size > 10_000
+    assert date(2024, 12, 31).isoformat() in (current / "summary.md").read_text(encoding="utf-8")
