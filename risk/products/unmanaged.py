@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from risk import definitions
+from risk.features.tables import canonical_path, parquet_columns, table_select_sql
 
 UNMANAGED_SQL = """
 WITH alive AS (
@@ -191,7 +192,11 @@ def find_unmanaged(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
 
 
 def canonical_connection(canonical_dir: Path) -> duckdb.DuckDBPyConnection:
+    """Canonical tables as views, bound the way the feature pipeline binds them (every contract column,
+    NULL where an optional one is absent; a missing table is one clear error)."""
     con = duckdb.connect()
-    for path in sorted(Path(canonical_dir).glob("*.parquet")):
-        con.execute(f"CREATE VIEW {path.stem} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+    for table in definitions.contract().tables:
+        path = canonical_path(Path(canonical_dir), table)
+        source = f"read_parquet('{path.as_posix()}')"
+        con.execute(f"CREATE VIEW {table} AS {table_select_sql(table, parquet_columns(path), source)}")
     return con
