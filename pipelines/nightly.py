@@ -196,7 +196,7 @@ def _write_summary(manifest: dict, path: Path) -> None:
 
 
 def run_nightly(options: NightlyOptions) -> NightlyResult:
-    from risk.features import compute_features
+    from risk.features import FEATURE_SET_VERSION, compute_features
     from risk.products.lists import PendingExport, build_priority_list
     from risk.products.unmanaged import canonical_connection, find_unmanaged
     from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
@@ -217,7 +217,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         with clock.stage("validate", 1, total):
             # "In the future" means after the day the job runs, not after as_of: a backfill for an
             # earlier date must not quarantine the later events the features simply do not look at.
-            validation = validate_folder(Path(options.input_dir), staging, as_of=None)
+            validate_folder(Path(options.input_dir), staging, as_of=None)
         canonical = staging / "canonical"
 
         with clock.stage("features", 2, total):
@@ -243,7 +243,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             if options.engine == "spark":
                 tiers = spark_run.tiers(rule_estimator.rule_set_, model, options.as_of)
             else:
-                tiers = assign_rule_tiers(features, rules=options.rules)
+                tiers = assign_rule_tiers(features, rules=rule_estimator.rule_set_)
                 model_tiers = score_model_tiers(model, features) if model is not None else None
                 tiers = finish_tiers(tiers, model_tiers, features, rule_estimator.intervals_, options.as_of,
                                      model_version)
@@ -295,7 +295,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     "contract": validation_json["contract_version"],
                     "rule_set": rule_estimator.rule_set_version_,
                     "model": model_version,
-                    "feature_set": _feature_set_version(),
+                    "feature_set": FEATURE_SET_VERSION,
                     "code": provenance.code_version(),
                 },
                 "validation": {
@@ -335,14 +335,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    del validation
     return NightlyResult(run_dir=out, manifest=manifest, timings=clock.seconds)
 
-
-def _feature_set_version() -> str:
-    from risk import features
-
-    return str(getattr(features, "FEATURE_SET_VERSION", "unversioned"))
 
 
 def _counts(series: pd.Series) -> dict[str, int]:
