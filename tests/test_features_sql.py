@@ -8,8 +8,10 @@ from datetime import date
 import pytest
 import sqlglot
 
+from risk.engines.spark_features import spark_feature_sql as spark_feature_query
+from risk.engines.spark_sql import to_spark_sql as to_spark
 from risk.errors import DefinitionError
-from risk.features import feature_names, feature_query, spark_feature_query
+from risk.features import feature_names, feature_query
 from risk.features.sql import (
     EVENT_TABLES,
     VALUE_SET_TABLES,
@@ -17,7 +19,6 @@ from risk.features.sql import (
     bind,
     query_parameters,
     sql_blocks,
-    to_spark,
 )
 
 AS_OF = date(2024, 6, 30)

@@ -171,6 +171,25 @@ def check_decimal_literals_keep_duckdb_double_semantics(spark) -> None:  # type:
     assert got["years"] == pytest.approx(expected[2], abs=1e-15)
 
 
+def check_top_n_lists_keep_duckdb_semantics(spark) -> None:  # type: ignore[no-untyped-def]
+    """MAX_BY/MIN_BY(x, key, n) and LIST_AVG, rewritten for Spark: order, NULL keys, NULL values, n > rows."""
+    import duckdb
+
+    from risk.engines.spark_sql import to_spark_sql
+
+    rows = ("SELECT p, k, CAST(x AS DOUBLE) AS x FROM (VALUES ('a', 1, 10), ('a', 2, 20), ('a', 3, NULL), "
+            "('a', 4, 40), ('a', NULL, 99), ('b', 7, 5)) t(p, k, x)")
+    sql = (f"SELECT p, MAX_BY(x, k, 3) AS top, MIN_BY(x, k, 2) AS bottom, "
+           f"LIST_AVG(MAX_BY(x, k, 3)) AS mean3, LIST_AVG(MAX_BY(x, k, 5)) AS mean_all "
+           f"FROM ({rows}) s GROUP BY p ORDER BY p")
+    expected = duckdb.sql(sql).fetchall()
+    # DuckDB leaves out rows whose key or value is NULL, as the plain two-argument MAX_BY does.
+    assert expected == [("a", [40.0, 20.0, 10.0], [10.0, 20.0], 70.0 / 3, 70.0 / 3),
+                        ("b", [5.0], [5.0], 5.0, 5.0)]
+    got = [tuple(r) for r in spark.sql(to_spark_sql(sql)).collect()]
+    assert got == expected
+
+
 def check_features_command_writes_township_partitions(validated: Path, runs: dict[str, Path],
                                                       tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -198,3 +217,4 @@ def test_spark_matches_the_embedded_engine(  # type: ignore[no-untyped-def]
     check_lists_are_identical(runs)
     check_run_manifests_agree(runs)
     check_decimal_literals_keep_duckdb_double_semantics(spark)
+    check_top_n_lists_keep_duckdb_semantics(spark)

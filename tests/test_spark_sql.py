@@ -30,6 +30,13 @@ def test_duckdb_functions_are_translated() -> None:
     assert "DATEDIFF(" in spark and "EXPLODE(SPLIT(" in spark
 
 
+def test_top_n_list_functions_are_rewritten_for_spark() -> None:
+    spark = to_spark_sql("SELECT LIST_AVG(MAX_BY(x, k, 3)), MIN_BY(x, k, 2), MAX_BY(x, k) FROM t GROUP BY p")
+    assert "SORT_ARRAY(COLLECT_LIST(" in spark and "SLICE(" in spark and "AGGREGATE(" in spark
+    assert "LIST_AVG" not in spark and spark.count("MAX_BY(") == 1  # the plain two-argument MAX_BY stays
+    sqlglot.parse_one(spark, read="spark")
+
+
 def test_whole_feature_query_transpiles() -> None:
     from risk.engines.spark_features import spark_feature_sql
 

@@ -3,7 +3,7 @@
 from risk.features.catalogue import FEATURE_SET_VERSION, FeatureDef, feature_catalogue, feature_names
 from risk.features.chinapar import chinapar_10y_risk, chinapar_category
 from risk.features.pipeline import compute_features, compute_features_table, feature_schema
-from risk.features.sql import feature_query, spark_feature_query
+from risk.features.sql import feature_query
 
 __all__ = [
     "FEATURE_SET_VERSION",
@@ -16,5 +16,4 @@ __all__ = [
     "feature_names",
     "feature_query",
     "feature_schema",
-    "spark_feature_query",
 ]

@@ -1,9 +1,9 @@
 """The feature definitions as SQL: loading the CTE files, binding parameters, composing one query.
 
-The files in risk/features/sql/ are written in DuckDB's dialect restricted to a subset that sqlglot
-transpiles to Spark SQL, and they refer to logical table names only (persons, vitals, ..., and the
-value-set tables vs_*). An engine binds those names (DuckDB: views over read_parquet; Spark: temp views),
-so both engines run the same definitions.
+The files in risk/features/sql/ are written in DuckDB's dialect restricted to a subset that
+risk/engines/spark_sql.py (sqlglot plus a few semantic rewrites) transpiles to Spark SQL, and they refer
+to logical table names only (persons, vitals, ..., and the value-set tables vs_*). An engine binds those
+names (DuckDB: views over read_parquet; Spark: temp views), so both engines run the same definitions.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from datetime import date, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
-import sqlglot
 
 from risk import definitions
 from risk.errors import DefinitionError
@@ -102,12 +100,3 @@ def feature_query(as_of: date) -> str:
     blocks = sql_blocks()
     ctes = ",\n".join(f"{b.name} AS (\n{b.sql}\n)" for b in blocks if b.kind == "cte")
     return bind(f"WITH {ctes}\n{blocks[-1].sql}", query_parameters(as_of))
-
-
-def to_spark(sql: str) -> str:
-    """Transpile a DuckDB-dialect definition to Spark SQL (raises on anything sqlglot cannot carry over)."""
-    return sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
-
-
-def spark_feature_query(as_of: date) -> str:
-    return to_spark(feature_query(as_of))

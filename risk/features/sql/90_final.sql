@@ -19,8 +19,8 @@ SELECT m.person_id,
        DATE_DIFF('day', bp.bp_last_date, :as_of) AS bp_days_since_last,
        bp.bp_mean3_sbp,
        bp.bp_mean3_dbp,
-       COALESCE(bpw.bp_readings_12m, 0) AS bp_readings_12m,
-       bpw.bp_controlled_share_12m,
+       COALESCE(bp.bp_readings_12m, 0) AS bp_readings_12m,
+       bp.bp_controlled_share_12m,
        CASE WHEN bp.bp_last_sbp IS NULL THEN NULL
             WHEN bp.bp_last_sbp >= :grade3_sbp OR bp.bp_last_dbp >= :grade3_dbp THEN 3
             WHEN bp.bp_last_sbp >= :grade2_sbp OR bp.bp_last_dbp >= :grade2_dbp THEN 2
@@ -69,12 +69,11 @@ SELECT m.person_id,
        lab.ldl_c_last,
        lab.egfr_last,
        lab.uacr_last,
-       bpw.bmi_last,
-       bpw.waist_last
+       bp.bmi_last,
+       bp.waist_last
 FROM managed m
 JOIN persons p ON p.person_id = m.person_id AND (p.death_date IS NULL OR p.death_date > :as_of)
-LEFT JOIN bp_recent bp ON bp.person_id = m.person_id
-LEFT JOIN bp_window bpw ON bpw.person_id = m.person_id
+LEFT JOIN bp_summary bp ON bp.person_id = m.person_id
 LEFT JOIN labs_features lab ON lab.person_id = m.person_id
 LEFT JOIN fu_summary fu ON fu.person_id = m.person_id
 LEFT JOIN fu_bp_streak fbp ON fbp.person_id = m.person_id
