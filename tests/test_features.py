@@ -152,8 +152,12 @@ def county() -> CanonicalBuilder:
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    canonical = county().write(tmp_path_factory.mktemp("features") / "canonical")
+def canonical(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return county().write(tmp_path_factory.mktemp("features") / "canonical")
+
+
+@pytest.fixture(scope="module")
+def features(canonical: Path) -> pd.DataFrame:
     return compute_features(canonical, AS_OF).set_index("person_id", drop=False)
 
 
@@ -350,3 +354,51 @@ def test_missing_table_or_required_column_is_a_clean_error(tmp_path: Path) -> No
     (canonical / "labs.parquet").unlink()
     with pytest.raises(InputFileError, match="labs.parquet"):
         compute_features(canonical, AS_OF)
+
+
+CORE_COLUMNS = ["age", "sex", "bp_last_sbp", "bp_mean3_sbp", "fpg_last", "fu_count_12m", "enc_total_cost_12m",
+                "cx_stroke"]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [[f.name for f in feature_catalogue() if f.group == group] for group in
+     sorted({f.group for f in feature_catalogue()})]
+    + [CORE_COLUMNS, ["chinapar_risk_10y"], ["fu_consecutive_uncontrolled_bp", "pdc_statin_12m"]],
+    ids=lambda columns: columns[0] if len(columns) < 3 else f"{columns[0]}+{len(columns) - 1}",
+)
+def test_chosen_columns_hold_the_catalogue_values(canonical: Path, features: pd.DataFrame,
+                                                  columns: list[str]) -> None:
+    chosen = compute_features(canonical, AS_OF, columns=columns)
+    expected = [name for name in feature_names() if name in {"person_id", "as_of", *columns}]
+    assert list(chosen.columns) == expected
+    pd.testing.assert_frame_equal(chosen, features[expected].reset_index(drop=True))
+
+
+def test_chosen_columns_read_only_the_tables_they_need() -> None:
+    from risk.features import feature_query
+
+    sql = feature_query(AS_OF, ["bp_last_sbp", "fu_count_12m"])
+    assert "FROM vitals" in sql and "FROM follow_ups" in sql and "JOIN persons" in sql
+    assert "prescriptions" not in sql and "encounters" not in sql and "labs" not in sql
+
+
+def test_unknown_chosen_column_is_a_clean_error(canonical: Path) -> None:
+    from risk.errors import RiskUserError
+
+    with pytest.raises(RiskUserError, match="unknown feature.*bp_lst_sbp"):
+        compute_features(canonical, AS_OF, columns=["bp_lst_sbp"])
+
+
+def test_features_command_with_chosen_columns(canonical: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    out = tmp_path / "bp.parquet"
+    args = ["features", str(canonical.parent), "--as-of", AS_OF.isoformat(), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--columns", "bp_last_sbp, bp_grade"])
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_parquet(out).columns) == ["person_id", "as_of", "bp_last_sbp", "bp_grade"]
+    refused = CliRunner().invoke(app, [*args, "--columns", "bp_grade", "--engine", "spark"])
+    assert refused.exit_code == 2 and "embedded engine" in refused.output

@@ -19,6 +19,7 @@ from risk.features.sql import (
     bind,
     query_parameters,
     sql_blocks,
+    tables_read,
 )
 
 AS_OF = date(2024, 6, 30)
@@ -28,6 +29,12 @@ AS_OF = date(2024, 6, 30)
 def test_every_block_transpiles_to_spark(block: SqlBlock) -> None:
     spark = to_spark(bind(block.sql, query_parameters(AS_OF)))
     assert sqlglot.parse_one(spark, read="spark") is not None
+
+
+@pytest.mark.parametrize("block", sql_blocks(), ids=lambda b: b.name)
+def test_table_references_agree_with_sqlglot(block: SqlBlock) -> None:
+    parsed = sqlglot.parse_one(bind(block.sql, query_parameters(AS_OF)), read="duckdb")
+    assert tables_read(block.sql) == {t.name for t in parsed.find_all(sqlglot.exp.Table)}
 
 
 def test_whole_query_transpiles_and_uses_spark_functions() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def connect(
     return con
 
 
-def run_feature_query(canonical_dir: Path, as_of: date) -> pa.Table:
+def run_feature_query(canonical_dir: Path, as_of: date, columns: Collection[str] | None = None) -> pa.Table:
     con = connect(canonical_dir)
     try:
-        return con.sql(feature_query(as_of)).to_arrow_table()
+        return con.sql(feature_query(as_of, columns)).to_arrow_table()
     finally:
         con.close()

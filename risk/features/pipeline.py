@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -31,11 +32,30 @@ ARROW_TYPES = {
 }
 
 
-def feature_schema() -> pa.Schema:
+CHINAPAR_COLUMNS = ("chinapar_risk_10y", "chinapar_category")  # added by add_chinapar, after the SQL
+CHINAPAR_INPUTS = (
+    "age", "sex", "bp_last_sbp", "tc_last", "hdl_c_last", "waist_last", "fu_last_smoker", "urban",
+    "family_history_ascvd", "has_hypertension", "has_diabetes_t2", "fu_last_adherence",
+    "antihypertensive_dispensed_12m", "pdc_antidiabetic_12m", "fpg_last", "cx_stroke", "cx_coronary",
+    "cx_peripheral_arterial",
+)
+
+
+def feature_schema(columns: Sequence[str] | None = None) -> pa.Schema:
+    """The catalogue as an Arrow schema; with `columns`, person_id, as_of and those, in catalogue order."""
+    keep = None if columns is None else {"person_id", "as_of", *columns}
     return pa.schema(
-        [pa.field(f.name, ARROW_TYPES[f.type]) for f in feature_catalogue()],
+        [pa.field(f.name, ARROW_TYPES[f.type])
+         for f in feature_catalogue() if keep is None or f.name in keep],
         metadata={"feature_set_version": FEATURE_SET_VERSION},
     )
+
+
+def _checked_columns(columns: Sequence[str]) -> list[str]:
+    known = set(feature_schema().names)
+    if unknown := sorted(set(columns) - known):
+        raise RiskUserError(f"unknown feature(s): {', '.join(unknown)} (the catalogue is docs/features.md)")
+    return list(columns)
 
 
 def add_chinapar(table: pa.Table) -> pa.Table:
@@ -72,18 +92,35 @@ def add_chinapar(table: pa.Table) -> pa.Table:
     )
 
 
-def compute_features_table(canonical_dir: Path, as_of: date, engine: str = "duckdb") -> pa.Table:
-    """The feature rows as a pyarrow Table with the catalogue's schema (columns in catalogue order)."""
+def compute_features_table(
+    canonical_dir: Path, as_of: date, engine: str = "duckdb", columns: Sequence[str] | None = None
+) -> pa.Table:
+    """The feature rows as a pyarrow Table with the catalogue's schema (columns in catalogue order).
+
+    `columns` (embedded engine only) computes just those features, plus person_id and as_of; the rows
+    are the same persons, and each value is the one the whole catalogue gives.
+    """
     if engine not in ENGINES:
         raise RiskUserError(f"unknown feature engine '{engine}' (available: {', '.join(ENGINES)})")
     started = time.perf_counter()
     if engine == "spark":
+        if columns is not None:
+            raise RiskUserError("choosing feature columns is for the embedded engine; "
+                                "Spark computes them all")
         from risk.engines.spark_features import run_feature_query_spark
 
         table = run_feature_query_spark(Path(canonical_dir), as_of)  # China-PAR added per batch on Spark
-    else:
+    elif columns is None:
         table = add_chinapar(run_feature_query(Path(canonical_dir), as_of))
-    table = table.cast(feature_schema())
+    else:
+        columns = _checked_columns(columns)
+        wants_chinapar = bool(set(columns) & set(CHINAPAR_COLUMNS))
+        sql_columns = {c for c in columns if c not in CHINAPAR_COLUMNS} | {"as_of"}
+        table = run_feature_query(Path(canonical_dir), as_of,
+                                  sql_columns | set(CHINAPAR_INPUTS) if wants_chinapar else sql_columns)
+        if wants_chinapar:
+            table = add_chinapar(table)
+    table = table.select(feature_schema(columns).names).cast(feature_schema(columns))
     log.info("features: %d persons on %s in %.2f s", table.num_rows, as_of, time.perf_counter() - started)
     return table
 
@@ -102,17 +139,22 @@ def write_parquet_atomically(table: pa.Table, out: Path) -> None:
 
 
 def compute_features(
-    canonical_dir: Path, as_of: date, out: Path | None = None, engine: str = "duckdb"
+    canonical_dir: Path,
+    as_of: date,
+    out: Path | None = None,
+    engine: str = "duckdb",
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per person under chronic-disease management on `as_of`, from events on or before it.
 
     `canonical_dir` is the canonical/ folder written by `risk validate` (or its parent output folder).
-    When `out` is given the rows are also written there as Parquet, atomically.
+    When `out` is given the rows are also written there as Parquet, atomically. `columns`: see
+    compute_features_table.
     """
     canonical_dir = Path(canonical_dir)
     if (canonical_dir / "canonical").is_dir():
         canonical_dir = canonical_dir / "canonical"
-    table = compute_features_table(canonical_dir, as_of, engine=engine)
+    table = compute_features_table(canonical_dir, as_of, engine=engine, columns=columns)
     if out is not None:
         write_parquet_atomically(table, Path(out))
     return table.to_pandas()

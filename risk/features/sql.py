@@ -9,11 +9,15 @@ names (DuckDB: views over read_parquet; Spark: temp views), so both engines run 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
 
 from risk import definitions
 from risk.errors import DefinitionError
@@ -95,8 +99,54 @@ def bind(sql: str, params: dict[str, str]) -> str:
     return _PARAMETER.sub(substitute, sql)
 
 
-def feature_query(as_of: date) -> str:
-    """The whole feature computation as one DuckDB-dialect query over the logical table names."""
+def feature_query(as_of: date, columns: Collection[str] | None = None) -> str:
+    """The whole feature computation as one DuckDB-dialect query over the logical table names.
+
+    With `columns`, only those output columns (and person_id) are selected, and the LEFT JOINs and CTEs
+    that none of them needs are left out, so a caller that wants a few features pays only for those.
+    The CTE bodies are used verbatim either way; only the final SELECT is rewritten.
+    """
+    params = query_parameters(as_of)
     blocks = sql_blocks()
-    ctes = ",\n".join(f"{b.name} AS (\n{b.sql}\n)" for b in blocks if b.kind == "cte")
-    return bind(f"WITH {ctes}\n{blocks[-1].sql}", query_parameters(as_of))
+    final = bind(blocks[-1].sql, params)
+    ctes = [b for b in blocks if b.kind == "cte"]
+    if columns is not None:
+        final = _keep_columns(final, set(columns))
+        needed = _needed_ctes(final, ctes)
+        ctes = [b for b in ctes if b.name in needed]
+    body = ",\n".join(f"{b.name} AS (\n{bind(b.sql, params)}\n)" for b in ctes)
+    return f"WITH {body}\n{final}"
+
+
+def _keep_columns(final_select: str, columns: set[str]) -> str:
+    tree = sqlglot.parse_one(final_select, read="duckdb")
+    known = {e.alias_or_name for e in tree.expressions}
+    if unknown := sorted(columns - known):
+        raise DefinitionError(f"not computed by the feature SQL: {', '.join(unknown)}")
+    tree.set("expressions", [e for e in tree.expressions if e.alias_or_name in columns | {"person_id"}])
+    used = {column.table for e in tree.expressions for column in e.find_all(exp.Column)}
+    # Only LEFT JOINs can go: the inner join to persons also decides who gets a row (alive on as_of).
+    joins = tree.args.get("joins") or []
+    tree.set("joins", [j for j in joins if j.side != "LEFT" or j.alias_or_name in used])
+    return tree.sql(dialect="duckdb")
+
+
+_TABLE_REFERENCE = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
+
+
+def tables_read(sql: str) -> set[str]:
+    """Names after FROM / JOIN. A regular expression, not sqlglot: parsing every block took ~90 ms per
+    process, and the definitions are our own files (tests check it against sqlglot for every block)."""
+    return set(_TABLE_REFERENCE.findall(sql))
+
+
+def _needed_ctes(final_select: str, ctes: list[SqlBlock]) -> set[str]:
+    """The CTEs the final SELECT reads, directly or through other CTEs."""
+    reads = {b.name: tables_read(b.sql) for b in ctes}
+    needed: set[str] = set()
+    pending = tables_read(final_select) & reads.keys()
+    while pending:
+        name = pending.pop()
+        needed.add(name)
+        pending |= (reads[name] & reads.keys()) - needed
+    return needed
