@@ -68,7 +68,9 @@ def features_markdown() -> str:
         f"{' or '.join(definitions.feature_definitions()['managed_conditions'])} condition with "
         "`enrolled_on <= as_of` and (`ended_on` empty or `> as_of`), alive on as_of (`death_date` empty or "
         "`> as_of`). Every feature uses only events on or before as_of (vitals and labs up to the end of "
-        "that day); a test adds events after as_of and checks that no feature changes.",
+        "that day); a test adds events after as_of and checks that no feature changes. "
+        "`--columns a,b,c` computes only those features (the joins and SQL blocks they do not need are "
+        "left out); each value is the one the whole catalogue gives.",
         "",
         f"- 12-month window: (as_of − {t['window_days']} days, as_of].",
         f"- BP controlled: SBP < {t['bp_controlled']['sbp_below']} and DBP < "
