@@ -117,3 +117,24 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
     assert sheet.print_title_rows.replace("$", "") == "1:1"
     assert sheet["A1"].value == "乡镇"
     assert (tmp_path / "unmanaged_key_population.csv").exists()
+
+
+def test_csv_has_a_byte_order_mark_dates_and_round_trips(tmp_path):
+    from risk.products.lists import write_csv
+
+    frame = pd.DataFrame({
+        "person_id": ["p1", "p2"],
+        "reasons": ["血压≥180/110, 转诊", "a \"quoted\" reason"],
+        "seen_on": pd.to_datetime(["2024-06-30", None]),
+        "measured_at": pd.to_datetime(["2024-06-30 09:15", "2024-06-29 00:00"]),
+        "days": pd.array([3, None], dtype="Int64"),
+    })
+    write_csv(frame, tmp_path / "x.csv")
+    raw = (tmp_path / "x.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw.decode("utf-8-sig")
+    assert "2024-06-30," in text and "2024-06-30 00:00:00" not in text  # a date column stays a date
+    assert "2024-06-30 09:15:00" in text  # a real time of day is kept
+    back = pd.read_csv(tmp_path / "x.csv", encoding="utf-8-sig", keep_default_na=False, dtype=str)
+    assert back["reasons"].tolist() == frame["reasons"].tolist()
+    assert back["days"].tolist() == ["3", ""] and back["seen_on"].tolist() == ["2024-06-30", ""]

@@ -6,12 +6,15 @@ order is total and re-runs are identical.
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 TIER_RANK = {"red": 2, "yellow": 1, "green": 0}
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
@@ -124,15 +127,36 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
 
 
-def _write_csv_groups(frame: pd.DataFrame, by: str, folder: Path, order: list[str]) -> int:
+def write_csv(table: pa.Table | pd.DataFrame, path: Path) -> None:
+    """UTF-8 CSV with a byte-order mark (so Excel shows Chinese correctly), written by Arrow: pandas'
+    to_csv took 6 s of the 1M-person lists stage. Text values are always quoted, numbers never."""
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and _all_midnight(table.column(index)):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.date32()))
+    with open(path, "wb") as handle:
+        handle.write(codecs.BOM_UTF8)
+        pa_csv.write_csv(table, handle)
+
+
+def _all_midnight(column: pa.ChunkedArray) -> bool:
+    """Dates held as timestamps are written as dates (2024-06-30, not 2024-06-30 00:00:00.000000)."""
+    values = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    unit = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[column.type.unit]
+    known = values[~column.is_null().to_numpy(zero_copy_only=False)]
+    return bool((known % unit == 0).all())
+
+
+def _write_csv_groups(table: pa.Table, keys: np.ndarray, ranks: np.ndarray, folder: Path) -> int:
+    """One file per key, rows by rank; equal ranks keep the table's order (np.lexsort is stable)."""
     folder.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for key, group in frame.groupby(by, sort=True):
-        group.sort_values(order, kind="mergesort").to_csv(
-            folder / f"{_safe(key)}.csv", index=False, encoding="utf-8-sig"
-        )
-        count += 1
-    return count
+    order = np.lexsort((ranks, keys))
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        write_csv(table.take(order[start:stop]), folder / f"{_safe(sorted_keys[start])}.csv")
+    return len(bounds) - 1
 
 
 def workbook_columns(frame: pd.DataFrame) -> list[str]:
@@ -213,11 +237,14 @@ class PendingExport:
     def finish(self, unmanaged: pd.DataFrame) -> ListExport:
         try:
             priority, out_dir = self.priority, self.out_dir
-            priority.to_csv(out_dir / "priority_all.csv", index=False, encoding="utf-8-sig")
+            table = pa.Table.from_pandas(priority, preserve_index=False)
+            write_csv(table, out_dir / "priority_all.csv")
             csv_files = 1
+            ranks = priority["rank"].to_numpy()
             for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
-                csv_files += _write_csv_groups(priority, by, out_dir / folder, ["rank"])
-            unmanaged.to_csv(out_dir / "unmanaged_key_population.csv", index=False, encoding="utf-8-sig")
+                keys = priority[by].to_numpy(dtype=object)
+                csv_files += _write_csv_groups(table, keys, ranks, out_dir / folder)
+            write_csv(unmanaged, out_dir / "unmanaged_key_population.csv")
             if self.pool is None:
                 for job in self.jobs:
                     write_workbook_rows(*job)
