@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def _top_reasons(reasons_json: str | None, language: str, limit: int = 3) -> str
     return sep.join(r.get(language, r.get("id", "")) for r in reasons[:limit])
 
 
+def _per_distinct(values: pd.Series, function: Callable[[str | None], str]) -> pd.Series:
+    """function applied once per distinct value: a county has ~1,500 distinct reason lists for 100k+
+    patients, and parsing each patient's JSON took over a second at 1M persons."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    return pd.Series(np.array([function(v) for v in distinct], dtype=object)[codes], index=values.index)
+
+
 def _fmt_date(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series).dt.strftime("%Y-%m-%d").fillna("")
 
@@ -93,8 +101,8 @@ def build_priority_list(tiers: pd.DataFrame, features: pd.DataFrame, persons: pd
         "tier_rules": frame["tier_rules"],
         "tier_model": frame.get("tier_model"),
         "risk": risk.astype(float).round(4),
-        "top_reasons": frame["reasons"].map(lambda r: _top_reasons(r, "zh")),
-        "top_reasons_en": frame["reasons"].map(lambda r: _top_reasons(r, "en")),
+        "top_reasons": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "zh")),
+        "top_reasons_en": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "en")),
         "last_bp": (
             frame["bp_last_sbp"].round(0).astype("Int64").astype(str)
             + "/" + frame["bp_last_dbp"].round(0).astype("Int64").astype(str)
