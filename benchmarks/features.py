@@ -7,7 +7,7 @@ through the feature definitions (`compute_features_table(columns=CORE_FEATURES)`
 pruned to what those features need, typed and written the same way) over the 16-feature query - the cost
 of going through the definitions rather than hand-writing SQL, like for like.
 
-    .venv/bin/python benchmarks/features.py --persons 100000 1000000 --home-bp-per-year 24
+    .venv/bin/python benchmarks/features.py --persons 100000 1000000 --home-bp-per-year 24 [--by-group]
 
 Data: `risk synth` + `risk validate` (the real pipeline) when both are available; otherwise (or with
 --source builtin) a built-in DuckDB generator writes canonical-shaped tables directly (~45 event rows per
@@ -201,8 +201,8 @@ def measure(mode: str, canonical: Path, out: Path) -> dict[str, float]:
     """Run one stage in a fresh subprocess; wall time from the child, peak RSS from wait4."""
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--canonical", str(canonical),
                              "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    output = proc.stdout.read() if proc.stdout else ""  # before waiting, so a full pipe cannot block it
     _, status, usage = os.wait4(proc.pid, 0)
-    output = proc.stdout.read() if proc.stdout else ""
     if status != 0:
         raise SystemExit(f"{mode} failed with status {status}")
     result = json.loads(output.strip().splitlines()[-1])
@@ -228,6 +228,17 @@ def child(mode: str, canonical: Path, out: Path) -> None:
         table = compute_features_table(canonical, AS_OF, columns=CORE_FEATURES)
         write_parquet_atomically(table, out)
         rows = table.num_rows
+    elif mode == "groups":  # where the feature stage's time goes: each catalogue group on its own
+        from risk.features import feature_catalogue
+
+        seconds = {}
+        for group in dict.fromkeys(f.group for f in feature_catalogue()):
+            columns = [f.name for f in feature_catalogue() if f.group == group]
+            group_started = time.perf_counter()
+            rows = compute_features_table(canonical, AS_OF, columns=columns).num_rows
+            seconds[group] = round(time.perf_counter() - group_started, 3)
+        print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows, "groups": seconds}))
+        return
     elif mode == "features_frame":
         rows = len(compute_features(canonical, AS_OF, out=out))
     else:
@@ -253,6 +264,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/risk-bench-features"))
     parser.add_argument("--source", choices=["auto", "synth", "builtin"], default="auto")
     parser.add_argument("--repeat", type=int, default=2, help="runs per stage; the fastest is reported")
+    parser.add_argument("--by-group", action="store_true",
+                        help="also time each feature group (catalogue groups) alone, at every size")
     parser.add_argument("--child")
     parser.add_argument("--canonical", type=Path)
     parser.add_argument("--out", type=Path)
@@ -279,6 +292,10 @@ def main() -> None:
               f"(with pandas frame: {best['features_frame']['seconds'] / reference:.2f})", flush=True)
         print(f"{persons:>8} ratio same 16 features through the definitions / hand-written query: "
               f"{best['features_core']['seconds'] / reference:.2f}", flush=True)
+        if args.by_group:
+            groups = measure("groups", canonical, args.work / tag / "groups.parquet")["groups"]
+            print(f"{persons:>8} each feature group alone (s): "
+                  + ", ".join(f"{group} {seconds:.2f}" for group, seconds in groups.items()), flush=True)
 
 
 if __name__ == "__main__":

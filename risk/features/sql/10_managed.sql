@@ -1,6 +1,6 @@
 -- Who gets a feature row: a registered managed condition active on :as_of, alive on :as_of.
 -- Portable SQL (DuckDB dialect, transpiled to Spark by sqlglot): no QUALIFY, and no list functions
--- beyond LIST_AVG(MAX_BY(x, key, n)), which risk/engines/spark_sql.py rewrites for Spark.
+-- beyond MAX_BY(x, key, n), LIST_AVG and list indexing, which risk/engines/spark_sql.py carries to Spark.
 
 -- cte: active_conditions
 SELECT person_id, condition, enrolled_on
