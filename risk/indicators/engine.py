@@ -160,7 +160,9 @@ def compute_indicator(
     tier_join = " LEFT JOIN tiers t ON t.person_id = r.person_id" if "tier" in levels else ""
     parts = [
         f"SELECT r.period_id, '{level}' AS level, CAST({_unit_sql(run, level)} AS VARCHAR) AS unit, "
-        "sum(r.numerator) AS numerator, sum(r.denominator) AS denominator, count(*) AS persons "
+        # DECIMAL sums (numerators are 0/1, counts or money): identical bits whatever the threads' order
+        "CAST(sum(CAST(r.numerator AS DECIMAL(38, 4))) AS DOUBLE) AS numerator, "
+        "CAST(sum(CAST(r.denominator AS DECIMAL(38, 4))) AS DOUBLE) AS denominator, count(*) AS persons "
         f"FROM indicator_rows r JOIN persons person ON person.person_id = r.person_id{tier_join} GROUP BY ALL"
         for level in levels
     ]
