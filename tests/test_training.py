@@ -171,6 +171,28 @@ def test_explanations_name_the_feature_that_drives_the_risk() -> None:
     assert describe("hba1c_last", float("nan"))[1].endswith(": not recorded")
 
 
+def test_explanations_for_many_patients_describe_each_patients_own_value() -> None:
+    """Phrases are built once per distinct value and mapped back: every row must get its own value's."""
+    from risk.models.explanations import MIN_CONTRIBUTION, contributions
+    from risk.models.features import model_frame
+
+    X, y = _toy(3000, seed=6)
+    X["cx_stroke"] = X["cx_stroke"].astype(object).where(np.random.default_rng(1).random(len(X)) > 0.1, None)
+    model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=7).fit(X, y)
+    reasons = top_reasons(model, X, top_n=3)
+    values = model_frame(X, SPEC)
+    weights = contributions(model, X)
+    for i in range(len(X)):
+        expected = weights.iloc[i].sort_values(ascending=False, kind="stable").head(3)
+        expected = [f for f, w in expected.items() if w >= MIN_CONTRIBUTION]
+        got = reasons[i]
+        assert [r["feature"] for r in got] == expected[:len(got)] and len(got) == len(expected)
+        for reason in got:
+            zh, en = describe(reason["feature"], values.iloc[i][reason["feature"]])
+            assert (reason["zh"], reason["en"]) == (zh, en)
+    assert any("not recorded" in r["en"] for row in reasons for r in row)
+
+
 # --- tiers ------------------------------------------------------------------------------------------------
 
 
