@@ -515,3 +515,28 @@ def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_pat
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert output.count("Started server process") == 2
+
+
+def test_a_store_from_an_older_version_is_upgraded_by_publish_keeping_users(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A store created before patients.model_reasons existed: readers get a clear error, publish adds the
+    column, and users (and everything else) stay."""
+    from sqlalchemy import inspect as inspect_schema
+
+    from risk.serving.auth import add_user
+    from risk.serving.store import StoreError
+
+    engine = open_store(store_url, create=True)
+    add_user(engine, "doctor1", "team", team_id="TEAM000")
+    with engine.begin() as conn:  # what an older version created: no model_reasons column
+        conn.execute(text("ALTER TABLE serving_patients DROP COLUMN model_reasons"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="older version.*serving_patients.model_reasons"):
+        open_store(store_url)
+    engine = open_store(store_url, create=True)
+    assert "model_reasons" in {c["name"] for c in inspect_schema(engine).get_columns("serving_patients")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM serving_users")).scalar_one() == 1
+    engine.dispose()
+    open_store(store_url).dispose()  # readers are satisfied again

@@ -75,11 +75,50 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
     try:
         if create:
             metadata.create_all(engine)
+            add_missing_columns(engine)
         elif not inspect(engine).has_table("serving_current_run"):
             raise StoreError("serving store is not initialised (run `risk publish` first)")
+        elif missing := missing_columns(engine):
+            raise StoreError(f"serving store was created by an older version and lacks "
+                             f"{', '.join(missing)}; `risk publish` (or `risk users add`) adds them, "
+                             "keeping users and the audit log")
     except OperationalError as exc:
         raise StoreError(f"cannot open serving store: {exc.orig}") from exc
     return engine
+
+
+def _schema_differences(connection: Any) -> list[Any]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    return compare_metadata(MigrationContext.configure(connection), metadata)
+
+
+def missing_columns(engine: Engine) -> list[str]:
+    """table.column for every column of the schema that the store's existing tables lack."""
+    with engine.connect() as connection:
+        return [f"{d[2]}.{d[3].name}" for d in _schema_differences(connection)
+                if isinstance(d, tuple) and d[0] == "add_column"]
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring a store written by an older version up to the schema: new tables come from create_all, new
+    columns (always nullable) are added here with Alembic's operations. Nothing is dropped or retyped, so
+    users, tier history and the audit log survive an upgrade."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    added = []
+    with engine.begin() as connection:
+        operations = Operations(MigrationContext.configure(connection))
+        for difference in _schema_differences(connection):
+            if isinstance(difference, tuple) and difference[0] == "add_column":
+                _, schema, table, column = difference
+                if not column.nullable:
+                    raise StoreError(f"cannot add required column {table}.{column.name} to an existing store")
+                operations.add_column(table, column.copy(), schema=schema)
+                added.append(f"{table}.{column.name}")
+    return added
 
 
 def safe_url(store_url: str | Path) -> str:
