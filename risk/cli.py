@@ -52,6 +52,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # Alembic narrates every schema comparison of the serving store at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()

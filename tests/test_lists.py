@@ -138,3 +138,13 @@ def test_csv_has_a_byte_order_mark_dates_and_round_trips(tmp_path):
     back = pd.read_csv(tmp_path / "x.csv", encoding="utf-8-sig", keep_default_na=False, dtype=str)
     assert back["reasons"].tolist() == frame["reasons"].tolist()
     assert back["days"].tolist() == ["3", ""] and back["seen_on"].tolist() == ["2024-06-30", ""]
+
+
+def test_export_of_a_county_with_nobody_to_list_writes_headers_only(frames, tmp_path):
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers.iloc[:0], features, persons)
+    unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str), "condition": pd.Series([], dtype=str)})
+    exported = export_lists(listing, unmanaged, tmp_path, title="测试")
+    assert exported.rows == 0 and exported.xlsx_files == 0
+    assert list(pd.read_csv(tmp_path / "priority_all.csv", encoding="utf-8-sig").columns) == list(listing)
+    assert [p for p in (tmp_path / "teams").iterdir()] == []

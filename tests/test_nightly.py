@@ -113,3 +113,16 @@ def test_backfill_does_not_quarantine_events_after_as_of(small_county: Path, sma
     assert (quarantine["reason_code"] == "future_date").sum() == (injected["kind"] == "future_date").sum()
     vitals = pd.read_parquet(small_run / "canonical" / "vitals.parquet")
     assert vitals["measured_at"].max() > pd.Timestamp(SMALL_COUNTY_AS_OF)
+
+
+def test_a_date_before_anyone_was_enrolled_gives_an_empty_but_complete_run(
+    small_county: Path, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    out = tmp_path / "run-2001"
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=date(2001, 1, 1), out=out, xlsx=True))
+    manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["tiered"] == 0
+    assert pd.read_parquet(out / "tiers.parquet").empty
+    assert pd.read_csv(out / "lists" / "priority_all.csv", encoding="utf-8-sig").empty

@@ -161,10 +161,18 @@ def _write_csv_groups(table: pa.Table, keys: np.ndarray, ranks: np.ndarray, fold
     folder.mkdir(parents=True, exist_ok=True)
     order = np.lexsort((ranks, keys))
     sorted_keys = keys[order]
-    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    runs = _runs(sorted_keys)
+    for start, stop in runs:
         write_csv(table.take(order[start:stop]), folder / f"{_safe(sorted_keys[start])}.csv")
-    return len(bounds) - 1
+    return len(runs)
+
+
+def _runs(sorted_keys: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal keys in a sorted array; none for an empty array."""
+    if len(sorted_keys) == 0:
+        return []
+    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
 def workbook_columns(frame: pd.DataFrame) -> list[str]:
@@ -281,9 +289,8 @@ def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tup
     teams = priority["team_id"].to_numpy()
     villages = priority["village_id"].to_numpy()
     order = np.argsort(teams, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, teams[order][1:] != teams[order][:-1], True])
     jobs = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in _runs(teams[order]):
         index = order[start:stop]
         team = teams[index[0]]
         jobs.append((columns, rows[index], villages[index], folder / f"{_safe(team)}.xlsx",

@@ -75,6 +75,11 @@ def score_model_tiers(
     model.check_features(features.columns, FEATURE_SET_VERSION)
     if "person_id" not in features.columns:
         raise RiskUserError("features need a person_id column to be scored")
+    if len(features) == 0:  # e.g. an as-of date before anyone was enrolled; sklearn refuses 0 rows
+        return pd.DataFrame({"person_id": pd.Series([], dtype=object),
+                             "model_probability": pd.Series([], dtype=float),
+                             "tier_model": pd.Series([], dtype=object),
+                             "model_reasons": pd.Series([], dtype=object)})
     estimator = model.estimator
     probability = estimator.predict_proba(features)[:, 1]
     within = policy["tiering"].get("capacity", {}).get("within")
