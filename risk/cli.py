@@ -105,7 +105,7 @@ def features(
                                              "township_id; docs/scaling.md)")] = "duckdb",
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
     columns: Annotated[str | None, typer.Option(help="Only these features, comma-separated (default: the "
-                                                     "whole catalogue; embedded engine)")] = None,
+                                                     "whole catalogue)")] = None,
 ) -> None:
     """As-of features: one row per person under chronic-disease management (docs/features.md)."""
     from risk.errors import InputFileError
@@ -115,12 +115,11 @@ def features(
     if not canonical.is_dir():
         raise InputFileError(str(input_dir), "no canonical/ folder here (run `risk validate` first)")
     selected = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
-    if engine == "spark" and selected is not None:
-        raise RiskUserError("--columns is for the embedded engine; Spark computes the whole catalogue")
     if engine == "spark":
         from risk.engines.spark_features import compute_features_partitioned
 
-        rows = compute_features_partitioned(canonical, parse_date(as_of), out, master=spark_master)
+        rows = compute_features_partitioned(canonical, parse_date(as_of), out, master=spark_master,
+                                            columns=selected)
         typer.echo(f"wrote {out}/ (partitioned by township_id): {rows} persons (feature set "
                    f"{FEATURE_SET_VERSION}, Spark) as of {as_of}")
         return

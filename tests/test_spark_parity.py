@@ -171,6 +171,24 @@ def check_decimal_literals_keep_duckdb_double_semantics(spark) -> None:  # type:
     assert got["years"] == pytest.approx(expected[2], abs=1e-15)
 
 
+def check_chosen_columns_match(validated: Path, tmp_path: Path) -> None:
+    """`columns=` on Spark: the same pruned definitions, China-PAR computed from its inputs, same values;
+    written partitioned, the township column is always kept."""
+    from risk.engines.spark_features import compute_features_partitioned, read_partitioned
+    from risk.features import compute_features_table, feature_schema
+
+    columns = ["bp_mean3_sbp", "fu_consecutive_uncontrolled_bp", "pdc_statin_12m", "chinapar_risk_10y"]
+    embedded = compute_features_table(validated / "canonical", AS_OF, columns=columns)
+    assert embedded.column_names == ["person_id", "as_of", "bp_mean3_sbp", "fu_consecutive_uncontrolled_bp",
+                                     "pdc_statin_12m", "chinapar_risk_10y"]
+    assert_tables_equal(embedded, compute_features_table(validated / "canonical", AS_OF, engine="spark",
+                                                         columns=columns))
+    out = tmp_path / "chosen_by_township"
+    assert compute_features_partitioned(validated, AS_OF, out, columns=["bp_last_sbp"]) == embedded.num_rows
+    chosen = read_partitioned(out, feature_schema(["bp_last_sbp", "township_id"]))
+    assert chosen.column_names == ["person_id", "as_of", "township_id", "bp_last_sbp"]
+
+
 def check_top_n_lists_keep_duckdb_semantics(spark) -> None:  # type: ignore[no-untyped-def]
     """MAX_BY/MIN_BY(x, key, n) and LIST_AVG, rewritten for Spark: order, NULL keys, NULL values, n > rows."""
     import duckdb
@@ -218,3 +236,4 @@ def test_spark_matches_the_embedded_engine(  # type: ignore[no-untyped-def]
     check_run_manifests_agree(runs)
     check_decimal_literals_keep_duckdb_double_semantics(spark)
     check_top_n_lists_keep_duckdb_semantics(spark)
+    check_chosen_columns_match(validated, tmp_path)

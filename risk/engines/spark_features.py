@@ -9,8 +9,9 @@ catalogue schema exactly as on DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,28 +58,37 @@ def spark_feature_sql(as_of: date) -> str:
     return to_spark_sql(feature_query(as_of))
 
 
-def _with_chinapar(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    from risk.features.pipeline import add_chinapar, feature_schema
+def _finish_batches(batches: Iterator[pa.RecordBatch], columns: tuple[str, ...] | None,
+                    chinapar: bool) -> Iterator[pa.RecordBatch]:
+    from risk.features.pipeline import feature_schema, finish_feature_table
 
-    schema = feature_schema()
+    schema = feature_schema(columns)
     for batch in batches:
-        table = add_chinapar(pa.Table.from_batches([batch])).cast(schema)
-        yield from table.to_batches()
+        yield from finish_feature_table(pa.Table.from_batches([batch]), schema, chinapar).to_batches()
 
 
-def spark_schema() -> object:
+def spark_schema(columns: Sequence[str] | None = None) -> object:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from risk.features.pipeline import feature_schema
 
-    return from_arrow_schema(feature_schema())
+    return from_arrow_schema(feature_schema(columns))
 
 
-def feature_frame(spark: SparkSession, canonical_dir: Path, as_of: date) -> DataFrame:
-    """The feature rows as a Spark DataFrame with the catalogue's columns and types (lazy)."""
+def feature_frame(spark: SparkSession, canonical_dir: Path, as_of: date,
+                  columns: Sequence[str] | None = None) -> DataFrame:
+    """The feature rows as a Spark DataFrame with the catalogue's columns and types (lazy); `columns`
+    as in compute_features_table."""
+    from risk.features.pipeline import plan_columns
+
     register_canonical_tables(spark, canonical_dir)
-    rows = spark.sql(spark_feature_sql(as_of))
-    return rows.mapInArrow(_with_chinapar, spark_schema())
+    if columns is None:
+        sql, chinapar = spark_feature_sql(as_of), True
+    else:
+        sql_columns, chinapar = plan_columns(columns)
+        sql = to_spark_sql(feature_query(as_of, sql_columns))
+    finish = partial(_finish_batches, columns=None if columns is None else tuple(columns), chinapar=chinapar)
+    return spark.sql(sql).mapInArrow(finish, spark_schema(columns))
 
 
 def to_arrow(frame: DataFrame, schema: pa.Schema | None = None) -> pa.Table:
@@ -91,13 +101,14 @@ def to_arrow(frame: DataFrame, schema: pa.Schema | None = None) -> pa.Table:
     return table.cast(schema) if schema is not None else table
 
 
-def run_feature_query_spark(canonical_dir: Path, as_of: date, master: str | None = None) -> pa.Table:
+def run_feature_query_spark(canonical_dir: Path, as_of: date, master: str | None = None,
+                            columns: Sequence[str] | None = None) -> pa.Table:
     """Entry point for compute_features(engine='spark'): the catalogue-typed feature table on the driver."""
     from risk.engines.spark_session import get_spark
     from risk.features.pipeline import feature_schema
 
     spark = get_spark(master)
-    return to_arrow(feature_frame(spark, Path(canonical_dir), as_of), feature_schema())
+    return to_arrow(feature_frame(spark, Path(canonical_dir), as_of, columns), feature_schema(columns))
 
 
 def write_partitioned(frame: DataFrame, out: Path, partition_by: str = PARTITION_COLUMN) -> None:
@@ -117,16 +128,20 @@ def read_partitioned(path: Path, schema: pa.Schema | None = None) -> pa.Table:
 
 
 def compute_features_partitioned(
-    canonical_dir: Path, as_of: date, out: Path, master: str | None = None
+    canonical_dir: Path, as_of: date, out: Path, master: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> int:
-    """`risk features --engine spark`: write the rows as a township-partitioned Parquet folder; row count."""
+    """`risk features --engine spark`: write the rows as a township-partitioned Parquet folder; row count.
+    Chosen `columns` always include the partition column."""
     from risk.engines.spark_session import get_spark
 
     canonical_dir = Path(canonical_dir)
     if (canonical_dir / "canonical").is_dir():
         canonical_dir = canonical_dir / "canonical"
+    if columns is not None and PARTITION_COLUMN not in columns:
+        columns = [*columns, PARTITION_COLUMN]
     spark = get_spark(master)
-    write_partitioned(feature_frame(spark, canonical_dir, as_of), Path(out))
+    write_partitioned(feature_frame(spark, canonical_dir, as_of, columns), Path(out))
     return pq.ParquetDataset(out, partitioning="hive").read(columns=["person_id"]).num_rows
 
 

@@ -51,11 +51,22 @@ def feature_schema(columns: Sequence[str] | None = None) -> pa.Schema:
     )
 
 
-def _checked_columns(columns: Sequence[str]) -> list[str]:
+def plan_columns(columns: Sequence[str]) -> tuple[set[str], bool]:
+    """For a choice of features: the columns the SQL must give, and whether China-PAR is computed after
+    it (then its inputs are among the SQL columns). Unknown names are a user error."""
     known = set(feature_schema().names)
     if unknown := sorted(set(columns) - known):
         raise RiskUserError(f"unknown feature(s): {', '.join(unknown)} (the catalogue is docs/features.md)")
-    return list(columns)
+    wants_chinapar = bool(set(columns) & set(CHINAPAR_COLUMNS))
+    sql_columns = {c for c in columns if c not in CHINAPAR_COLUMNS} | {"as_of"}
+    return (sql_columns | set(CHINAPAR_INPUTS) if wants_chinapar else sql_columns), wants_chinapar
+
+
+def finish_feature_table(table: pa.Table, schema: pa.Schema, chinapar: bool = True) -> pa.Table:
+    """SQL result -> catalogue-typed table: China-PAR added when wanted, then the schema's columns."""
+    if chinapar:
+        table = add_chinapar(table)
+    return table.select(schema.names).cast(schema)
 
 
 def add_chinapar(table: pa.Table) -> pa.Table:
@@ -97,30 +108,24 @@ def compute_features_table(
 ) -> pa.Table:
     """The feature rows as a pyarrow Table with the catalogue's schema (columns in catalogue order).
 
-    `columns` (embedded engine only) computes just those features, plus person_id and as_of; the rows
-    are the same persons, and each value is the one the whole catalogue gives.
+    `columns` computes just those features, plus person_id and as_of; the rows are the same persons, and
+    each value is the one the whole catalogue gives.
     """
     if engine not in ENGINES:
         raise RiskUserError(f"unknown feature engine '{engine}' (available: {', '.join(ENGINES)})")
     started = time.perf_counter()
+    schema = feature_schema(columns)
     if engine == "spark":
-        if columns is not None:
-            raise RiskUserError("choosing feature columns is for the embedded engine; "
-                                "Spark computes them all")
         from risk.engines.spark_features import run_feature_query_spark
 
-        table = run_feature_query_spark(Path(canonical_dir), as_of)  # China-PAR added per batch on Spark
+        # China-PAR is added per batch on Spark; the table comes back typed
+        table = run_feature_query_spark(Path(canonical_dir), as_of, columns=columns)
     elif columns is None:
-        table = add_chinapar(run_feature_query(Path(canonical_dir), as_of))
+        table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of), schema)
     else:
-        columns = _checked_columns(columns)
-        wants_chinapar = bool(set(columns) & set(CHINAPAR_COLUMNS))
-        sql_columns = {c for c in columns if c not in CHINAPAR_COLUMNS} | {"as_of"}
-        table = run_feature_query(Path(canonical_dir), as_of,
-                                  sql_columns | set(CHINAPAR_INPUTS) if wants_chinapar else sql_columns)
-        if wants_chinapar:
-            table = add_chinapar(table)
-    table = table.select(feature_schema(columns).names).cast(feature_schema(columns))
+        sql_columns, wants_chinapar = plan_columns(columns)
+        table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of, sql_columns), schema,
+                                     chinapar=wants_chinapar)
     log.info("features: %d persons on %s in %.2f s", table.num_rows, as_of, time.perf_counter() - started)
     return table
 
