@@ -205,6 +205,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     out = options.out.resolve()
     if not Path(options.input_dir).is_dir():
         raise RiskUserError(f"{options.input_dir}: input folder not found")
+    if options.previous_run is not None and not (Path(options.previous_run) / "tiers.parquet").is_file():
+        raise RiskUserError(f"{options.previous_run}: not a run folder (no tiers.parquet) for --previous")
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

@@ -126,3 +126,15 @@ def test_a_date_before_anyone_was_enrolled_gives_an_empty_but_complete_run(
     assert manifest["counts"]["tiered"] == 0
     assert pd.read_parquet(out / "tiers.parquet").empty
     assert pd.read_csv(out / "lists" / "priority_all.csv", encoding="utf-8-sig").empty
+
+
+def test_a_previous_run_that_is_not_a_run_folder_is_refused_before_any_work(
+    small_county: Path, tmp_path: Path
+) -> None:
+    from risk.errors import RiskUserError
+
+    out = tmp_path / "run"
+    with pytest.raises(RiskUserError, match="not a run folder"):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out,
+                                   previous_run=tmp_path / "no-such-run"))
+    assert list(tmp_path.iterdir()) == []
