@@ -189,6 +189,20 @@ def check_chosen_columns_match(validated: Path, tmp_path: Path) -> None:
     assert chosen.column_names == ["person_id", "as_of", "township_id", "bp_last_sbp"]
 
 
+def check_nobody_under_management_gives_empty_tables(validated: Path, tmp_path: Path) -> None:
+    """Spark writes no data file for an empty frame; features and tiers must still come back typed."""
+    from datetime import date
+
+    from risk.engines.spark_nightly import SparkNightly
+    from risk.features import feature_names
+    from risk.tiers import load_rule_set
+
+    run = SparkNightly(tmp_path / "empty-run")
+    features = run.features(validated / "canonical", date(2001, 1, 1))
+    assert features.empty and list(features.columns) == feature_names()
+    assert run.tiers(load_rule_set(), None, date(2001, 1, 1)).empty
+
+
 def check_top_n_lists_keep_duckdb_semantics(spark) -> None:  # type: ignore[no-untyped-def]
     """MAX_BY/MIN_BY(x, key, n) and LIST_AVG, rewritten for Spark: order, NULL keys, NULL values, n > rows."""
     import duckdb
@@ -237,3 +251,4 @@ def test_spark_matches_the_embedded_engine(  # type: ignore[no-untyped-def]
     check_decimal_literals_keep_duckdb_double_semantics(spark)
     check_top_n_lists_keep_duckdb_semantics(spark)
     check_chosen_columns_match(validated, tmp_path)
+    check_nobody_under_management_gives_empty_tables(validated, tmp_path)

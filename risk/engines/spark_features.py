@@ -119,6 +119,8 @@ def write_partitioned(frame: DataFrame, out: Path, partition_by: str = PARTITION
 def read_partitioned(path: Path, schema: pa.Schema | None = None) -> pa.Table:
     """A partitioned Parquet folder back as one table, partition column restored to a plain string."""
     table = pq.read_table(path, partitioning="hive")
+    if table.num_rows == 0 and schema is not None:
+        return schema.empty_table()  # Spark writes no data file for an empty frame, so no columns either
     if PARTITION_COLUMN in table.column_names:
         index = table.column_names.index(PARTITION_COLUMN)
         table = table.set_column(index, PARTITION_COLUMN, table.column(PARTITION_COLUMN).cast(pa.string()))

@@ -25,6 +25,7 @@ from risk.engines.spark_features import (
     read_partitioned,
     register_canonical_tables,
     register_frames,
+    spark_schema,
     write_partitioned,
 )
 from risk.engines.spark_sql import to_spark_sql
@@ -88,9 +89,10 @@ class SparkNightly:
         return table.to_pandas()
 
     def stored_features(self) -> DataFrame:
-        frame = self.spark.read.parquet(str(self.features_path))
         from risk.features.pipeline import feature_schema
 
+        # the schema is given, not inferred: an empty run (nobody under management) has no data files
+        frame = self.spark.read.schema(spark_schema()).parquet(str(self.features_path))
         return frame.select(*feature_schema().names)
 
     def tiers(self, rule_set: RuleSet, model: ExportedModel | None, as_of: date) -> pd.DataFrame:
@@ -99,7 +101,7 @@ class SparkNightly:
         tiers = tier_frame(self.spark, features, rule_set, as_of, model)
         townships = features.select("person_id", PARTITION_COLUMN)
         write_partitioned(tiers.join(townships, on="person_id", how="left"), self.tiers_path)
-        table = read_partitioned(self.tiers_path).select(TIER_SCHEMA.names).cast(TIER_SCHEMA)
+        table = read_partitioned(self.tiers_path, TIER_SCHEMA)
         dates = {pa.date32(): pd.ArrowDtype(pa.date32())}
         frame = table.sort_by("person_id").to_pandas(types_mapper=dates.get)
         if model is None:  # the same all-null columns as the embedded path writes
