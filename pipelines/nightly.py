@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from risk import provenance
-from risk.atomic import swap_into_place
+from risk.atomic import check_replaceable, swap_into_place
 from risk.errors import RiskUserError
 
 log = logging.getLogger("risk.nightly")
@@ -205,6 +205,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     out = options.out.resolve()
     if not Path(options.input_dir).is_dir():
         raise RiskUserError(f"{options.input_dir}: input folder not found")
+    check_replaceable(out, "run.json", "an earlier run folder")
     if options.previous_run is not None and not (Path(options.previous_run) / "tiers.parquet").is_file():
         raise RiskUserError(f"{options.previous_run}: not a run folder (no tiers.parquet) for --previous")
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"

@@ -138,3 +138,21 @@ def test_a_previous_run_that_is_not_a_run_folder_is_refused_before_any_work(
         run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out,
                                    previous_run=tmp_path / "no-such-run"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", ["file", "folder"])
+def test_an_output_that_is_not_a_run_folder_is_never_replaced(
+    small_county: Path, tmp_path: Path, existing: str
+) -> None:
+    from risk.errors import RiskUserError
+
+    out = tmp_path / "mine"
+    if existing == "file":
+        out.write_text("notes", encoding="utf-8")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("notes", encoding="utf-8")
+    with pytest.raises(RiskUserError, match="not a folder|not an earlier run folder"):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out))
+    assert (out.read_text(encoding="utf-8") if existing == "file"
+            else (out / "notes.txt").read_text(encoding="utf-8")) == "notes"
