@@ -34,6 +34,11 @@ def user_errors_are_clean(func: Callable[..., Any]) -> Callable[..., Any]:
         except RiskUserError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=2) from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            # a path the user gave cannot be written or read as asked (e.g. --out names a folder)
+            path = exc.filename2 or exc.filename
+            typer.secho(f"error: {path}: {exc.strerror}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper
 

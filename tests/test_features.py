@@ -402,3 +402,16 @@ def test_features_command_with_chosen_columns(canonical: Path, tmp_path: Path) -
     assert list(pd.read_parquet(out).columns) == ["person_id", "as_of", "bp_last_sbp", "bp_grade"]
     refused = CliRunner().invoke(app, [*args, "--columns", "bp_grade,bp_grde"])
     assert refused.exit_code == 2 and "unknown feature(s): bp_grde" in refused.output
+
+
+def test_features_command_into_a_folder_is_a_clean_error(canonical: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    folder = tmp_path / "already-a-folder"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["features", str(canonical.parent), "--as-of", AS_OF.isoformat(),
+                                      "--out", str(folder)])
+    assert result.exit_code == 2 and "Is a directory" in result.output and "Traceback" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["already-a-folder"]  # no temporary file left
