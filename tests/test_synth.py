@@ -267,3 +267,19 @@ def test_rows_not_in_manifest_respect_contract_ranges(
         offset = unit.map({u: float(o) for u, (_, o) in spec["units"].items()}).astype(float)
         assert factor.notna().all(), test
         assert (rows["value"] * factor + offset).between(*spec["range"]).all(), test
+
+
+@pytest.mark.parametrize(("persons", "block_size"), [(4, 50_000), (203, 100)])
+def test_tiny_counties_and_a_tiny_last_block_give_complete_typed_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, persons: int, block_size: int
+) -> None:
+    """A block can hold nobody with, say, a follow-up: the table is still written with its columns."""
+    import risk.synth.generate as generate
+
+    monkeypatch.setattr(generate, "BLOCK_SIZE", block_size)
+    out = tmp_path / "tiny"
+    generate.generate_county(SynthConfig(persons=persons, seed=5, start=START, end=END), out)
+    for name, spec in contract().tables.items():
+        written = pq.read_schema(out / f"{name}.parquet")
+        assert set(spec.columns) <= set(written.names), name
+    assert pq.ParquetFile(out / "persons.parquet").metadata.num_rows == persons

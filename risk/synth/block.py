@@ -68,7 +68,11 @@ def generate_block(ctx: Context, block_number: int, first: int, n: int) -> Block
     tables["encounters"] = claims_table(ctx, rng, res, claims, life)
     tables["conditions"] = _conditions(ctx, rng, res, life)
     for name, column in SORT_DATE.items():
-        tables[name] = take_rows(tables[name], np.lexsort((tables[name][column], tables[name]["person_id"])))
+        if tables.get(name):  # a small block can have nobody with such records: the table is {}
+            order = np.lexsort((tables[name][column], tables[name]["person_id"]))
+            tables[name] = take_rows(tables[name], order)
+        else:
+            tables[name] = {}
     tables["persons"] = _persons(ctx, rng, res, life)
     truth = _truth(ctx, res, course, life, outcomes)
     return Block(first, res, tables, truth)

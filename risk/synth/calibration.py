@@ -117,7 +117,8 @@ def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
         GROUP BY quintile ORDER BY quintile""").fetchall()
     for quintile, (share,) in enumerate(by_quintile, start=1):
         figures[f"patients with a CV admission, complication or death, risk quintile {quintile}"] = share
-    return {k: float(v) for k, v in figures.items()}
+    # a figure with an empty denominator (a very small county) is not a number, not a crash
+    return {k: float("nan") if v is None else float(v) for k, v in figures.items()}
 
 
 def targets() -> dict[str, tuple[float, str]]:

@@ -16,7 +16,7 @@ from risk.definitions import contract, synth_county
 from risk.errors import RiskUserError
 from risk.provenance import code_version
 from risk.synth.block import BLOCK_SIZE, generate_block
-from risk.synth.columns import NULL_DAY, Cat, Table, to_arrow
+from risk.synth.columns import NULL_DAY, Cat, Table, schema, to_arrow
 from risk.synth.context import build_context
 from risk.synth.dirty import inject
 from risk.synth.ids import prefixed_ids
@@ -107,6 +107,9 @@ def generate_county(config: SynthConfig, out_dir: Path) -> SynthSummary:
                 writers.write("persons", to_arrow("persons", block.tables["persons"]))
                 for name in EVENT_TABLES:
                     table = block.tables[name]
+                    if not table:  # nobody in this block has such records (small counties, a last block)
+                        writers.write(name, schema(name).empty_table())
+                        continue
                     table, found = inject(
                         dirt_rng,
                         name,
