@@ -8,6 +8,7 @@ header excluded (equal to the line number minus one unless a quoted field spans 
 
 from __future__ import annotations
 
+import codecs
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,20 @@ def duckdb_error_message(exc: Exception) -> str:
     return " ".join(kept[:3]) if kept else exc.__class__.__name__
 
 
+def _check_utf8(path: Path, sample: bytes) -> None:
+    """County systems often export GBK / GB18030: say so up front instead of failing on some later line
+    (only the first MiB is checked; a later bad line is still reported when the table is read)."""
+    try:
+        codecs.getincrementaldecoder("utf-8-sig")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        try:
+            sample.decode("gb18030")
+            hint = "it looks like GBK/GB18030; save the CSV as UTF-8"
+        except UnicodeDecodeError:
+            hint = "save the CSV as UTF-8"
+        raise InputFileError(str(path), f"is not UTF-8 text ({hint})") from None
+
+
 def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> InputTable:
     """Inspect `path` and check every required contract column of `table` is there."""
     spec = definitions.contract().tables[table]
@@ -121,18 +136,20 @@ def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> 
     return InputTable(table, path, fmt, column_types, file_columns, header)
 
 
+ENCODING_SAMPLE_BYTES = 1 << 20
+
+
 def _csv_header(path: Path) -> tuple[str, ...]:
     try:
         with path.open("rb") as handle:
             first = handle.readline()
+            sample = first + handle.read(ENCODING_SAMPLE_BYTES)
     except OSError as exc:
         raise InputFileError(str(path), f"cannot be opened: {exc.strerror}") from None
     if not first.strip():
         raise InputFileError(str(path), "file is empty (a header row is required)")
-    try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputFileError(str(path), "is not UTF-8 text (save the CSV as UTF-8)") from None
+    _check_utf8(path, sample)
+    text = first.decode("utf-8-sig")
     names = next(csv.reader([text]))
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})

@@ -71,7 +71,21 @@ def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
     frame = good_tables()["persons"]
     frame.loc[0, "township_id"] = "濉溪镇"
     (folder / "persons.csv").write_bytes(frame.to_csv(index=False).encode("gb18030"))
-    _assert_clean_failure(folder, tmp_path / "out", "persons.csv")
+    _assert_clean_failure(folder, tmp_path / "out", "persons.csv", "not UTF-8", "GBK/GB18030")
+
+
+def test_csv_with_gbk_only_late_in_a_column_that_is_only_copied(tmp_path: Path) -> None:
+    """Past the encoding sample and in a column no check reads (a name): still one clean line."""
+    folder = write_folder(tmp_path / "in", good_tables())
+    frame = good_tables()["persons"]
+    many = pd.concat([frame.iloc[[0]]] * 15_000, ignore_index=True)
+    many["person_id"] = [f"Q{i}" for i in range(len(many))]
+    many.loc[len(many) - 1, "name"] = "张三"
+    text = many.to_csv(index=False)
+    head, last = text.rsplit("张三", 1)
+    assert len(head.encode("utf-8")) > (1 << 20)
+    (folder / "persons.csv").write_bytes(head.encode("utf-8") + "张三".encode("gbk") + last.encode("utf-8"))
+    _assert_clean_failure(folder, tmp_path / "out", "persons.csv", "cannot be read")
 
 
 def test_empty_csv(tmp_path: Path) -> None:

@@ -165,11 +165,15 @@ def _validate_table(
     # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
     accepted = (f"SELECT {outputs} FROM ({typed_sql(plan, scan)}) WHERE source_row NOT IN "
                 f"(SELECT source_row FROM quarantine WHERE \"table\" = '{name}')")
-    if name == "persons":
-        con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
-        accepted = "SELECT * FROM persons_accepted"
-    copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
-    rows_accepted = con.execute(copy).fetchone()[0]
+    try:  # the first read of the columns only written out (e.g. a name) can still meet a bad line
+        if name == "persons":
+            con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
+            accepted = "SELECT * FROM persons_accepted"
+        copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
+        rows_accepted = con.execute(copy).fetchone()[0]
+    except FILE_ERRORS as exc:
+        assert source is not None
+        raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
 
     rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
     reasons = dict(con.execute(
