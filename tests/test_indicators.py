@@ -32,15 +32,6 @@ from risk.indicators import compute_indicator, open_run, parse_period, person_ro
 from risk.indicators.definitions import indicator_set, parse_indicator_set
 from risk.indicators.periods import split_period, trailing_periods
 
-DUCK = {
-    "string": "VARCHAR",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-    "float": "DOUBLE",
-    "int": "BIGINT",
-    "bool": "BOOLEAN",
-}
-
 
 def write_canonical(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Path:
     """Write canonical Parquet tables (contract columns with contract types + source_row)."""
@@ -53,7 +44,7 @@ def write_canonical(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Pa
         frame["source_row"] = range(1, len(frame) + 1)
         con = duckdb.connect()
         con.register("frame", frame)
-        select = ", ".join(f"CAST({c.name} AS {DUCK[c.type]}) AS {c.name}" for c in columns)
+        select = ", ".join(f"CAST({c.name} AS {definitions.SQL_TYPES[c.type]}) AS {c.name}" for c in columns)
         con.execute(
             f"COPY (SELECT {select}, CAST(source_row AS BIGINT) AS source_row FROM frame) "
             f"TO '{canonical / (name + '.parquet')}' (FORMAT parquet)"

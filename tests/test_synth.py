@@ -15,19 +15,11 @@ from risk.definitions import contract, lab_units, synth_county, value_set
 from risk.errors import RiskUserError
 from risk.synth import SynthConfig, generate_county
 from risk.synth.calibration import measure
-from risk.synth.columns import ARROW_TYPES
+from risk.synth.columns import ARROW_TYPES, EVENT_DATE_COLUMN
 
 PERSONS = 12_000
 START, END = date(2021, 1, 1), date(2024, 12, 31)
 ICD10 = re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")
-DATE_COLUMNS = {
-    "vitals": "measured_at",
-    "labs": "measured_at",
-    "follow_ups": "followed_on",
-    "prescriptions": "dispensed_on",
-    "encounters": "admitted_on",
-    "conditions": "enrolled_on",
-}
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +147,7 @@ def test_dirty_rows_are_where_the_manifest_says(
     known = set(tables["persons"]["person_id"])
     births = tables["persons"].set_index("person_id")["birth_date"]
     conditions = value_set("conditions")
-    event_rows = sum(len(tables[t]) for t in DATE_COLUMNS)
+    event_rows = sum(len(tables[t]) for t in EVENT_DATE_COLUMN)
     assert manifest["invalid"].sum() == pytest.approx(0.005 * event_rows, rel=0.2)
     checks = {
         "swapped_sbp_dbp": lambda r: r["sbp"] < r["dbp"],
@@ -176,11 +168,10 @@ def test_dirty_rows_are_where_the_manifest_says(
         if entry.kind == "duplicate_row":
             assert row.equals(frame.iloc[entry.row - 2]), entry
         elif entry.kind == "future_date":
-            assert pd.Timestamp(row[DATE_COLUMNS[entry.table]]) > pd.Timestamp(END), entry
+            assert pd.Timestamp(row[EVENT_DATE_COLUMN[entry.table]]) > pd.Timestamp(END), entry
         elif entry.kind == "before_birth":
-            assert pd.Timestamp(row[DATE_COLUMNS[entry.table]]) < pd.Timestamp(births[row["person_id"]]), (
-                entry
-            )
+            when = pd.Timestamp(row[EVENT_DATE_COLUMN[entry.table]])
+            assert when < pd.Timestamp(births[row["person_id"]]), entry
         else:
             assert checks[entry.kind](row), entry
 
@@ -192,7 +183,7 @@ def test_no_events_after_death_and_dates_in_range(
     assert (
         pd.to_datetime(persons["death_date"].dropna()).between(pd.Timestamp(START), pd.Timestamp(END)).all()
     )
-    for name, column in DATE_COLUMNS.items():
+    for name, column in EVENT_DATE_COLUMN.items():
         frame = clean(tables, manifest, name)
         when = pd.to_datetime(frame[column]).dt.normalize()
         death = pd.to_datetime(frame["person_id"].map(persons["death_date"]))

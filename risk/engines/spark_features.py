@@ -9,7 +9,7 @@ catalogue schema exactly as on DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -54,8 +54,8 @@ def register_frames(spark: SparkSession, frames: dict) -> None:
         spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)).createOrReplaceTempView(name)
 
 
-def spark_feature_sql(as_of: date) -> str:
-    return to_spark_sql(feature_query(as_of))
+def spark_feature_sql(as_of: date, columns: Collection[str] | None = None) -> str:
+    return to_spark_sql(feature_query(as_of, columns))
 
 
 def _finish_batches(batches: Iterator[pa.RecordBatch], columns: tuple[str, ...] | None,
@@ -81,14 +81,10 @@ def feature_frame(spark: SparkSession, canonical_dir: Path, as_of: date,
     as in compute_features_table."""
     from risk.features.pipeline import plan_columns
 
+    sql_columns, chinapar = plan_columns(columns)
     register_canonical_tables(spark, canonical_dir)
-    if columns is None:
-        sql, chinapar = spark_feature_sql(as_of), True
-    else:
-        sql_columns, chinapar = plan_columns(columns)
-        sql = to_spark_sql(feature_query(as_of, sql_columns))
     finish = partial(_finish_batches, columns=None if columns is None else tuple(columns), chinapar=chinapar)
-    return spark.sql(sql).mapInArrow(finish, spark_schema(columns))
+    return spark.sql(spark_feature_sql(as_of, sql_columns)).mapInArrow(finish, spark_schema(columns))
 
 
 def to_arrow(frame: DataFrame, schema: pa.Schema | None = None) -> pa.Table:

@@ -51,9 +51,11 @@ def feature_schema(columns: Sequence[str] | None = None) -> pa.Schema:
     )
 
 
-def plan_columns(columns: Sequence[str]) -> tuple[set[str], bool]:
-    """For a choice of features: the columns the SQL must give, and whether China-PAR is computed after
-    it (then its inputs are among the SQL columns). Unknown names are a user error."""
+def plan_columns(columns: Sequence[str] | None) -> tuple[set[str] | None, bool]:
+    """For a choice of features: the columns the SQL must give (None: all), and whether China-PAR is
+    computed after it (then its inputs are among the SQL columns). Unknown names are a user error."""
+    if columns is None:
+        return None, True
     known = set(feature_schema().names)
     if unknown := sorted(set(columns) - known):
         raise RiskUserError(f"unknown feature(s): {', '.join(unknown)} (the catalogue is docs/features.md)")
@@ -120,12 +122,10 @@ def compute_features_table(
 
         # China-PAR is added per batch on Spark; the table comes back typed
         table = run_feature_query_spark(Path(canonical_dir), as_of, columns=columns)
-    elif columns is None:
-        table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of), schema)
     else:
-        sql_columns, wants_chinapar = plan_columns(columns)
+        sql_columns, chinapar = plan_columns(columns)
         table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of, sql_columns), schema,
-                                     chinapar=wants_chinapar)
+                                     chinapar)
     log.info("features: %d persons on %s in %.2f s", table.num_rows, as_of, time.perf_counter() - started)
     return table
 

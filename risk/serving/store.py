@@ -87,18 +87,20 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
     return engine
 
 
-def _schema_differences(connection: Any) -> list[Any]:
+def _added_columns(connection: Any) -> list[tuple[str | None, str, Any]]:
+    """(schema, table, Column) for every column of the schema that the store's existing tables lack
+    (Alembic compares the store with the metadata; new tables are create_all's business)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    return compare_metadata(MigrationContext.configure(connection), metadata)
+    return [(d[1], d[2], d[3]) for d in compare_metadata(MigrationContext.configure(connection), metadata)
+            if isinstance(d, tuple) and d[0] == "add_column"]
 
 
 def missing_columns(engine: Engine) -> list[str]:
     """table.column for every column of the schema that the store's existing tables lack."""
     with engine.connect() as connection:
-        return [f"{d[2]}.{d[3].name}" for d in _schema_differences(connection)
-                if isinstance(d, tuple) and d[0] == "add_column"]
+        return [f"{table}.{column.name}" for _, table, column in _added_columns(connection)]
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
@@ -111,13 +113,11 @@ def add_missing_columns(engine: Engine) -> list[str]:
     added = []
     with engine.begin() as connection:
         operations = Operations(MigrationContext.configure(connection))
-        for difference in _schema_differences(connection):
-            if isinstance(difference, tuple) and difference[0] == "add_column":
-                _, schema, table, column = difference
-                if not column.nullable:
-                    raise StoreError(f"cannot add required column {table}.{column.name} to an existing store")
-                operations.add_column(table, column.copy(), schema=schema)
-                added.append(f"{table}.{column.name}")
+        for schema, table, column in _added_columns(connection):
+            if not column.nullable:
+                raise StoreError(f"cannot add required column {table}.{column.name} to an existing store")
+            operations.add_column(table, column.copy(), schema=schema)
+            added.append(f"{table}.{column.name}")
     return added
 
 

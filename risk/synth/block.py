@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from risk.synth import care
-from risk.synth.columns import NULL_DAY, Cat, Table, take_rows
+from risk.synth.columns import EVENT_DATE_COLUMN, NULL_DAY, Cat, Table, take_rows
 from risk.synth.context import Context
 from risk.synth.encounters import build_claims, claims_table
 from risk.synth.ids import chinese_names, national_ids, phone_numbers
@@ -26,14 +26,6 @@ from risk.synth.trajectories import (
 )
 
 BLOCK_SIZE = 50_000
-SORT_DATE = {
-    "vitals": "measured_at",
-    "labs": "measured_at",
-    "follow_ups": "followed_on",
-    "prescriptions": "dispensed_on",
-    "encounters": "admitted_on",
-    "conditions": "enrolled_on",
-}
 
 
 @dataclass
@@ -67,7 +59,7 @@ def generate_block(ctx: Context, block_number: int, first: int, n: int) -> Block
     claims, outcomes = build_claims(ctx, rng, res, course, life)
     tables["encounters"] = claims_table(ctx, rng, res, claims, life)
     tables["conditions"] = _conditions(ctx, rng, res, life)
-    for name, column in SORT_DATE.items():
+    for name, column in EVENT_DATE_COLUMN.items():
         if tables.get(name):  # a small block can have nobody with such records: the table is {}
             order = np.lexsort((tables[name][column], tables[name]["person_id"]))
             tables[name] = take_rows(tables[name], order)

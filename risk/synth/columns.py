@@ -20,6 +20,16 @@ NULL_DAY = np.iinfo(np.int32).min
 PERSON_ID_DIGITS = 8
 ENCOUNTER_ID_DIGITS = 10
 
+# The date that places each event table's rows in time (rows are sorted by it; dirty rows move it).
+EVENT_DATE_COLUMN = {
+    "vitals": "measured_at",
+    "labs": "measured_at",
+    "follow_ups": "followed_on",
+    "prescriptions": "dispensed_on",
+    "encounters": "admitted_on",
+    "conditions": "enrolled_on",
+}
+
 ARROW_TYPES = {
     "string": pa.string(),
     "date": pa.date32(),

@@ -11,16 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from risk.synth.columns import Cat, Table, table_length, take_rows
+from risk.synth.columns import EVENT_DATE_COLUMN, Cat, Table, table_length, take_rows
 
-DATE_COLUMN = {
-    "vitals": "measured_at",
-    "labs": "measured_at",
-    "follow_ups": "followed_on",
-    "prescriptions": "dispensed_on",
-    "encounters": "admitted_on",
-    "conditions": "enrolled_on",
-}
 TIMESTAMP_TABLES = {"vitals", "labs"}
 UNKNOWN_PERSON_BASE = 99_000_000
 BAD_CONDITIONS = ["hypertention", "gxy", "DM2", "diabetes type 2"]
@@ -113,11 +105,11 @@ def _apply(
     elif kind == "unknown_person":
         table["person_id"][rows] = UNKNOWN_PERSON_BASE + rng.integers(0, 999_999, size=len(rows))
     elif kind == "future_date":
-        column = DATE_COLUMN[table_name]
+        column = EVENT_DATE_COLUMN[table_name]
         days = 3650 + rng.integers(0, 365, size=len(rows))
         table[column][rows] += days * (86400 if table_name in TIMESTAMP_TABLES else 1)
     elif kind == "before_birth":
-        column = DATE_COLUMN[table_name]
+        column = EVENT_DATE_COLUMN[table_name]
         assert birth_of is not None
         births = birth_of(table["person_id"][rows])
         days = births - rng.integers(30, 3000, size=len(rows))

@@ -14,7 +14,9 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -130,6 +132,16 @@ def _validate_tables(
     return tables, warnings
 
 
+@contextmanager
+def _reading(source: InputTable | None) -> Iterator[None]:
+    """A DuckDB error about the user's file (bad line, bad encoding) becomes a clean InputFileError."""
+    try:
+        yield
+    except FILE_ERRORS as exc:
+        assert source is not None
+        raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
+
+
 def _validate_table(
     con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable | None, target: Path
 ) -> TableCounts:
@@ -144,11 +156,8 @@ def _validate_table(
     narrow = (f"SELECT source_row, __key_hash, __reason, __detail, "
               f"CASE WHEN __reason IS NOT NULL THEN {person} END AS person_id{flags} "
               f"FROM ({checked_sql(plan, scan)})")
-    try:
+    with _reading(source):
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {narrow}")
-    except FILE_ERRORS as exc:
-        assert source is not None
-        raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
     if source is not None:
         _reject_unreadable_columns(con, plan, source)
 
@@ -165,15 +174,12 @@ def _validate_table(
     # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
     accepted = (f"SELECT {outputs} FROM ({typed_sql(plan, scan)}) WHERE source_row NOT IN "
                 f"(SELECT source_row FROM quarantine WHERE \"table\" = '{name}')")
-    try:  # the first read of the columns only written out (e.g. a name) can still meet a bad line
+    with _reading(source):  # the first read of columns only written out (e.g. a name) can meet a bad line
         if name == "persons":
             con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
             accepted = "SELECT * FROM persons_accepted"
         copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
         rows_accepted = con.execute(copy).fetchone()[0]
-    except FILE_ERRORS as exc:
-        assert source is not None
-        raise InputFileError(str(source.path), f"cannot be read: {duckdb_error_message(exc)}") from None
 
     rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
     reasons = dict(con.execute(
