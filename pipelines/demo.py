@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.nightly import NightlyOptions, run_nightly
+from risk.atomic import check_replaceable
 from risk.indicators.overview import build_overview
 from risk.synth import SynthConfig, generate_county
 
@@ -20,6 +21,7 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
     marker = input_dir / ".synth-params"
     params = f"persons={persons} seed={seed}"
     if not (marker.exists() and marker.read_text() == params):
+        check_replaceable(input_dir, "_synth", "an earlier synthetic county")  # overwrite=True below
         log.info("synthesising a county of %d residents (seed %d)", persons, seed)
         generate_county(SynthConfig(persons=persons, seed=seed, start=date(2021, 1, 1), end=as_of,
                                    overwrite=True), input_dir)

@@ -22,3 +22,12 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert any((current / "lists" / "xlsx").glob("*.xlsx"))
     assert (out / "county-overview.html").stat().st_size > 10_000
     assert date(2024, 12, 31).isoformat() in (current / "summary.md").read_text(encoding="utf-8")
+
+
+def test_demo_never_replaces_an_input_folder_it_did_not_write(tmp_path: Path):
+    own = tmp_path / "demo" / "input"
+    own.mkdir(parents=True)
+    (own / "persons.csv").write_text("the county's real extract", encoding="utf-8")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--persons", "200"])
+    assert result.exit_code == 2 and "not an earlier synthetic county" in result.output
+    assert (own / "persons.csv").read_text(encoding="utf-8") == "the county's real extract"
