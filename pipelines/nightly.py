@@ -123,14 +123,10 @@ def tier_transitions(current: pd.DataFrame, previous: pd.DataFrame | None) -> di
 def _next_due(
     tiers: pd.DataFrame, features: pd.DataFrame, intervals: dict[str, int], as_of: date
 ) -> pd.DataFrame:
-    """Due date from the combined tier's interval after the last follow-up (as_of if never followed up)."""
-    last = features.set_index("person_id")["fu_last_date"].reindex(tiers["person_id"]).to_numpy()
-    last = pd.to_datetime(pd.Series(last, index=tiers.index))
-    days = tiers["tier"].map(intervals).astype("int64")
-    due = (last + pd.to_timedelta(days, unit="D")).fillna(pd.Timestamp(as_of))
-    tiers["next_due_on"] = due.dt.date
-    tiers["days_overdue"] = (pd.Timestamp(as_of) - due).dt.days.clip(lower=0).astype("int64")
-    return tiers
+    """Due dates, model reasons and the priority order once the colour is final (risk/tiers/priority.py)."""
+    from risk.tiers.priority import finish_priority
+
+    return finish_priority(tiers, features, intervals, as_of)
 
 
 def finish_tiers(
@@ -199,6 +195,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     from risk.features import FEATURE_SET_VERSION, compute_features
     from risk.products.lists import PendingExport, build_priority_list
     from risk.products.unmanaged import canonical_connection, find_unmanaged
+    from risk.tiers.priority import priority_rank
     from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
     from risk.validate import validate_folder
 
@@ -251,6 +248,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 tiers = finish_tiers(tiers, model_tiers, features, rule_estimator.intervals_, options.as_of,
                                      model_version)
             tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
+            # one global order (the Spark engine finishes tiers per batch)
+            tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
             tiers.to_parquet(staging / "tiers.parquet", index=False)
 
         with clock.stage("lists", 4, total):

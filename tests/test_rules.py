@@ -49,18 +49,22 @@ CASES: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
          {"fu_consecutive_uncontrolled_fpg": 2, "fpg_last": 6.9}),
     ],
     "complication_new": [({"cx_new_90d": True}, {"cx_new_90d": False})],
+    # established disease is very high risk whatever the BP (issue 15: it used to need BP >= 140/90)
     "cv_risk_very_high": [
-        ({"cx_stroke": True, "cx_count": 1, "bp_last_sbp": 140.0},
-         {"cx_stroke": True, "cx_count": 1, "bp_last_sbp": 139.0}),
-        ({"egfr_last": 29.0, "bp_last_dbp": 92.0}, {"egfr_last": 30.0, "bp_last_dbp": 92.0}),
+        ({"cx_stroke": True, "cx_count": 1}, {"cx_stroke": False}),
+        ({"cx_coronary": True, "cx_count": 1, "bp_last_sbp": 118.0}, {"bp_last_sbp": 118.0}),
+        ({"egfr_last": 29.0}, {"egfr_last": 30.0}),
         # retinopathy counts as a clinical condition only with diabetes
-        ({"cx_retinopathy": True, "bp_last_sbp": 150.0},
-         {"cx_retinopathy": True, "bp_last_sbp": 150.0, "has_diabetes_t2": False}),
+        ({"cx_retinopathy": True}, {"cx_retinopathy": True, "has_diabetes_t2": False}),
     ],
+    # own target: < 130/80 with diabetes (the base row is diabetic), < 150/90 from 65, else < 140/90
     "bp_uncontrolled": [
-        ({"bp_last_sbp": 140.0}, {"bp_last_sbp": 139.0}),
-        ({"bp_last_dbp": 90.0}, {"bp_last_dbp": 89.0}),
-        ({"bp_last_sbp": 150.0, "age": 65.0}, {"bp_last_sbp": 149.0, "age": 65.0}),
+        ({"bp_last_sbp": 130.0}, {"bp_last_sbp": 129.0}),
+        ({"bp_last_dbp": 80.0}, {"bp_last_dbp": 79.0}),
+        ({"bp_last_sbp": 140.0, "has_diabetes_t2": False}, {"bp_last_sbp": 139.0, "has_diabetes_t2": False}),
+        ({"bp_last_dbp": 90.0, "has_diabetes_t2": False}, {"bp_last_dbp": 89.0, "has_diabetes_t2": False}),
+        ({"bp_last_sbp": 150.0, "age": 65.0, "has_diabetes_t2": False},
+         {"bp_last_sbp": 149.0, "age": 65.0, "has_diabetes_t2": False}),
     ],
     "fpg_uncontrolled": [({"fpg_last": 7.0}, {"fpg_last": 6.9}),
                          ({"fpg_last": 8.0}, {"fpg_last": 8.0, "has_diabetes_t2": False})],
@@ -75,16 +79,21 @@ CASES: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"bp_last_sbp": 145.0, "has_diabetes_t2": False, "uacr_last": 30.0},
          {"bp_last_sbp": 145.0, "has_diabetes_t2": False, "uacr_last": 29.9}),
         ({**THREE_RISK_FACTORS, "bmi_last": 28.0}, {**THREE_RISK_FACTORS, "bmi_last": 27.9}),
+        # family history of premature cardiovascular disease is a risk factor (issue 15)
+        ({**THREE_RISK_FACTORS, "family_history_ascvd": True},
+         {**THREE_RISK_FACTORS, "family_history_ascvd": None}),
+        # with diabetes, BP above the < 130/80 target is high risk
+        ({"bp_last_sbp": 130.0}, {"bp_last_sbp": 129.0}),
     ],
-    "cv_risk_medium": [
-        ({"bp_last_sbp": 160.0, "has_diabetes_t2": False}, {"bp_last_sbp": 159.0, "has_diabetes_t2": False}),
-        ({"bp_last_sbp": 145.0, "fu_last_smoker": True, "has_diabetes_t2": False},
-         {"bp_last_sbp": 145.0, "fu_last_smoker": False, "has_diabetes_t2": False}),
-        ({"bp_last_sbp": 145.0, "sex": "F", "age": 66.0, "waist_last": 80.0, "has_diabetes_t2": False},
-         {"bp_last_sbp": 145.0, "sex": "F", "age": 65.0, "waist_last": 80.0, "has_diabetes_t2": False}),
-    ],
+    # eGFR < 60 counts on its own, at a controlled BP (it used to need BP >= 140/90)
+    "kidney_function_reduced": [({"egfr_last": 59.0}, {"egfr_last": 60.0})],
+    "recent_admission": [({"enc_inpatient_12m": 1}, {"enc_inpatient_12m": 0}),
+                         ({"enc_emergency_12m": 1}, {"enc_emergency_12m": 0})],
     "chinapar_high": [({"chinapar_risk_10y": 0.10}, {"chinapar_risk_10y": 0.099})],
-    "complication_established": [({"cx_count": 1, "cx_neuropathy": True}, {"cx_count": 0})],
+    "age_beyond_chinapar": [({"age": 75.0, "chinapar_risk_10y": None},
+                             {"age": 74.9, "chinapar_risk_10y": None})],
+    "complication_established": [({"cx_count": 1, "cx_neuropathy": True, "has_diabetes_t2": False},
+                                  {"cx_count": 0, "has_diabetes_t2": False})],
     "followup_overdue": [
         ({"fu_days_since_last": 121, "fu_last_date": days_ago(121)},
          {"fu_days_since_last": 120, "fu_last_date": days_ago(120)}),
@@ -105,6 +114,10 @@ CASES: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"fu_last_adherence": "none"}, {"fu_last_adherence": "intermittent"}),
         ({"pdc_antihypertensive_12m": 0.49}, {"pdc_antihypertensive_12m": 0.5}),
         ({"pdc_antidiabetic_12m": 0.2}, {"pdc_antidiabetic_12m": 0.2, "has_diabetes_t2": False}),
+        # no prescription records is not poor adherence (a county without a pharmacy feed)
+        ({"pdc_antihypertensive_12m": 0.2},
+         {"pdc_antihypertensive_12m": 0.0, "antihypertensive_dispensed_12m": False}),
+        ({"pdc_antidiabetic_12m": 0.2}, {"pdc_antidiabetic_12m": 0.0}),
     ],
 }
 
@@ -124,8 +137,9 @@ def fired_ids(classifier: RuleTierClassifier, *rows: dict[str, Any]) -> list[lis
 def test_the_base_case_is_green_with_the_default_reason(fitted):
     explained = fitted.explain(frame(base_row()))
     assert explained.loc[0, "tier"] == "green"
-    assert explained.loc[0, "fired_rule_ids"] == ["controlled_routine"]
-    assert explained.loc[0, "reasons_en"] == ["Controlled: routine quarterly follow-up"]
+    assert explained.loc[0, "fired_rule_ids"] == ["low_or_medium_risk"]
+    assert explained.loc[0, "reasons_en"] == [
+        "Low or medium risk: no high-risk finding, routine quarterly follow-up"]
 
 
 def test_every_default_rule_has_a_fire_and_near_miss_case():
@@ -141,18 +155,32 @@ def test_rule_fires_on_case_and_not_on_near_miss(fitted, rule_id, fires, miss):
     assert TIER_RANK[predicted] >= TIER_RANK[load_rule_set().rule(rule_id).tier]
 
 
-def test_tier_is_the_worst_fired_tier_and_reasons_are_worst_first(fitted):
+def test_colour_is_the_risk_level_and_the_first_reason_explains_it(fitted):
     overdue = {"fu_days_since_last": 200, "fu_last_date": days_ago(200)}
-    rows = [base_row(**overdue), base_row(**overdue, fpg_last=17.0), base_row(bp_last_sbp=150.0)]
+    rows = [base_row(**overdue), base_row(**overdue, fpg_last=17.0), base_row(bp_last_sbp=150.0),
+            base_row(fu_consecutive_uncontrolled_bp=2, bp_last_sbp=145.0, has_diabetes_t2=False)]
     explained = fitted.explain(frame(*rows))
-    assert explained["tier"].tolist() == ["yellow", "red", "yellow"]
+    # overdue and a referral criterion set the due date and the order, not the colour
+    assert explained["tier"].tolist() == ["green", "red", "yellow", "green"]
+    assert explained.loc[0, "fired_rule_ids"] == ["low_or_medium_risk", "followup_overdue"]
     assert explained.loc[1, "fired_rule_ids"][0] == "fpg_emergency_high"
     assert "followup_overdue" in explained.loc[1, "fired_rule_ids"]
-    ranks = {"green": 0, "yellow": 1, "red": 2}
+    # nested levels: the emergency supersedes the first-uncontrolled review; very high supersedes high
+    assert "fpg_uncontrolled" not in explained.loc[1, "fired_rule_ids"]
+    assert explained.loc[2, "fired_rule_ids"][:2] == ["cv_risk_high", "bp_uncontrolled"]
+    assert explained.loc[3, "fired_rule_ids"] == ["low_or_medium_risk", "bp_uncontrolled_consecutive"]
     rule_set = load_rule_set()
-    for ids in explained["fired_rule_ids"]:
-        order = [ranks[rule_set.rule(i).tier] for i in ids]
-        assert order == sorted(order, reverse=True)
+    for tier, ids in zip(explained["tier"], explained["fired_rule_ids"], strict=True):
+        assert rule_set.rule(ids[0]).tier == tier  # the first reason names the colour
+        assert all(TIER_RANK[rule_set.rule(i).tier] <= TIER_RANK[tier] for i in ids)
+
+
+def test_nested_risk_levels_show_only_the_highest(fitted):
+    row = base_row(cx_stroke=True, cx_count=1, bp_last_sbp=150.0, chinapar_risk_10y=0.2, egfr_last=50.0)
+    ids = fitted.explain(frame(row)).loc[0, "fired_rule_ids"]
+    assert ids[0] == "cv_risk_very_high"
+    hidden = {"cv_risk_high", "chinapar_high", "kidney_function_reduced", "complication_established"}
+    assert not hidden & set(ids)
 
 
 def test_null_inputs_do_not_fire():
@@ -173,34 +201,38 @@ def test_decision_function_orders_tiers_and_stays_within_tier(fitted):
     assert np.array_equal(np.floor(score), [0, 1, 1, 2, 2])
 
 
-def test_next_due_and_days_overdue_follow_the_tier_interval():
+def test_next_due_from_the_colour_interval_and_the_urgent_rules():
     rows = [
         base_row(),  # green, seen 30 days ago -> due in 60 days
-        base_row(bp_last_sbp=185.0),  # red, seen 30 days ago -> due 16 days ago
-        base_row(bp_last_sbp=145.0),  # yellow -> due today
+        base_row(bp_last_sbp=185.0),  # emergency -> due now
+        base_row(bp_last_sbp=145.0),  # yellow, first uncontrolled visit -> review 14 days after it
         base_row(fu_last_date=None, fu_days_since_last=None, enrolled_on=days_ago(10)),  # never seen
+        base_row(fu_last_adverse_reaction=True),  # adverse reaction -> review within 14 days, not 30
+        base_row(cx_stroke=True, cx_count=1),  # red, controlled -> the red interval, 30 days
     ]
     tiers = assign_rule_tiers(frame(*rows))
-    assert tiers["tier_rules"].tolist() == ["green", "red", "yellow", "green"]
+    assert tiers["tier_rules"].tolist() == ["green", "red", "yellow", "green", "green", "red"]
     due = [d for d in tiers["next_due_on"]]
-    assert due == [days_ago(30 - 90), days_ago(30 - 14), days_ago(0), AS_OF]
-    assert tiers["days_overdue"].tolist() == [0, 16, 0, 0]
+    assert due == [days_ago(30 - 90), AS_OF, days_ago(30 - 14), AS_OF, days_ago(30 - 14), days_ago(0)]
+    assert tiers["days_overdue"].tolist() == [0, 0, 16, 0, 16, 0]
+    assert tiers["urgency"].tolist() == [0, 3, 1, 0, 1, 0]
     assert set(tiers.columns) == {"person_id", "as_of", "tier_rules", "rule_score", "reasons", "next_due_on",
-                                  "days_overdue", "rule_set_version", "rule_set_fingerprint"}
+                                  "days_overdue", "urgency", "urgency_due_days", "rule_set_version",
+                                  "rule_set_fingerprint"}
     reasons = json.loads(tiers.loc[1, "reasons"])
     assert reasons[0] == {"id": "bp_emergency", "tier": "red",
                           "zh": load_rule_set().rule("bp_emergency").reason_zh,
-                          "en": "BP at or above 180/110 mmHg: emergency referral"}
-    assert (tiers["rule_set_version"] == "1.0.1").all()
+                          "en": "BP at or above 180/110 mmHg: act now, emergency referral"}
+    assert (tiers["rule_set_version"] == "2.0.0").all()
 
 
 def test_dates_may_arrive_as_datetime64():
-    features = frame(base_row(bp_last_sbp=185.0))
+    features = frame(base_row(bp_last_sbp=145.0))
     dates = ("as_of", "fu_last_date", "bp_last_date", "fpg_last_date", "hba1c_last_date", "enrolled_on")
     for column in dates:
         features[column] = pd.to_datetime(features[column])
     tiers = assign_rule_tiers(features)
-    assert tiers.loc[0, "tier_rules"] == "red"
+    assert tiers.loc[0, "tier_rules"] == "yellow"
     assert tiers.loc[0, "days_overdue"] == 16
 
 
@@ -210,15 +242,17 @@ def test_county_copy_with_a_changed_threshold_changes_the_outcome(tmp_path):
     data["thresholds"]["sbp_emergency"]["value"] = 170
     data["tiers"]["red"]["interval_days"] = 7
     county = write_rule_file(tmp_path, data)
-    features = frame(base_row(bp_last_sbp=175.0))
+    features = frame(base_row(bp_last_sbp=175.0, cx_stroke=True, cx_count=1, has_diabetes_t2=False))
+    controlled = frame(base_row(cx_stroke=True, cx_count=1))
     default = assign_rule_tiers(features)
     copy = assign_rule_tiers(features, rules=county)
-    assert default.loc[0, "tier_rules"] == "yellow"
-    assert copy.loc[0, "tier_rules"] == "red"
-    assert copy.loc[0, "next_due_on"] == days_ago(30 - 7)
+    assert default.loc[0, "urgency"] == 1  # red by the stroke; 175 is a review, not an emergency
+    assert copy.loc[0, "urgency"] == 3 and copy.loc[0, "next_due_on"] == AS_OF
+    assert assign_rule_tiers(controlled, rules=county).loc[0, "next_due_on"] == days_ago(30 - 7)
     assert copy.loc[0, "rule_set_version"] == "suixi-1"
     assert copy.loc[0, "rule_set_fingerprint"] != default.loc[0, "rule_set_fingerprint"]
     assert RuleTierClassifier(rules=county).fit(features).predict(features)[0] == "red"
+    assert default.loc[0, "tier_rules"] == copy.loc[0, "tier_rules"] == "red"
 
 
 def test_rows_stay_aligned_on_a_large_shuffled_frame():
@@ -274,8 +308,8 @@ def test_unfitted_estimator_refuses_to_predict():
 def test_fit_sets_sklearn_attributes(fitted):
     assert fitted.classes_.tolist() == ["green", "yellow", "red"]
     assert "bp_last_sbp" in fitted.feature_names_in_
-    assert fitted.intervals_ == {"green": 90, "yellow": 30, "red": 14}
-    assert fitted.rule_set_version_ == "1.0.1"
+    assert fitted.intervals_ == {"green": 90, "yellow": 60, "red": 30}
+    assert fitted.rule_set_version_ == "2.0.0"
     assert not hasattr(fitted, "predict_proba")
 
 

@@ -98,8 +98,13 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_the_default_rule_set_is_valid_and_cited():
     rule_set = load_rule_set()
-    assert rule_set.version and rule_set.intervals == {"green": 90, "yellow": 30, "red": 14}
-    assert {r.tier for r in rule_set.rules} == {"red", "yellow"} and rule_set.default_rule.tier == "green"
+    assert rule_set.version and rule_set.intervals == {"green": 90, "yellow": 60, "red": 30}
+    assert {r.tier for r in rule_set.rules} == {"red", "yellow", "green"}
+    assert rule_set.default_rule.tier == "green"
+    # the colour is the risk level: urgent rules (refer, review) never colour; emergencies are red, due now
+    for r in rule_set.rules:
+        assert (r.urgency == "emergency") == (r.tier == "red" and r.group == "emergency referral")
+        assert r.urgency in ("", "emergency") or (r.tier == "green" and r.due_days == 14)
     assert all(r.source in rule_set.sources and r.reason_zh and r.reason_en for r in rule_set.rules)
     assert len({r.id for r in rule_set.rules}) == len(rule_set.rules)
 
@@ -117,7 +122,7 @@ def test_cli_check_shows_one_line_and_exits_2(tmp_path):
 def test_cli_check_accepts_the_default_and_a_county_copy(tmp_path):
     result = CliRunner().invoke(app, ["rules", "check"])
     assert result.exit_code == 0, result.output
-    assert "1.0.1" in result.output
+    assert "2.0.0" in result.output
     data = default_rule_data()
     data["version"] = "county-2"
     result = CliRunner().invoke(app, ["rules", "check", "--rules", str(write_rule_file(tmp_path, data))])

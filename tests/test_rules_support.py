@@ -24,7 +24,8 @@ def base_row(**overrides: Any) -> dict[str, Any]:
     row: dict[str, Any] = {column: None for column in FEATURE_COLUMN_TYPES}
     row.update(
         person_id="P0001", as_of=AS_OF, township_id="T01", village_id="V001", unit_id="U001", team_id="TM01",
-        age=50.0, sex="M", signed_contract=True,
+        age=50.0, sex="M", signed_contract=True, family_history_ascvd=False,
+        antihypertensive_dispensed_12m=True,
         has_hypertension=True, has_diabetes_t2=True, n_chronic_conditions=2, enrolled_on=date(2020, 1, 1),
         bp_last_sbp=128.0, bp_last_dbp=78.0, bp_last_date=days_ago(30), bp_days_since_last=30,
         bp_mean3_sbp=130.0, bp_mean3_dbp=80.0, bp_readings_12m=5, bp_controlled_share_12m=1.0,

@@ -80,6 +80,8 @@ def query_parameters(as_of: date) -> dict[str, str]:
         "new_complication_start": _date_literal(as_of - timedelta(days=int(t["new_complication_days"]) - 1)),
         "sbp_controlled_below": repr(float(t["bp_controlled"]["sbp_below"])),
         "dbp_controlled_below": repr(float(t["bp_controlled"]["dbp_below"])),
+        "elderly_from_age": repr(float(t["bp_controlled_elderly"]["from_age"])),
+        "sbp_controlled_below_elderly": repr(float(t["bp_controlled_elderly"]["sbp_below"])),
         "fpg_controlled_below": repr(float(t["fpg_controlled_below"])),
         "follow_up_standard_per_year": str(int(t["follow_up_standard_per_year"])),
         "readmission_days": str(int(t["readmission_days"])),

@@ -19,7 +19,7 @@ FEATURE_COLUMN_TYPES: dict[str, str] = {
     "person_id": TEXT, "as_of": DATE, "township_id": TEXT, "village_id": TEXT, "unit_id": TEXT,
     "team_id": TEXT,
     # demographics
-    "age": NUMERIC, "sex": TEXT, "signed_contract": BOOLEAN,
+    "age": NUMERIC, "sex": TEXT, "signed_contract": BOOLEAN, "family_history_ascvd": BOOLEAN,
     # conditions
     "has_hypertension": BOOLEAN, "has_diabetes_t2": BOOLEAN, "n_chronic_conditions": NUMERIC,
     "enrolled_on": DATE,
@@ -45,6 +45,7 @@ FEATURE_COLUMN_TYPES: dict[str, str] = {
     "cx_peripheral_arterial": BOOLEAN, "cx_count": NUMERIC, "cx_new_90d": BOOLEAN,
     # medication
     "pdc_antihypertensive_12m": NUMERIC, "pdc_antidiabetic_12m": NUMERIC, "pdc_statin_12m": NUMERIC,
+    "antihypertensive_dispensed_12m": BOOLEAN,
     # other measurements
     "tc_last": NUMERIC, "hdl_c_last": NUMERIC, "ldl_c_last": NUMERIC, "egfr_last": NUMERIC,
     "uacr_last": NUMERIC, "bmi_last": NUMERIC, "waist_last": NUMERIC,

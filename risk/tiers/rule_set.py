@@ -41,8 +41,11 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TOP_LEVEL_KEYS = {"name", "version", "description", "sources", "tiers", "thresholds", "derived", "rules",
                    "default"}
-_RULE_KEYS = {"id", "tier", "group", "when", "reason", "source", "weight", "why"}
-_DEFAULT_RULE_KEYS = _RULE_KEYS - {"when", "weight"}
+_RULE_KEYS = {"id", "tier", "group", "when", "reason", "source", "weight", "why", "urgency", "due_days",
+              "supersedes"}
+_DEFAULT_RULE_KEYS = _RULE_KEYS - {"when", "weight", "urgency", "due_days", "supersedes"}
+URGENCIES: tuple[str, ...] = ("review", "refer", "emergency")
+"""Urgency of a rule in increasing order: it sets the due date and the list order, never the colour."""
 _FORBIDDEN_NODES = (exp.Query, exp.Subquery, exp.Table, exp.Command, exp.DDL, exp.DML, exp.Star,
                     exp.Placeholder)
 
@@ -59,10 +62,17 @@ class Rule:
     group: str = ""
     weight: float = 1.0
     why: str = ""
+    urgency: str = ""  # "" (none), review, refer or emergency
+    due_days: int | None = None  # see within this many days of the last follow-up (emergency: now)
+    supersedes: tuple[str, ...] = ()  # rules this one makes redundant in the reasons (nested levels)
 
     @property
     def rank(self) -> int:
         return TIER_RANK[self.tier]
+
+    @property
+    def urgency_rank(self) -> int:
+        return URGENCIES.index(self.urgency) + 1 if self.urgency else 0
 
 
 @dataclass(frozen=True)
@@ -330,9 +340,34 @@ class _RuleSetParser:
             weight = spec.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
                 raise self.fail(where, f"weight must be a positive number, got {weight!r}")
+            urgency, due_days = self._urgency(where, spec)
+            supersedes = spec.get("supersedes", [])
+            if not isinstance(supersedes, list) or not all(isinstance(x, str) for x in supersedes):
+                raise self.fail(where, "supersedes must be a list of rule ids")
             rules.append(Rule(rule_id, tier, " ".join(str(spec["when"]).split()), sql, zh, en, source,
-                              str(spec.get("group", "")), float(weight), str(spec.get("why", "")).strip()))
+                              str(spec.get("group", "")), float(weight), str(spec.get("why", "")).strip(),
+                              urgency, due_days, tuple(supersedes)))
+        ids = {rule.id for rule in rules}
+        for rule in rules:
+            unknown = [x for x in rule.supersedes if x not in ids]
+            if unknown:
+                raise self.fail(f"rule '{rule.id}'", f"supersedes unknown rule(s) {', '.join(unknown)}")
         return rules
+
+    def _urgency(self, where: str, spec: dict[str, Any]) -> tuple[str, int | None]:
+        urgency = spec.get("urgency", "") or ""
+        if urgency and urgency not in URGENCIES:
+            raise self.fail(where, f"urgency must be one of {', '.join(URGENCIES)}, got {urgency!r}")
+        due_days = spec.get("due_days")
+        if urgency == "emergency":
+            if due_days not in (None, 0):
+                raise self.fail(where, "an emergency is due now: leave due_days out (or 0)")
+            return urgency, 0
+        if urgency and (isinstance(due_days, bool) or not isinstance(due_days, int) or due_days < 0):
+            raise self.fail(where, f"urgency '{urgency}' needs due_days, a whole number of days >= 0")
+        if not urgency and due_days is not None:
+            raise self.fail(where, "due_days needs an urgency (review, refer or emergency)")
+        return urgency, due_days
 
     def _default_rule(self, raw: Any, sources: dict[str, str], rule_ids: set[str]) -> Rule:
         rule_id = self._rule_id("default", raw, rule_ids)

@@ -18,8 +18,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from risk.errors import RiskUserError
+from risk.tiers.priority import due_dates, ordered_reasons, rule_urgency
 from risk.tiers.rule_engine import RuleEvaluation, evaluate
-from risk.tiers.rule_set import TIERS, Rule, RuleSet, load_rule_set
+from risk.tiers.rule_set import TIERS, RuleSet, load_rule_set
 
 RuleSource = str | Path | None
 
@@ -69,7 +70,7 @@ class RuleTierClassifier(ClassifierMixin, BaseEstimator):
         """
         result = self.evaluate(X)
         patterns, inverse = _fired_patterns(result)
-        explained = [_ordered_rules(result.rule_set, pattern) for pattern in patterns]
+        explained = [ordered_reasons(result.rule_set, pattern) for pattern in patterns]
         frame = pd.DataFrame({
             "person_id": _person_ids(X),
             "tier": result.tiers,
@@ -94,9 +95,11 @@ def assign_rule_tiers(features: pd.DataFrame, rules: RuleSource | RuleSet = None
     """The rule part of tiers.parquet: one row per features row, same order.
 
     Columns: person_id, as_of, tier_rules, rule_score (decision_function), reasons (JSON list of
-    {id, tier, zh, en}, worst first), next_due_on (fu_last_date + interval of the tier; as_of when never
-    followed up), days_overdue (max(0, as_of - next_due_on) in days), rule_set_version,
-    rule_set_fingerprint. Dates are DATE (pyarrow date32).
+    {id, tier, zh, en}: the colour's rule, the due date's rule, the rest; see risk/tiers/priority.py),
+    next_due_on (earliest of fu_last_date + the tier's interval and + due_days of fired urgent rules; as_of
+    for an emergency or when never followed up), days_overdue (max(0, as_of - next_due_on) in days),
+    urgency (0 none, 1 review, 2 refer, 3 emergency), urgency_due_days (fewest due_days of the fired urgent
+    rules, null when none), rule_set_version, rule_set_fingerprint. Dates are DATE (pyarrow date32).
     """
     for column in ("person_id", "as_of", "fu_last_date"):
         if column not in features.columns:
@@ -117,10 +120,8 @@ def rule_tiers_from_evaluation(features: pd.DataFrame, result: RuleEvaluation) -
 
     as_of = _as_days(features["as_of"])
     last_follow_up = _as_days(features["fu_last_date"])
-    intervals = np.array([rule_set.intervals[t] for t in TIERS], dtype="timedelta64[D]")[result.rank]
-    next_due = np.where(np.isnat(last_follow_up), as_of, last_follow_up + intervals)
-    overdue = np.maximum((as_of - next_due).astype("timedelta64[D]").astype("int64"), 0)
-    overdue = np.where(np.isnat(next_due) | np.isnat(as_of), 0, overdue)
+    urgency, due_days = rule_urgency(rule_set, result.fired)
+    next_due, overdue = due_dates(result.tiers, urgency, due_days, last_follow_up, as_of, rule_set.intervals)
 
     # Built as Arrow and converted once: per-row Python strings would dominate the time at 1M rows.
     constant = np.zeros(n_rows, dtype=np.int64)
@@ -132,6 +133,8 @@ def rule_tiers_from_evaluation(features: pd.DataFrame, result: RuleEvaluation) -
         "reasons": reasons.take(inverse.astype(np.int64)),
         "next_due_on": pa.array(next_due, type=pa.date32(), from_pandas=True),
         "days_overdue": pa.array(overdue.astype(np.int32)),
+        "urgency": pa.array(urgency.astype(np.int8)),
+        "urgency_due_days": pa.array(due_days, type=pa.float64(), from_pandas=True),
         "rule_set_version": pa.array([rule_set.version], type=pa.string()).take(constant),
         "rule_set_fingerprint": pa.array([rule_set.fingerprint], type=pa.string()).take(constant),
     })
@@ -140,7 +143,7 @@ def rule_tiers_from_evaluation(features: pd.DataFrame, result: RuleEvaluation) -
 
 def _reasons_json(rule_set: RuleSet, pattern: np.ndarray) -> str:
     reasons = [{"id": r.id, "tier": r.tier, "zh": r.reason_zh, "en": r.reason_en}
-               for r in _ordered_rules(rule_set, pattern)]
+               for r in ordered_reasons(rule_set, pattern)]
     return json.dumps(reasons, ensure_ascii=False)
 
 
@@ -165,13 +168,6 @@ def _fired_patterns(result: RuleEvaluation) -> tuple[np.ndarray, np.ndarray]:
         return fired[first], inverse.reshape(-1)
     patterns, inverse = np.unique(fired, axis=0, return_inverse=True)
     return patterns, inverse.reshape(-1)
-
-
-def _ordered_rules(rule_set: RuleSet, pattern: np.ndarray) -> list[Rule]:
-    fired = [rule for rule, hit in zip(rule_set.rules, pattern, strict=True) if hit]
-    if not fired:
-        return [rule_set.default_rule]
-    return sorted(fired, key=lambda rule: -rule.rank)  # stable: file order within a tier
 
 
 def _as_days(values: pd.Series) -> np.ndarray:

@@ -32,16 +32,41 @@ def rules_markdown() -> str:
         "",
         _cell(rule_set.description),
         "",
+        "## What the colour means",
+        "",
+        "- **The colour is the risk level**, so that high and low risk are seen at a glance: "
+        "**red** = very high cardiovascular risk (2018 guideline stratification; established disease) or an "
+        "emergency criterion; **yellow** = high risk; **green** = low or medium risk. "
+        "Each patient's colour is explained in one sentence: "
+        "the first reason.",
+        "- **Urgency** (emergency: due now; refer and review: due within `due_days` of the last follow-up; "
+        "overdue) sets the next due date, the action and the place in the list, **not the colour**. "
+        "Rules with an urgency and tier green change the due date and the order "
+        "without colouring anyone.",
+        "- Emergency criteria (BP ≥ 180/110, FPG ≥ 16.7 or ≤ 3.9 mmol/L, danger symptoms) are red and due now.",
+        "- With a model, the combined colour is the rule colour raised to the model's tier "
+        "(`model_policy.yaml`); the first reason then gives the predicted risk against a typical patient of "
+        "the same age and sex.",
+        "",
+        "## Priority order (every list, the web team list and the API)",
+        "",
+        "Computed once (`risk/tiers/priority.py`, column `priority` of tiers.parquet): urgency level first "
+        "(3 emergency, 2 referral, 1 due within 14 days — a review rule, an overdue visit or a visit falling "
+        "due — , 0 later), then colour (red first), then days overdue (most first), then the finer risk "
+        "score (model probability, else the rule score), then person_id.",
+        "",
         "## How a tier is given",
         "",
         "- Each rule is an SQL condition over the feature columns (`docs/features.md`). "
         "A condition whose inputs are missing does not fire (an unknown result counts as false); "
         "rules about missing data say so explicitly with `IS NULL`.",
-        "- A person's tier is the **worst tier of the rules that fire**; when none fires the default rule "
-        f"`{rule_set.default_rule.id}` gives {rule_set.default_rule.tier}. The reasons list every rule that "
-        "fired, worst first.",
-        "- Next follow-up due = date of the last follow-up + the tier's interval (the as-of date when never "
-        "followed up); days overdue = max(0, as-of − due).",
+        "- A person's colour is the **worst tier of the rules that fire**; when none colours, the default rule "
+        f"`{rule_set.default_rule.id}` gives {rule_set.default_rule.tier}. Reasons: the colour's rule first, "
+        "then the rule that sets the due date, then the rest; a rule listed in another fired rule's "
+        "`supersedes` is not shown (nested levels show only the highest).",
+        "- Next follow-up due = the earliest of: last follow-up + the colour's interval, last follow-up + "
+        "`due_days` of every fired urgent rule; the as-of date for an emergency or when never followed up. "
+        "Days overdue = max(0, as-of − due).",
         "- Rule score (`decision_function`, used for ranking and AUROC) = tier rank "
         "(green 0, yellow 1, red 2) + weight of the fired rules ÷ (total weight + 1), always below "
         "the next tier. There is no probability.",
@@ -58,15 +83,22 @@ def rules_markdown() -> str:
         spec = rule_set.tiers[tier]
         lines.append(f"| {tier} | {spec.interval_days} | {spec.label_zh} | {spec.label_en} |")
     lines += ["", "## Rules", "",
-              "| id | tier | group | condition (thresholds substituted) | 理由 | reason | source |",
-              "|---|---|---|---|---|---|---|"]
+              "| id | colour | urgency (due days) | group | condition (thresholds substituted) | 理由 | reason "
+              "| source |",
+              "|---|---|---|---|---|---|---|---|"]
     for rule in sorted(rule_set.rules, key=lambda r: -r.rank):  # stable: file order within a tier
         condition = _cell(_condition_with_values(rule_set, rule.condition))
-        lines.append(f"| `{rule.id}` | {rule.tier} | {rule.group} | `{condition}` | "
+        urgency = f"{rule.urgency} ({rule.due_days})" if rule.urgency else ""
+        lines.append(f"| `{rule.id}` | {rule.tier} | {urgency} | {rule.group} | `{condition}` | "
                      f"{_cell(rule.reason_zh)} | {_cell(rule.reason_en)} | {rule.source} |")
     default = rule_set.default_rule
-    lines.append(f"| `{default.id}` | {default.tier} | {default.group} | *no other rule fires* | "
+    lines.append(f"| `{default.id}` | {default.tier} | | {default.group} | *no rule colours* | "
                  f"{_cell(default.reason_zh)} | {_cell(default.reason_en)} | {default.source} |")
+    nested = [rule for rule in rule_set.rules if rule.supersedes]
+    if nested:
+        lines += ["", "Nested levels (a fired rule hides these from the reasons):", ""]
+        lines += [f"- `{rule.id}` hides " + ", ".join(f"`{x}`" for x in rule.supersedes)
+                  for rule in nested]
     notes = [rule for rule in rule_set.rules if rule.why]
     if notes:
         lines += ["", "Why some rules are as they are:", ""]

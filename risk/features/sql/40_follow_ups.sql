@@ -2,7 +2,9 @@
 -- The last form is the latest followed_on, then the highest source_row. Nullable answers are encoded
 -- (NULL -> -1 or '-') inside MAX_BY so that "unknown on the last form" is kept as unknown, the same on
 -- every engine. The BP (FPG) of a visit is the last reading (result) of that calendar day; streaks of
--- uncontrolled visits are counted among the visits of the 12-month window.
+-- uncontrolled visits are counted among the visits of the 12-month window. A visit's BP is controlled by
+-- the patient's own target (thresholds.yaml bp_controlled / bp_controlled_elderly: < 150/90 from the age
+-- of 65, as the rule set's last-reading check), so a count and a last reading never disagree.
 
 -- cte: fu_summary
 SELECT person_id,
@@ -28,10 +30,13 @@ SELECT person_id, followed_on FROM follow_ups WHERE followed_on >= :window_start
 
 -- cte: fu_day_bp
 SELECT d.person_id, d.followed_on,
-       MAX_BY(CASE WHEN v.sbp < :sbp_controlled_below AND v.dbp < :dbp_controlled_below THEN 1 ELSE 0 END,
+       MAX_BY(CASE WHEN v.sbp < (CASE WHEN DATE_DIFF('day', p.birth_date, :as_of) / 365.25 >= :elderly_from_age
+                                      THEN :sbp_controlled_below_elderly ELSE :sbp_controlled_below END)
+                        AND v.dbp < :dbp_controlled_below THEN 1 ELSE 0 END,
               DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', v.measured_at) * 1000000000 + v.source_row)
            AS controlled
 FROM fu_days d
+JOIN persons p ON p.person_id = d.person_id
 JOIN vitals v ON v.person_id = d.person_id AND CAST(v.measured_at AS DATE) = d.followed_on
 WHERE v.measured_at >= :window_start_ts AND v.measured_at < :as_of_end
 GROUP BY d.person_id, d.followed_on
