@@ -1,7 +1,8 @@
 """Follow-up priority lists for family-doctor teams, villages and health-management units.
 
-Order: tier (red first), then risk (higher first), then days overdue (more first), then person_id so the
-order is total and re-runs are identical.
+Order: the one priority order computed with the tiers (risk/tiers/priority.py: urgency, colour, days
+overdue, risk score, person_id), the same as the web team list and the API. Tiers without a priority
+column (older runs) fall back to tier, risk, days overdue, person_id.
 """
 
 from __future__ import annotations
@@ -114,12 +115,16 @@ def build_priority_list(tiers: pd.DataFrame, features: pd.DataFrame, persons: pd
         "next_due_on": _fmt_date(frame["next_due_on"]),
         "days_overdue": frame["days_overdue"].fillna(0).astype(int),
     })
-    out["_tier_rank"] = out["tier"].map(TIER_RANK)
-    out = out.sort_values(
-        ["team_id", "_tier_rank", "risk", "days_overdue", "person_id"],
-        ascending=[True, False, False, False, True],
-        kind="mergesort",
-    ).drop(columns="_tier_rank")
+    if "priority" in frame.columns and frame["priority"].notna().all():
+        out["_priority"] = frame["priority"].to_numpy()
+        out = out.sort_values(["team_id", "_priority"], kind="mergesort").drop(columns="_priority")
+    else:
+        out["_tier_rank"] = out["tier"].map(TIER_RANK)
+        out = out.sort_values(
+            ["team_id", "_tier_rank", "risk", "days_overdue", "person_id"],
+            ascending=[True, False, False, False, True],
+            kind="mergesort",
+        ).drop(columns="_tier_rank")
     out.insert(4, "rank", out.groupby("team_id").cumcount() + 1)
     return out.reset_index(drop=True)
 

@@ -76,6 +76,7 @@ class PatientView(PatientSummary):
         default=None, description="Calibrated probability of an adverse outcome in the next 12 months")
     model_reasons: list[ModelReason] = Field(default_factory=list)
     combine_reason: str | None = None
+    combine_text: dict[str, str] | None = None  # combine_reason as a sentence (zh, en)
     last_measurements: dict[str, Measurement]
     bp_series: list[BpReading]
     glucose_series: list[GlucoseReading]

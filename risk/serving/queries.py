@@ -15,6 +15,7 @@ from risk.definitions import thresholds
 from risk.privacy import hash_national_id, mask_phone
 from risk.serving import schema
 from risk.serving.auth import TEAM_ROLES, User
+from risk.tiers.priority import combine_phrase
 
 P = schema.patients
 ST = schema.search_terms
@@ -103,7 +104,9 @@ def patient_view(conn: Connection, user: User, person_id: str) -> tuple[str, dic
         "reasons": json.loads(row["reasons"] or "[]"),
         "model_probability": row["model_probability"],
         "model_reasons": json.loads(row["model_reasons"] or "[]"),
-        "combine_reason": row["combine_reason"],
+        "combine_reason": row["combine_reason"],  # the code, for audit; people see combine_text
+        "combine_text": {"zh": combine_phrase(row["combine_reason"], "zh"),
+                         "en": combine_phrase(row["combine_reason"], "en")},
         "last_measurements": json.loads(row["last_measurements"] or "{}"),
         "bp_series": json.loads(row["bp_series"] or "[]"),
         "glucose_series": json.loads(row["glucose_series"] or "[]"),
@@ -155,11 +158,13 @@ def team_in_scope(conn: Connection, user: User, team_id: str) -> bool:
 
 def team_priority_list(conn: Connection, user: User, team_id: str, limit: int = LIST_LIMIT
                        ) -> tuple[str, list[dict]]:
-    """The team's patients, red first, most overdue first within a tier."""
+    """The team's patients in the one priority order of tiers.parquet (risk/tiers/priority.py); runs
+    published before it existed (no priority) fall back to red first, most overdue first."""
     run_id = _run_id(conn)
     query = _scoped(select(*_SUMMARY_COLUMNS).where(P.c.run_id == run_id, P.c.team_id == team_id), user,
                     P.c.team_id, P.c.township_id)
-    query = query.order_by(P.c.tier_rank, P.c.days_overdue.desc(), P.c.person_id).limit(limit)
+    query = query.order_by(P.c.priority.is_(None), P.c.priority, P.c.tier_rank, P.c.days_overdue.desc(),
+                           P.c.person_id).limit(limit)
     return run_id, [_summary(row) for row in conn.execute(query).mappings()]
 
 

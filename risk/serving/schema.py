@@ -77,6 +77,7 @@ patients = Table(
     Column("combine_reason", Text),  # why the combined tier is what it is (model policy)
     Column("next_due_on", Date),
     Column("days_overdue", Integer),
+    Column("priority", BigInteger),  # the one priority order of every list (risk/tiers/priority.py)
     Column("last_measurements", Text),  # JSON {name: {value, date}}
     Column("bp_series", Text),  # JSON [[date, sbp, dbp], ...]
     Column("glucose_series", Text),  # JSON [[date, test, value], ...]

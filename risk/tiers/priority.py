@@ -73,6 +73,10 @@ def due_dates(
     Earliest of: last follow-up + the colour's interval, last follow-up + the urgent rules' due_days; the
     as-of date for an emergency or when never followed up.
     """
+    if len(colour) == 0:
+        return np.zeros(0, dtype="datetime64[D]"), np.zeros(0, dtype=np.int32)
+    last_follow_up = np.asarray(last_follow_up, dtype="datetime64[D]")
+    as_of = np.asarray(as_of, dtype="datetime64[D]")
     interval = pd.Series(colour).map(intervals).to_numpy(dtype="int64").astype("timedelta64[D]")
     due = last_follow_up + interval
     has_rule_due = ~np.isnan(due_days)
@@ -158,7 +162,9 @@ def typical_risk(probability: pd.Series, age: pd.Series, sex: pd.Series) -> pd.S
 
 def add_model_reasons(tiers: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
     """tiers.reasons with the model's reason first where the model raised the colour above the rules'."""
-    raised = tiers["tier"].map(TIER_RANK) > tiers["tier_rules"].map(TIER_RANK)
+    if len(tiers) == 0:
+        return tiers["reasons"]
+    raised = tiers["tier"].map(TIER_RANK).astype(float) > tiers["tier_rules"].map(TIER_RANK).astype(float)
     if "model_probability" not in tiers.columns or not raised.any():
         return tiers["reasons"]
     person = features.set_index("person_id").reindex(tiers["person_id"])

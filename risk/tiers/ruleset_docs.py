@@ -43,7 +43,8 @@ def rules_markdown() -> str:
         "overdue) sets the next due date, the action and the place in the list, **not the colour**. "
         "Rules with an urgency and tier green change the due date and the order "
         "without colouring anyone.",
-        "- Emergency criteria (BP ≥ 180/110, FPG ≥ 16.7 or ≤ 3.9 mmol/L, danger symptoms) are red and due now.",
+        "- Emergency criteria (BP ≥ 180/110, FPG ≥ 16.7 or ≤ 3.9 mmol/L, danger symptoms) are red and "
+        "due now.",
         "- With a model, the combined colour is the rule colour raised to the model's tier "
         "(`model_policy.yaml`); the first reason then gives the predicted risk against a typical patient of "
         "the same age and sex.",
@@ -52,7 +53,8 @@ def rules_markdown() -> str:
         "",
         "Computed once (`risk/tiers/priority.py`, column `priority` of tiers.parquet): urgency level first "
         "(3 emergency, 2 referral, 1 due within 14 days — a review rule, an overdue visit or a visit falling "
-        "due — , 0 later), then colour (red first), then days overdue (most first), then the finer risk "
+        "due — , 0 later), then colour (red first), then days overdue (most first), then the finer "
+        "risk "
         "score (model probability, else the rule score), then person_id.",
         "",
         "## How a tier is given",
@@ -60,7 +62,8 @@ def rules_markdown() -> str:
         "- Each rule is an SQL condition over the feature columns (`docs/features.md`). "
         "A condition whose inputs are missing does not fire (an unknown result counts as false); "
         "rules about missing data say so explicitly with `IS NULL`.",
-        "- A person's colour is the **worst tier of the rules that fire**; when none colours, the default rule "
+        "- A person's colour is the **worst tier of the rules that fire**; when none colours, the default "
+        "rule "
         f"`{rule_set.default_rule.id}` gives {rule_set.default_rule.tier}. Reasons: the colour's rule first, "
         "then the rule that sets the due date, then the rest; a rule listed in another fired rule's "
         "`supersedes` is not shown (nested levels show only the highest).",
@@ -83,7 +86,8 @@ def rules_markdown() -> str:
         spec = rule_set.tiers[tier]
         lines.append(f"| {tier} | {spec.interval_days} | {spec.label_zh} | {spec.label_en} |")
     lines += ["", "## Rules", "",
-              "| id | colour | urgency (due days) | group | condition (thresholds substituted) | 理由 | reason "
+              "| id | colour | urgency (due days) | group | condition (thresholds substituted) | 理由 "
+              "| reason "
               "| source |",
               "|---|---|---|---|---|---|---|---|"]
     for rule in sorted(rule_set.rules, key=lambda r: -r.rank):  # stable: file order within a tier

@@ -194,7 +194,7 @@ function renderPatient(p) {
     el("div", { class: "facts" },
       fact("model_probability",
            p.model_probability == null ? null : `${(100 * p.model_probability).toFixed(1)}%`),
-      fact("combine_reason", p.combine_reason)),
+      fact("combine_reason", p.combine_text ? reasonText(p.combine_text) : null)),
     el("ul", { class: "reasons", id: "model-reasons" }, (p.model_reasons || []).map((r) =>
       el("li", { "data-feature": r.feature }, state.lang === "zh" ? r.zh : r.en))),
     el("h3", {}, t("last_measurements")),
