@@ -43,6 +43,8 @@ class NightlyOptions:
     store_url: str | None = None
     engine: str = "duckdb"  # or "spark": features and tiers on Spark (risk/engines/, docs/scaling.md)
     spark_master: str | None = None  # default RISK_SPARK_MASTER or local[2]
+    calls: bool = True  # call lists (calls/); with store_url, call results recorded so far feed the run
+    call_capacity: int | None = None  # calls per village doctor per day (default: call_results.yaml)
 
 
 @dataclass
@@ -219,6 +221,14 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             # earlier date must not quarantine the later events the features simply do not look at.
             validate_folder(Path(options.input_dir), staging, as_of=None)
         canonical = staging / "canonical"
+        call_results = None
+        if options.calls and options.store_url:
+            # the follow-up loop: visits recorded as call results enter this run's features (origin marked)
+            from pipelines.calls import feed_visit_readings, results_from_store
+
+            call_results = results_from_store(options.store_url, options.as_of)
+            fed = feed_visit_readings(canonical, call_results, options.as_of)
+            log.info("call results: %d read, visit readings fed as %s", len(call_results), fed)
 
         with clock.stage("features", 2, total):
             if options.engine == "spark":
@@ -273,6 +283,12 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 pending.close()
                 raise
             exported = pending.finish(unmanaged)
+            if options.calls:
+                from pipelines.calls import run_calls
+
+                calls_run = run_calls(staging, options.as_of, staging / "calls", results=call_results,
+                                      daily_capacity=options.call_capacity, xlsx=options.xlsx,
+                                      check_as_of=False)
 
         with clock.stage("report", 5, total):
             previous_dir = options.previous_run or find_previous_run(out, options.as_of)
@@ -313,6 +329,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     "priority_rows": exported.rows,
                     "list_files": exported.csv_files + exported.xlsx_files,
                     "unmanaged": int(len(unmanaged)),
+                    "calls": calls_run.counts() if options.calls else None,
                 },
                 "by_township": {
                     str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()

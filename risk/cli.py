@@ -238,6 +238,48 @@ def serve(
                 log_level="info", timeout_keep_alive=30)
 
 
+@app.command()
+@user_errors_are_clean
+def calls(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (output of `risk nightly`)")],
+    out: Annotated[Path, typer.Option(help="Output folder for the call lists")],
+    on: Annotated[str, typer.Option("--date", help="List date YYYY-MM-DD (on or after the run's as-of)")],
+    store: Annotated[str | None, typer.Option(help="Serving store holding the call results so far")] = None,
+    window: Annotated[str, typer.Option(help="day or week: patients due up to the date or the week")] = "week",
+    capacity: Annotated[int | None, typer.Option(help="Calls per village doctor per day")] = None,
+    xlsx: Annotated[bool, typer.Option(help="Also write a printable workbook per team")] = True,
+) -> None:
+    """Call lists for village doctors (外呼): calls.csv (docs/call-lists.md), workbooks, home-visit tasks."""
+    from pipelines.calls import results_from_store, run_calls
+
+    if window not in ("day", "week"):
+        raise RiskUserError(f"--window must be day or week, not '{window}'")
+    day = parse_date(on)
+    results = results_from_store(store, day) if store else None
+    typer.echo(run_calls(run_dir, day, out, results=results, window_days=1 if window == "day" else 7,
+                         daily_capacity=capacity, xlsx=xlsx).render())
+
+
+results_app = typer.Typer(help="Call results coming back from village doctors and phone platforms.",
+                          no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("import")
+@user_errors_are_clean
+def results_import(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX: a filled-in call list or a platform export")],
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    as_user: Annotated[str | None, typer.Option("--as", help="Record as this user (and within its scope)")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Where quarantined rows go (default FILE.quarantine.csv)")
+                          ] = None,
+) -> None:
+    """Import call results; each row is accepted, already recorded, or quarantined with a reason."""
+    from risk.serving.call_results import import_results_file
+
+    typer.echo(import_results_file(file, store, as_user=as_user, quarantine_out=quarantine).render())
+
+
 users_app = typer.Typer(help="Users and bearer tokens of the lookup API.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 

@@ -24,11 +24,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from risk.serving import queries
+from risk.serving import call_results, queries
 from risk.serving.audit import AuditWriter, audit_rows
 from risk.serving.auth import User, authenticate
 from risk.serving.models import (
     Aggregates,
+    CallResultIn,
     Health,
     Me,
     PatientView,
@@ -195,6 +196,42 @@ def create_app(store_url: str) -> FastAPI:
         run_id, patients = found
         audited(user, "priority", [p["person_id"] for p in patients], run_id)
         return _json({"run_id": run_id, "team_id": team_id, "patients": patients})
+
+    @app.post("/api/patients/{person_id}/calls", tags=["calls"], status_code=201,
+              responses={200: {"description": "Already recorded (same result_id, same content)"},
+                         403: {"description": "Out of scope, or (for scoped users) not found"},
+                         409: {"description": "result_id already used for a different result"},
+                         422: {"description": "Invalid result (reason code in detail)"}})
+    def record_call(person_id: str, body: CallResultIn, user: Annotated[User, Depends(clinician)],
+                    response: Response) -> Any:
+        raw = {**body.model_dump(), "person_id": person_id}
+        outcome = call_results.record_results(engine, user, [raw], source="api")
+        if outcome.quarantined:
+            code = outcome.quarantined[0][1]
+            if code in ("out_of_scope", "unknown_person"):
+                if user.role == "county_admin":
+                    raise HTTPException(status_code=404, detail="no such patient in the current run")
+                raise _denied()
+            if code == "result_id_conflict":
+                raise HTTPException(status_code=409, detail=code)
+            raise HTTPException(status_code=422, detail=code)
+        stored = (outcome.accepted or outcome.duplicates)[0]
+        if outcome.duplicates:
+            response.status_code = 200
+        return _json({"run_id": outcome.run_id, "recorded": bool(outcome.accepted), **stored.as_row()})
+
+    @app.get("/api/patients/{person_id}/calls", tags=["calls"])
+    def calls_of(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
+        def scoped(conn: Any) -> tuple[str | None, list[dict] | None]:
+            run_id, ok = call_results.patient_in_scope(conn, user, person_id)
+            return run_id, call_results.call_history(conn, person_id) if ok else None
+
+        run_id, history = read(scoped)
+        if history is None:
+            audited(user, "calls", [person_id], run_id, "denied")
+            raise _denied()
+        audited(user, "calls", [person_id], run_id)
+        return _json({"run_id": run_id, "person_id": person_id, "calls": history})
 
     @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:

@@ -131,3 +131,19 @@ class Health(BaseModel):
     as_of: date | None = None
     published_at: datetime | None = None
     persons: int | None = None
+
+
+class CallResultIn(BaseModel):
+    """A call result for one patient. `result` is a code of risk/definitions/call_results.yaml or its
+    Chinese or English label (a removal may be given as its reason alone); `result_id` is chosen by the
+    client so a retried POST records the result once."""
+
+    result_id: str = Field(min_length=1, max_length=64)
+    result: str = Field(min_length=1, max_length=64)
+    remove_reason: str | None = Field(default=None, max_length=64)
+    called_on: date | None = None
+    visit_on: date | None = None
+    sbp: float | None = None
+    dbp: float | None = None
+    fpg: float | None = None
+    note: str | None = Field(default=None, max_length=500)

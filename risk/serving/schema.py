@@ -143,4 +143,32 @@ audit = Table(
     Index("ix_serving_audit_user", "user_name", "at"),
 )
 
+call_results = Table(
+    # Results of phone follow-up calls (外呼). Not tied to a run's patient rows, so they survive publishing
+    # and pruning; run_id records the run that was current when the result was recorded, team/township/
+    # village the patient's place then (scope of later reads). result_id is supplied by the client (API,
+    # web form) or derived from the row (file import): writing the same result twice adds nothing.
+    "serving_call_results",
+    metadata,
+    Column("result_id", String(64), primary_key=True),
+    Column("person_id", String(64), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("team_id", String(64)),
+    Column("township_id", String(64)),
+    Column("village_id", String(64)),
+    Column("called_on", Date, nullable=False),
+    Column("result_type", String(32), nullable=False),
+    Column("remove_reason", String(32)),
+    Column("visit_on", Date),
+    Column("sbp", Float),
+    Column("dbp", Float),
+    Column("fpg", Float),
+    Column("note", Text),
+    Column("source", String(16), nullable=False),  # api | web | file
+    Column("recorded_by", String(128), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_serving_call_results_person", "person_id", "called_on"),
+    Index("ix_serving_call_results_called", "called_on"),
+)
+
 TIER_RANK = {"red": 0, "yellow": 1, "green": 2}

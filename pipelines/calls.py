@@ -1,0 +1,112 @@
+"""The follow-up loop in a run: call results in (visit readings become follow-ups of the next run, marked
+with origin = 'call_result'), call lists out (`risk calls`, and the nightly's `calls` stage)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from risk.calls.definitions import call_definitions
+from risk.calls.lists import CallExport, build_call_lists, export_call_lists
+from risk.errors import RiskUserError
+
+ORIGIN_INPUT, ORIGIN_CALL = "input", "call_result"
+
+
+def results_from_store(store_url: str, until: date) -> pd.DataFrame:
+    from risk.serving.call_results import results_frame
+    from risk.serving.store import open_store
+
+    engine = open_store(store_url, create=True)
+    try:
+        return results_frame(engine, until)
+    finally:
+        engine.dispose()
+
+
+def _append(path: Path, rows: pd.DataFrame) -> int:
+    """Append rows to a canonical table, marking every row's origin; keeps the table's Arrow types."""
+    table = pq.read_table(path)
+    if "origin" not in table.schema.names:
+        table = table.append_column("origin", pa.array([ORIGIN_INPUT] * table.num_rows, pa.string()))
+    if rows.empty:
+        pq.write_table(table, path)
+        return 0
+    start = (pa.compute.max(table.column("source_row")).as_py() or 0) + 1 if table.num_rows else 1
+    rows = rows.assign(source_row=range(start, start + len(rows)), origin=ORIGIN_CALL)
+    extra = {}
+    for field in table.schema:
+        values = rows[field.name] if field.name in rows else pd.Series([None] * len(rows))
+        extra[field.name] = pa.array(values.tolist(), type=field.type)
+    pq.write_table(pa.concat_tables([table, pa.table(extra, schema=table.schema)]), path)
+    return len(rows)
+
+
+def feed_visit_readings(canonical: Path, results: pd.DataFrame, as_of: date) -> dict[str, int]:
+    """`visited` results become a follow-up form (one per registered condition) with the BP as a vital and
+    the FPG as a lab on the call date, so the next run's features, tier and due date see the visit."""
+    visits = results[(results["result_type"] == "visited") & (results["called_on"] <= as_of)]
+    conditions = pd.read_parquet(canonical / "conditions.parquet", columns=["person_id", "condition"])
+    persons = set(pd.read_parquet(canonical / "persons.parquet", columns=["person_id"])["person_id"])
+    visits = visits[visits["person_id"].isin(persons)]  # never another county's or an unknown person
+    mode = call_definitions().policy.visit_follow_up_mode
+    fu = visits[["person_id", "called_on"]].merge(conditions.drop_duplicates(), on="person_id")
+    fu = fu.rename(columns={"called_on": "followed_on"}).assign(mode=mode)
+    fu = fu.drop_duplicates(["person_id", "followed_on", "condition"])
+    at = visits["called_on"].map(lambda d: datetime(d.year, d.month, d.day, 12, 0))
+    bp = visits[visits["sbp"].notna() & visits["dbp"].notna()].assign(measured_at=at)
+    bp = bp[["person_id", "measured_at", "sbp", "dbp"]].assign(source="follow_up")
+    fpg = visits[visits["fpg"].notna()].assign(measured_at=at)
+    fpg = fpg[["person_id", "measured_at", "fpg"]].rename(columns={"fpg": "value"}).assign(
+        test="fpg", unit="mmol/L")
+    return {"follow_ups": _append(canonical / "follow_ups.parquet", fu),
+            "vitals": _append(canonical / "vitals.parquet", bp.drop_duplicates(["person_id", "measured_at"])),
+            "labs": _append(canonical / "labs.parquet", fpg.drop_duplicates(["person_id", "measured_at"]))}
+
+
+@dataclass
+class CallsRun:
+    export: CallExport
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        e = self.export
+        return {"calls": e.calls, "home_visits": e.home_visits, "registry_suggestions": e.registry_suggestions,
+                "over_capacity": e.over_capacity}
+
+    def render(self) -> str:
+        e = self.export
+        return (f"call list: {e.calls:,} calls, {e.home_visits:,} home-visit tasks, "
+                f"{e.registry_suggestions:,} suggested registry changes, {e.over_capacity:,} over capacity "
+                f"({e.files} files)")
+
+
+def run_calls(run_dir: Path, on: date, out: Path, *, results: pd.DataFrame | None = None,
+              window_days: int | None = None, daily_capacity: int | None = None, xlsx: bool = True,
+              check_as_of: bool = True) -> CallsRun:
+    """Call lists for `on` from a run folder (tiers, features, persons) and the call results so far."""
+    from risk.products.lists import build_priority_list
+
+    run_dir = Path(run_dir)
+    for needed in ("tiers.parquet", "features.parquet", "canonical/persons.parquet",
+                   *(["run.json"] if check_as_of else [])):
+        if not (run_dir / needed).is_file():
+            raise RiskUserError(f"{run_dir}: not a run folder ({needed} missing)")
+    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if check_as_of else {}
+    if manifest.get("as_of") and on < date.fromisoformat(manifest["as_of"]):
+        raise RiskUserError(f"--date {on} is before the run's as-of date {manifest['as_of']}")
+    tiers = pd.read_parquet(run_dir / "tiers.parquet")
+    features = pd.read_parquet(run_dir / "features.parquet")
+    persons = pd.read_parquet(run_dir / "canonical" / "persons.parquet", columns=[
+        "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id", "team_id"])
+    priority = build_priority_list(tiers, features, persons)
+    result = build_call_lists(priority, tiers, results, on, window_days=window_days,
+                              daily_capacity=daily_capacity)
+    export = export_call_lists(result, Path(out), on, xlsx=xlsx)
+    return CallsRun(export=export)

@@ -1,0 +1,277 @@
+"""Call lists for village doctors (外呼名单): who to phone on a day or week, in the one priority order,
+within each village doctor's daily capacity, with a script, the phone, the last result and attempts.
+
+What earlier call results do (risk/definitions/call_results.yaml, policy): a removal keeps the patient off
+the list (for the overdue episode, or for good when the person died, moved or was transferred, which is
+offered to the registry as a suggested change, never applied); an agreed visit keeps them off until the
+agreed date plus a grace period, after which they are overdue again; "remind later" brings them back after
+N days; N consecutive failed attempts, a removal for not responding or an invalid phone, or no phone at all
+turn the call into a home-visit task. A result belongs to the current overdue episode when it is later than
+the patient's last follow-up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from risk.calls.definitions import CallDefinitions, call_definitions
+from risk.products.lists import TIER_RANK, TIER_ZH, _safe, write_csv
+
+# The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
+CALL_COLUMNS = {
+    "list_date": ("名单日期", "List date"),
+    "team_id": ("团队", "Team"),
+    "township_id": ("乡镇", "Township"),
+    "village_id": ("村", "Village"),
+    "rank": ("序号", "Rank"),
+    "person_id": ("档案号", "Person ID"),
+    "name": ("姓名", "Name"),
+    "phone": ("电话", "Phone"),
+    "tier": ("分级", "Tier"),
+    "days_overdue": ("逾期天数", "Days overdue"),
+    "next_due_on": ("应随访日期", "Due on"),
+    "status": ("名单原因", "Why listed"),
+    "reason": ("主要原因", "Headline reason"),
+    "script_zh": ("话术", "Script (zh)"),
+    "script_en": ("话术(英)", "Script (en)"),
+    "last_result": ("上次结果", "Last result"),
+    "last_called_on": ("上次呼叫", "Last called on"),
+    "attempts": ("已呼叫次数", "Attempts"),
+    "result_id": ("结果编号", "Result ID"),
+    "result": ("呼叫结果", "Result"),
+    "remove_reason": ("移出原因", "Remove reason"),
+    "visit_on": ("约定日期", "Visit on"),
+    "called_on": ("呼叫日期", "Called on"),
+    "sbp": ("收缩压", "SBP"),
+    "dbp": ("舒张压", "DBP"),
+    "fpg": ("空腹血糖", "FPG"),
+    "note": ("备注", "Note"),
+}
+RESULT_COLUMNS = ["result", "remove_reason", "visit_on", "called_on", "sbp", "dbp", "fpg", "note"]
+STATUS = {  # why a patient is on (or off) the list
+    "due": ("到期/逾期", "due or overdue"),
+    "missed_visit": ("约定未到", "agreed visit missed"),
+    "remind_due": ("稍后再打到期", "call back"),
+}
+
+
+def priority_position(calls: pd.DataFrame) -> pd.Series:
+    """Position of each patient in the one priority order. Today: the order of the team priority lists
+    (tier, risk, days overdue; risk/products/lists.py). Issue 15's score replaces this one line."""
+    return calls["priority_rank"]
+
+
+@dataclass
+class CallListResult:
+    calls: pd.DataFrame
+    home_visits: pd.DataFrame
+    registry_suggestions: pd.DataFrame
+    states: pd.DataFrame
+    over_capacity: int
+
+
+def headline_reason(reasons_json: str | None) -> str:
+    if not reasons_json:
+        return "default"
+    reasons = json.loads(reasons_json) if isinstance(reasons_json, str) else list(reasons_json)
+    if not reasons:
+        return "default"
+    best = max(reasons, key=lambda r: TIER_RANK.get(r.get("tier", "green"), 0))  # first of highest tier
+    return str(best.get("id", "default"))
+
+
+def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
+                defs: CallDefinitions | None = None) -> pd.DataFrame:
+    """Per person (person_id, fu_last_date): status on `on` from results with called_on <= on.
+
+    status: due | missed_visit | remind_due (listable), awaiting_visit | remind_later | visited | removed
+    (off the list), home_visit (a task instead of a call)."""
+    defs = defs or call_definitions()
+    policy = defs.policy
+    base = people[["person_id", "fu_last_date"]].copy()
+    base["fu_last_date"] = pd.to_datetime(base["fu_last_date"]).dt.date
+    out = base.assign(status="due", last_result=None, last_called_on=None, attempts=0, failed_streak=0,
+                      home_visit_reason=None, registry_change=None, removed_reason=None,
+                      expected_visit_on=None)
+    if results is None or results.empty:
+        return out
+    res = results[results["called_on"] <= on]
+    res = res[res["person_id"].isin(base["person_id"])]
+    if res.empty:
+        return out
+    res = res.merge(base, on="person_id", how="left")
+    failed_types = {c for c, e in defs.result_types.items() if e.get("failed_attempt")}
+    home_reasons = {c for c, e in defs.remove_reasons.items() if e.get("home_visit")}
+    permanent = {c for c, e in defs.remove_reasons.items() if e.get("lasts") == "permanent"}
+    registry = {c for c, e in defs.remove_reasons.items() if e.get("registry_change")}
+    records = {}
+    for person_id, group in res.groupby("person_id", sort=False):
+        last = group.iloc[-1]
+        fu_last = last["fu_last_date"]
+        episode = group if fu_last is None or pd.isna(fu_last) else group[group["called_on"] > fu_last]
+        state = {"last_result": defs.label(last["remove_reason"] or last["result_type"]),
+                 "last_called_on": last["called_on"], "attempts": len(episode)}
+        streak = 0
+        for kind in reversed(episode["result_type"].tolist()):
+            if kind not in failed_types:
+                break
+            streak += 1
+        state["failed_streak"] = streak
+        gone = group[group["remove_reason"].isin(permanent)]
+        if not gone.empty:
+            reason = gone.iloc[-1]["remove_reason"]
+            state.update(status="removed", removed_reason=reason,
+                         registry_change=reason if reason in registry else None)
+        elif episode.empty:
+            state["status"] = "due"
+        else:
+            latest = episode.iloc[-1]
+            kind = latest["result_type"]
+            if kind == "removed":
+                state.update(status="removed", removed_reason=latest["remove_reason"])
+                if latest["remove_reason"] in home_reasons:
+                    state.update(status="home_visit", home_visit_reason=latest["remove_reason"])
+            elif kind == "agreed_to_visit":
+                state["expected_visit_on"] = latest["visit_on"]
+                grace_end = latest["visit_on"] + timedelta(days=policy.agreed_grace_days)
+                state["status"] = "awaiting_visit" if on <= grace_end else "missed_visit"
+            elif kind == "visited":
+                state["status"] = "visited"
+            elif streak >= policy.max_failed_attempts:
+                state.update(status="home_visit", home_visit_reason="failed_attempts")
+            else:
+                back = latest["called_on"] + timedelta(days=policy.remind_after_days)
+                state["status"] = "remind_later" if on < back else "remind_due"
+        records[person_id] = state
+    states = pd.DataFrame.from_dict(records, orient="index")
+    states.index.name = "person_id"
+    out = out.set_index("person_id")
+    out.update(states)
+    return out.reset_index()
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return ""
+    return str(value)
+
+
+def _script(template: str, row: dict) -> str:
+    return template.format(**{k: _fmt(row.get(k)) for k in
+                              ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")})
+
+
+def build_call_lists(priority: pd.DataFrame, tiers: pd.DataFrame, results: pd.DataFrame | None, on: date,
+                     *, window_days: int | None = None, daily_capacity: int | None = None,
+                     defs: CallDefinitions | None = None) -> CallListResult:
+    """Call list rows (per team and village, in priority order, within capacity), home-visit tasks and
+    suggested registry changes. `priority` is the run's priority list (build_priority_list)."""
+    defs = defs or call_definitions()
+    window_days = window_days or defs.policy.window_days
+    daily_capacity = daily_capacity or defs.policy.daily_capacity
+    frame = priority.rename(columns={"rank": "priority_rank"}).merge(
+        tiers[["person_id", "reasons"]], on="person_id", how="left")
+    frame["fu_last_date"] = pd.to_datetime(frame["last_follow_up"].replace("", None))
+    states = call_states(frame, results, on, defs)
+    frame = frame.drop(columns="fu_last_date").merge(states, on="person_id", how="left")
+    horizon = on + timedelta(days=window_days - 1)
+    due_on = pd.to_datetime(frame["next_due_on"].replace("", None)).dt.date
+    is_due = due_on.notna() & (due_on <= horizon)
+    listable = frame["status"].isin(list(STATUS)) & (is_due | frame["status"].isin(["missed_visit", "remind_due"]))
+    no_phone = frame["phone"].fillna("").str.strip() == ""
+    home = frame[(frame["status"] == "home_visit") | (listable & no_phone)].copy()
+    home["home_visit_reason"] = home["home_visit_reason"].fillna("no_phone")
+    candidates = frame[listable & ~no_phone].copy()
+    candidates["_order"] = priority_position(candidates)
+    candidates = candidates.sort_values(["team_id", "village_id", "_order", "person_id"], kind="mergesort")
+    candidates["rank"] = candidates.groupby(["team_id", "village_id"]).cumcount() + 1
+    capacity = daily_capacity * window_days
+    calls = candidates[candidates["rank"] <= capacity].copy()
+    over = int((candidates["rank"] > capacity).sum())
+    calls["reason"] = calls["reasons"].map(headline_reason)
+    scripts = defs.scripts
+    records = calls.to_dict("records")
+    for language in ("zh", "en"):
+        calls[f"script_{language}"] = [
+            _script(scripts.get(r["reason"], scripts["default"])[language], r) for r in records]
+    calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
+    calls["tier"] = calls["tier"].map(lambda t: TIER_ZH.get(t, t))
+    calls["list_date"] = on.isoformat()
+    calls["result_id"] = on.isoformat() + "-" + calls["person_id"].astype(str)
+    calls["last_called_on"] = calls["last_called_on"].map(_fmt)
+    calls["last_result"] = calls["last_result"].map(_fmt)
+    for column in RESULT_COLUMNS:
+        calls[column] = ""
+    calls = calls[list(CALL_COLUMNS)].reset_index(drop=True)
+    home = home[["team_id", "township_id", "village_id", "person_id", "name", "phone", "tier",
+                 "days_overdue", "home_visit_reason", "attempts", "last_result", "last_called_on"]]
+    registry = frame[frame["registry_change"].notna()][
+        ["team_id", "township_id", "village_id", "person_id", "name", "registry_change", "last_called_on"]]
+    return CallListResult(calls=calls, home_visits=home.reset_index(drop=True),
+                          registry_suggestions=registry.reset_index(drop=True),
+                          states=states, over_capacity=over)
+
+
+@dataclass
+class CallExport:
+    calls: int
+    home_visits: int
+    registry_suggestions: int
+    over_capacity: int
+    files: int
+
+
+def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: bool = True) -> CallExport:
+    """calls.csv (platform layout), home_visits.csv, registry_suggestions.csv, and a printable workbook per
+    team (one sheet per village, Chinese and English headers, empty result columns to fill in)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(result.calls.astype(str), out_dir / "calls.csv")
+    write_csv(result.home_visits.astype(str), out_dir / "home_visits.csv")
+    write_csv(result.registry_suggestions.astype(str), out_dir / "registry_suggestions.csv")
+    files = 3
+    if xlsx:
+        for team, rows in result.calls.groupby("team_id", sort=True):
+            write_call_workbook(rows, out_dir / "xlsx" / f"{_safe(str(team))}.xlsx",
+                                f"外呼名单 {on.isoformat()} {team}")
+            files += 1
+    return CallExport(calls=len(result.calls), home_visits=len(result.home_visits),
+                      registry_suggestions=len(result.registry_suggestions),
+                      over_capacity=result.over_capacity, files=files)
+
+
+def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(CALL_COLUMNS)
+    book = xlsxwriter.Workbook(str(path), {"in_memory": True, "strings_to_numbers": False,
+                                           "strings_to_formulas": False, "strings_to_urls": False})
+    bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
+    fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
+    for village, group in rows.groupby("village_id", sort=True):
+        sheet = book.add_worksheet(_safe(str(village))[:31])
+        sheet.write_string(0, 0, f"{title} {village}")
+        for col, name in enumerate(columns):
+            zh, en = CALL_COLUMNS[name]
+            sheet.write_string(1, col, zh, bold)
+            sheet.write_string(2, col, en, bold)
+        for r, record in enumerate(group[columns].itertuples(index=False), start=3):
+            for col, value in enumerate(record):
+                text = _fmt(value)
+                if columns[col] in RESULT_COLUMNS:
+                    sheet.write_string(r, col, text, fill)
+                else:
+                    sheet.write_string(r, col, text)
+        sheet.freeze_panes(3, 7)
+        sheet.set_landscape()
+        sheet.fit_to_pages(1, 0)
+        sheet.repeat_rows(1, 2)
+        sheet.set_column(columns.index("script_zh"), columns.index("script_en"), 40)
+    book.close()

@@ -1,0 +1,151 @@
+"""One call result: parsing and validation shared by the API, the web form and the file import.
+
+A result is accepted or refused with a reason code (never with the personal values of the row), so the
+same codes show in API errors and in the quarantine file of an import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from risk.calls.definitions import CallDefinitions, call_definitions
+
+# Plausible ranges of a reading taken on a visit (the contract's vitals ranges; FPG in mmol/L).
+READING_RANGES = {"sbp": (50.0, 300.0), "dbp": (20.0, 200.0), "fpg": (1.0, 40.0)}
+MAX_ID = 64
+
+QUARANTINE_REASONS = {
+    "missing_person_id": "no person ID",
+    "missing_result": "no result given",
+    "unknown_result": "result is not a known code or label",
+    "missing_remove_reason": "removed without a reason",
+    "unknown_remove_reason": "removal reason is not a known code or label",
+    "missing_visit_on": "agreed to visit without a date",
+    "bad_date": "a date is not YYYY-MM-DD",
+    "future_call": "call date after today",
+    "missing_readings": "visited without readings (BP needs both values)",
+    "reading_out_of_range": "a reading outside its plausible range",
+    "result_id_too_long": "result ID longer than 64 characters",
+    "unknown_person": "person not in the published run",
+    "out_of_scope": "person outside the caller's scope",
+    "result_id_conflict": "result ID already used for a different result",
+}
+
+
+class InvalidResult(ValueError):
+    def __init__(self, code: str) -> None:
+        super().__init__(QUARANTINE_REASONS.get(code, code))
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CallResult:
+    result_id: str
+    person_id: str
+    called_on: date
+    result_type: str
+    remove_reason: str | None = None
+    visit_on: date | None = None
+    sbp: float | None = None
+    dbp: float | None = None
+    fpg: float | None = None
+    note: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def same_content(self, row: dict[str, Any]) -> bool:
+        mine = self.as_row()
+        return all(_same(mine[k], row.get(k)) for k in mine if k != "note")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-6 or (a is None and b is None)
+    if isinstance(b, datetime):
+        b = b.date()
+    return a == b
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def _date(value: Any) -> date | None:
+    if _blank(value):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError as exc:
+        raise InvalidResult("bad_date") from exc
+
+
+def _reading(value: Any, name: str) -> float | None:
+    if _blank(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidResult("reading_out_of_range") from exc
+    low, high = READING_RANGES[name]
+    if not low <= number <= high:
+        raise InvalidResult("reading_out_of_range")
+    return number
+
+
+def derived_result_id(person_id: str, called_on: date, result_type: str) -> str:
+    """A stable ID for a row that came without one, so importing the same file twice adds nothing."""
+    digest = hashlib.sha256(f"{person_id}|{called_on}|{result_type}".encode()).hexdigest()[:20]
+    return f"auto-{digest}"
+
+
+def parse_result(raw: dict[str, Any], *, today: date, defs: CallDefinitions | None = None) -> CallResult:
+    """A validated CallResult from loosely typed fields (codes or zh/en labels); raises InvalidResult."""
+    defs = defs or call_definitions()
+    person_id = "" if _blank(raw.get("person_id")) else str(raw["person_id"]).strip()
+    if not person_id:
+        raise InvalidResult("missing_person_id")
+    if _blank(raw.get("result")):
+        raise InvalidResult("missing_result")
+    parsed = defs.parse_result(raw.get("result"))
+    if parsed is None:
+        raise InvalidResult("unknown_result")
+    result_type, reason = parsed
+    if result_type == "removed" and reason is None:
+        if _blank(raw.get("remove_reason")):
+            raise InvalidResult("missing_remove_reason")
+        reason = defs.parse_reason(raw.get("remove_reason"))
+        if reason is None:
+            raise InvalidResult("unknown_remove_reason")
+    called_on = _date(raw.get("called_on")) or today
+    if called_on > today:
+        raise InvalidResult("future_call")
+    visit_on = _date(raw.get("visit_on"))
+    if result_type == "agreed_to_visit" and visit_on is None:
+        raise InvalidResult("missing_visit_on")
+    readings = {name: _reading(raw.get(name), name) for name in READING_RANGES}
+    if result_type == "visited":
+        has_bp = readings["sbp"] is not None and readings["dbp"] is not None
+        if (readings["sbp"] is None) != (readings["dbp"] is None) or not (has_bp or readings["fpg"] is not None):
+            raise InvalidResult("missing_readings")
+    else:
+        readings = dict.fromkeys(READING_RANGES)
+    result_id = "" if _blank(raw.get("result_id")) else str(raw["result_id"]).strip()
+    if len(result_id) > MAX_ID:
+        raise InvalidResult("result_id_too_long")
+    note = None if _blank(raw.get("note")) else str(raw["note"]).strip()[:500]
+    return CallResult(
+        result_id=result_id or derived_result_id(person_id, called_on, result_type),
+        person_id=person_id, called_on=called_on, result_type=result_type,
+        remove_reason=reason if result_type == "removed" else None,
+        visit_on=visit_on if result_type == "agreed_to_visit" else None,
+        note=note, **readings,
+    )
