@@ -202,8 +202,7 @@ def create_app(store_url: str) -> FastAPI:
                          403: {"description": "Out of scope, or (for scoped users) not found"},
                          409: {"description": "result_id already used for a different result"},
                          422: {"description": "Invalid result (reason code in detail)"}})
-    def record_call(person_id: str, body: CallResultIn, user: Annotated[User, Depends(clinician)],
-                    response: Response) -> Any:
+    def record_call(person_id: str, body: CallResultIn, user: Annotated[User, Depends(clinician)]) -> Any:
         raw = {**body.model_dump(), "person_id": person_id}
         outcome = call_results.record_results(engine, user, [raw], source="api")
         if outcome.quarantined:
@@ -216,9 +215,9 @@ def create_app(store_url: str) -> FastAPI:
                 raise HTTPException(status_code=409, detail=code)
             raise HTTPException(status_code=422, detail=code)
         stored = (outcome.accepted or outcome.duplicates)[0]
-        if outcome.duplicates:
-            response.status_code = 200
-        return _json({"run_id": outcome.run_id, "recorded": bool(outcome.accepted), **stored.as_row()})
+        answer = _json({"run_id": outcome.run_id, "recorded": bool(outcome.accepted), **stored.as_row()})
+        answer.status_code = 201 if outcome.accepted else 200
+        return answer
 
     @app.get("/api/patients/{person_id}/calls", tags=["calls"])
     def calls_of(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:

@@ -21,6 +21,7 @@ from risk.calls.results import CallResult, InvalidResult, parse_result
 from risk.serving import schema
 from risk.serving.auth import TEAM_ROLES, User
 from risk.serving.publish import insert_rows
+from risk.serving.store import writer
 
 CR = schema.call_results
 P = schema.patients
@@ -83,7 +84,7 @@ def record_results(engine: Engine, user: User, raws: Sequence[dict[str, Any]], *
         except InvalidResult as exc:
             outcome.quarantined.append((index, exc.code))
     now = datetime.now(UTC)
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         run_id = current_run_id(conn)
         outcome.run_id = run_id
         if run_id is None:

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 
 from risk.errors import InputFileError, RiskUserError
 from risk.serving import schema
-from risk.serving.store import open_store, safe_url
+from risk.serving.store import open_store, safe_url, writer
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2) -> Publish
     result = PublishResult(run_id=run_id, as_of=as_of, store=safe_url(store_url))
     engine = open_store(store_url, create=True)
     try:
-        with engine.begin() as conn:
+        with writer(engine).begin() as conn:
             state = conn.execute(
                 select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
             ).scalar_one_or_none()
@@ -107,7 +107,7 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2) -> Publish
                 _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
         finally:
             source.close()
-        with engine.begin() as conn:
+        with writer(engine).begin() as conn:
             _flip_current(conn, run_id, result.persons)
         result.pruned_runs = _prune(engine, keep_runs)
     finally:
@@ -343,7 +343,7 @@ def _remove_unpublished(conn: Connection) -> None:
 
 def _prune(engine: Any, keep_runs: int) -> list[str]:
     """Drop patient rows of older runs (tier history stays): the store holds at most `keep_runs` runs."""
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         current = conn.execute(select(schema.current_run.c.run_id)).scalar_one()
         published = conn.execute(
             select(schema.runs.c.run_id).where(schema.runs.c.state == "published")

@@ -45,7 +45,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A transaction that reads and then writes must take the write lock first (BEGIN IMMEDIATE): upgrading
+    # a read snapshot after another writer committed fails at once with "database is locked" instead of
+    # waiting. Readers keep a plain BEGIN so they never wait for writers.
+    immediate = connection.get_execution_options().get("write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The engine for read-then-write transactions (`with writer(engine).begin() as conn:`)."""
+    return engine.execution_options(write=True)
 
 
 def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 8) -> Engine:
