@@ -33,6 +33,8 @@ def results_from_store(store_url: str, until: date) -> pd.DataFrame:
 def _append(path: Path, rows: pd.DataFrame) -> int:
     """Append rows to a canonical table, marking every row's origin; keeps the table's Arrow types."""
     table = pq.read_table(path)
+    # appended rows leave optional answers empty: every column becomes nullable (values are unchanged)
+    table = table.cast(pa.schema([field.with_nullable(True) for field in table.schema]))
     if "origin" not in table.schema.names:
         table = table.append_column("origin", pa.array([ORIGIN_INPUT] * table.num_rows, pa.string()))
     if rows.empty:

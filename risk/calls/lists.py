@@ -115,7 +115,8 @@ def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
         last = group.iloc[-1]
         fu_last = last["fu_last_date"]
         episode = group if fu_last is None or pd.isna(fu_last) else group[group["called_on"] > fu_last]
-        state = {"last_result": defs.label(last["remove_reason"] or last["result_type"]),
+        reason = last["remove_reason"] if isinstance(last["remove_reason"], str) else None
+        state = {"last_result": defs.label(reason or last["result_type"]),
                  "last_called_on": last["called_on"], "attempts": len(episode)}
         streak = 0
         for kind in reversed(episode["result_type"].tolist()):
