@@ -65,11 +65,16 @@ def feed_visit_readings(canonical: Path, results: pd.DataFrame, as_of: date) -> 
     bp = visits[visits["sbp"].notna() & visits["dbp"].notna()].assign(measured_at=at)
     bp = bp[["person_id", "measured_at", "sbp", "dbp"]].assign(source="follow_up")
     fpg = visits[visits["fpg"].notna()].assign(measured_at=at)
-    fpg = fpg[["person_id", "measured_at", "fpg"]].rename(columns={"fpg": "value"}).assign(
-        test="fpg", unit="mmol/L")
-    return {"follow_ups": _append(canonical / "follow_ups.parquet", fu),
-            "vitals": _append(canonical / "vitals.parquet", bp.drop_duplicates(["person_id", "measured_at"])),
-            "labs": _append(canonical / "labs.parquet", fpg.drop_duplicates(["person_id", "measured_at"]))}
+    fpg = (
+        fpg[["person_id", "measured_at", "fpg"]]
+        .rename(columns={"fpg": "value"})
+        .assign(test="fpg", unit="mmol/L")
+    )
+    return {
+        "follow_ups": _append(canonical / "follow_ups.parquet", fu),
+        "vitals": _append(canonical / "vitals.parquet", bp.drop_duplicates(["person_id", "measured_at"])),
+        "labs": _append(canonical / "labs.parquet", fpg.drop_duplicates(["person_id", "measured_at"])),
+    }
 
 
 @dataclass
@@ -79,25 +84,43 @@ class CallsRun:
 
     def counts(self) -> dict[str, int]:
         e = self.export
-        return {"calls": e.calls, "home_visits": e.home_visits, "registry_suggestions": e.registry_suggestions,
-                "over_capacity": e.over_capacity}
+        return {
+            "calls": e.calls,
+            "home_visits": e.home_visits,
+            "registry_suggestions": e.registry_suggestions,
+            "over_capacity": e.over_capacity,
+        }
 
     def render(self) -> str:
         e = self.export
-        return (f"call list: {e.calls:,} calls, {e.home_visits:,} home-visit tasks, "
-                f"{e.registry_suggestions:,} suggested registry changes, {e.over_capacity:,} over capacity "
-                f"({e.files} files)")
+        return (
+            f"call list: {e.calls:,} calls, {e.home_visits:,} home-visit tasks, "
+            f"{e.registry_suggestions:,} suggested registry changes, {e.over_capacity:,} over capacity "
+            f"({e.files} files)"
+        )
 
 
-def run_calls(run_dir: Path, on: date, out: Path, *, results: pd.DataFrame | None = None,
-              window_days: int | None = None, daily_capacity: int | None = None, xlsx: bool = True,
-              check_as_of: bool = True) -> CallsRun:
+def run_calls(
+    run_dir: Path,
+    on: date,
+    out: Path,
+    *,
+    results: pd.DataFrame | None = None,
+    window_days: int | None = None,
+    daily_capacity: int | None = None,
+    xlsx: bool = True,
+    check_as_of: bool = True,
+) -> CallsRun:
     """Call lists for `on` from a run folder (tiers, features, persons) and the call results so far."""
     from risk.products.lists import build_priority_list
 
     run_dir = Path(run_dir)
-    for needed in ("tiers.parquet", "features.parquet", "canonical/persons.parquet",
-                   *(["run.json"] if check_as_of else [])):
+    for needed in (
+        "tiers.parquet",
+        "features.parquet",
+        "canonical/persons.parquet",
+        *(["run.json"] if check_as_of else []),
+    ):
         if not (run_dir / needed).is_file():
             raise RiskUserError(f"{run_dir}: not a run folder ({needed} missing)")
     manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if check_as_of else {}
@@ -105,10 +128,22 @@ def run_calls(run_dir: Path, on: date, out: Path, *, results: pd.DataFrame | Non
         raise RiskUserError(f"--date {on} is before the run's as-of date {manifest['as_of']}")
     tiers = pd.read_parquet(run_dir / "tiers.parquet")
     features = pd.read_parquet(run_dir / "features.parquet")
-    persons = pd.read_parquet(run_dir / "canonical" / "persons.parquet", columns=[
-        "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id", "team_id"])
+    persons = pd.read_parquet(
+        run_dir / "canonical" / "persons.parquet",
+        columns=[
+            "person_id",
+            "name",
+            "phone",
+            "national_id_masked",
+            "township_id",
+            "village_id",
+            "unit_id",
+            "team_id",
+        ],
+    )
     priority = build_priority_list(tiers, features, persons)
-    result = build_call_lists(priority, tiers, results, on, window_days=window_days,
-                              daily_capacity=daily_capacity)
+    result = build_call_lists(
+        priority, tiers, results, on, window_days=window_days, daily_capacity=daily_capacity
+    )
     export = export_call_lists(result, Path(out), on, xlsx=xlsx)
     return CallsRun(export=export)

@@ -245,7 +245,7 @@ def calls(
     out: Annotated[Path, typer.Option(help="Output folder for the call lists")],
     on: Annotated[str, typer.Option("--date", help="List date YYYY-MM-DD (on or after the run's as-of)")],
     store: Annotated[str | None, typer.Option(help="Serving store holding the call results so far")] = None,
-    window: Annotated[str, typer.Option(help="day or week: patients due up to the date or the week")] = "week",
+    window: Annotated[str, typer.Option(help="day or week: who is due up to the date or the week")] = "week",
     capacity: Annotated[int | None, typer.Option(help="Calls per village doctor per day")] = None,
     xlsx: Annotated[bool, typer.Option(help="Also write a printable workbook per team")] = True,
 ) -> None:
@@ -270,9 +270,8 @@ app.add_typer(results_app, name="results")
 def results_import(
     file: Annotated[Path, typer.Argument(help="CSV or XLSX: a filled-in call list or a platform export")],
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
-    as_user: Annotated[str | None, typer.Option("--as", help="Record as this user (and within its scope)")] = None,
-    quarantine: Annotated[Path | None, typer.Option(help="Where quarantined rows go (default FILE.quarantine.csv)")
-                          ] = None,
+    as_user: Annotated[str | None, typer.Option("--as", help="Record as this user, within its scope")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Quarantine file (default FILE.quarantine.csv)")] = None,
 ) -> None:
     """Import call results; each row is accepted, already recorded, or quarantined with a reason."""
     from risk.serving.call_results import import_results_file

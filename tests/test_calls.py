@@ -30,14 +30,20 @@ TODAY = date(2025, 1, 10)
 
 def test_results_accept_codes_chinese_and_english_labels_and_bare_removal_reasons() -> None:
     base = {"person_id": "P1", "called_on": "2025-01-02"}
-    assert parse_result({**base, "result": "同意来诊", "visit_on": "2025-01-05"}, today=TODAY).result_type == \
-        "agreed_to_visit"
-    assert parse_result({**base, "result": "Remind to call later"}, today=TODAY).result_type == \
-        "remind_to_call_later"
+    assert (
+        parse_result({**base, "result": "同意来诊", "visit_on": "2025-01-05"}, today=TODAY).result_type
+        == "agreed_to_visit"
+    )
+    assert (
+        parse_result({**base, "result": "Remind to call later"}, today=TODAY).result_type
+        == "remind_to_call_later"
+    )
     dead = parse_result({**base, "result": "dead"}, today=TODAY)
     assert (dead.result_type, dead.remove_reason) == ("removed", "dead")
-    assert parse_result({**base, "result": "移出名单", "remove_reason": "电话无效"}, today=TODAY).remove_reason == \
-        "invalid_phone"
+    assert (
+        parse_result({**base, "result": "移出名单", "remove_reason": "电话无效"}, today=TODAY).remove_reason
+        == "invalid_phone"
+    )
     visit = parse_result({**base, "result": "visited", "sbp": "128", "dbp": 80}, today=TODAY)
     assert (visit.sbp, visit.dbp, visit.fpg) == (128.0, 80.0, None)
     for raw, code in [
@@ -55,18 +61,28 @@ def test_results_accept_codes_chinese_and_english_labels_and_bare_removal_reason
 
 
 def _results(*rows: tuple) -> pd.DataFrame:
-    frame = pd.DataFrame([
-        {"person_id": p, "called_on": date.fromisoformat(d), "result_type": t, "remove_reason": r,
-         "visit_on": date.fromisoformat(v) if v else None}
-        for p, d, t, r, v in rows])
+    frame = pd.DataFrame(
+        [
+            {
+                "person_id": p,
+                "called_on": date.fromisoformat(d),
+                "result_type": t,
+                "remove_reason": r,
+                "visit_on": date.fromisoformat(v) if v else None,
+            }
+            for p, d, t, r, v in rows
+        ]
+    )
     return frame
 
 
 def test_states_follow_the_policy_of_each_result_type() -> None:
     policy = call_definitions().policy
     people = pd.DataFrame({"person_id": list("ABCDEFGH"), "fu_last_date": [pd.Timestamp("2024-12-01")] * 8})
-    failed = [("F", f"2025-01-0{d}", "remind_to_call_later", None, None)
-              for d in range(1, 1 + policy.max_failed_attempts)]
+    failed = [
+        ("F", f"2025-01-0{d}", "remind_to_call_later", None, None)
+        for d in range(1, 1 + policy.max_failed_attempts)
+    ]
     results = _results(
         ("A", "2025-01-02", "agreed_to_visit", None, "2025-01-04"),  # grace ends 01-07 -> missed on 01-10
         ("B", "2025-01-08", "agreed_to_visit", None, "2025-01-12"),  # still awaiting
@@ -79,8 +95,15 @@ def test_states_follow_the_policy_of_each_result_type() -> None:
     )
     states = call_states(people, results, TODAY).set_index("person_id")
     assert states["status"].to_dict() == {
-        "A": "missed_visit", "B": "awaiting_visit", "C": "remind_due", "D": "remind_later", "E": "removed",
-        "F": "home_visit", "G": "removed", "H": "due"}
+        "A": "missed_visit",
+        "B": "awaiting_visit",
+        "C": "remind_due",
+        "D": "remind_later",
+        "E": "removed",
+        "F": "home_visit",
+        "G": "removed",
+        "H": "due",
+    }
     assert states.loc["E", "registry_change"] == "dead"
     assert states.loc["F", "home_visit_reason"] == "failed_attempts"
     assert states.loc["F", "attempts"] == policy.max_failed_attempts
@@ -93,19 +116,31 @@ def served(tmp_path: Path) -> dict:
     store = str(tmp_path / "store.db")
     publish_run(run, store)
     engine = open_store(store)
-    tokens = {"vd": add_user(engine, "vd-a", "village_doctor", team_id="TEAM001"),
-              "admin": add_user(engine, "admin", "county_admin")}
+    tokens = {
+        "vd": add_user(engine, "vd-a", "village_doctor", team_id="TEAM001"),
+        "admin": add_user(engine, "admin", "county_admin"),
+    }
     persons = pd.read_parquet(run / "canonical" / "persons.parquet")
     client = TestClient(create_app(store))
-    yield {"run": run, "store": store, "engine": engine, "tokens": tokens, "client": client, "persons": persons,
-           "tmp": tmp_path}
+    yield {
+        "run": run,
+        "store": store,
+        "engine": engine,
+        "tokens": tokens,
+        "client": client,
+        "persons": persons,
+        "tmp": tmp_path,
+    }
     client.close()
     engine.dispose()
 
 
 def _post(ctx: dict, who: str, person_id: str, body: dict):
-    return ctx["client"].post(f"/api/patients/{person_id}/calls", json=body,
-                              headers={"Authorization": f"Bearer {ctx['tokens'][who]}"})
+    return ctx["client"].post(
+        f"/api/patients/{person_id}/calls",
+        json=body,
+        headers={"Authorization": f"Bearer {ctx['tokens'][who]}"},
+    )
 
 
 def test_api_records_in_scope_only_idempotently_and_audits_every_write(served: dict) -> None:
@@ -120,17 +155,27 @@ def test_api_records_in_scope_only_idempotently_and_audits_every_write(served: d
     assert _post(served, "vd", mine, {**body, "visit_on": "2025-01-09"}).status_code == 409
     assert _post(served, "vd", other, {**body, "result_id": "phone-2"}).status_code == 403
     assert _post(served, "vd", "NO-SUCH", {**body, "result_id": "phone-3"}).status_code == 403
-    assert _post(served, "vd", mine, {"result_id": "phone-4", "result": "removed"}).json()["detail"] == \
-        "missing_remove_reason"
-    history = served["client"].get(f"/api/patients/{mine}/calls",
-                                   headers={"Authorization": f"Bearer {served['tokens']['vd']}"})
+    assert (
+        _post(served, "vd", mine, {"result_id": "phone-4", "result": "removed"}).json()["detail"]
+        == "missing_remove_reason"
+    )
+    history = served["client"].get(
+        f"/api/patients/{mine}/calls", headers={"Authorization": f"Bearer {served['tokens']['vd']}"}
+    )
     assert [c["result_id"] for c in history.json()["calls"]] == ["phone-1"]
-    assert served["client"].get(f"/api/patients/{other}/calls", headers={
-        "Authorization": f"Bearer {served['tokens']['vd']}"}).status_code == 403
+    assert (
+        served["client"]
+        .get(f"/api/patients/{other}/calls", headers={"Authorization": f"Bearer {served['tokens']['vd']}"})
+        .status_code
+        == 403
+    )
     with served["engine"].connect() as conn:
         n_results = conn.execute(select(func.count()).select_from(schema.call_results)).scalar_one()
-        audit = conn.execute(select(schema.audit.c.person_id, schema.audit.c.outcome)
-                             .where(schema.audit.c.endpoint == "call_result")).all()
+        audit = conn.execute(
+            select(schema.audit.c.person_id, schema.audit.c.outcome).where(
+                schema.audit.c.endpoint == "call_result"
+            )
+        ).all()
     assert n_results == 1
     assert sorted(audit) == sorted([(mine, "ok"), (other, "denied"), ("NO-SUCH", "denied")])
 
@@ -138,15 +183,22 @@ def test_api_records_in_scope_only_idempotently_and_audits_every_write(served: d
 def test_file_import_quarantines_with_reasons_counts_and_is_idempotent(served: dict) -> None:
     ids = served["persons"]["person_id"].tolist()
     path = served["tmp"] / "results.csv"
-    pd.DataFrame([
-        {"档案号": ids[0], "呼叫结果": "已死亡", "呼叫日期": "2025-01-03"},
-        {"档案号": ids[1], "呼叫结果": "Agreed to visit", "约定日期": "2025-01-08", "呼叫日期": "2025-01-03"},
-        {"档案号": ids[2], "呼叫结果": "", "移出原因": "moved", "呼叫日期": "2025-01-03"},
-        {"档案号": ids[3], "呼叫结果": "", "呼叫日期": ""},  # not called: skipped
-        {"档案号": ids[4], "呼叫结果": "whatever", "呼叫日期": "2025-01-03"},
-        {"档案号": "NOBODY", "呼叫结果": "refused", "呼叫日期": "2025-01-03"},
-        {"档案号": ids[5], "呼叫结果": "visited", "收缩压": "150", "呼叫日期": "2025-01-03"},
-    ]).to_csv(path, index=False, encoding="utf-8-sig")
+    pd.DataFrame(
+        [
+            {"档案号": ids[0], "呼叫结果": "已死亡", "呼叫日期": "2025-01-03"},
+            {
+                "档案号": ids[1],
+                "呼叫结果": "Agreed to visit",
+                "约定日期": "2025-01-08",
+                "呼叫日期": "2025-01-03",
+            },
+            {"档案号": ids[2], "呼叫结果": "", "移出原因": "moved", "呼叫日期": "2025-01-03"},
+            {"档案号": ids[3], "呼叫结果": "", "呼叫日期": ""},  # not called: skipped
+            {"档案号": ids[4], "呼叫结果": "whatever", "呼叫日期": "2025-01-03"},
+            {"档案号": "NOBODY", "呼叫结果": "refused", "呼叫日期": "2025-01-03"},
+            {"档案号": ids[5], "呼叫结果": "visited", "收缩压": "150", "呼叫日期": "2025-01-03"},
+        ]
+    ).to_csv(path, index=False, encoding="utf-8-sig")
     first = import_results_file(path, served["store"], today=TODAY)
     assert (first.rows, first.accepted, first.quarantined, first.skipped_blank) == (6, 3, 3, 1)
     assert first.by_reason == {"unknown_result": 1, "unknown_person": 1, "missing_readings": 1}
@@ -160,8 +212,10 @@ def test_file_import_quarantines_with_reasons_counts_and_is_idempotent(served: d
 
 
 def test_results_recorded_while_runs_are_published_are_never_lost(served: dict) -> None:
-    runs = [write_demo_run(served["tmp"] / f"r{i}", persons=160, seed=i, as_of=date(2025, 1, i), run_id=f"r{i}")
-            for i in (2, 3, 4)]
+    runs = [
+        write_demo_run(served["tmp"] / f"r{i}", persons=160, seed=i, as_of=date(2025, 1, i), run_id=f"r{i}")
+        for i in (2, 3, 4)
+    ]
     persons = served["persons"]["person_id"].tolist()
     admin = User(name="admin", role="county_admin")
     errors: list[BaseException] = []
@@ -170,9 +224,20 @@ def test_results_recorded_while_runs_are_published_are_never_lost(served: dict) 
     def writer() -> None:
         try:
             for i in range(60):
-                outcome = record_results(served["engine"], admin, [
-                    {"result_id": f"c-{i}", "person_id": persons[i % len(persons)], "result": "remind_to_call_later",
-                     "called_on": "2025-01-05"}], source="api", today=TODAY)
+                outcome = record_results(
+                    served["engine"],
+                    admin,
+                    [
+                        {
+                            "result_id": f"c-{i}",
+                            "person_id": persons[i % len(persons)],
+                            "result": "remind_to_call_later",
+                            "called_on": "2025-01-05",
+                        }
+                    ],
+                    source="api",
+                    today=TODAY,
+                )
                 recorded.extend(r.result_id for r in outcome.accepted)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

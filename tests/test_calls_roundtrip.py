@@ -45,12 +45,34 @@ def test_results_by_api_and_by_file_steer_the_next_nightly(county: Path, tmp_pat
     engine.dispose()
     client = TestClient(create_app(store))
     auth = {"Authorization": f"Bearer {token}"}
-    assert client.post(f"/api/patients/{a}/calls", headers=auth, json={
-        "result_id": "api-a", "result": "agreed_to_visit", "called_on": "2024-07-01", "visit_on": "2024-07-03"
-    }).status_code == 201
-    assert client.post(f"/api/patients/{b}/calls", headers=auth, json={
-        "result_id": "api-b", "result": "已随访并测量", "called_on": "2024-07-02", "sbp": 121, "dbp": 76, "fpg": 5.4
-    }).status_code == 201
+    assert (
+        client.post(
+            f"/api/patients/{a}/calls",
+            headers=auth,
+            json={
+                "result_id": "api-a",
+                "result": "agreed_to_visit",
+                "called_on": "2024-07-01",
+                "visit_on": "2024-07-03",
+            },
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/api/patients/{b}/calls",
+            headers=auth,
+            json={
+                "result_id": "api-b",
+                "result": "已随访并测量",
+                "called_on": "2024-07-02",
+                "sbp": 121,
+                "dbp": 76,
+                "fpg": 5.4,
+            },
+        ).status_code
+        == 201
+    )
     client.close()
 
     # the exported workbook itself, result columns filled in, imports back as it is
@@ -63,7 +85,9 @@ def test_results_by_api_and_by_file_steer_the_next_nightly(county: Path, tmp_pat
         for row in range(4, sheet.max_row + 1):
             pid = sheet.cell(row, col["Person ID"]).value
             if pid in filled:
-                sheet.cell(row, col["Result"]).value, sheet.cell(row, col["Remove reason"]).value = filled[pid]
+                sheet.cell(row, col["Result"]).value, sheet.cell(row, col["Remove reason"]).value = filled[
+                    pid
+                ]
                 sheet.cell(row, col["Called on"]).value = "2024-07-01"
     filled_path = tmp_path / "filled.xlsx"
     book.save(filled_path)

@@ -82,7 +82,11 @@ def call_definitions() -> CallDefinitions:
     if "default" not in scripts["scripts"]:
         raise DefinitionError("call_scripts.yaml: a `default` script is required")
     return CallDefinitions(
-        version=str(raw["version"]), result_types=raw["result_types"], remove_reasons=raw["remove_reasons"],
-        policy=policy, scripts=scripts["scripts"], scripts_version=str(scripts["version"]),
+        version=str(raw["version"]),
+        result_types=raw["result_types"],
+        remove_reasons=raw["remove_reasons"],
+        policy=policy,
+        scripts=scripts["scripts"],
+        scripts_version=str(scripts["version"]),
         lookup=_lookup(raw["result_types"], raw["remove_reasons"]),
     )

@@ -17,8 +17,18 @@ _HEADERS = {}
 for _code, (_zh, _en) in CALL_COLUMNS.items():
     for _name in (_code, _zh, _en):
         _HEADERS[" ".join(str(_name).strip().lower().replace("_", " ").split())] = _code
-IMPORTED = ["result_id", "person_id", "result", "remove_reason", "visit_on", "called_on", "sbp", "dbp", "fpg",
-            "note"]
+IMPORTED = [
+    "result_id",
+    "person_id",
+    "result",
+    "remove_reason",
+    "visit_on",
+    "called_on",
+    "sbp",
+    "dbp",
+    "fpg",
+    "note",
+]
 
 
 def _key(value: Any) -> str | None:
@@ -77,15 +87,21 @@ def read_result_file(path: Path) -> tuple[list[dict[str, Any]], int]:
     found_header = False
     for grid in grids:
         records = _rows_from_grid(grid)
-        found_header = found_header or bool(records) or any(
-            any(_key(v) == "person_id" for v in row) for row in grid[:6])
+        found_header = (
+            found_header or bool(records) or any(any(_key(v) == "person_id" for v in row) for row in grid[:6])
+        )
         for record in records:
-            if str(record.get("result") or "").strip() == "" and str(record.get("remove_reason") or "").strip() == "":
+            if (
+                str(record.get("result") or "").strip() == ""
+                and str(record.get("remove_reason") or "").strip() == ""
+            ):
                 skipped += 1
                 continue
             if str(record.get("result") or "").strip() == "":
                 record["result"] = record["remove_reason"]  # a removal written as its reason alone
             rows.append(record)
     if not found_header:
-        raise InputFileError(str(path), "no header row with a person ID column (档案号 / Person ID / person_id)")
+        raise InputFileError(
+            str(path), "no header row with a person ID column (档案号 / Person ID / person_id)"
+        )
     return rows, skipped

@@ -86,8 +86,9 @@ def headline_reason(reasons_json: str | None) -> str:
     return str(best.get("id", "default"))
 
 
-def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
-                defs: CallDefinitions | None = None) -> pd.DataFrame:
+def call_states(
+    people: pd.DataFrame, results: pd.DataFrame, on: date, defs: CallDefinitions | None = None
+) -> pd.DataFrame:
     """Per person (person_id, fu_last_date): status on `on` from results with called_on <= on.
 
     status: due | missed_visit | remind_due (listable), awaiting_visit | remind_later | visited | removed
@@ -96,9 +97,17 @@ def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
     policy = defs.policy
     base = people[["person_id", "fu_last_date"]].copy()
     base["fu_last_date"] = pd.to_datetime(base["fu_last_date"]).dt.date
-    out = base.assign(status="due", last_result=None, last_called_on=None, attempts=0, failed_streak=0,
-                      home_visit_reason=None, registry_change=None, removed_reason=None,
-                      expected_visit_on=None)
+    out = base.assign(
+        status="due",
+        last_result=None,
+        last_called_on=None,
+        attempts=0,
+        failed_streak=0,
+        home_visit_reason=None,
+        registry_change=None,
+        removed_reason=None,
+        expected_visit_on=None,
+    )
     if results is None or results.empty:
         return out
     res = results[results["called_on"] <= on]
@@ -116,8 +125,11 @@ def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
         fu_last = last["fu_last_date"]
         episode = group if fu_last is None or pd.isna(fu_last) else group[group["called_on"] > fu_last]
         reason = last["remove_reason"] if isinstance(last["remove_reason"], str) else None
-        state = {"last_result": defs.label(reason or last["result_type"]),
-                 "last_called_on": last["called_on"], "attempts": len(episode)}
+        state = {
+            "last_result": defs.label(reason or last["result_type"]),
+            "last_called_on": last["called_on"],
+            "attempts": len(episode),
+        }
         streak = 0
         for kind in reversed(episode["result_type"].tolist()):
             if kind not in failed_types:
@@ -127,8 +139,11 @@ def call_states(people: pd.DataFrame, results: pd.DataFrame, on: date,
         gone = group[group["remove_reason"].isin(permanent)]
         if not gone.empty:
             reason = gone.iloc[-1]["remove_reason"]
-            state.update(status="removed", removed_reason=reason,
-                         registry_change=reason if reason in registry else None)
+            state.update(
+                status="removed",
+                removed_reason=reason,
+                registry_change=reason if reason in registry else None,
+            )
         elif episode.empty:
             state["status"] = "due"
         else:
@@ -164,27 +179,41 @@ def _fmt(value: object) -> str:
 
 
 def _script(template: str, row: dict) -> str:
-    return template.format(**{k: _fmt(row.get(k)) for k in
-                              ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")})
+    return template.format(
+        **{
+            k: _fmt(row.get(k))
+            for k in ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")
+        }
+    )
 
 
-def build_call_lists(priority: pd.DataFrame, tiers: pd.DataFrame, results: pd.DataFrame | None, on: date,
-                     *, window_days: int | None = None, daily_capacity: int | None = None,
-                     defs: CallDefinitions | None = None) -> CallListResult:
+def build_call_lists(
+    priority: pd.DataFrame,
+    tiers: pd.DataFrame,
+    results: pd.DataFrame | None,
+    on: date,
+    *,
+    window_days: int | None = None,
+    daily_capacity: int | None = None,
+    defs: CallDefinitions | None = None,
+) -> CallListResult:
     """Call list rows (per team and village, in priority order, within capacity), home-visit tasks and
     suggested registry changes. `priority` is the run's priority list (build_priority_list)."""
     defs = defs or call_definitions()
     window_days = window_days or defs.policy.window_days
     daily_capacity = daily_capacity or defs.policy.daily_capacity
     frame = priority.rename(columns={"rank": "priority_rank"}).merge(
-        tiers[["person_id", "reasons"]], on="person_id", how="left")
+        tiers[["person_id", "reasons"]], on="person_id", how="left"
+    )
     frame["fu_last_date"] = pd.to_datetime(frame["last_follow_up"].replace("", None))
     states = call_states(frame, results, on, defs)
     frame = frame.drop(columns="fu_last_date").merge(states, on="person_id", how="left")
     horizon = on + timedelta(days=window_days - 1)
     due_on = pd.to_datetime(frame["next_due_on"].replace("", None)).dt.date
     is_due = due_on.notna() & (due_on <= horizon)
-    listable = frame["status"].isin(list(STATUS)) & (is_due | frame["status"].isin(["missed_visit", "remind_due"]))
+    listable = frame["status"].isin(list(STATUS)) & (
+        is_due | frame["status"].isin(["missed_visit", "remind_due"])
+    )
     no_phone = frame["phone"].fillna("").str.strip() == ""
     home = frame[(frame["status"] == "home_visit") | (listable & no_phone)].copy()
     home["home_visit_reason"] = home["home_visit_reason"].fillna("no_phone")
@@ -200,7 +229,8 @@ def build_call_lists(priority: pd.DataFrame, tiers: pd.DataFrame, results: pd.Da
     records = calls.to_dict("records")
     for language in ("zh", "en"):
         calls[f"script_{language}"] = [
-            _script(scripts.get(r["reason"], scripts["default"])[language], r) for r in records]
+            _script(scripts.get(r["reason"], scripts["default"])[language], r) for r in records
+        ]
     calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
     calls["tier"] = calls["tier"].map(lambda t: TIER_ZH.get(t, t))
     calls["list_date"] = on.isoformat()
@@ -210,13 +240,32 @@ def build_call_lists(priority: pd.DataFrame, tiers: pd.DataFrame, results: pd.Da
     for column in RESULT_COLUMNS:
         calls[column] = ""
     calls = calls[list(CALL_COLUMNS)].reset_index(drop=True)
-    home = home[["team_id", "township_id", "village_id", "person_id", "name", "phone", "tier",
-                 "days_overdue", "home_visit_reason", "attempts", "last_result", "last_called_on"]]
+    home = home[
+        [
+            "team_id",
+            "township_id",
+            "village_id",
+            "person_id",
+            "name",
+            "phone",
+            "tier",
+            "days_overdue",
+            "home_visit_reason",
+            "attempts",
+            "last_result",
+            "last_called_on",
+        ]
+    ]
     registry = frame[frame["registry_change"].notna()][
-        ["team_id", "township_id", "village_id", "person_id", "name", "registry_change", "last_called_on"]]
-    return CallListResult(calls=calls, home_visits=home.reset_index(drop=True),
-                          registry_suggestions=registry.reset_index(drop=True),
-                          states=states, over_capacity=over)
+        ["team_id", "township_id", "village_id", "person_id", "name", "registry_change", "last_called_on"]
+    ]
+    return CallListResult(
+        calls=calls,
+        home_visits=home.reset_index(drop=True),
+        registry_suggestions=registry.reset_index(drop=True),
+        states=states,
+        over_capacity=over,
+    )
 
 
 @dataclass
@@ -239,12 +288,17 @@ def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: boo
     files = 3
     if xlsx:
         for team, rows in result.calls.groupby("team_id", sort=True):
-            write_call_workbook(rows, out_dir / "xlsx" / f"{_safe(str(team))}.xlsx",
-                                f"外呼名单 {on.isoformat()} {team}")
+            write_call_workbook(
+                rows, out_dir / "xlsx" / f"{_safe(str(team))}.xlsx", f"外呼名单 {on.isoformat()} {team}"
+            )
             files += 1
-    return CallExport(calls=len(result.calls), home_visits=len(result.home_visits),
-                      registry_suggestions=len(result.registry_suggestions),
-                      over_capacity=result.over_capacity, files=files)
+    return CallExport(
+        calls=len(result.calls),
+        home_visits=len(result.home_visits),
+        registry_suggestions=len(result.registry_suggestions),
+        over_capacity=result.over_capacity,
+        files=files,
+    )
 
 
 def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
@@ -252,8 +306,15 @@ def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(CALL_COLUMNS)
-    book = xlsxwriter.Workbook(str(path), {"in_memory": True, "strings_to_numbers": False,
-                                           "strings_to_formulas": False, "strings_to_urls": False})
+    book = xlsxwriter.Workbook(
+        str(path),
+        {
+            "in_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
     fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
     for village, group in rows.groupby("village_id", sort=True):

@@ -39,7 +39,7 @@ class RecordOutcome:
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
-        yield values[start:start + CHUNK]
+        yield values[start : start + CHUNK]
 
 
 def _in_scope(user: User, place: dict[str, Any]) -> bool:
@@ -56,9 +56,18 @@ def current_run_id(conn: Connection) -> str | None:
 
 def _places(conn: Connection, run_id: str, person_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     places: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(set(person_ids))):
-        rows = conn.execute(select(P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id)
-                            .where(P.c.run_id == run_id, P.c.person_id.in_(chunk))).mappings()
+    wanted = set(person_ids)
+    if len(wanted) > 20 * CHUNK:  # a big import: one scan of the run beats hundreds of IN lists
+        rows = conn.execute(
+            select(P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id).where(P.c.run_id == run_id)
+        ).mappings()
+        return {row["person_id"]: dict(row) for row in rows if row["person_id"] in wanted}
+    for chunk in _chunks(sorted(wanted)):
+        rows = conn.execute(
+            select(P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id).where(
+                P.c.run_id == run_id, P.c.person_id.in_(chunk)
+            )
+        ).mappings()
         places.update({row["person_id"]: dict(row) for row in rows})
     return places
 
@@ -71,8 +80,9 @@ def _existing(conn: Connection, result_ids: Sequence[str]) -> dict[str, dict[str
     return found
 
 
-def record_results(engine: Engine, user: User, raws: Sequence[dict[str, Any]], *, source: str,
-                   today: date | None = None) -> RecordOutcome:
+def record_results(
+    engine: Engine, user: User, raws: Sequence[dict[str, Any]], *, source: str, today: date | None = None
+) -> RecordOutcome:
     """Validate, scope-check and store call results; idempotent by result_id. Row order is kept in the
     outcome's quarantine list (index into `raws`)."""
     today = today or date.today()
@@ -109,23 +119,38 @@ def record_results(engine: Engine, user: User, raws: Sequence[dict[str, Any]], *
                     outcome.quarantined.append((index, "result_id_conflict"))
                 continue
             existing[result.result_id] = result.as_row()
-            row = {**result.as_row(), "run_id": run_id, "team_id": place["team_id"],
-                   "township_id": place["township_id"], "village_id": place["village_id"],
-                   "source": source, "recorded_by": user.name, "recorded_at": now}
+            row = {
+                **result.as_row(),
+                "run_id": run_id,
+                "team_id": place["team_id"],
+                "township_id": place["township_id"],
+                "village_id": place["village_id"],
+                "source": source,
+                "recorded_by": user.name,
+                "recorded_at": now,
+            }
             rows.append(tuple(row[c] for c in COLUMNS))
             audit.append(_audit(user, result.person_id, run_id, now, "ok"))
             outcome.accepted.append(result)
         if rows:
             insert_rows(conn, CR, COLUMNS, rows)
         if audit:
-            conn.execute(schema.audit.insert(), audit)
+            names = list(audit[0])
+            insert_rows(conn, schema.audit, names, [tuple(row[n] for n in names) for row in audit])
     outcome.quarantined.sort()
     return outcome
 
 
 def _audit(user: User, person_id: str, run_id: str, at: datetime, outcome: str) -> dict[str, Any]:
-    return {"at": at, "user_name": user.name, "role": user.role, "endpoint": "call_result",
-            "person_id": person_id, "run_id": run_id, "outcome": outcome}
+    return {
+        "at": at,
+        "user_name": user.name,
+        "role": user.role,
+        "endpoint": "call_result",
+        "person_id": person_id,
+        "run_id": run_id,
+        "outcome": outcome,
+    }
 
 
 def patient_in_scope(conn: Connection, user: User, person_id: str) -> tuple[str | None, bool]:
@@ -138,9 +163,22 @@ def patient_in_scope(conn: Connection, user: User, person_id: str) -> tuple[str 
 
 def call_history(conn: Connection, person_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
-        select(CR.c.result_id, CR.c.called_on, CR.c.result_type, CR.c.remove_reason, CR.c.visit_on,
-               CR.c.sbp, CR.c.dbp, CR.c.fpg, CR.c.note, CR.c.source, CR.c.recorded_by, CR.c.recorded_at)
-        .where(CR.c.person_id == person_id).order_by(CR.c.called_on, CR.c.recorded_at, CR.c.result_id)
+        select(
+            CR.c.result_id,
+            CR.c.called_on,
+            CR.c.result_type,
+            CR.c.remove_reason,
+            CR.c.visit_on,
+            CR.c.sbp,
+            CR.c.dbp,
+            CR.c.fpg,
+            CR.c.note,
+            CR.c.source,
+            CR.c.recorded_by,
+            CR.c.recorded_at,
+        )
+        .where(CR.c.person_id == person_id)
+        .order_by(CR.c.called_on, CR.c.recorded_at, CR.c.result_id)
     ).mappings()
     return [dict(row) for row in rows]
 
@@ -148,8 +186,11 @@ def call_history(conn: Connection, person_id: str) -> list[dict[str, Any]]:
 def results_frame(engine: Engine, until: date) -> pd.DataFrame:
     """Every call result with called_on <= until (the next run's input), in a stable order."""
     with engine.connect() as conn:
-        rows = conn.execute(select(CR).where(CR.c.called_on <= until)
-                            .order_by(CR.c.person_id, CR.c.called_on, CR.c.recorded_at, CR.c.result_id))
+        rows = conn.execute(
+            select(CR)
+            .where(CR.c.called_on <= until)
+            .order_by(CR.c.person_id, CR.c.called_on, CR.c.recorded_at, CR.c.result_id)
+        )
         frame = pd.DataFrame(rows.fetchall(), columns=COLUMNS)
     for column in ("called_on", "visit_on"):
         frame[column] = pd.to_datetime(frame[column]).dt.date
@@ -169,9 +210,11 @@ class ImportOutcome:
 
     def render(self) -> str:
         reasons = ", ".join(f"{code} {n:,}" for code, n in sorted(self.by_reason.items()))
-        text = (f"{self.rows:,} result rows: {self.accepted:,} accepted, {self.duplicates:,} already recorded, "
-                f"{self.quarantined:,} quarantined{f' ({reasons})' if reasons else ''}; "
-                f"{self.skipped_blank:,} rows without a result skipped; {self.seconds:.1f} s")
+        text = (
+            f"{self.rows:,} result rows: {self.accepted:,} accepted, {self.duplicates:,} already recorded, "
+            f"{self.quarantined:,} quarantined{f' ({reasons})' if reasons else ''}; "
+            f"{self.skipped_blank:,} rows without a result skipped; {self.seconds:.1f} s"
+        )
         if self.quarantine_file:
             text += f"\nquarantined rows with their reason: {self.quarantine_file}"
         return text
@@ -187,15 +230,26 @@ def cli_user(engine: Engine, name: str | None) -> User:
 
         return User(name=f"cli:{getpass.getuser()}", role="county_admin")
     with engine.connect() as conn:
-        row = conn.execute(select(schema.users).where(schema.users.c.name == name,
-                                                      schema.users.c.revoked_at.is_(None))).mappings().first()
+        row = (
+            conn.execute(
+                select(schema.users).where(schema.users.c.name == name, schema.users.c.revoked_at.is_(None))
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise RiskUserError(f"no active user '{name}'")
     return User(name=row["name"], role=row["role"], team_id=row["team_id"], township_id=row["township_id"])
 
 
-def import_results_file(path: Any, store_url: str, *, as_user: str | None = None,
-                        quarantine_out: Any = None, today: date | None = None) -> ImportOutcome:
+def import_results_file(
+    path: Any,
+    store_url: str,
+    *,
+    as_user: str | None = None,
+    quarantine_out: Any = None,
+    today: date | None = None,
+) -> ImportOutcome:
     """Import a CSV/XLSX of call results: every row with a result is accepted, already recorded (same
     result_id, same content) or quarantined with a reason code written beside the file."""
     import time
@@ -218,11 +272,25 @@ def import_results_file(path: Any, store_url: str, *, as_user: str | None = None
     written = None
     if outcome.quarantined:
         target = Path(quarantine_out) if quarantine_out else Path(path).with_suffix(".quarantine.csv")
-        frame = pd.DataFrame([{"row": index + 1, "reason": code, **{k: rows[index].get(k) for k in
-                                                                    ("result_id", "person_id", "result")}}
-                              for index, code in outcome.quarantined])
+        frame = pd.DataFrame(
+            [
+                {
+                    "row": index + 1,
+                    "reason": code,
+                    **{k: rows[index].get(k) for k in ("result_id", "person_id", "result")},
+                }
+                for index, code in outcome.quarantined
+            ]
+        )
         frame.to_csv(target, index=False, encoding="utf-8-sig")
         written = str(target)
-    return ImportOutcome(rows=len(rows), accepted=len(outcome.accepted), duplicates=len(outcome.duplicates),
-                         quarantined=len(outcome.quarantined), skipped_blank=skipped, by_reason=by_reason,
-                         quarantine_file=written, seconds=time.perf_counter() - started)
+    return ImportOutcome(
+        rows=len(rows),
+        accepted=len(outcome.accepted),
+        duplicates=len(outcome.duplicates),
+        quarantined=len(outcome.quarantined),
+        skipped_blank=skipped,
+        by_reason=by_reason,
+        quarantine_file=written,
+        seconds=time.perf_counter() - started,
+    )
