@@ -271,7 +271,7 @@ def results_import(
     file: Annotated[Path, typer.Argument(help="CSV or XLSX: a filled-in call list or a platform export")],
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
     as_user: Annotated[str | None, typer.Option("--as", help="Record as this user, within its scope")] = None,
-    quarantine: Annotated[Path | None, typer.Option(help="Quarantine file (default FILE.quarantine.csv)")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Quarantine file (FILE.quarantine.csv)")] = None,
 ) -> None:
     """Import call results; each row is accepted, already recorded, or quarantined with a reason."""
     from risk.serving.call_results import import_results_file

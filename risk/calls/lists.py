@@ -62,8 +62,8 @@ STATUS = {  # why a patient is on (or off) the list
 
 
 def priority_position(calls: pd.DataFrame) -> pd.Series:
-    """Position of each patient in the one priority order. Today: the order of the team priority lists
-    (tier, risk, days overdue; risk/products/lists.py). Issue 15's score replaces this one line."""
+    """Position of each patient in the one priority order: the team priority list's rank, which follows
+    risk/tiers/priority.py (urgency, colour, days overdue, risk, person_id), as the web list and API do."""
     return calls["priority_rank"]
 
 
