@@ -73,6 +73,7 @@ def synth(
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     home_bp_per_year: Annotated[float, typer.Option(help="Home BP readings / patient / year (stress)")] = 0.0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
+    profile: Annotated[str, typer.Option(help="County profile: suixi, urban_south")] = "suixi",
 ) -> None:
     """Generate a realistic, calibrated synthetic county (Suixi-like) in the input data contract."""
     from risk.synth import SynthConfig, generate_county
@@ -80,7 +81,7 @@ def synth(
     config = SynthConfig(
         persons=persons, seed=seed, start=parse_date(start), end=parse_date(end),
         dirty_share=dirty_share, file_format=file_format, home_bp_per_year=home_bp_per_year,
-        overwrite=overwrite,
+        overwrite=overwrite, profile=profile,
     )
     summary = generate_county(config, out)
     typer.echo(summary.render())

@@ -156,6 +156,36 @@ def synth_county() -> dict[str, Any]:
     return load_yaml(definition_path("synth_county.yaml"))
 
 
+def synth_profiles() -> list[str]:
+    """Names of the county profiles of synth_county.yaml."""
+    return list(synth_county()["profiles"])
+
+
+def synth_profile(name: str = "suixi") -> dict[str, Any]:
+    """Generator parameters of one county profile: the profile's overrides merged over the base parameters
+    (a nested mapping replaces only the keys it names). Unknown names raise KeyError."""
+    import copy
+
+    base = synth_county()
+    profile = base["profiles"][name]
+    merged = _deep_merge(copy.deepcopy(base), profile.get("overrides") or {})
+    merged["profile"] = {
+        "name": name,
+        "description": profile.get("description", "").strip(),
+        "declared": dict(profile.get("declared") or {}),
+    }
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 @lru_cache(maxsize=1)
 def thresholds() -> dict[str, Any]:
     """Clinical thresholds (BP / FPG control, BP grades, windows); cited in thresholds.yaml."""

@@ -39,14 +39,14 @@ class Block:
 def generate_block(ctx: Context, block_number: int, first: int, n: int) -> Block:
     rng = np.random.default_rng([ctx.seed, block_number])
     res = make_residents(ctx, rng, first, n)
-    course = simulate_course(ctx, rng, res)
-    life = _life(ctx, rng, res, course)
     statin_share = ctx.params["drugs"]["statin"]
     aspirin_share = ctx.params["drugs"]["antiplatelet"]
     cvd = res.has_cvd
     statin = rng.random(n) < np.where(cvd, statin_share["share_with_cvd"], statin_share["share"])
     aspirin = rng.random(n) < np.where(cvd, aspirin_share["share_with_cvd"], aspirin_share["share"])
     body = care.person_measures(rng, res, statin)
+    course = simulate_course(ctx, rng, res, body, lambda idx: care.schedule_visits(ctx, rng, res, idx))
+    life = _life(ctx, rng, res, course)
 
     groups = [
         care.follow_up_care(ctx, rng, res, course, life, body),
@@ -56,6 +56,8 @@ def generate_block(ctx: Context, block_number: int, first: int, n: int) -> Block
         groups.append({"vitals": [care.home_readings(ctx, rng, res, course, life)]})
     tables = care.combine(groups)
     tables["prescriptions"] = care.prescriptions(ctx, rng, res, course, life, statin, aspirin)
+    if not ctx.params["data_feeds"]["prescriptions"]:  # a county without a pharmacy feed
+        tables["prescriptions"] = {}
     claims, outcomes = build_claims(ctx, rng, res, course, life)
     tables["encounters"] = claims_table(ctx, rng, res, claims, life)
     tables["conditions"] = _conditions(ctx, rng, res, life)
@@ -66,7 +68,7 @@ def generate_block(ctx: Context, block_number: int, first: int, n: int) -> Block
         else:
             tables[name] = {}
     tables["persons"] = _persons(ctx, rng, res, life)
-    truth = _truth(ctx, res, course, life, outcomes)
+    truth = _truth(ctx, res, course, life, body, outcomes)
     return Block(first, res, tables, truth)
 
 
@@ -169,15 +171,45 @@ def _persons(ctx: Context, rng: np.random.Generator, res: Residents, life: care.
     }
 
 
-def _truth(ctx: Context, res: Residents, course: Course, life: care.Life, outcomes) -> Table:
-    """Latent truth of every patient, for honest evaluation of risk models (never an input)."""
+def _truth(
+    ctx: Context, res: Residents, course: Course, life: care.Life, body: care.Lipids, outcomes
+) -> Table:
+    """Latent truth of every patient, for honest evaluation of risk models (never an input).
+
+    hazard_<outcome>: the true annual hazard of each outcome over the final 12 months of history (frailty and
+    prior events in); true_risk_final_year: probability of any modelled outcome (any outcome above or death)
+    in those 12 months, the oracle's score for the latest complete label window; ..._no_frailty: the same with
+    the unobserved frailty at its mean, the best any method using observable data could approach.
+    """
     idx = course.idx
     active = life.active
+    n_months = active.shape[1]
     months_active = np.maximum(active.sum(axis=1), 1)
-    monthly = course.cv_hazard + course.cx_hazard
+    monthly = sum(course.rates.values())
     mean_monthly = np.where(active.any(axis=1), (monthly * active).sum(axis=1) / months_active, monthly[:, 0])
     last_month = np.maximum(active.sum(axis=1) - 1, 0)
     rows = np.arange(len(idx))
+    final = slice(max(n_months - 12, 0), n_months)
+    survive = np.ones(len(idx))
+    for probability in [*course.rates.values(), course.death_hazard]:
+        survive = survive * np.prod(1.0 - probability[:, final].astype(float), axis=1)
+    frailty = course.frailty
+    out = ctx.params["outcomes"]
+    # Without frailty: outcome hazards scale with exp(frailty), death with exp(w * frailty); replace by means.
+    sd = out["frailty_sd"]
+    scale = np.exp(sd**2 / 2 - frailty)
+    death_scale = np.exp((out["death_log_hr_frailty"] * sd) ** 2 / 2 - out["death_log_hr_frailty"] * frailty)
+    survive_nf = np.ones(len(idx))
+    for probability in course.rates.values():
+        rate = -np.log1p(-probability[:, final].astype(float)) * scale[:, None]
+        survive_nf = survive_nf * np.exp(-rate.sum(axis=1))
+    death_rate = -np.log1p(-course.death_hazard[:, final].astype(float)) * death_scale[:, None]
+    survive_nf = survive_nf * np.exp(-death_rate.sum(axis=1))
+    hazard = {
+        f"hazard_{name}": -12 * np.log1p(-probability[:, final].astype(float)).mean(axis=1)
+        for name, probability in course.rates.items()
+    }
+    hazard["hazard_death"] = -12 * np.log1p(-course.death_hazard[:, final].astype(float)).mean(axis=1)
     return {
         "person_id": res.person[idx],
         "true_hypertension": res.htn[idx],
@@ -186,15 +218,26 @@ def _truth(ctx: Context, res: Residents, course: Course, life: care.Life, outcom
         "registered_diabetes": res.reg_dm[idx],
         "latent_risk": 12 * mean_monthly,
         "latent_risk_end": 12 * monthly[rows, last_month],
-        "frailty": course.frailty,
+        "true_risk_final_year": 1.0 - survive,
+        "true_risk_final_year_no_frailty": 1.0 - survive_nf,
+        **hazard,
+        "frailty": frailty,
         "sbp_untreated": course.sbp_untreated,
         "fpg_untreated": course.fpg_untreated,
         "sbp_true_end": course.sbp[rows, last_month],
         "fpg_true_end": course.fpg[rows, last_month],
+        "egfr_true_end": course.egfr[rows, last_month],
+        "uacr_true": body.uacr[idx],
+        "tc_true": body.tc[idx],
+        "hdl_true": body.hdl[idx],
+        "waist_true": body.waist[idx],
         "adherence_class": Cat(course.adherence_class.astype(np.int32), ADHERENCE_LABELS),
-        "n_antihypertensives": course.n_drugs_htn,
-        "n_antidiabetics": course.n_drugs_dm,
+        "n_antihypertensives": course.n_drugs_htn[rows, last_month].astype(np.int64),
+        "n_antidiabetics": course.n_drugs_dm[rows, last_month].astype(np.int64),
+        "intensified_htn": course.intensified_htn.astype(np.int64),
+        "intensified_dm": course.intensified_dm.astype(np.int64),
         "unregistered_treated": course.unreg_treated,
+        **{name: count for name, count in outcomes.counts.items()},
         "cv_admissions": outcomes.cv_admissions,
         "complications": outcomes.complications,
         "diabetes_admissions": outcomes.diabetes_admissions,

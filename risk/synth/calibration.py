@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from risk.definitions import synth_county
+from risk.definitions import synth_profile
 
 START_MARK = "<!-- calibration:start -->"
 END_MARK = "<!-- calibration:end -->"
@@ -97,7 +97,8 @@ def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
     figures["inpatient care within the county"] = q(
         f"SELECT avg((facility_level <> 'outside_county')::int) {inpatient}"
     )
-    scale = synth_county()["targets"]["resident_population"] / n / years
+    profile = meta.get("profile", {}).get("name", "suixi")
+    scale = synth_profile(profile)["targets"]["resident_population"] / n / years
     figures["hypertension admissions per year (scaled to 932k)"] = (
         q(f"SELECT count(*) {inpatient} AND (primary_dx = 'I10' OR primary_dx LIKE 'I11%')") * scale
     )
@@ -121,9 +122,9 @@ def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
     return {k: float("nan") if v is None else float(v) for k, v in figures.items()}
 
 
-def targets() -> dict[str, tuple[float, str]]:
+def targets(profile: str = "suixi") -> dict[str, tuple[float, str]]:
     """Calibration target per figure, with where it comes from."""
-    t = synth_county()["targets"]
+    t = synth_profile(profile)["targets"]
     pop = t["resident_population"]
     cf = "county-facts.md"
     return {

@@ -9,7 +9,7 @@ import numpy as np
 from risk.synth.columns import NULL_DAY, Cat, Table, concat_tables
 from risk.synth.context import Context
 from risk.synth.population import DAYS_PER_YEAR, Residents
-from risk.synth.trajectories import ADHERENCE_LABELS, Course
+from risk.synth.trajectories import ADHERENCE_LABELS, Course, Visits
 
 SECONDS_PER_DAY = 86400
 DANGER_SYMPTOMS = ["剧烈头痛", "视物模糊", "胸痛", "呼吸困难", "意识改变", "恶心呕吐"]
@@ -37,6 +37,7 @@ class Lipids:
     uacr: np.ndarray
     height: np.ndarray
     weight: np.ndarray
+    waist: np.ndarray  # true waist circumference (cm); readings add measurement error
 
 
 def person_measures(rng: np.random.Generator, res: Residents, statin: np.ndarray) -> Lipids:
@@ -50,7 +51,9 @@ def person_measures(rng: np.random.Generator, res: Residents, statin: np.ndarray
     uacr = rng.lognormal(np.log(12) + 1.0 * res.dm + 1.2 * ckd, 0.9)
     height = rng.normal(np.where(res.male, 167.0, 156.0), 6.0)
     bmi = np.clip(rng.normal(24.0 + 1.0 * (res.htn | res.dm), 3.2, size=n), 16, 40)
-    return Lipids(tc, hdl, ldl, egfr, uacr, height, bmi * (height / 100) ** 2)
+    # Waist tracks BMI (about 2.9 cm per kg/m2 in Chinese adults), with individual scatter.
+    waist = np.clip(2.9 * bmi + 12 + rng.normal(0, 5, n), 55, 140)
+    return Lipids(tc, hdl, ldl, egfr, uacr, height, bmi * (height / 100) ** 2, waist)
 
 
 def timestamps(rng: np.random.Generator, days: np.ndarray, first_hour: int, last_hour: int) -> np.ndarray:
@@ -59,12 +62,24 @@ def timestamps(rng: np.random.Generator, days: np.ndarray, first_hour: int, last
 
 
 def observe_bp(
-    rng: np.random.Generator, ctx: Context, true_sbp: np.ndarray, true_dbp: np.ndarray, offset: float = 0.0
+    rng: np.random.Generator,
+    ctx: Context,
+    true_sbp: np.ndarray,
+    true_dbp: np.ndarray,
+    offset: float = 0.0,
+    noise: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Readings of true BP: measurement error (pre-drawn `noise` when the doctor already acted on it),
+    terminal-digit preference."""
     bp = ctx.params["blood_pressure"]
     n = len(true_sbp)
-    sbp = true_sbp + offset + rng.normal(0, bp["measurement_sd_sbp"], size=n)
-    dbp = true_dbp + offset / 2 + rng.normal(0, bp["measurement_sd_dbp"], size=n)
+    if noise is None:
+        noise = (
+            rng.normal(0, bp["measurement_sd_sbp"], size=n),
+            rng.normal(0, bp["measurement_sd_dbp"], size=n),
+        )
+    sbp = true_sbp + offset + noise[0]
+    dbp = true_dbp + offset / 2 + noise[1]
     tens = rng.random(n) < bp["rounding_to_ten_share"]
     sbp = np.where(tens, np.round(sbp, -1), np.round(sbp))
     dbp = np.where(tens, np.round(dbp, -1), np.round(dbp))
@@ -90,9 +105,7 @@ def vitals_rows(
         has_weight = rng.random(n) < body_share[0]
         weight = np.where(has_weight, np.round(body.weight[resident] + rng.normal(0, 1.0, size=n), 1), np.nan)
         height = np.where(has_weight & (rng.random(n) < 0.2), np.round(body.height[resident]), np.nan)
-        # Waist tracks BMI (about 2.9 cm per kg/m2 in Chinese adults), with individual scatter.
-        bmi = body.weight[resident] / (body.height[resident] / 100) ** 2
-        waist_cm = np.clip(2.9 * bmi + 12 + rng.normal(0, 5, n), 55, 140)
+        waist_cm = np.clip(body.waist[resident] + rng.normal(0, 2, n), 55, 140)
         waist = np.where(rng.random(n) < body_share[1], np.round(waist_cm), np.nan)
     heart_rate = np.where(rng.random(n) < 0.6, np.round(rng.normal(76, 10, size=n)), np.nan)
     return {
@@ -141,10 +154,61 @@ def glucose_labs(
     return lab_rows(person, measured_at, "fpg", value, mg.astype(np.int32), ["mmol/L", "mg/dL"])
 
 
+def schedule_visits(ctx: Context, rng: np.random.Generator, res: Residents, res_idx: np.ndarray) -> Visits:
+    """Planned follow-up visits of registered patients: one per calendar quarter (national cadence) for
+    patients in care, fewer for the lost-to-follow-up share, on a day weighted by month (Spring Festival)."""
+    fu = ctx.params["follow_up"]
+    cal = ctx.calendar
+    registered = res.reg_htn[res_idx] | res.reg_dm[res_idx]
+    managed = np.flatnonzero(registered)
+    big = np.iinfo(np.int64).max
+    enrol = np.minimum(
+        np.where(res.reg_htn[res_idx], res.enrol_htn[res_idx], big),
+        np.where(res.reg_dm[res_idx], res.enrol_dm[res_idx], big),
+    )
+    first_day = np.maximum(enrol, cal.start_day)
+    lost = rng.random(len(res_idx)) < fu["lost_to_follow_up_share"]
+    attendance = np.where(
+        lost,
+        rng.beta(fu["lost_attendance_alpha"], fu["lost_attendance_beta"], size=len(res_idx)),
+        fu["quarter_attendance"],
+    )
+    quarter = cal.year_of_month * 4 + cal.month_of_year // 3
+    quarter -= quarter[0]
+    month_weight = np.asarray(fu["month_weight"])[cal.month_of_year]
+    per_quarter = fu["visits_per_year"] / 4
+    visit_p, visit_day = [], []
+    for q in range(quarter[-1] + 1):
+        months = np.flatnonzero(quarter == q)
+        w = month_weight[months]
+        attend = managed[rng.random(len(managed)) < attendance[managed] * per_quarter]
+        extra = managed[~lost[managed] & (rng.random(len(managed)) < fu["extra_visit_per_quarter"])]
+        who = np.concatenate([attend, extra])
+        month = months[rng.choice(len(months), size=len(who), p=w / w.sum())]
+        visit_p.append(who)
+        visit_day.append(cal.random_day_in_month(rng, month))
+    vp = np.concatenate(visit_p)
+    vday = np.concatenate(visit_day)
+    keep = vday >= first_day[vp]
+    vp, vday = vp[keep], vday[keep]
+    bp, gl = ctx.params["blood_pressure"], ctx.params["glucose"]
+    mode_share = fu["mode_share"]
+    n = len(vp)
+    return Visits(
+        patient=vp,
+        day=vday,
+        mode=rng.choice(3, size=n, p=[mode_share[m] for m in MODES]),
+        sbp_noise=rng.normal(0, bp["measurement_sd_sbp"], size=n),
+        dbp_noise=rng.normal(0, bp["measurement_sd_dbp"], size=n),
+        fpg_factor=rng.lognormal(0.0, gl["measurement_cv"], size=n),
+    )
+
+
 def follow_up_care(
     ctx: Context, rng: np.random.Generator, res: Residents, course: Course, life: Life, body: Lipids
 ) -> dict[str, list[Table]]:
-    """Quarterly follow-up visits with gaps, rechecks after uncontrolled readings, and their records."""
+    """The scheduled follow-up visits (course.visits) while alive and in the county, rechecks after
+    uncontrolled readings, and their records."""
     p = ctx.params
     fu = p["follow_up"]
     cal = ctx.calendar
@@ -158,32 +222,18 @@ def follow_up_care(
     )
     first_day = np.maximum(enrol, cal.start_day)
     last_day = life.last_day[res_idx]
-    attendance = rng.beta(fu["attendance_alpha"], fu["attendance_beta"], size=len(res_idx))
-
-    # Calendar quarters overlapping the history; the month inside a quarter follows seasonal weights.
-    quarter = cal.year_of_month * 4 + cal.month_of_year // 3
-    quarter -= quarter[0]
-    month_weight = np.asarray(fu["month_weight"])[cal.month_of_year]
-    n_q = quarter[-1] + 1
-    per_year = fu["visits_per_year"] / 4
-    q_weight = np.array([month_weight[quarter == q].sum() / 3 for q in range(n_q)])
-    q_factor = q_weight / q_weight.max()
-    visit_p, visit_day = [], []
-    for q in range(n_q):
-        months = np.flatnonzero(quarter == q)
-        attend = managed[rng.random(len(managed)) < attendance[managed] * q_factor[q] * per_year]
-        w = month_weight[months]
-        month = months[rng.choice(len(months), size=len(attend), p=w / w.sum())]
-        visit_p.append(attend)
-        visit_day.append(cal.random_day_in_month(rng, month))
-    vp = np.concatenate(visit_p)
-    vday = np.concatenate(visit_day)
-    keep = (vday >= first_day[vp]) & (vday <= last_day[vp])
-    vp, vday = vp[keep], vday[keep]
-    mode_share = fu["mode_share"]
-    mode = rng.choice(3, size=len(vp), p=[mode_share[m] for m in MODES])
-
-    sbp, dbp, fpg = _readings(ctx, rng, course, vp, vday)
+    visits = course.visits
+    keep = (visits.day <= last_day[visits.patient]) & (reg_htn | reg_dm)[visits.patient]
+    vp, vday, mode = visits.patient[keep], visits.day[keep], visits.mode[keep]
+    month = cal.month_index(vday)
+    sbp, dbp = observe_bp(
+        rng,
+        ctx,
+        course.sbp[vp, month],
+        course.dbp[vp, month],
+        noise=(visits.sbp_noise[keep], visits.dbp_noise[keep]),
+    )
+    fpg = np.round(np.clip(course.fpg[vp, month] * visits.fpg_factor[keep], 2.5, 33.0), 1)
     uncontrolled = (mode != 2) & (((sbp >= 140) | (dbp >= 90)) & reg_htn[vp] | (fpg >= 7.0) & reg_dm[vp])
     recheck = uncontrolled & (rng.random(len(vp)) < fu["recheck_after_uncontrolled"])
     r_p = vp[recheck]
@@ -313,7 +363,7 @@ def _periodic_labs(
             res.person[who],
             at,
             "egfr",
-            np.round(np.clip(body.egfr[who] + rng.normal(0, 5, len(who)), 3, 150)),
+            np.round(np.clip(course.egfr[rows, cal.month_index(days)] + rng.normal(0, 5, len(who)), 3, 150)),
             "mL/min/1.73m2",
         )
     )
@@ -447,20 +497,17 @@ def prescriptions(
         pat, month = np.nonzero(mask & life.active)
         parts.append((pat, day[pat, month], product[pat]))
 
-    for group, dispensed, n_drugs in (
-        ("antihypertensive", course.dispense_htn, course.n_drugs_htn),
-        ("antidiabetic", course.dispense_dm, course.n_drugs_dm),
+    for group, dispensed, n_drugs, chosen in (
+        ("antihypertensive", course.dispense_htn, course.n_drugs_htn, course.products_htn),
+        ("antidiabetic", course.dispense_dm, course.n_drugs_dm, course.products_dm),
     ):
         products = drugs[group]
         offset = len(atcs)
         atcs += [d["atc"] for d in products]
         names += [d["name"] for d in products]
-        weights = np.array([d["weight"] for d in products], dtype=float)
-        # Distinct products per patient: Gumbel top-k on the product weights.
-        keys = np.log(weights / weights.sum())[None, :] + rng.gumbel(size=(n, len(products)))
-        chosen = np.argsort(-keys, axis=1)[:, :3] + offset
-        for j in range(3):
-            add(dispensed & (n_drugs > j)[:, None], chosen[:, j])
+        # Distinct products per patient (chosen in the course); a step-up adds the next slot's product.
+        for j in range(chosen.shape[1]):
+            add(dispensed & (n_drugs > j), chosen[:, j] + offset)
     any_dispense = course.dispense_htn | course.dispense_dm
     for key, flag in (("statin", statin), ("antiplatelet", aspirin)):
         atcs.append(drugs[key]["atc"])

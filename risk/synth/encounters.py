@@ -15,6 +15,9 @@ from risk.synth.trajectories import Course
 SETTINGS = ["outpatient", "inpatient", "emergency"]
 LEVELS = ["village", "township", "county", "outside_county"]
 COST_GROUP = {
+    "E16.0": "diabetes",
+    "N18.3": "kidney",
+    "N18.4": "kidney",
     "I10": "hypertension",
     "I11.0": "hypertension",
     "I63.9": "stroke",
@@ -69,6 +72,7 @@ class Outcomes:
     cv_admissions: np.ndarray
     complications: np.ndarray
     diabetes_admissions: np.ndarray
+    counts: dict[str, np.ndarray] = field(default_factory=dict)  # events_<outcome> per patient
 
 
 def _mix(rng: np.random.Generator, claims: Claims, mix: dict[str, float], n: int) -> np.ndarray:
@@ -98,63 +102,105 @@ def build_claims(
     claims.code("")
     n_pat = len(course.idx)
 
-    def monthly_events(hazard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        happened = (rng.random(hazard.shape, dtype=np.float32) < hazard) & life.active
-        return np.nonzero(happened)
+    codes = out["codes"]
 
-    # Risk-driven CV admissions (some via the emergency room the same day).
-    pat, month = monthly_events(course.cv_hazard)
-    who = course.idx[pat]
-    day = cal.random_day_in_month(rng, month)
-    primary = _mix(rng, claims, out["cv_event_mix"], len(pat))
-    non_htn = ~res.htn[who] & np.isin(primary, [claims.code("I10"), claims.code("I11.0")])
-    primary = np.where(non_htn, claims.code("I63.9"), primary)
-    _inpatient(ctx, rng, claims, res, who, day, primary)
-    emergency = rng.random(len(pat)) < enc["emergency_share_of_cv"]
-    claims.add(
-        who[emergency],
-        2,
-        np.full(emergency.sum(), 2),
-        day[emergency],
-        np.zeros(emergency.sum(), int),
-        primary[emergency],
-        _secondary(claims, res, who[emergency]),
-        600.0 * rng.lognormal(0, 0.5, emergency.sum()),
-    )
-    cv_count = np.bincount(pat, minlength=n_pat)
+    def events(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(patient, resident, day) of an outcome's events while alive and in the county."""
+        pat, month = course.events[name]
+        kept = life.active[pat, month]
+        pat, month = pat[kept], month[kept]
+        return pat, course.idx[pat], cal.random_day_in_month(rng, month)
 
-    # New complications: diagnosed at the county hospital, some during an admission.
-    pat, month = monthly_events(course.cx_hazard)
-    who = course.idx[pat]
-    day = cal.random_day_in_month(rng, month)
-    dm_code = _mix(rng, claims, out["diabetes_complication_mix"], len(pat))
-    htn_code = _mix(rng, claims, out["hypertension_complication_mix"], len(pat))
-    primary = np.where(res.dm[who], dm_code, htn_code)
-    admitted = rng.random(len(pat)) < out["complication_admitted_share"]
-    _inpatient(ctx, rng, claims, res, who[admitted], day[admitted], primary[admitted])
-    opd = ~admitted
-    claims.add(
-        who[opd],
-        0,
-        np.full(opd.sum(), 2),
-        day[opd],
-        np.zeros(opd.sum(), int),
-        primary[opd],
-        _secondary(claims, res, who[opd]),
-        350.0 * rng.lognormal(0, 0.5, opd.sum()),
-    )
-    cx_count = np.bincount(pat, minlength=n_pat)
+    def code_of(spec: str | dict[str, float], n: int) -> np.ndarray:
+        if isinstance(spec, str):
+            return np.full(n, claims.code(spec))
+        return _mix(rng, claims, spec, n)
 
-    # Diabetes admissions; with the admitted complications about a quarter carry a complication code.
-    pat, month = monthly_events(course.dm_hazard)
-    who = course.idx[pat]
-    day = cal.random_day_in_month(rng, month)
-    with_cx = rng.random(len(pat)) < out["diabetes_admission_complication_share"]
+    def emergency(who: np.ndarray, day: np.ndarray, primary: np.ndarray) -> None:
+        er = rng.random(len(who)) < enc["emergency_share_of_cv"]
+        claims.add(
+            who[er],
+            2,
+            np.full(er.sum(), 2),
+            day[er],
+            np.zeros(er.sum(), int),
+            primary[er],
+            _secondary(claims, res, who[er]),
+            600.0 * rng.lognormal(0, 0.5, er.sum()),
+        )
+
+    def outpatient_dx(who: np.ndarray, day: np.ndarray, primary: np.ndarray) -> None:
+        claims.add(
+            who,
+            0,
+            np.full(len(who), 2),
+            day,
+            np.zeros(len(who), int),
+            primary,
+            _secondary(claims, res, who),
+            350.0 * rng.lognormal(0, 0.5, len(who)),
+        )
+
+    event_counts: dict[str, np.ndarray] = {}
+    cv_count = np.zeros(n_pat, dtype=np.int64)
+    cx_count = np.zeros(n_pat, dtype=np.int64)
+    dm_count = np.zeros(n_pat, dtype=np.int64)
+
+    # ASCVD (China-PAR): stroke or coronary event; most admitted, some via the emergency room.
+    pat, who, day = events("ascvd")
+    stroke = rng.random(len(pat)) < out["ascvd"]["stroke_share"]
+    bleed = rng.random(len(pat)) < out["ascvd"]["haemorrhagic_share_of_stroke"]
     primary = np.where(
-        with_cx, _mix(rng, claims, out["diabetes_complication_mix"], len(pat)), claims.code("E11.9")
+        stroke,
+        np.where(bleed, claims.code(codes["haemorrhagic_stroke"]), claims.code(codes["ischaemic_stroke"])),
+        code_of(codes["coronary"], len(pat)),
     )
+    admitted = rng.random(len(pat)) < out["ascvd"]["admitted_share"]
+    _inpatient(ctx, rng, claims, res, who[admitted], day[admitted], primary[admitted])
+    emergency(who, day, primary)
+    event_counts["events_ascvd"] = np.bincount(pat, minlength=n_pat)
+    cv_count += np.bincount(pat[admitted], minlength=n_pat)
+
+    for name, code in (
+        ("heart_failure", codes["heart_failure"]),
+        ("hypertension_admission", codes["hypertension"]),
+    ):
+        pat, who, day = events(name)
+        primary = code_of(code, len(pat))
+        _inpatient(ctx, rng, claims, res, who, day, primary)
+        emergency(who, day, primary)
+        event_counts[f"events_{name}"] = np.bincount(pat, minlength=n_pat)
+        cv_count += event_counts[f"events_{name}"]
+
+    # Kidney progression (KDIGO grid) and diabetic microvascular complications (HbA1c): new diagnoses at
+    # the county hospital, some during an admission.
+    for name in ("kidney", "microvascular"):
+        pat, who, day = events(name)
+        if name == "kidney":
+            month = cal.month_index(day)
+            advanced = course.egfr[pat, month] < 30
+            primary = np.where(advanced, claims.code(codes["kidney_advanced"]), claims.code(codes["kidney"]))
+        else:
+            primary = code_of(codes["microvascular"], len(pat))
+        admitted = rng.random(len(pat)) < out[name]["admitted_share"]
+        _inpatient(ctx, rng, claims, res, who[admitted], day[admitted], primary[admitted])
+        outpatient_dx(who[~admitted], day[~admitted], primary[~admitted])
+        event_counts[f"events_{name}"] = np.bincount(pat, minlength=n_pat)
+        cx_count += event_counts[f"events_{name}"]
+
+    # Hypoglycaemia on insulin / sulfonylureas, and other diabetes admissions.
+    pat, who, day = events("hypoglycaemia")
+    primary = code_of(codes["hypoglycaemia"], len(pat))
     _inpatient(ctx, rng, claims, res, who, day, primary)
-    dm_count = np.bincount(pat, minlength=n_pat)
+    emergency(who, day, primary)
+    event_counts["events_hypoglycaemia"] = np.bincount(pat, minlength=n_pat)
+    dm_count += event_counts["events_hypoglycaemia"]
+    pat, who, day = events("diabetes_admission")
+    with_cx = rng.random(len(pat)) < out["diabetes_admission_complication_share"]
+    primary = np.where(with_cx, code_of(codes["microvascular"], len(pat)), claims.code("E11.9"))
+    _inpatient(ctx, rng, claims, res, who, day, primary)
+    event_counts["events_diabetes_admission"] = np.bincount(pat, minlength=n_pat)
+    dm_count += event_counts["events_diabetes_admission"]
 
     # General admissions of every resident, by age, while alive and in the county.
     span = np.maximum(life.last_day - cal.start_day + 1, 0)
@@ -195,7 +241,7 @@ def build_claims(
         res.htn[who] & (~res.dm[who] | (rng.random(len(who)) < 0.5)), claims.code("I10"), claims.code("E11.9")
     )
     _outpatient(ctx, rng, claims, res, who, day, primary)
-    return claims, Outcomes(cv_count, cx_count, dm_count)
+    return claims, Outcomes(cv_count, cx_count, dm_count, event_counts)
 
 
 def _inpatient(

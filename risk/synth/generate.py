@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from risk.definitions import contract, synth_county
+from risk.definitions import contract, synth_profile, synth_profiles
 from risk.errors import RiskUserError
 from risk.provenance import code_version
 from risk.synth.block import BLOCK_SIZE, generate_block
@@ -37,6 +37,7 @@ class SynthConfig:
     file_format: str = "parquet"
     home_bp_per_year: float = 0.0
     overwrite: bool = False
+    profile: str = "suixi"
 
     def check(self) -> None:
         if not 1 <= self.persons <= MAX_PERSONS:
@@ -49,6 +50,8 @@ class SynthConfig:
             raise RiskUserError(f"--format must be one of {', '.join(FORMATS)}")
         if self.home_bp_per_year < 0:
             raise RiskUserError("--home-bp-per-year must be >= 0")
+        if self.profile not in synth_profiles():
+            raise RiskUserError(f"--profile must be one of {', '.join(synth_profiles())}")
 
 
 @dataclass
@@ -63,7 +66,8 @@ class SynthSummary:
     def render(self) -> str:
         lines = [
             f"synthetic county written to {self.out_dir} ({self.config.persons:,} persons, "
-            f"{self.config.start}..{self.config.end}, seed {self.config.seed}) in {self.seconds:.1f} s"
+            f"{self.config.start}..{self.config.end}, seed {self.config.seed}, "
+            f"profile {self.config.profile}) in {self.seconds:.1f} s"
         ]
         lines += [f"  {name:<14}{count:>13,} rows" for name, count in self.rows.items()]
         lines.append(f"  dirty rows injected: {self.dirty_rows:,} (manifest _synth/dirty_rows.parquet)")
@@ -78,7 +82,7 @@ def generate_county(config: SynthConfig, out_dir: Path) -> SynthSummary:
 
     config.check()
     started = time.perf_counter()
-    params = synth_county()
+    params = synth_profile(config.profile)
     ctx = build_context(
         params,
         config.start,
@@ -135,6 +139,7 @@ def generate_county(config: SynthConfig, out_dir: Path) -> SynthSummary:
         meta = {
             "config": {**asdict(config), "start": str(config.start), "end": str(config.end)},
             "synth_definitions_version": params["version"],
+            "profile": params["profile"],
             "contract_version": contract().version,
             "code_version": code_version(),
             "rows": rows,
