@@ -18,6 +18,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def _as_float(values: Any) -> FloatArray:
     """Array of floats with NaN for missing (accepts bool/None/pandas nullable values)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fbiu":  # plain numeric: no pandas round trip
+        return np.atleast_1d(values.astype(np.float64))
     series = (
         values
         if isinstance(values, pd.Series)
