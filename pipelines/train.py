@@ -21,6 +21,7 @@ import pandas as pd
 from risk import provenance
 from risk.errors import InputFileError, RiskUserError
 from risk.evaluation import EstimatorScores, EvaluationResult, RuleBaseline, evaluate, write_report
+from risk.evaluation.external import validation_table, write_external_report
 from risk.evaluation.harness import age_bands
 from risk.evaluation.report import closing_note
 from risk.models.estimators import MODEL_KINDS, MODEL_LABELS, CalibratedRiskModel
@@ -33,6 +34,7 @@ from risk.models.policy import default_model_policy, load_model_policy
 from risk.models.training_set import (
     SNAPSHOT_COLUMN,
     FeatureFunction,
+    SnapshotPlan,
     TrainingSet,
     build_training_set,
     latest_complete_as_of,
@@ -262,8 +264,12 @@ def train_county(
     rules: Any = None,
     experiment: str = "risk-county",
     data_description: str | None = None,
+    external_dir: Path | None = None,
 ) -> TrainResult:
-    """Train LR + gradient boosting on quarterly snapshots; evaluate against the rules on the test one."""
+    """Train LR + gradient boosting on quarterly snapshots; evaluate against the rules on the test one.
+
+    external_dir: another validated county (e.g. a second synthetic profile): the same fitted estimators are
+    also scored on its test snapshot (external validation, report/external_validation.md)."""
     from risk.tiers.rules import RuleTierClassifier
 
     policy = load_model_policy(policy) if isinstance(policy, Path) else policy or default_model_policy()
@@ -322,6 +328,13 @@ def train_county(
         reference=RULES if RULES in estimators else None,
     )
     timings["evaluate"] = time.perf_counter() - started
+    external_table = None
+    if external_dir is not None:
+        started = time.perf_counter()
+        external_table = _external_validation(
+            external_dir, plan, feature_fn, definition, estimators, models, chosen, cal, cal_y, result, policy
+        )
+        timings["external_validation"] = time.perf_counter() - started
 
     context = {
         "data": data_description or f"canonical tables in {canonical}",
@@ -352,6 +365,13 @@ def train_county(
         context=context,
         notes=notes,
     )
+    if external_table is not None:
+        write_external_report(
+            external_table,
+            report_dir,
+            title=f"External validation — test snapshot {plan.test_as_of}",
+            context={"development data": str(context["data"]), "external data": str(external_dir)},
+        )
     timings["report"] = time.perf_counter() - started
     params = {
         "snapshot_plan": plan.as_dict(),
@@ -409,7 +429,35 @@ def train_county(
         "plan": plan.as_dict(),
         "dataset_timings": dataset.timings,
     }
+    if external_table is not None:
+        summary["external_validation"] = external_table
     return TrainResult(report, result, models, chosen, exported, run_id, registered, timings, summary)
+
+
+def _external_validation(
+    external_dir: Path,
+    plan: SnapshotPlan,
+    feature_fn: FeatureFunction | None,
+    definition: Any,
+    estimators: dict[str, Any],
+    models: dict[str, CalibratedRiskModel],
+    chosen: str,
+    cal: pd.DataFrame,
+    cal_y: np.ndarray,
+    internal: EvaluationResult,
+    policy: dict[str, Any],
+) -> pd.DataFrame:
+    """Score the fitted estimators on another county's test snapshot (same as-of date, same outcome)."""
+    canonical = resolve_canonical_dir(external_dir)
+    data_end = data_end_date(canonical)
+    external_plan = SnapshotPlan(test_as_of=plan.test_as_of, train_as_of=(), horizon_days=plan.horizon_days)
+    test = build_training_set(canonical, external_plan, feature_fn, definition, data_end).test
+    test = test.reset_index(drop=True)
+    scored = {name: est for name, est in estimators.items() if name != COMBINED}
+    if RULES in scored:
+        scored[COMBINED] = _combined_scores(scored[RULES], models[chosen], cal, cal_y, test, policy)
+    external = evaluate(scored, test, test["outcome"].to_numpy(), None, policy)
+    return validation_table({"internal": internal, "external": external})
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -441,6 +441,7 @@ def train(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
     track: Annotated[bool, typer.Option(help="Log the run to MLflow")] = True,
     data_description: Annotated[str | None, typer.Option(help="How the data was made (model card)")] = None,
+    external: Annotated[Path | None, typer.Option(help="Other validated county (external)")] = None,
 ) -> None:
     """Train calibrated LR + gradient boosting, evaluate them against the rules, report, log to MLflow."""
     from pipelines.train import train_county, train_table
@@ -459,6 +460,7 @@ def train(
             input_dir, out, as_of=parse_date(as_of) if as_of else None, snapshots=snapshots,
             every_months=parse_months(every) if every else None, export_dir=export,
             tracking_uri=tracking_uri, track=track, data_description=data_description,
+            external_dir=external,
         )
     typer.echo(result.render())
 
