@@ -163,15 +163,22 @@ def test_an_unknown_profile_is_a_clean_error(tmp_path: Path) -> None:
         generate_county(SynthConfig(persons=10, profile="atlantis"), tmp_path / "x")
 
 
-def test_no_truth_column_reaches_the_features(counties: dict[str, Path], tmp_path: Path) -> None:
-    from risk.features import compute_features
+@pytest.fixture(scope="module")
+def validated(counties: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     from risk.validate import validate_folder
+
+    out = tmp_path_factory.mktemp("validated") / "suixi"
+    validate_folder(counties["suixi"], out)
+    return out
+
+
+def test_no_truth_column_reaches_the_features(counties: dict[str, Path], validated: Path) -> None:
+    from risk.features import compute_features
 
     county = counties["suixi"]
     truth = pd.read_parquet(county / "_synth" / "truth.parquet")
-    validate_folder(county, tmp_path / "validated")
-    canonical = tmp_path / "validated" / "canonical"
-    assert not list((tmp_path / "validated").rglob("truth*")), "the generator's truth was copied"
+    canonical = validated / "canonical"
+    assert not list(validated.rglob("truth*")), "the generator's truth was copied"
     features = compute_features(canonical, date(2023, 12, 31))
     leaked = (set(truth.columns) - {"person_id"}) & set(features.columns)
     assert not leaked, leaked
@@ -183,3 +190,18 @@ def test_no_truth_column_reaches_the_features(counties: dict[str, Path], tmp_pat
             a, b = joined[column].to_numpy(dtype=float), joined[hidden].to_numpy(dtype=float)
             ok = ~np.isnan(a) & ~np.isnan(b)
             assert not (ok.sum() > 50 and np.allclose(a[ok], b[ok])), (column, hidden)
+
+
+@pytest.mark.slow  # features + labels of a test snapshot: ~8 s on an idle machine
+def test_oracle_discriminates_and_the_frailty_costs_something(
+    counties: dict[str, Path], validated: Path
+) -> None:
+    from risk.evaluation.oracle import oracle_report
+
+    report = oracle_report(counties["suixi"], validated, resamples=20)
+    assert report.n > 1000 and report.events > 50
+    assert 0.65 < report.oracle_auroc < 0.95
+    assert report.no_frailty_auroc < report.oracle_auroc  # the unobserved frailty is information lost
+    # realised events follow the true risk: top decile far above the bottom one
+    assert report.deciles["event_rate"].iloc[-1] > 4 * max(report.deciles["event_rate"].iloc[0], 0.005)
+    assert {"age", "bp_last_sbp", "egfr_last"} <= set(report.by_input)
