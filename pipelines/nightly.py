@@ -122,36 +122,6 @@ def tier_transitions(current: pd.DataFrame, previous: pd.DataFrame | None) -> di
     return result
 
 
-def _next_due(
-    tiers: pd.DataFrame, features: pd.DataFrame, intervals: dict[str, int], as_of: date
-) -> pd.DataFrame:
-    """Due dates, model reasons and the priority order once the colour is final (risk/tiers/priority.py)."""
-    from risk.tiers.priority import finish_priority
-
-    return finish_priority(tiers, features, intervals, as_of)
-
-
-def finish_tiers(
-    rule_tiers: pd.DataFrame, model_tiers: pd.DataFrame | None, features: pd.DataFrame,
-    intervals: dict[str, int], as_of: date, model_version: str,
-) -> pd.DataFrame:
-    """Rule tiers + model tiers -> the tiers table (combined tier, due dates). Row-wise, so the Spark
-    engine runs it per batch."""
-    from risk.tiers.combine import combine_tiers
-
-    combined = combine_tiers(rule_tiers, model_tiers)
-    tiers = rule_tiers.merge(combined, on="person_id", how="left")
-    if model_tiers is not None:
-        tiers = tiers.merge(model_tiers, on="person_id", how="left")
-    else:
-        tiers["tier_model"] = None
-        tiers["model_probability"] = float("nan")
-        tiers["model_reasons"] = None
-    tiers = _next_due(tiers, features, intervals, as_of)
-    tiers["model_version"] = model_version
-    return tiers
-
-
 def _write_summary(manifest: dict, path: Path) -> None:
     counts = manifest["counts"]
     lines = [
@@ -194,11 +164,12 @@ def _write_summary(manifest: dict, path: Path) -> None:
 
 
 def run_nightly(options: NightlyOptions) -> NightlyResult:
-    from risk.features import FEATURE_SET_VERSION, compute_features
+    from risk.engines import ENGINES, open_engine
+    from risk.features import FEATURE_SET_VERSION
     from risk.products.lists import PendingExport, build_priority_list
-    from risk.products.unmanaged import canonical_connection, find_unmanaged
+    from risk.products.unmanaged import find_unmanaged
     from risk.tiers.priority import priority_rank
-    from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers
+    from risk.tiers.rules import RuleTierClassifier
     from risk.validate import validate_folder
 
     out = options.out.resolve()
@@ -213,7 +184,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     clock = StageClock()
     total = 6
-    if options.engine not in ("duckdb", "spark"):
+    if options.engine not in ENGINES:
         raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
     try:
         with clock.stage("validate", 1, total):
@@ -231,13 +202,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             log.info("call results: %d read, visit readings fed as %s", len(call_results), fed)
 
         with clock.stage("features", 2, total):
-            if options.engine == "spark":
-                from risk.engines.spark_nightly import SparkNightly
-
-                spark_run = SparkNightly(staging, options.spark_master)
-                features = spark_run.features(canonical, options.as_of)
-            else:
-                features = compute_features(canonical, options.as_of, out=staging / "features.parquet")
+            engine = open_engine(options.engine, staging, options.spark_master)
+            features = engine.features(canonical, options.as_of, staging / "features.parquet")
 
         with clock.stage("tiers", 3, total):
             rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
@@ -245,18 +211,12 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
             model = None
             if options.use_model and model_dir is not None:
-                from risk.tiers.model import load_exported_model, score_model_tiers
+                from risk.tiers.model import load_exported_model
 
                 model = load_exported_model(model_dir)
                 model.check_features(list(features.columns))
                 model_version = model.version
-            if options.engine == "spark":
-                tiers = spark_run.tiers(rule_estimator.rule_set_, model, options.as_of)
-            else:
-                tiers = assign_rule_tiers(features, rules=rule_estimator.rule_set_)
-                model_tiers = score_model_tiers(model, features) if model is not None else None
-                tiers = finish_tiers(tiers, model_tiers, features, rule_estimator.intervals_, options.as_of,
-                                     model_version)
+            tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of)
             tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
             # one global order (the Spark engine finishes tiers per batch)
             tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
@@ -271,9 +231,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             pending = PendingExport(priority, staging / "lists",
                                     title=f"随访优先名单 {options.as_of.isoformat()}", xlsx=options.xlsx)
             try:
-                con = (spark_run.unmanaged_connection(canonical) if options.engine == "spark"
-                       else canonical_connection(canonical))
-                unmanaged = find_unmanaged(con, options.as_of)
+                unmanaged = find_unmanaged(engine.connection(canonical), options.as_of)
                 # who to look for and where: the village doctor contacts these residents for confirmation
                 unmanaged = persons.merge(unmanaged, on="person_id", how="inner").sort_values(
                     ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],

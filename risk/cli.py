@@ -129,7 +129,9 @@ def features(
         typer.echo(f"wrote {out}/ (partitioned by township_id): {rows} persons (feature set "
                    f"{FEATURE_SET_VERSION}, Spark) as of {as_of}")
         return
-    frame = compute_features(canonical, parse_date(as_of), out=out, engine=engine, columns=selected)
+    if engine != "duckdb":
+        raise RiskUserError(f"unknown feature engine '{engine}' (available: duckdb, spark)")
+    frame = compute_features(canonical, parse_date(as_of), out=out, columns=selected)
     typer.echo(f"wrote {out}: {len(frame)} persons, {frame.shape[1]} features "
                f"(feature set {FEATURE_SET_VERSION}) as of {as_of}")
 

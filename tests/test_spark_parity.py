@@ -174,15 +174,18 @@ def check_decimal_literals_keep_duckdb_double_semantics(spark) -> None:  # type:
 def check_chosen_columns_match(validated: Path, tmp_path: Path) -> None:
     """`columns=` on Spark: the same pruned definitions, China-PAR computed from its inputs, same values;
     written partitioned, the township column is always kept."""
-    from risk.engines.spark_features import compute_features_partitioned, read_partitioned
+    from risk.engines.spark_features import (
+        compute_features_partitioned,
+        read_partitioned,
+        run_feature_query_spark,
+    )
     from risk.features import compute_features_table, feature_schema
 
     columns = ["bp_mean3_sbp", "fu_consecutive_uncontrolled_bp", "pdc_statin_12m", "chinapar_risk_10y"]
     embedded = compute_features_table(validated / "canonical", AS_OF, columns=columns)
     assert embedded.column_names == ["person_id", "as_of", "bp_mean3_sbp", "fu_consecutive_uncontrolled_bp",
                                      "pdc_statin_12m", "chinapar_risk_10y"]
-    assert_tables_equal(embedded, compute_features_table(validated / "canonical", AS_OF, engine="spark",
-                                                         columns=columns))
+    assert_tables_equal(embedded, run_feature_query_spark(validated / "canonical", AS_OF, columns=columns))
     out = tmp_path / "chosen_by_township"
     assert compute_features_partitioned(validated, AS_OF, out, columns=["bp_last_sbp"]) == embedded.num_rows
     chosen = read_partitioned(out, feature_schema(["bp_last_sbp", "township_id"]))

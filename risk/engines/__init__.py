@@ -7,7 +7,8 @@ combination, lists) are the same functions, run per Arrow/pandas batch on the ex
 for small outputs. docs/scaling.md explains the split and the sizing.
 """
 
-ENGINES = ("duckdb", "spark")
+from risk.engines.base import ENGINES, DuckDBEngine, Engine, open_engine
+
 DEFAULT_SPARK_MASTER = "local[2]"
 
-__all__ = ["DEFAULT_SPARK_MASTER", "ENGINES"]
+__all__ = ["DEFAULT_SPARK_MASTER", "ENGINES", "DuckDBEngine", "Engine", "open_engine"]

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from risk.engines.spark_sql import to_spark_sql
 from risk.errors import InputFileError
 from risk.features.sql import EVENT_TABLES, feature_query
-from risk.features.tables import table_select_sql, value_set_tables
+from risk.features.tables import value_set_tables
+from risk.run.tables import table_select_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,7 +100,7 @@ def to_arrow(frame: DataFrame, schema: pa.Schema | None = None) -> pa.Table:
 
 def run_feature_query_spark(canonical_dir: Path, as_of: date, master: str | None = None,
                             columns: Sequence[str] | None = None) -> pa.Table:
-    """Entry point for compute_features(engine='spark'): the catalogue-typed feature table on the driver."""
+    """The Spark counterpart of compute_features_table: the catalogue-typed feature table on the driver."""
     from risk.engines.spark_session import get_spark
     from risk.features.pipeline import feature_schema
 
@@ -145,11 +146,7 @@ def compute_features_partitioned(
 
 def feature_function(master: str | None = None) -> Callable[[Path, date], pd.DataFrame]:
     """A FeatureFunction for risk.models.training_set.build_training_set (feature_fn=) on Spark."""
-    from risk.engines.spark_session import get_spark
-    from risk.features.pipeline import compute_features
-
     def features_on_spark(canonical_dir: Path, as_of: date) -> pd.DataFrame:
-        get_spark(master)
-        return compute_features(canonical_dir, as_of, engine="spark")
+        return run_feature_query_spark(Path(canonical_dir), as_of, master).to_pandas()
 
     return features_on_spark

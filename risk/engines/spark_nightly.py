@@ -69,7 +69,8 @@ class SparkSqlConnection:
 
 
 class SparkNightly:
-    """Features and tiers of one run on Spark; results are also returned as pandas for the products."""
+    """The Spark engine (risk.engines.base.Engine): features and tiers of one run on Spark; results are
+    also returned as pandas for the products."""
 
     def __init__(self, run_dir: Path, master: str | None = None):
         from risk.engines.spark_session import get_spark
@@ -79,13 +80,14 @@ class SparkNightly:
         self.features_path = self.run_dir / "partitioned" / "features"
         self.tiers_path = self.run_dir / "partitioned" / "tiers"
 
-    def features(self, canonical_dir: Path, as_of: date) -> pd.DataFrame:
-        """Compute, write partitioned (and as features.parquet), return the rows sorted by person_id."""
+    def features(self, canonical_dir: Path, as_of: date, out: Path | None = None) -> pd.DataFrame:
+        """Compute, write partitioned (and as `out`, default RUN/features.parquet), return the rows sorted
+        by person_id."""
         from risk.features.pipeline import feature_schema, write_parquet_atomically
 
         write_partitioned(feature_frame(self.spark, Path(canonical_dir), as_of), self.features_path)
         table = read_partitioned(self.features_path, feature_schema()).sort_by("person_id")
-        write_parquet_atomically(table, self.run_dir / "features.parquet")
+        write_parquet_atomically(table, out or self.run_dir / "features.parquet")
         return table.to_pandas()
 
     def stored_features(self) -> DataFrame:
@@ -109,6 +111,6 @@ class SparkNightly:
             frame["model_reasons"] = None
         return frame
 
-    def unmanaged_connection(self, canonical_dir: Path) -> SparkSqlConnection:
+    def connection(self, canonical_dir: Path) -> SparkSqlConnection:
         register_canonical_tables(self.spark, Path(canonical_dir))
         return SparkSqlConnection(self.spark)

@@ -7,7 +7,7 @@
 - Model: `predict_proba` and `top_reasons` of the exported model per batch (row-wise), then the capacity
   tiers (a ranking across rows) in one group per `within` value of the policy (the whole population when
   it is null), rows in person_id order as on DuckDB, so ties fall the same way.
-- Combination and due dates: `combine_tiers` and the nightly job's `finish_tiers` per batch.
+- Combination and due dates: `finish_tiers` (risk/tiers/assemble.py) per batch.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def model_tiers(features: DataFrame, model: ExportedModel, policy: dict[str, Any
 
 def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_version: str
                   ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    from pipelines.nightly import finish_tiers
+    from risk.tiers.assemble import finish_tiers
     from risk.tiers.rules import rule_tiers_from_evaluation
 
     n_rules = len(rule_set.rules)

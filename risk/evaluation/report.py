@@ -16,25 +16,14 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from risk.evaluation.harness import EvaluationResult  # noqa: E402
+from risk.formatting import fmt, pct  # noqa: E402
 
 TIER_COLOURS = {"red": "#c0392b", "yellow": "#e1b12c", "green": "#27ae60"}
 DECISION_THRESHOLDS_SHOWN = (0.05, 0.10, 0.15, 0.20, 0.30)
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100 * value:.1f}%"
-
-
 def _ci(row: pd.Series, metric: str) -> str:
-    return f"{_fmt(row[metric])} ({_fmt(row[metric + '_low'])}–{_fmt(row[metric + '_high'])})"
+    return f"{fmt(row[metric])} ({fmt(row[metric + '_low'])}–{fmt(row[metric + '_high'])})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -71,25 +60,25 @@ def closing_note(result: EvaluationResult) -> list[str]:
             d = diffs[(diffs["estimator"] == name) & (diffs["metric"] == metric)].iloc[0]
             verdict = "higher" if d["low"] > 0 else "lower" if d["high"] < 0 else "not clearly different"
             parts.append(
-                f"{label} {_fmt(overall.at[name, metric])} vs {_fmt(overall.at[ref, metric])}, "
+                f"{label} {fmt(overall.at[name, metric])} vs {fmt(overall.at[ref, metric])}, "
                 f"difference {d['difference']:+.3f} (95% CI {d['low']:+.3f} to {d['high']:+.3f}): "
                 f"{verdict}"
             )
         if "brier" in overall.columns and not math.isnan(overall.at[name, "brier"]):
             better = overall.at[name, "brier"] < overall.at[ref, "brier"]
             parts.append(
-                f"Brier {_fmt(overall.at[name, 'brier'], 4)} vs {_fmt(overall.at[ref, 'brier'], 4)} "
+                f"Brier {fmt(overall.at[name, 'brier'], 4)} vs {fmt(overall.at[ref, 'brier'], 4)} "
                 f"({'better' if better else 'not better'})"
             )
         ref_share = overall.at[ref, "red_share"]
         if not math.isnan(ref_share) and ref_share > 0:
             model_sens = sensitivity_at_share(result.scores[name].score, result.y, ref_share)
             parts.append(
-                f"red tier: {_pct(overall.at[name, 'red_share'])} of patients, sensitivity "
-                f"{_pct(overall.at[name, 'red_sensitivity'])}, PPV {_pct(overall.at[name, 'red_ppv'])} "
-                f"(rules: {_pct(ref_share)}, {_pct(overall.at[ref, 'red_sensitivity'])}, "
-                f"{_pct(overall.at[ref, 'red_ppv'])}); flagging the same {_pct(ref_share)} as the rules, "
-                f"{name} would catch {_pct(model_sens)} of events"
+                f"red tier: {pct(overall.at[name, 'red_share'])} of patients, sensitivity "
+                f"{pct(overall.at[name, 'red_sensitivity'])}, PPV {pct(overall.at[name, 'red_ppv'])} "
+                f"(rules: {pct(ref_share)}, {pct(overall.at[ref, 'red_sensitivity'])}, "
+                f"{pct(overall.at[ref, 'red_ppv'])}); flagging the same {pct(ref_share)} as the rules, "
+                f"{name} would catch {pct(model_sens)} of events"
             )
         weaker = _subgroups_not_beaten(result.subgroups, name, ref)
         if weaker:
@@ -225,7 +214,7 @@ def write_report(
         lines.append(f"- **{key}**: {value}")
     lines += [
         f"- **evaluated rows**: {result.n:,} persons, {result.events:,} with the outcome "
-        f"({_pct(result.events / max(result.n, 1))})",
+        f"({pct(result.events / max(result.n, 1))})",
         f"- **bootstrap**: {result.settings['bootstrap_resamples']} paired resamples (seed "
         f"{result.settings['seed']}), percentile 95% CIs",
         f"- **model tiers**: {json.dumps(result.settings['tiering'], default=str)}",
@@ -244,13 +233,13 @@ def write_report(
                 r["estimator"],
                 _ci(r, "auroc"),
                 _ci(r, "auprc"),
-                _fmt(r.get("brier"), 4),
-                _fmt(r.get("calibration_slope"), 2),
-                _fmt(r.get("calibration_intercept"), 2),
-                _pct(r["red_share"]),
-                _pct(r["red_sensitivity"]),
-                _pct(r["red_ppv"]),
-                _pct(r["red_or_yellow_sensitivity"]),
+                fmt(r.get("brier"), 4),
+                fmt(r.get("calibration_slope"), 2),
+                fmt(r.get("calibration_intercept"), 2),
+                pct(r["red_share"]),
+                pct(r["red_sensitivity"]),
+                pct(r["red_ppv"]),
+                pct(r["red_or_yellow_sensitivity"]),
             ]
         )
     lines += _table(
@@ -294,9 +283,9 @@ def write_report(
                 t["estimator"],
                 t["tier"],
                 f"{t['n']:,}",
-                _pct(t["share"]),
+                pct(t["share"]),
                 f"{t['events']:,}",
-                _pct(t["event_rate"]),
+                pct(t["event_rate"]),
             ]
             for _, t in result.tiers.iterrows()
         ],
@@ -319,7 +308,7 @@ def write_report(
     columns = [c for c in curve.columns if c != "threshold"]
     lines += _table(
         ["threshold", *columns],
-        [[_pct(r["threshold"]), *[_fmt(100 * r[c], 2) for c in columns]] for _, r in shown.iterrows()],
+        [[pct(r["threshold"]), *[fmt(100 * r[c], 2) for c in columns]] for _, r in shown.iterrows()],
     )
     lines += [
         f"![Decision curve]({plots['decision_curve']})",
@@ -339,14 +328,14 @@ def write_report(
                     [
                         str(r["level"]),
                         f"{r['n']:,}",
-                        _pct(r["event_rate"]),
+                        pct(r["event_rate"]),
                         r["estimator"],
                         _ci(r, "auroc") if "auroc" in r and pd.notna(r.get("auroc")) else "–",
                         _ci(r, "auprc") if "auprc" in r and pd.notna(r.get("auprc")) else "–",
-                        _fmt(r.get("brier"), 4),
-                        _pct(r["red_share"]),
-                        _pct(r["red_sensitivity"]),
-                        _pct(r["red_ppv"]),
+                        fmt(r.get("brier"), 4),
+                        pct(r["red_share"]),
+                        pct(r["red_sensitivity"]),
+                        pct(r["red_ppv"]),
                     ]
                 )
             lines += _table(

@@ -10,14 +10,11 @@ import duckdb
 import pyarrow as pa
 
 from risk.features.sql import EVENT_TABLES, feature_query
-from risk.features.tables import canonical_path, parquet_columns, table_select_sql, value_set_tables
+from risk.features.tables import value_set_tables
+from risk.run.tables import bind_canonical_tables
 
 THREADS = 2
 MEMORY_LIMIT = "3GB"
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def connect(
@@ -27,10 +24,7 @@ def connect(
     con = duckdb.connect(
         config={"threads": threads, "memory_limit": memory_limit, "preserve_insertion_order": False}
     )
-    for table in EVENT_TABLES:
-        path = canonical_path(canonical_dir, table)
-        source = f"read_parquet({_sql_string(str(path))})"
-        con.execute(f"CREATE VIEW {table} AS {table_select_sql(table, parquet_columns(path), source)}")
+    bind_canonical_tables(con, canonical_dir, EVENT_TABLES)
     for name, frame in value_set_tables().items():
         con.register(f"{name}_frame", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_frame")

@@ -22,7 +22,6 @@ from risk.features.duckdb_engine import run_feature_query
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("duckdb", "spark")  # spark: risk/engines/spark_features.py, the same SQL transpiled
 ARROW_TYPES = {
     "string": pa.string(),
     "date": pa.date32(),
@@ -106,26 +105,18 @@ def add_chinapar(table: pa.Table) -> pa.Table:
 
 
 def compute_features_table(
-    canonical_dir: Path, as_of: date, engine: str = "duckdb", columns: Sequence[str] | None = None
+    canonical_dir: Path, as_of: date, columns: Sequence[str] | None = None
 ) -> pa.Table:
     """The feature rows as a pyarrow Table with the catalogue's schema (columns in catalogue order).
 
     `columns` computes just those features, plus person_id and as_of; the rows are the same persons, and
-    each value is the one the whole catalogue gives.
+    each value is the one the whole catalogue gives. DuckDB only: the Spark engine is
+    risk.engines.spark_features (the same SQL transpiled).
     """
-    if engine not in ENGINES:
-        raise RiskUserError(f"unknown feature engine '{engine}' (available: {', '.join(ENGINES)})")
     started = time.perf_counter()
-    schema = feature_schema(columns)
-    if engine == "spark":
-        from risk.engines.spark_features import run_feature_query_spark
-
-        # China-PAR is added per batch on Spark; the table comes back typed
-        table = run_feature_query_spark(Path(canonical_dir), as_of, columns=columns)
-    else:
-        sql_columns, chinapar = plan_columns(columns)
-        table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of, sql_columns), schema,
-                                     chinapar)
+    sql_columns, chinapar = plan_columns(columns)
+    table = finish_feature_table(run_feature_query(Path(canonical_dir), as_of, sql_columns),
+                                 feature_schema(columns), chinapar)
     log.info("features: %d persons on %s in %.2f s", table.num_rows, as_of, time.perf_counter() - started)
     return table
 
@@ -147,7 +138,6 @@ def compute_features(
     canonical_dir: Path,
     as_of: date,
     out: Path | None = None,
-    engine: str = "duckdb",
     columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per person under chronic-disease management on `as_of`, from events on or before it.
@@ -159,7 +149,7 @@ def compute_features(
     canonical_dir = Path(canonical_dir)
     if (canonical_dir / "canonical").is_dir():
         canonical_dir = canonical_dir / "canonical"
-    table = compute_features_table(canonical_dir, as_of, engine=engine, columns=columns)
+    table = compute_features_table(canonical_dir, as_of, columns=columns)
     if out is not None:
         write_parquet_atomically(table, Path(out))
     return table.to_pandas()

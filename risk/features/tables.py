@@ -1,43 +1,13 @@
-"""Binding the logical table names used by the feature SQL to data: canonical tables and value sets."""
+"""The value-set lookup tables joined by the feature SQL (canonical tables: risk/run/tables.py)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from risk import definitions
-from risk.errors import DefinitionError, InputFileError
-
-
-def canonical_path(canonical_dir: Path, table: str) -> Path:
-    return canonical_dir / f"{table}.parquet"
-
-
-def table_select_sql(table: str, present_columns: set[str], source: str) -> str:
-    """SELECT giving every contract column of `table` (+ source_row) from `source`, NULL where absent."""
-    spec = definitions.contract().tables[table]
-    items = []
-    for column in spec.columns.values():
-        if column.name in present_columns:
-            items.append(column.name)
-        elif column.required:
-            raise InputFileError(source, "required column missing from canonical table", column.name)
-        else:
-            items.append(f"CAST(NULL AS {definitions.SQL_TYPES[column.type]}) AS {column.name}")
-    items.append("source_row" if "source_row" in present_columns else "CAST(0 AS BIGINT) AS source_row")
-    return f"SELECT {', '.join(items)} FROM {source}"
-
-
-def parquet_columns(path: Path) -> set[str]:
-    if not path.is_file():
-        raise InputFileError(str(path), "canonical table not found (run `risk validate` first)")
-    try:
-        return set(pq.read_schema(path).names)
-    except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise InputFileError(str(path), f"not a readable Parquet file ({exc})") from exc
+from risk.errors import DefinitionError
 
 
 def _prefix_table(frame: pd.DataFrame, prefix_column: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from risk.evaluation.report import _fmt, _pct
+from risk.formatting import fmt, pct
 
 TEMPLATE = "model_card.md.j2"
 
@@ -29,5 +29,5 @@ def render_model_card(
         {"brier": float("nan"), "calibration_slope": float("nan"), **r} for r in overall.to_dict("records")
     ]
     return template.render(
-        m=metadata, overall=overall_records, subgroups=records, closing=closing_note, fmt=_fmt, pct=_pct
+        m=metadata, overall=overall_records, subgroups=records, closing=closing_note, fmt=fmt, pct=pct
     )

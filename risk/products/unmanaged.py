@@ -4,13 +4,11 @@ diabetes who are not registered for it on the as-of date. Criteria live in defin
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from risk import definitions
-from risk.features.tables import canonical_path, parquet_columns, table_select_sql
 
 UNMANAGED_SQL = """
 WITH alive AS (
@@ -189,14 +187,3 @@ def find_unmanaged(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     found["evidence_zh"], found["evidence_en"] = _evidence_text(found)
     found["evidence_kinds"] = found[["raised_days", "rx_count", "dx_count"]].notna().sum(axis=1)
     return found
-
-
-def canonical_connection(canonical_dir: Path) -> duckdb.DuckDBPyConnection:
-    """Canonical tables as views, bound the way the feature pipeline binds them (every contract column,
-    NULL where an optional one is absent; a missing table is one clear error)."""
-    con = duckdb.connect()
-    for table in definitions.contract().tables:
-        path = canonical_path(Path(canonical_dir), table)
-        source = f"read_parquet('{path.as_posix()}')"
-        con.execute(f"CREATE VIEW {table} AS {table_select_sql(table, parquet_columns(path), source)}")
-    return con
