@@ -88,40 +88,6 @@ def default_model_dir() -> Path | None:
     return current.parent / current.read_text(encoding="utf-8").strip()
 
 
-def find_previous_run(out: Path, as_of: date) -> Path | None:
-    """The latest sibling run with an earlier as-of date, for tier transitions."""
-    best: tuple[str, Path] | None = None
-    if not out.parent.exists():
-        return None
-    for manifest in out.parent.glob("*/run.json"):
-        if manifest.parent.resolve() == out.resolve():
-            continue
-        try:
-            other = json.loads(manifest.read_text(encoding="utf-8"))["as_of"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if other < as_of.isoformat() and (best is None or other > best[0]):
-            best = (other, manifest.parent)
-    return best[1] if best else None
-
-
-def tier_transitions(current: pd.DataFrame, previous: pd.DataFrame | None) -> dict[str, dict[str, int]]:
-    """Counts of previous tier -> current tier; 'new' for people not tiered in the previous run and
-    'left' for people tiered before but not now (ended management, died, moved)."""
-    if previous is None:
-        return {}
-    merged = current[["person_id", "tier"]].merge(
-        previous[["person_id", "tier"]], on="person_id", how="outer", suffixes=("", "_previous")
-    )
-    merged["tier"] = merged["tier"].fillna("left")
-    merged["tier_previous"] = merged["tier_previous"].fillna("new")
-    table = merged.groupby(["tier_previous", "tier"]).size()
-    result: dict[str, dict[str, int]] = {}
-    for (before, after), count in table.items():
-        result.setdefault(str(before), {})[str(after)] = int(count)
-    return result
-
-
 def _write_summary(manifest: dict, path: Path) -> None:
     counts = manifest["counts"]
     lines = [
@@ -168,6 +134,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     from risk.features import FEATURE_SET_VERSION
     from risk.products.lists import PendingExport, build_priority_list
     from risk.products.unmanaged import find_unmanaged
+    from risk.run.folder import RunFolder
+    from risk.run.history import previous_run, transitions_by_tier
     from risk.tiers.priority import priority_rank
     from risk.tiers.rules import RuleTierClassifier
     from risk.validate import validate_folder
@@ -249,14 +217,13 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                                       check_as_of=False)
 
         with clock.stage("report", 5, total):
-            previous_dir = options.previous_run or find_previous_run(out, options.as_of)
+            previous_dir = options.previous_run or previous_run(out, options.as_of)
             previous = None
             previous_as_of = None
-            if previous_dir is not None and (Path(previous_dir) / "tiers.parquet").exists():
-                previous = pd.read_parquet(
-                    Path(previous_dir) / "tiers.parquet", columns=["person_id", "tier"]
-                )
-                previous_as_of = json.loads((Path(previous_dir) / "run.json").read_text())["as_of"]
+            if previous_dir is not None and RunFolder(Path(previous_dir)).has_tiers:
+                before = RunFolder(Path(previous_dir))
+                previous = pd.read_parquet(before.tiers, columns=["person_id", "tier"])
+                previous_as_of = before.as_of.isoformat() if before.as_of else None
             by_township = (
                 tiers.merge(features[["person_id", "township_id"]], on="person_id")
                 .groupby(["township_id", "tier"]).size().unstack(fill_value=0)
@@ -293,7 +260,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()
                 },
                 "previous_run_as_of": previous_as_of,
-                "transitions": tier_transitions(tiers, previous),
+                "transitions": transitions_by_tier(tiers, previous),
             }
             manifest_text = json.dumps(manifest, indent=2, ensure_ascii=False)
             (staging / "run.json").write_text(manifest_text, encoding="utf-8")

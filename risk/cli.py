@@ -114,12 +114,10 @@ def features(
                                                      "whole catalogue)")] = None,
 ) -> None:
     """As-of features: one row per person under chronic-disease management (docs/features.md)."""
-    from risk.errors import InputFileError
     from risk.features import FEATURE_SET_VERSION, compute_features
+    from risk.run.folder import RunFolder
 
-    canonical = input_dir / "canonical"
-    if not canonical.is_dir():
-        raise InputFileError(str(input_dir), "no canonical/ folder here (run `risk validate` first)")
+    canonical = RunFolder.open(input_dir).canonical
     selected = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     if engine == "spark":
         from risk.engines.spark_features import compute_features_partitioned

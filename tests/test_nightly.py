@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.nightly import NightlyOptions, run_nightly, tier_transitions
+from pipelines.nightly import NightlyOptions, run_nightly
+from risk.run.history import transitions_by_tier as tier_transitions
 from tests.conftest import SMALL_COUNTY_AS_OF
 
 

@@ -23,6 +23,7 @@ from risk.engines.spark_sql import to_spark_sql
 from risk.errors import InputFileError
 from risk.features.sql import EVENT_TABLES, feature_query
 from risk.features.tables import value_set_tables
+from risk.run import folder as run_folder
 from risk.run.tables import table_select_sql
 
 if TYPE_CHECKING:
@@ -134,9 +135,7 @@ def compute_features_partitioned(
     Chosen `columns` always include the partition column."""
     from risk.engines.spark_session import get_spark
 
-    canonical_dir = Path(canonical_dir)
-    if (canonical_dir / "canonical").is_dir():
-        canonical_dir = canonical_dir / "canonical"
+    canonical_dir = run_folder.canonical_dir(canonical_dir)
     if columns is not None and PARTITION_COLUMN not in columns:
         columns = [*columns, PARTITION_COLUMN]
     spark = get_spark(master)

@@ -19,6 +19,7 @@ from risk.errors import RiskUserError
 from risk.features.catalogue import FEATURE_SET_VERSION, feature_catalogue
 from risk.features.chinapar import chinapar_10y_risk, chinapar_category
 from risk.features.duckdb_engine import run_feature_query
+from risk.run import folder as run_folder
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +147,7 @@ def compute_features(
     When `out` is given the rows are also written there as Parquet, atomically. `columns`: see
     compute_features_table.
     """
-    canonical_dir = Path(canonical_dir)
-    if (canonical_dir / "canonical").is_dir():
-        canonical_dir = canonical_dir / "canonical"
-    table = compute_features_table(canonical_dir, as_of, columns=columns)
+    table = compute_features_table(run_folder.canonical_dir(canonical_dir), as_of, columns=columns)
     if out is not None:
         write_parquet_atomically(table, Path(out))
     return table.to_pandas()

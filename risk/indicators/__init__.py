@@ -9,7 +9,8 @@ from risk.indicators.engine import LEVELS, compute_indicator, person_rows
 from risk.indicators.periods import Period, parse_period, periods_between, split_period, trailing_periods
 from risk.indicators.run import Run, open_run
 from risk.indicators.suppression import suppress_crosstab, suppress_indicator_table
-from risk.indicators.tiers import find_runs, tier_mix, tier_transitions
+from risk.indicators.tiers import tier_mix, tier_transitions
+from risk.run.history import find_runs
 
 __all__ = [
     "LEVELS",

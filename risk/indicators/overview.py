@@ -16,7 +16,8 @@ from risk.indicators.periods import Period, parse_period, period_containing, tra
 from risk.indicators.report import format_value, template_environment
 from risk.indicators.run import Run, open_run
 from risk.indicators.suppression import suppress_indicator_table
-from risk.indicators.tiers import find_runs, tier_mix, tier_transitions
+from risk.indicators.tiers import tier_mix, tier_transitions
+from risk.run.history import find_runs
 
 log = logging.getLogger("risk.indicators.overview")
 

@@ -209,7 +209,8 @@ def write_tier_report(
     """Export tier_mix (runs under `runs_root`, default the run's parent) or tier_transitions (`previous`
     run -> `run_dir`), suppressed, as html / csv / xlsx."""
     from risk.indicators.definitions import indicator_set
-    from risk.indicators.tiers import find_runs, tier_mix, tier_transitions
+    from risk.indicators.tiers import tier_mix, tier_transitions
+    from risk.run.history import find_runs
 
     out = Path(out)
     fmt = (fmt or out.suffix.lstrip(".")).lower()

@@ -13,26 +13,10 @@ import duckdb
 from risk import definitions
 from risk.errors import InputFileError
 from risk.indicators.definitions import IndicatorSet, indicator_set
+from risk.run.folder import RunFolder
+from risk.run.tables import parquet_source
 
 REQUIRED_TABLES = ("persons", "conditions")
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def canonical_dir(run_dir: Path) -> Path:
-    """RUN_DIR/canonical (a run or a `risk validate` output), or RUN_DIR itself if it holds the tables."""
-    run_dir = Path(run_dir)
-    if (run_dir / "canonical").is_dir():
-        return run_dir / "canonical"
-    if (run_dir / "persons.parquet").is_file():
-        return run_dir
-    raise InputFileError(
-        str(run_dir),
-        "not a run folder: no canonical/ folder with the validated tables "
-        "(run `risk validate INPUT --out RUN_DIR` or `risk nightly` first)",
-    )
 
 
 @dataclass
@@ -58,14 +42,7 @@ class Run:
 
     @property
     def as_of(self) -> date | None:
-        value = self.manifest.get("as_of")
-        if value:
-            return date.fromisoformat(str(value)[:10])
-        if self.has_tiers:
-            found = self.con.execute("SELECT max(as_of) FROM tiers").fetchone()
-            if found and found[0] is not None:
-                return found[0]
-        return None
+        return RunFolder(self.path).as_of
 
     def last_data_date(self) -> date | None:
         found = self.con.execute("SELECT max(CAST(measured_at AS DATE)) FROM vitals").fetchone()
@@ -121,12 +98,12 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, folder: Path)
         con.execute(f"CREATE VIEW {table} AS SELECT {columns} WHERE FALSE")
         return
     present = {
-        row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
+        row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {parquet_source(path)}").fetchall()
     }
     # Optional contract columns absent from the file read as NULL, so definitions can rely on them.
     missing = [c for c in spec.columns.values() if c.name not in present and c.name != "national_id"]
     extra = "".join(f", CAST(NULL AS {definitions.SQL_TYPES[c.type]}) AS {c.name}" for c in missing)
-    con.execute(f"CREATE VIEW {table} AS SELECT *{extra} FROM read_parquet({_sql_path(path)})")
+    con.execute(f"CREATE VIEW {table} AS SELECT *{extra} FROM {parquet_source(path)}")
 
 
 def open_run(run_dir: str | Path, indicators: IndicatorSet | None = None, threads: int | None = None) -> Run:
@@ -134,7 +111,7 @@ def open_run(run_dir: str | Path, indicators: IndicatorSet | None = None, thread
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputFileError(str(run_dir), "run folder does not exist")
-    folder = canonical_dir(run_dir)
+    folder = RunFolder(run_dir).canonical
     indicators = indicators or indicator_set()
     con = duckdb.connect()
     if threads:
@@ -145,10 +122,10 @@ def open_run(run_dir: str | Path, indicators: IndicatorSet | None = None, thread
     con.register("complication_prefixes_df", cx)
     con.execute("CREATE TABLE complication_prefixes AS SELECT * FROM complication_prefixes_df")
     con.unregister("complication_prefixes_df")
-    tiers_path = run_dir / "tiers.parquet"
+    tiers_path = RunFolder(run_dir).tiers
     has_tiers = tiers_path.is_file()
     if has_tiers:
-        con.execute(f"CREATE VIEW tiers AS SELECT * FROM read_parquet({_sql_path(tiers_path)})")
+        con.execute(f"CREATE VIEW tiers AS SELECT * FROM {parquet_source(tiers_path)}")
     for name, sql in indicators.views.items():
         con.execute(f"CREATE VIEW {name} AS {indicators.render(sql)}")
     return Run(run_dir, con, indicators, has_tiers, _read_manifest(run_dir))

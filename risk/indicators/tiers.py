@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,39 +11,18 @@ import pandas as pd
 from risk.errors import InputFileError, RiskUserError
 from risk.indicators.stats import wilson_interval
 from risk.indicators.suppression import primary_mask, suppress_crosstab
+from risk.run.folder import RunFolder
+from risk.run.history import transition_counts
+from risk.run.tables import parquet_source
 
 TIERS = ("red", "yellow", "green")
 
 
 def _tiers_path(run_dir: Path) -> Path:
-    path = Path(run_dir) / "tiers.parquet"
+    path = RunFolder(Path(run_dir)).tiers
     if not path.is_file():
         raise InputFileError(str(path), "the run has no tiers.parquet (run `risk nightly` to make one)")
     return path
-
-
-def find_runs(runs_root: str | Path) -> list[Path]:
-    """Run folders directly under `runs_root` that hold tiers.parquet, oldest as_of first."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        raise InputFileError(str(root), "runs folder does not exist")
-    runs = []
-    for tiers in root.glob("*/tiers.parquet"):
-        if tiers.parent.name.startswith("."):  # a run still being written (temporary sibling)
-            continue
-        runs.append((_run_as_of(tiers.parent), tiers.parent))
-    return [run for _, run in sorted(runs)]
-
-
-def _run_as_of(run_dir: Path) -> str:
-    manifest = run_dir / "run.json"
-    if manifest.is_file():
-        try:
-            return str(json.loads(manifest.read_text(encoding="utf-8"))["as_of"])
-        except (OSError, ValueError, KeyError):
-            pass
-    found = duckdb.sql(f"SELECT max(as_of) FROM read_parquet('{_tiers_path(run_dir)}')").fetchall()[0]
-    return str(found[0]) if found and found[0] is not None else ""
 
 
 def tier_mix(
@@ -59,7 +37,7 @@ def tier_mix(
     for run_dir in run_dirs:
         counts = duckdb.sql(
             f"SELECT CAST(max(as_of) AS VARCHAR) AS as_of, tier, count(*) AS persons "
-            f"FROM read_parquet('{_tiers_path(Path(run_dir))}') GROUP BY tier"
+            f"FROM {parquet_source(_tiers_path(Path(run_dir)))} GROUP BY tier"
         ).df()
         as_of = counts["as_of"].dropna().max() if len(counts) else ""
         for tier in TIERS:
@@ -103,12 +81,8 @@ def tier_transitions(
     earlier, later = _tiers_path(Path(earlier_run)), _tiers_path(Path(later_run))
     if earlier.resolve() == later.resolve():
         raise RiskUserError("tier transitions need two different runs")
-    pairs = duckdb.sql(
-        f"SELECT coalesce(a.tier, 'new') AS tier_then, coalesce(b.tier, 'left') AS tier_now, count(*) AS n "
-        f"FROM (SELECT DISTINCT person_id, tier FROM read_parquet('{earlier}')) a "
-        f"FULL OUTER JOIN (SELECT DISTINCT person_id, tier FROM read_parquet('{later}')) b "
-        f"ON a.person_id = b.person_id GROUP BY ALL"
-    ).df()
+    then, now = (pd.read_parquet(path, columns=["person_id", "tier"]) for path in (earlier, later))
+    pairs = transition_counts(then, now)
     table = pairs.pivot_table(index="tier_then", columns="tier_now", values="n", aggfunc="sum", fill_value=0)
     table = table.reindex(index=[*TIERS, "new"], columns=[*TIERS, "left"], fill_value=0).astype("int64")
     table.index.name, table.columns.name = "tier_then", "tier_now"

@@ -22,6 +22,7 @@ from risk.errors import RiskUserError
 from risk.models.labels import build_outcome_labels, data_end_date
 from risk.models.outcomes import OutcomeDefinition, outcome_definition
 from risk.provenance import file_fingerprint
+from risk.run.folder import canonical_dir
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +112,8 @@ def _default_features(canonical_dir: Path, as_of: date) -> pd.DataFrame:
 
 
 def resolve_canonical_dir(folder: Path) -> Path:
-    folder = Path(folder)
-    if (folder / "canonical").is_dir():
-        folder = folder / "canonical"
-    if not (folder / "persons.parquet").is_file():
-        raise RiskUserError(
-            f"{folder}: no canonical tables (persons.parquet ...); "
-            "run `risk validate INPUT --out OUT` and pass OUT"
-        )
-    return folder
+    """The canonical tables of a `risk validate` output (or of its canonical/ folder)."""
+    return canonical_dir(folder)
 
 
 def canonical_fingerprint(canonical_dir: Path) -> str:

@@ -1,0 +1,151 @@
+"""RunFolder: the one place that names the files inside a run (or a `risk validate` output).
+
+A run folder, as `risk nightly` publishes it:
+
+    RUN/run.json             manifest (RunManifest): as_of, versions, counts, transitions
+    RUN/summary.md           the manifest for people
+    RUN/validation.json      rows read = accepted + quarantined, per table (also in a validate output)
+    RUN/canonical/<t>.parquet  validated tables (also in a validate output)
+    RUN/quarantine.parquet   rejected rows with reason codes
+    RUN/features.parquet     as-of features
+    RUN/tiers.parquet        tiers (rules, model, combined) with reasons and next due date
+    RUN/lists/               priority lists and the unmanaged key-population list
+    RUN/partitioned/<name>/  township-partitioned copies (Spark engine)
+    RUN/timings.json         wall-clock seconds per stage (not part of the results)
+
+The as-of date of a folder has one rule: run.json's `as_of`; else the latest `as_of` in tiers.parquet;
+else none (a validate output).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from risk.errors import InputFileError
+from risk.run.tables import parquet_source
+
+CANONICAL = "canonical"
+MANIFEST = "run.json"
+SUMMARY = "summary.md"
+VALIDATION = "validation.json"
+QUARANTINE = "quarantine.parquet"
+FEATURES = "features.parquet"
+TIERS = "tiers.parquet"
+LISTS = "lists"
+PARTITIONED = "partitioned"
+TIMINGS = "timings.json"
+
+NOT_A_RUN = (
+    "not a run folder: no canonical/ folder with the validated tables "
+    "(run `risk validate INPUT --out RUN_DIR` or `risk nightly` first)"
+)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder or a `risk validate` output (paths only; nothing is read until asked)."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        """An existing folder that holds canonical tables (canonical/, or the tables themselves)."""
+        folder = cls(Path(path))
+        folder.canonical  # noqa: B018 - raises when the folder holds no canonical tables
+        return folder
+
+    # --- names --------------------------------------------------------------------------------------
+    @property
+    def canonical(self) -> Path:
+        """RUN/canonical, or RUN itself when it holds the tables (persons.parquet); else InputFileError."""
+        if (self.path / CANONICAL).is_dir():
+            return self.path / CANONICAL
+        if (self.path / "persons.parquet").is_file():
+            return self.path
+        raise InputFileError(str(self.path), NOT_A_RUN)
+
+    def table(self, name: str) -> Path:
+        """A canonical table's Parquet file."""
+        return self.canonical / f"{name}.parquet"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def validation(self) -> Path:
+        return self.path / VALIDATION
+
+    @property
+    def quarantine(self) -> Path:
+        return self.path / QUARANTINE
+
+    @property
+    def features(self) -> Path:
+        return self.path / FEATURES
+
+    @property
+    def tiers(self) -> Path:
+        return self.path / TIERS
+
+    @property
+    def lists(self) -> Path:
+        return self.path / LISTS
+
+    @property
+    def timings(self) -> Path:
+        return self.path / TIMINGS
+
+    def partitioned(self, name: str) -> Path:
+        return self.path / PARTITIONED / name
+
+    # --- contents -----------------------------------------------------------------------------------
+    @property
+    def has_tiers(self) -> bool:
+        return self.tiers.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        """run.json as a dict ({} when absent)."""
+        return _read_json(self.manifest_path) if self.manifest_path.is_file() else {}
+
+    def validation_report(self) -> dict[str, Any]:
+        """validation.json as a dict ({} when absent)."""
+        return _read_json(self.validation) if self.validation.is_file() else {}
+
+    @property
+    def as_of(self) -> date | None:
+        """run.json's as_of; else the latest as_of in tiers.parquet; else None."""
+        try:
+            value = self.manifest().get("as_of")
+        except InputFileError:
+            value = None
+        if value:
+            return date.fromisoformat(str(value)[:10])
+        if self.has_tiers:
+            found = duckdb.sql(f"SELECT max(as_of) FROM {parquet_source(self.tiers)}").fetchall()[0][0]
+            if found is not None:
+                return found
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(str(path), f"cannot be read as JSON ({exc})") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def canonical_dir(folder: str | Path) -> Path:
+    """The canonical tables of a run or validate output (or of a canonical/ folder given directly)."""
+    return RunFolder(Path(folder)).canonical
