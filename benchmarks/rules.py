@@ -20,12 +20,12 @@ def synthetic_features(rows: int, seed: int):  # type: ignore[no-untyped-def]
     import numpy as np
     import pandas as pd
 
-    from risk.tiers.rule_columns import BOOLEAN, DATE, FEATURE_COLUMN_TYPES, NUMERIC
+    from risk.tiers.rule_columns import BOOLEAN, DATE, NUMERIC, feature_column_types
 
     rng = np.random.default_rng(seed)
     as_of = np.datetime64("2024-06-30")
     data: dict[str, object] = {}
-    for column, kind in FEATURE_COLUMN_TYPES.items():
+    for column, kind in feature_column_types().items():
         if kind == NUMERIC:
             data[column] = rng.uniform(0, 1, rows)
         elif kind == BOOLEAN:

@@ -24,10 +24,11 @@ import pandas as pd
 from risk import provenance
 from risk.atomic import check_replaceable, swap_into_place
 from risk.errors import RiskUserError
+from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
+from risk.schema import TIERS_WORST_FIRST as TIERS
 
 log = logging.getLogger("risk.nightly")
 
-TIERS = ("red", "yellow", "green")
 
 
 @dataclass
@@ -172,6 +173,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         with clock.stage("features", 2, total):
             engine = open_engine(options.engine, staging, options.spark_master)
             features = engine.features(canonical, options.as_of, staging / "features.parquet")
+            check_parquet(staging / "features.parquet", feature_schema(), f"{options.engine} features")
 
         with clock.stage("tiers", 3, total):
             rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
@@ -189,6 +191,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             # one global order (the Spark engine finishes tiers per batch)
             tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
             tiers.to_parquet(staging / "tiers.parquet", index=False)
+            check_parquet(staging / "tiers.parquet", TIER_SCHEMA, f"{options.engine} tiers")
 
         with clock.stage("lists", 4, total):
             persons = pd.read_parquet(canonical / "persons.parquet", columns=[

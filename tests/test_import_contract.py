@@ -91,3 +91,26 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path):
 @pytest.mark.parametrize("layer", ["features", "tiers", "engines", "products"])
 def test_every_named_layer_exists(layer: str):
     assert (ROOT / "risk" / layer).is_dir()
+
+
+def test_declared_schemas_refuse_a_drifted_engine_output(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from risk.errors import RiskUserError
+    from risk.schema import TIER_RANK, TIER_SCHEMA, TIERS, check_parquet, feature_schema
+
+    assert [TIER_RANK[t] for t in TIERS] == [0, 1, 2] and TIERS[-1] == "red"
+    good = TIER_SCHEMA.empty_table()
+    pq.write_table(good, tmp_path / "tiers.parquet")
+    check_parquet(tmp_path / "tiers.parquet", TIER_SCHEMA, "tiers")
+    drifted = good.set_column(6, "days_overdue", pa.array([], type=pa.float64()))
+    pq.write_table(drifted, tmp_path / "drifted.parquet")
+    with pytest.raises(RiskUserError, match="days_overdue is double"):
+        check_parquet(tmp_path / "drifted.parquet", TIER_SCHEMA, "tiers")
+    pq.write_table(good.select(TIER_SCHEMA.names[::-1]), tmp_path / "reordered.parquet")
+    check_parquet(tmp_path / "reordered.parquet", TIER_SCHEMA, "tiers")
+    pq.write_table(good.drop_columns(["model_version"]), tmp_path / "short.parquet")
+    with pytest.raises(RiskUserError, match="columns"):
+        check_parquet(tmp_path / "short.parquet", TIER_SCHEMA, "tiers")
+    assert feature_schema(["bp_last_sbp"]).names == ["person_id", "as_of", "bp_last_sbp"]

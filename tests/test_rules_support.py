@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from risk.tiers.rule_columns import FEATURE_COLUMN_TYPES
+from risk.tiers.rule_columns import feature_column_types
 from risk.tiers.rule_set import default_rule_set_path
 
 AS_OF = date(2024, 6, 30)
@@ -21,7 +21,7 @@ def days_ago(days: int) -> date:
 
 def base_row(**overrides: Any) -> dict[str, Any]:
     """A controlled 50-year-old man with hypertension and diabetes, seen a month ago: no rule fires."""
-    row: dict[str, Any] = {column: None for column in FEATURE_COLUMN_TYPES}
+    row: dict[str, Any] = {column: None for column in feature_column_types()}
     row.update(
         person_id="P0001", as_of=AS_OF, township_id="T01", village_id="V001", unit_id="U001", team_id="TM01",
         age=50.0, sex="M", signed_contract=True, family_history_ascvd=False,

@@ -62,7 +62,8 @@ def spark_feature_sql(as_of: date, columns: Collection[str] | None = None) -> st
 
 def _finish_batches(batches: Iterator[pa.RecordBatch], columns: tuple[str, ...] | None,
                     chinapar: bool) -> Iterator[pa.RecordBatch]:
-    from risk.features.pipeline import feature_schema, finish_feature_table
+    from risk.features.pipeline import finish_feature_table
+    from risk.schema import feature_schema
 
     schema = feature_schema(columns)
     for batch in batches:
@@ -72,7 +73,7 @@ def _finish_batches(batches: Iterator[pa.RecordBatch], columns: tuple[str, ...] 
 def spark_schema(columns: Sequence[str] | None = None) -> object:
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from risk.features.pipeline import feature_schema
+    from risk.schema import feature_schema
 
     return from_arrow_schema(feature_schema(columns))
 
@@ -103,7 +104,7 @@ def run_feature_query_spark(canonical_dir: Path, as_of: date, master: str | None
                             columns: Sequence[str] | None = None) -> pa.Table:
     """The Spark counterpart of compute_features_table: the catalogue-typed feature table on the driver."""
     from risk.engines.spark_session import get_spark
-    from risk.features.pipeline import feature_schema
+    from risk.schema import feature_schema
 
     spark = get_spark(master)
     return to_arrow(feature_frame(spark, Path(canonical_dir), as_of, columns), feature_schema(columns))

@@ -29,7 +29,8 @@ from risk.engines.spark_features import (
     write_partitioned,
 )
 from risk.engines.spark_sql import to_spark_sql
-from risk.engines.spark_tiers import TIER_SCHEMA, tier_frame
+from risk.engines.spark_tiers import tier_frame
+from risk.schema import TIER_SCHEMA
 from risk.tiers.rule_set import RuleSet
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class SparkNightly:
     def features(self, canonical_dir: Path, as_of: date, out: Path | None = None) -> pd.DataFrame:
         """Compute, write partitioned (and as `out`, default RUN/features.parquet), return the rows sorted
         by person_id."""
-        from risk.features.pipeline import feature_schema, write_parquet_atomically
+        from risk.features.pipeline import write_parquet_atomically
+        from risk.schema import feature_schema
 
         write_partitioned(feature_frame(self.spark, Path(canonical_dir), as_of), self.features_path)
         table = read_partitioned(self.features_path, feature_schema()).sort_by("person_id")
@@ -91,7 +93,7 @@ class SparkNightly:
         return table.to_pandas()
 
     def stored_features(self) -> DataFrame:
-        from risk.features.pipeline import feature_schema
+        from risk.schema import feature_schema
 
         # the schema is given, not inferred: an empty run (nobody under management) has no data files
         frame = self.spark.read.schema(spark_schema()).parquet(str(self.features_path))

@@ -23,6 +23,7 @@ import sqlglot
 
 from risk.engines.spark_sql import to_spark_sql
 from risk.errors import RiskUserError
+from risk.schema import TIER_SCHEMA
 from risk.tiers.rule_engine import build_query, evaluation_from_fired, missing_input_columns
 from risk.tiers.rule_set import RuleSet
 
@@ -37,13 +38,6 @@ MODEL_SCHEMA = pa.schema([("person_id", pa.string()), ("model_probability", pa.f
                           ("model_reasons", pa.string())])
 MODEL_TIER_SCHEMA = pa.schema([*MODEL_SCHEMA, ("tier_model", pa.string())])
 TIER_MODEL_ONLY = pa.schema([("person_id", pa.string()), ("tier_model", pa.string())])
-TIER_SCHEMA = pa.schema([
-    ("person_id", pa.string()), ("as_of", pa.date32()), ("tier_rules", pa.string()),
-    ("rule_score", pa.float64()), ("reasons", pa.string()), ("next_due_on", pa.date32()),
-    ("days_overdue", pa.int64()), ("rule_set_version", pa.string()), ("rule_set_fingerprint", pa.string()),
-    ("tier", pa.string()), ("combine_reason", pa.string()), ("model_probability", pa.float64()),
-    ("tier_model", pa.string()), ("model_reasons", pa.string()), ("model_version", pa.string()),
-])
 
 
 def _spark_schema(schema: pa.Schema) -> Any:

@@ -16,21 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk.errors import RiskUserError
-from risk.features.catalogue import FEATURE_SET_VERSION, feature_catalogue
 from risk.features.chinapar import chinapar_10y_risk, chinapar_category
 from risk.features.duckdb_engine import run_feature_query
 from risk.run import folder as run_folder
+from risk.schema import feature_schema
 
 log = logging.getLogger(__name__)
-
-ARROW_TYPES = {
-    "string": pa.string(),
-    "date": pa.date32(),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-}
-
 
 CHINAPAR_COLUMNS = ("chinapar_risk_10y", "chinapar_category")  # added by add_chinapar, after the SQL
 CHINAPAR_INPUTS = (
@@ -39,16 +30,6 @@ CHINAPAR_INPUTS = (
     "antihypertensive_dispensed_12m", "pdc_antidiabetic_12m", "fpg_last", "cx_stroke", "cx_coronary",
     "cx_peripheral_arterial",
 )
-
-
-def feature_schema(columns: Sequence[str] | None = None) -> pa.Schema:
-    """The catalogue as an Arrow schema; with `columns`, person_id, as_of and those, in catalogue order."""
-    keep = None if columns is None else {"person_id", "as_of", *columns}
-    return pa.schema(
-        [pa.field(f.name, ARROW_TYPES[f.type])
-         for f in feature_catalogue() if keep is None or f.name in keep],
-        metadata={"feature_set_version": FEATURE_SET_VERSION},
-    )
 
 
 def plan_columns(columns: Sequence[str] | None) -> tuple[set[str] | None, bool]:

@@ -14,8 +14,7 @@ from risk.indicators.suppression import primary_mask, suppress_crosstab
 from risk.run.folder import RunFolder
 from risk.run.history import transition_counts
 from risk.run.tables import parquet_source
-
-TIERS = ("red", "yellow", "green")
+from risk.schema import TIERS_WORST_FIRST as TIERS
 
 
 def _tiers_path(run_dir: Path) -> Path:

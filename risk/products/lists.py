@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-TIER_RANK = {"red": 2, "yellow": 1, "green": 0}
+from risk.schema import TIER_RANK
+
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
 TIER_FILL = {"red": "#F8CBAD", "yellow": "#FFE699", "green": "#C6EFCE"}
 

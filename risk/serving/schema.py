@@ -170,5 +170,3 @@ call_results = Table(
     Index("ix_serving_call_results_person", "person_id", "called_on"),
     Index("ix_serving_call_results_called", "called_on"),
 )
-
-TIER_RANK = {"red": 0, "yellow": 1, "green": 2}

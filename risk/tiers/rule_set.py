@@ -28,11 +28,8 @@ from sqlglot import exp
 from risk import definitions
 from risk.errors import DefinitionError
 from risk.provenance import text_fingerprint
+from risk.schema import TIER_RANK, TIERS
 from risk.tiers.rule_columns import arrow_type, feature_column_types
-
-TIERS: tuple[str, ...] = ("green", "yellow", "red")
-"""Tier values in increasing order of concern; a tier's rank is its index."""
-TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
 
 DEFAULT_RULE_SET = "rules/default.yaml"
 SQL_DIALECT = "duckdb"
