@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -10,6 +11,22 @@ import pytest
 SMALL_COUNTY_PERSONS = 4000
 SMALL_COUNTY_SEED = 7
 SMALL_COUNTY_AS_OF = date(2024, 6, 30)
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """One SparkSession (local[2]) shared by every Spark test of a worker; skipped without PySpark or
+    Java unless RISK_REQUIRE_SPARK=1 (CI), where a missing engine is a failure."""
+    from risk.engines.spark_session import spark_available
+
+    missing = spark_available()
+    if missing:
+        if os.environ.get("RISK_REQUIRE_SPARK") == "1":
+            pytest.fail(f"RISK_REQUIRE_SPARK=1 but {missing}")
+        pytest.skip(missing)
+    from risk.engines.spark_session import get_spark
+
+    return get_spark("local[2]")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ def test_quarter_end_dates():
         backfill_dates(date(2024, 5, 1), date(2024, 1, 1), 3)
 
 
+@pytest.mark.slow
 def test_backfill_writes_linked_runs(small_county: Path, tmp_path: Path):
     template = NightlyOptions(input_dir=small_county, as_of=date(2024, 3, 31), out=tmp_path, use_model=False,
                               xlsx=False)

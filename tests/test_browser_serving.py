@@ -19,7 +19,7 @@ from risk.serving.demo import write_demo_run
 from risk.serving.publish import publish_run
 from risk.serving.store import open_store
 
-pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:RISK_ID_KEY")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.filterwarnings("ignore:RISK_ID_KEY")]
 
 CHROMIUM = os.environ.get("RISK_BROWSER_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from risk.cli import app
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--persons", "1500", "--seed", "3",

@@ -117,6 +117,7 @@ def test_net_benefit_by_hand() -> None:
     assert treat_all_net_benefit(y, thresholds) == pytest.approx([0.5 - 0.5 * 0.25, 0.0])
 
 
+@pytest.mark.slow
 def test_report_is_written_with_plots(data: tuple, tmp_path: Path) -> None:
     X, y, groups = data
     estimators = {
@@ -131,3 +132,12 @@ def test_report_is_written_with_plots(data: tuple, tmp_path: Path) -> None:
         assert (tmp_path / png).stat().st_size > 1000 and png in text
     assert "## Closing note" in text and "**model vs rules**" in text and "### sex" in text
     assert pd.read_csv(tmp_path / "overall.csv")["estimator"].tolist() == ["rules", "model", "given scores"]
+
+
+def test_rule_baseline_fits_a_clone_and_leaves_the_given_estimator_untouched() -> None:
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 2.0]})
+    given = ToyRules()
+    baseline = RuleBaseline(given).fit(X, np.array([0, 0, 1, 1]))
+    assert not hasattr(given, "rule_set_")
+    assert baseline.rules_ is not given and baseline.rules_.rule_set_ == "toy"
+    assert list(baseline.predict_tiers(X)) == ["green", "yellow", "red", "red"]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from canonical_builder import CanonicalBuilder
 
 from risk.features import compute_features, feature_catalogue, feature_names
+from tests.support.canonical import CanonicalBuilder
 
 AS_OF = date(2024, 6, 30)
 

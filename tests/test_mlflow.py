@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from risk.models.policy import default_model_policy
 
+pytestmark = pytest.mark.slow  # whole training runs
+
 
 @pytest.fixture(scope="module")
 def canonical(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

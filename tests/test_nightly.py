@@ -48,6 +48,7 @@ def test_next_due_follows_the_combined_tier(small_run: Path):
     assert (gap == overdue["days_overdue"]).all()
 
 
+@pytest.mark.slow
 def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_path: Path):
     again = tmp_path / "again"
     run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False))
@@ -61,6 +62,7 @@ def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_
     assert one["versions"] == two["versions"] and one["counts"]["tier"] == two["counts"]["tier"]
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch):
     import risk.products.lists as lists
@@ -116,6 +118,7 @@ def test_backfill_does_not_quarantine_events_after_as_of(small_county: Path, sma
     assert vitals["measured_at"].max() > pd.Timestamp(SMALL_COUNTY_AS_OF)
 
 
+@pytest.mark.slow
 def test_a_date_before_anyone_was_enrolled_gives_an_empty_but_complete_run(
     small_county: Path, tmp_path: Path
 ) -> None:

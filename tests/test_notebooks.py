@@ -9,6 +9,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # executes a whole notebook
+
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analyst_walkthrough.ipynb"
 
 

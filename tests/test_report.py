@@ -127,6 +127,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_overview_renders_in_headless_browser(runs: tuple[Path, Path], tmp_path: Path) -> None:
     browser = _chromium()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,7 @@ def test_only_other_cell_is_hidden_with_total_when_no_candidate_left() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=2, max_size=12),
        st.integers(2, 15))
+@pytest.mark.slow
 def test_hidden_cells_cannot_be_recovered_from_the_total(pairs: list[tuple[int, int]], k: int) -> None:
     counts = [(min(a, b), max(a, b)) for a, b in pairs]
     table = suppress_indicator_table(township_table(counts), k=k)

@@ -16,11 +16,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from test_rules_support import AS_OF, base_row, days_ago, default_rule_data, frame, write_rule_file
 
 from risk.errors import RiskUserError
 from risk.tiers import TIER_RANK, RuleTierClassifier, assign_rule_tiers, load_rule_set
 from risk.tiers.rule_engine import evaluate
+from tests.support.rules import AS_OF, base_row, days_ago, default_rule_data, frame, write_rule_file
 
 THREE_RISK_FACTORS = {"bp_last_sbp": 145.0, "has_diabetes_t2": False, "age": 60.0, "fu_last_smoker": True}
 
@@ -255,6 +255,7 @@ def test_county_copy_with_a_changed_threshold_changes_the_outcome(tmp_path):
     assert default.loc[0, "tier_rules"] == copy.loc[0, "tier_rules"] == "red"
 
 
+@pytest.mark.slow
 def test_rows_stay_aligned_on_a_large_shuffled_frame():
     rng = np.random.default_rng(20241125)
     n = 60_000

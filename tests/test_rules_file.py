@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rules_support import default_rule_data, write_rule_file
 from typer.testing import CliRunner
 
 from risk.cli import app
 from risk.errors import DefinitionError
 from risk.tiers import load_rule_set
 from risk.tiers.ruleset_docs import rules_markdown
+from tests.support.rules import default_rule_data, write_rule_file
 
 
 def rule(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def test_a_county_rule_may_use_a_feature_the_catalogue_adds(tmp_path):
 
 
 def test_cli_apply_writes_the_rule_tiers(tmp_path):
-    from test_rules_support import base_row, frame
+    from tests.support.rules import base_row, frame
 
     features = tmp_path / "features.parquet"
     frame(base_row(), base_row(bp_last_sbp=185.0)).to_parquet(features, index=False)

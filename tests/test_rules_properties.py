@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_rules_support import (
+
+from risk.tiers import TIER_RANK, load_rule_set
+from risk.tiers.rule_engine import evaluate
+from tests.support.rules import (
     base_row,
     days_ago,
     default_rule_data,
@@ -22,9 +25,6 @@ from test_rules_support import (
     with_consistent_bp,
     write_rule_file,
 )
-
-from risk.tiers import TIER_RANK, load_rule_set
-from risk.tiers.rule_engine import evaluate
 
 FPG_RANGE_MIDDLE = (4.4 + 7.0) / 2
 PROPERTY_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
@@ -83,6 +83,7 @@ def assert_never_lower(before: list[dict[str, Any]], after: list[dict[str, Any]]
 @PROPERTY_SETTINGS
 @given(rows=st.lists(feature_rows(), min_size=1, max_size=12),
        rises=st.lists(st.tuples(st.floats(0, 80), st.floats(0, 50)), min_size=12, max_size=12))
+@pytest.mark.slow
 def test_higher_bp_never_lowers_the_tier(rows, rises):
     worse = []
     for row, (sbp_rise, dbp_rise) in zip(rows, rises, strict=False):
@@ -98,6 +99,7 @@ def test_higher_bp_never_lowers_the_tier(rows, rises):
 @PROPERTY_SETTINGS
 @given(rows=st.lists(feature_rows(), min_size=1, max_size=12),
        moves=st.lists(st.floats(0, 20), min_size=12, max_size=12))
+@pytest.mark.slow
 def test_fpg_further_from_the_target_range_never_lowers_the_tier(rows, moves):
     before, worse = [], []
     for row, move in zip(rows, moves, strict=False):
@@ -117,6 +119,7 @@ def test_fpg_further_from_the_target_range_never_lowers_the_tier(rows, moves):
 @PROPERTY_SETTINGS
 @given(rows=st.lists(feature_rows(), min_size=1, max_size=12),
        extra=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=12, max_size=12))
+@pytest.mark.slow
 def test_more_consecutive_uncontrolled_visits_never_lower_the_tier(rows, extra):
     worse = []
     for row, (more_bp, more_fpg) in zip(rows, extra, strict=False):

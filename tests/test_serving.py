@@ -486,6 +486,7 @@ def test_patient_view_carries_the_model_probability_and_reasons_of_a_real_run(
     assert all(r["zh"] and r["en"] for r in view["model_reasons"])
 
 
+@pytest.mark.slow
 def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_path: Path) -> None:
     import socket
     import subprocess

@@ -9,7 +9,6 @@ Skipped without PySpark or Java unless RISK_REQUIRE_SPARK=1 (CI), where a missin
 from __future__ import annotations
 
 import filecmp
-import os
 from datetime import date
 from pathlib import Path
 
@@ -19,24 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from risk.engines.spark_session import spark_available
-
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 AS_OF = date(2024, 6, 30)
 TOLERANCE = 1e-9
-
-
-@pytest.fixture(scope="module")
-def spark():  # type: ignore[no-untyped-def]
-    missing = spark_available()
-    if missing:
-        if os.environ.get("RISK_REQUIRE_SPARK") == "1":
-            pytest.fail(f"RISK_REQUIRE_SPARK=1 but {missing}")
-        pytest.skip(missing)
-    from risk.engines.spark_session import get_spark
-
-    return get_spark("local[2]")
 
 
 @pytest.fixture(scope="module")

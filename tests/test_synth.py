@@ -212,6 +212,7 @@ def test_follow_ups_carry_measurements(tables: dict[str, pd.DataFrame]) -> None:
     assert months.isin([1, 2]).mean() / 2 < months.isin(range(3, 13)).mean() / 10
 
 
+@pytest.mark.slow
 def test_csv_format_and_home_readings(tmp_path: Path) -> None:
     config = SynthConfig(
         persons=1_500,

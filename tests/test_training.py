@@ -89,6 +89,7 @@ def _rewrite_future(canonical: Path, out: Path, cutoff: date) -> None:
         con.execute("DROP TABLE t")
 
 
+@pytest.mark.slow
 def test_no_future_leaks_into_training(validated_county: Path, tmp_path: Path) -> None:
     """Rewriting everything after the test as-of date leaves the training rows unchanged."""
     plan = plan_snapshots(TEST_AS_OF, n_train=2, every_months=3, horizon_days=365)

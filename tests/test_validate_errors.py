@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_validate_support import AS_OF, good_tables, typed_parquet, write_folder
 from typer.testing import CliRunner
 
 from risk.cli import app
 from risk.errors import InputFileError
 from risk.validate import validate_folder
+from tests.support.validate_inputs import AS_OF, good_tables, typed_parquet, write_folder
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +74,7 @@ def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
     _assert_clean_failure(folder, tmp_path / "out", "persons.csv", "not UTF-8", "GBK/GB18030")
 
 
+@pytest.mark.slow
 def test_csv_with_gbk_only_late_in_a_column_that_is_only_copied(tmp_path: Path) -> None:
     """Past the encoding sample and in a column no check reads (a name): still one clean line."""
     folder = write_folder(tmp_path / "in", good_tables())

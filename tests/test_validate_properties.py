@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_validate_support import AS_OF, good_tables, write_folder
 
 from risk import definitions
 from risk.io import find_table_file, read_input_table
 from risk.validate import codes, validate_folder
 from risk.validate.schema import canonical_schema
+from tests.support.validate_inputs import AS_OF, good_tables, write_folder
 
 ICD_CHARS = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789. ")
 ICD_LIKE = st.text(ICD_CHARS, min_size=0, max_size=12)
@@ -155,6 +155,7 @@ def dirty_county(draw: st.DrawFn) -> tuple[dict[str, pd.DataFrame], dict[tuple[s
     return tables, expected
 
 
+@pytest.mark.slow
 @given(dirty_county(), st.sampled_from(["csv", "parquet"]))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_row_is_accepted_or_quarantined_once(
@@ -179,6 +180,7 @@ def test_every_row_is_accepted_or_quarantined_once(
 
 # --- source_row is the row's position in the file -----------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_source_row_is_the_position_in_a_large_file(tmp_path: Path, fmt: str) -> None:
     """Large enough for DuckDB to read in parallel; every tenth-thousand row is bad and must be found."""

@@ -7,10 +7,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from test_validate_support import AS_OF, good_tables, typed_parquet, valid_national_id, write_folder
 
 from risk import definitions
 from risk.validate import validate_folder
+from tests.support.validate_inputs import AS_OF, good_tables, typed_parquet, valid_national_id, write_folder
 
 
 @pytest.fixture(autouse=True)

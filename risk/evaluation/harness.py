@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import calibration_curve
+from sklearn.utils.validation import check_is_fitted
 
 from risk.evaluation import metrics
 from risk.models.policy import default_model_policy
@@ -35,15 +36,19 @@ class EstimatorScores:
 
 
 class RuleBaseline(ClassifierMixin, BaseEstimator):
-    """A rule estimator made comparable to models: its probability is the training event rate of its tier."""
+    """A rule estimator made comparable to models: its probability is the training event rate of its tier.
+
+    `fit` fits a clone of `rules` (kept as `rules_`) and leaves the given estimator untouched, as
+    scikit-learn's meta-estimators do; an already fitted rule estimator (with `rule_set_`) is used as is.
+    """
 
     def __init__(self, rules: Any = None):
         self.rules = rules
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> RuleBaseline:
-        if not hasattr(self.rules, "rule_set_"):
-            self.rules.fit(X)
-        tiers = np.asarray(self.rules.predict(X)).astype(str)
+        prefit = hasattr(self.rules, "rule_set_")
+        self.rules_ = self.rules if prefit else clone(self.rules, safe=False).fit(X)
+        tiers = np.asarray(self.rules_.predict(X)).astype(str)
         y = np.asarray(y, dtype="float64")
         overall = float(y.mean())
         self.tier_event_rate_ = {
@@ -53,13 +58,15 @@ class RuleBaseline(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_tiers(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.rules.predict(X)).astype(str).astype(object)
+        check_is_fitted(self, "rules_")
+        return np.asarray(self.rules_.predict(X)).astype(str).astype(object)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_tiers(X)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.rules.decision_function(X), dtype="float64")
+        check_is_fitted(self, "rules_")
+        return np.asarray(self.rules_.decision_function(X), dtype="float64")
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         rate = pd.Series(self.predict_tiers(X)).map(self.tier_event_rate_).to_numpy(dtype="float64")

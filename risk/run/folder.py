@@ -47,6 +47,10 @@ NOT_A_RUN = (
 )
 
 
+def _in_run(name: str) -> property:
+    return property(lambda self: self.path / name, doc=f"RUN/{name}")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """A run folder or a `risk validate` output (paths only; nothing is read until asked)."""
@@ -74,37 +78,14 @@ class RunFolder:
         """A canonical table's Parquet file."""
         return self.canonical / f"{name}.parquet"
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def summary(self) -> Path:
-        return self.path / SUMMARY
-
-    @property
-    def validation(self) -> Path:
-        return self.path / VALIDATION
-
-    @property
-    def quarantine(self) -> Path:
-        return self.path / QUARANTINE
-
-    @property
-    def features(self) -> Path:
-        return self.path / FEATURES
-
-    @property
-    def tiers(self) -> Path:
-        return self.path / TIERS
-
-    @property
-    def lists(self) -> Path:
-        return self.path / LISTS
-
-    @property
-    def timings(self) -> Path:
-        return self.path / TIMINGS
+    manifest_path = _in_run(MANIFEST)
+    summary = _in_run(SUMMARY)
+    validation = _in_run(VALIDATION)
+    quarantine = _in_run(QUARANTINE)
+    features = _in_run(FEATURES)
+    tiers = _in_run(TIERS)
+    lists = _in_run(LISTS)
+    timings = _in_run(TIMINGS)
 
     def partitioned(self, name: str) -> Path:
         return self.path / PARTITIONED / name
