@@ -32,9 +32,11 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 TIER_SCHEMA = pa.schema([
     ("person_id", pa.string()), ("as_of", pa.date32()), ("tier_rules", pa.string()),
     ("rule_score", pa.float64()), ("reasons", pa.string()), ("next_due_on", pa.date32()),
-    ("days_overdue", pa.int64()), ("rule_set_version", pa.string()), ("rule_set_fingerprint", pa.string()),
+    ("days_overdue", pa.int64()), ("urgency", pa.int8()), ("urgency_due_days", pa.float64()),
+    ("rule_set_version", pa.string()), ("rule_set_fingerprint", pa.string()),
     ("tier", pa.string()), ("combine_reason", pa.string()), ("model_probability", pa.float64()),
-    ("tier_model", pa.string()), ("model_reasons", pa.string()), ("model_version", pa.string()),
+    ("tier_model", pa.string()), ("model_reasons", pa.string()), ("priority", pa.int64()),
+    ("model_version", pa.string()),
 ])  # fmt: skip
 
 

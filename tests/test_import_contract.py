@@ -13,14 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own layer and any layer listed before it.
 LAYERS: list[set[str]] = [
-    {"risk", "errors", "sql", "formatting", "privacy", "atomic"},
+    {"risk", "errors", "sql", "formatting", "stats", "privacy", "atomic"},
     {"definitions", "provenance", "docs"},
     {"run"},  # the run-folder contract: file names, manifest, canonical-table binding, history
     {"io", "validate", "synth", "interop"},
     {"features", "schema"},
     {"tiers", "models", "evaluation"},
     {"engines"},
-    {"products", "indicators", "serving"},
+    {"products", "calls", "indicators", "serving"},
     {"pipelines"},
     {"cli"},
 ]

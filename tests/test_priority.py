@@ -10,7 +10,6 @@ import numpy as np
 import openpyxl
 import pandas as pd
 from fastapi.testclient import TestClient
-from test_rules_support import AS_OF, base_row, days_ago, frame
 
 from risk import definitions
 from risk.evaluation.tier_judgement import capture_at_capacity, judge_tiers, ten_year_bands
@@ -20,6 +19,7 @@ from risk.serving.publish import publish_run
 from risk.serving.store import open_store
 from risk.tiers import assign_rule_tiers, load_rule_set
 from risk.tiers.priority import combine_phrase, finish_priority, priority_rank
+from tests.support.rules import AS_OF, base_row, days_ago, frame
 
 
 def _tiers(rows: list[dict]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from risk.indicators.stats import wilson_interval
+from risk.stats import wilson_interval
 from risk.tiers.rule_set import TIERS
 
 WORST_FIRST = list(reversed(TIERS))

@@ -12,7 +12,7 @@ from risk.errors import RiskUserError
 from risk.indicators.definitions import Indicator
 from risk.indicators.periods import Period, parse_period
 from risk.indicators.run import Run
-from risk.indicators.stats import wilson_interval
+from risk.stats import wilson_interval
 
 # Breakdown level -> column of `persons` (or of tiers.parquet for `tier`).
 LEVELS: dict[str, str | None] = {

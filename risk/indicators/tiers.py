@@ -9,12 +9,12 @@ import duckdb
 import pandas as pd
 
 from risk.errors import InputFileError, RiskUserError
-from risk.indicators.stats import wilson_interval
 from risk.indicators.suppression import primary_mask, suppress_crosstab
 from risk.run.folder import RunFolder
 from risk.run.history import transition_counts
 from risk.run.tables import parquet_source
 from risk.schema import TIERS_WORST_FIRST as TIERS
+from risk.stats import wilson_interval
 
 
 def _tiers_path(run_dir: Path) -> Path:
