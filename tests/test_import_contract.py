@@ -16,8 +16,9 @@ LAYERS: list[set[str]] = [
     {"risk", "errors", "sql", "formatting", "stats", "privacy", "atomic"},
     {"definitions", "provenance", "docs"},
     {"run"},  # the run-folder contract: file names, manifest, canonical-table binding, history
-    {"io", "validate", "synth", "interop"},
+    {"io", "validate", "interop"},
     {"features", "schema"},
+    {"synth"},  # the synthetic county draws outcomes from the China-PAR equation of features/
     {"tiers", "models", "evaluation"},
     {"engines"},
     {"products", "calls", "indicators", "serving"},
