@@ -89,7 +89,7 @@ def default_model_dir() -> Path | None:
     return current.parent / current.read_text(encoding="utf-8").strip()
 
 
-def _write_summary(manifest: dict, path: Path) -> None:
+def _write_summary(manifest: dict, path: Path, workload: pd.DataFrame | None = None) -> None:
     counts = manifest["counts"]
     lines = [
         f"# Nightly run {manifest['run_id']}",
@@ -127,6 +127,10 @@ def _write_summary(manifest: dict, path: Path) -> None:
     lines += ["", "## Lists", "",
               f"- priority list rows: {counts['priority_rows']:,} in {counts['list_files']} files",
               f"- unmanaged key population (person × condition): {counts['unmanaged']:,}", ""]
+    if workload is not None and "workload" in manifest:
+        from risk.products.workload import summary_lines
+
+        lines += summary_lines(manifest, workload)
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -135,6 +139,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     from risk.features import FEATURE_SET_VERSION
     from risk.products.lists import PendingExport, build_priority_list
     from risk.products.unmanaged import find_unmanaged
+    from risk.products.workload import export_workload
     from risk.run.folder import RunFolder
     from risk.run.history import previous_run, transitions_by_tier
     from risk.tiers.priority import priority_rank
@@ -218,6 +223,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 calls_run = run_calls(staging, options.as_of, staging / "calls", results=call_results,
                                       daily_capacity=options.call_capacity, xlsx=options.xlsx,
                                       check_as_of=False)
+            workload_table, workload_figures = export_workload(tiers, features, options.as_of,
+                                                               staging / "lists")
 
         with clock.stage("report", 5, total):
             previous_dir = options.previous_run or previous_run(out, options.as_of)
@@ -264,10 +271,11 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 },
                 "previous_run_as_of": previous_as_of,
                 "transitions": transitions_by_tier(tiers, previous),
+                **workload_figures,
             }
             manifest_text = json.dumps(manifest, indent=2, ensure_ascii=False)
             (staging / "run.json").write_text(manifest_text, encoding="utf-8")
-            _write_summary(manifest, staging / "summary.md")
+            _write_summary(manifest, staging / "summary.md", workload_table)
 
         with clock.stage("publish", 6, total):
             (staging / "timings.json").write_text(

@@ -208,3 +208,39 @@ def feature_definitions() -> dict[str, Any]:
 def indicator_definitions() -> dict[str, Any]:
     """Policy indicators (indicators.yaml): cohorts, measures, numerators, targets, sources."""
     return load_yaml(definition_path("indicators.yaml"))
+
+
+def capacity_settings(path: str | Path | None = None) -> dict[str, Any]:
+    """County capacity and red-share settings (capacity.yaml), checked: a bad number is a clean error."""
+    data = _default_capacity() if path is None else load_yaml(path)
+    where = path or "capacity.yaml"
+    workload, red = data.get("workload") or {}, data.get("red_share") or {}
+    units = workload.get("unit")
+    if isinstance(units, str):
+        units = [units]
+    if not units or not all(isinstance(u, str) for u in units):
+        raise DefinitionError(f"{where}: workload.unit must name one or more columns")
+    for key, value in [
+        ("workload.visits_per_week", workload.get("visits_per_week")),
+        ("workload.weeks", workload.get("weeks")),
+        *[(f"workload.per_unit.{k}", v) for k, v in (workload.get("per_unit") or {}).items()],
+    ]:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < 0
+            or (key == "workload.weeks" and value < 1)
+        ):
+            raise DefinitionError(f"{where}: {key} must be a whole number >= {1 if 'weeks' in key else 0}")
+    maximum = red.get("maximum")
+    if not isinstance(maximum, int | float) or isinstance(maximum, bool) or not 0 <= maximum <= 1:
+        raise DefinitionError(f"{where}: red_share.maximum must be a share between 0 and 1")
+    return {
+        **data,
+        "workload": {**workload, "unit": list(units), "per_unit": dict(workload.get("per_unit") or {})},
+    }
+
+
+@lru_cache(maxsize=1)
+def _default_capacity() -> dict[str, Any]:
+    return load_yaml(definition_path("capacity.yaml"))

@@ -36,6 +36,7 @@ from risk.serving.models import (
     PriorityList,
     SearchRequest,
     SearchResult,
+    Workload,
 )
 from risk.serving.store import open_store
 
@@ -231,6 +232,22 @@ def create_app(store_url: str) -> FastAPI:
             raise _denied()
         audited(user, "calls", [person_id], run_id)
         return _json({"run_id": run_id, "person_id": person_id, "calls": history})
+
+    @app.get("/api/teams/{team_id}/workload", response_model=Workload, tags=["aggregates"])
+    def workload(team_id: str, user: Annotated[User, Depends(current_user)]) -> Any:
+        """Patients due and reds due per week against the team's capacity (counts, no patient)."""
+        def scoped(conn: Any) -> tuple[str, dict] | None:
+            if not queries.team_in_scope(conn, user, team_id):
+                return None
+            return queries.team_workload(conn, user, team_id)
+
+        found = read(scoped)
+        if found is None:
+            if user.role == "county_admin":
+                raise HTTPException(status_code=404, detail="no such team in the current run")
+            raise _denied()
+        run_id, view = found
+        return _json({"run_id": run_id, "team_id": team_id, **view})
 
     @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -102,6 +103,27 @@ class PriorityList(BaseModel):
     run_id: str
     team_id: str
     patients: list[PatientSummary]
+
+
+class WorkloadWeek(BaseModel):
+    week: int
+    week_start: str
+    week_end: str
+    capacity: int
+    due: int
+    red_due: int
+    emergencies: int
+    planned: int
+    planned_red: int
+    pushed_to_later_week: int
+    over_capacity: bool
+
+
+class Workload(BaseModel):
+    run_id: str
+    team_id: str
+    summary: dict[str, Any]
+    weeks: list[WorkloadWeek]
 
 
 class TeamCounts(BaseModel):

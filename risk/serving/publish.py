@@ -239,6 +239,7 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
         {_pick(tiers_cols, 't', 'next_due_on')}::DATE AS next_due_on,
         {_pick(tiers_cols, 't', 'days_overdue')}::INTEGER AS days_overdue,
         {_pick(tiers_cols, 't', 'priority')}::BIGINT AS priority,
+        {_pick(tiers_cols, 't', 'urgency')}::INTEGER AS urgency,
         {last}::VARCHAR AS last_measurements,
         coalesce(bp.series::VARCHAR, '[]') AS bp_series,
         coalesce(glucose.series::VARCHAR, '[]') AS glucose_series,

@@ -168,6 +168,33 @@ def team_priority_list(conn: Connection, user: User, team_id: str, limit: int = 
     return run_id, [_summary(row) for row in conn.execute(query).mappings()]
 
 
+def team_workload(conn: Connection, user: User, team_id: str) -> tuple[str, dict[str, Any]]:
+    """The team's workload per week against its capacity (risk/tiers/workload.py, capacity.yaml): counts
+    only, no patient. The store keeps the team, so the unit here is the team whatever capacity.yaml says."""
+    import pandas as pd
+
+    from risk.definitions import capacity_settings
+    from risk.tiers.workload import workload_summary, workload_table
+
+    run = current_run(conn)
+    if run is None:
+        raise NoCurrentRun
+    query = _scoped(
+        select(P.c.person_id, P.c.team_id, P.c.tier, P.c.next_due_on, P.c.priority, P.c.urgency)
+        .where(P.c.run_id == run["run_id"], P.c.team_id == team_id), user, P.c.team_id, P.c.township_id,
+    )
+    rows = pd.DataFrame(conn.execute(query).mappings().all(),
+                        columns=["person_id", "team_id", "tier", "next_due_on", "priority", "urgency"])
+    settings = capacity_settings()
+    table = workload_table(rows, "team_id", run["as_of"], settings)
+    weeks = [
+        {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items() if k != "unit"}}
+        for row in table.to_dict(orient="records")
+    ]
+    summary = workload_summary(table, "team_id", settings)
+    return run["run_id"], {"summary": summary, "weeks": weeks}
+
+
 def aggregates(conn: Connection, user: User) -> dict[str, Any]:
     """Tier counts by township and team within the caller's scope (analysts: the county)."""
     run_id = _run_id(conn)
@@ -193,4 +220,4 @@ def aggregates(conn: Connection, user: User) -> dict[str, Any]:
 
 
 __all__ = ["NoCurrentRun", "aggregates", "current_run", "patient_view", "search", "team_in_scope",
-           "team_priority_list"]
+           "team_priority_list", "team_workload"]

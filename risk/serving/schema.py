@@ -78,6 +78,7 @@ patients = Table(
     Column("next_due_on", Date),
     Column("days_overdue", Integer),
     Column("priority", BigInteger),  # the one priority order of every list (risk/tiers/priority.py)
+    Column("urgency", Integer),  # rule urgency: 0 none, 1 review, 2 refer, 3 emergency (workload view)
     Column("last_measurements", Text),  # JSON {name: {value, date}}
     Column("bp_series", Text),  # JSON [[date, sbp, dbp], ...]
     Column("glucose_series", Text),  # JSON [[date, test, value], ...]

@@ -57,6 +57,10 @@ def rules_markdown() -> str:
         "risk "
         "score (model probability, else the rule score), then person_id.",
         "",
+        "## Capacity and red share (county settings, `risk/definitions/capacity.yaml`)",
+        "",
+        *_capacity_lines(),
+        "",
         "## How a tier is given",
         "",
         "- Each rule is an SQL condition over the feature columns (`docs/features.md`). "
@@ -120,3 +124,28 @@ def rules_markdown() -> str:
     lines += [f"- `{key}`: {_cell(citation)}" for key, citation in rule_set.sources.items()]
     lines.append("")
     return "\n".join(lines)
+
+
+def _capacity_lines() -> list[str]:
+    from risk.definitions import capacity_settings
+
+    settings = capacity_settings()
+    work, red = settings["workload"], settings["red_share"]
+    return [
+        f"- Workload unit: the first of {', '.join(f'`{u}`' for u in work['unit'])} the data has (the input "
+        f"contract has no doctor column, so today the family-doctor team). Capacity "
+        f"**{work['visits_per_week']} follow-up visits a week** per unit by default (why: in capacity.yaml), "
+        f"per-unit overrides under `per_unit`; horizon {work['weeks']} weeks, week 1 starting on the as-of "
+        "date and holding every overdue patient.",
+        "- The nightly writes `lists/workload.csv` (per unit and week: capacity, due, red due, emergencies, "
+        "planned, pushed to a later week, over capacity), a section of summary.md and `workload` in "
+        "run.json; the API serves a team's view at `GET /api/teams/{team_id}/workload` (counts only).",
+        "- Capacity schedules, it does not reorder the list or hide anybody: each unit's patients are "
+        "placed in the priority order into the first week from their due week with room. An emergency is "
+        "always planned in week 1, past capacity if need be (the week is flagged over capacity); a "
+        "patient with no room in the horizon is counted as pushed later, never dropped.",
+        f"- Red share: the county maximum is **{red['maximum']:.0%}** of managed patients. When the "
+        "rules' or the combined red share is above it, run.json (`red_share.exceeded`) and summary.md "
+        "say so. It only flags: nobody is recoloured or reordered to meet it (that would hide risk); "
+        "the county reviews its thresholds instead.",
+    ]
