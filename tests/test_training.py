@@ -165,16 +165,22 @@ def test_explanations_name_the_feature_that_drives_the_risk() -> None:
     patient = pd.DataFrame({"bp_last_sbp": [190.0], "cx_stroke": [False], "sex": ["F"], "person_id": ["x"]})
     reasons = top_reasons(model, patient, top_n=3)[0]
     assert reasons[0]["feature"] == "bp_last_sbp"
-    assert reasons[0]["en"] == "Last systolic BP: 190 mmHg"
-    assert reasons[0]["zh"] == "最近一次收缩压：190 mmHg"
+    # one patient: no same-age-sex group, so the comparison is with the model's typical patient
+    typical = f"{model.reference_['bp_last_sbp']:.0f}"
+    assert reasons[0]["en"] == f"last systolic BP 190 mmHg (typical patient: {typical} mmHg)"
+    assert reasons[0]["zh"] == f"最近一次收缩压190 mmHg（一般患者通常{typical} mmHg）"
     assert all(r["log_odds"] > 0 for r in reasons)
-    assert describe("cx_stroke", True)[1].endswith(": yes")
-    assert describe("hba1c_last", float("nan"))[1].endswith(": not recorded")
+    assert describe("cx_stroke", True) == ("既往脑卒中", "history of stroke")
+    assert describe("cx_stroke", False) is None  # no stroke is no reason
+    assert describe("hba1c_last", float("nan")) is None  # a missing HbA1c is not the point
+    assert describe("bp_last_sbp", float("nan")) == ("没有血压记录", "no blood pressure on record")
+    assert describe("bp_days_since_last", 213.0) == ("7个月未测血压", "no blood pressure for 7 months")
+    assert describe("sex", "M") is None and describe("age", 70.0) is None
 
 
 def test_explanations_for_many_patients_describe_each_patients_own_value() -> None:
     """Phrases are built once per distinct value and mapped back: every row must get its own value's."""
-    from risk.models.explanations import MIN_CONTRIBUTION, contributions
+    from risk.models.explanations import MIN_CONTRIBUTION, contributions, typical_reference
     from risk.models.features import model_frame
 
     X, y = _toy(3000, seed=6)
@@ -182,16 +188,25 @@ def test_explanations_for_many_patients_describe_each_patients_own_value() -> No
     model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=7).fit(X, y)
     reasons = top_reasons(model, X, top_n=3)
     values = model_frame(X, SPEC)
-    weights = contributions(model, X)
+    reference, grouped = typical_reference(model, X)
+    weights = contributions(model, X, reference)
     for i in range(len(X)):
-        expected = weights.iloc[i].sort_values(ascending=False, kind="stable").head(3)
-        expected = [f for f, w in expected.items() if w >= MIN_CONTRIBUTION]
+        sayable = {
+            f: w
+            for f, w in weights.iloc[i].items()
+            if describe(f, values.iloc[i][f], reference.iloc[i][f]) is not None
+        }
+        expected = [f for f, w in sorted(sayable.items(), key=lambda kv: -kv[1])[:3] if w >= MIN_CONTRIBUTION]
         got = reasons[i]
-        assert [r["feature"] for r in got] == expected[:len(got)] and len(got) == len(expected)
+        assert [r["feature"] for r in got] == expected
         for reason in got:
-            zh, en = describe(reason["feature"], values.iloc[i][reason["feature"]])
+            f = reason["feature"]
+            col = list(SPEC.columns).index(f)
+            zh, en = describe(f, values.iloc[i][f], reference.iloc[i][f], bool(grouped[i, col]))
             assert (reason["zh"], reason["en"]) == (zh, en)
-    assert any("not recorded" in r["en"] for row in reasons for r in row)
+    texts = [r["en"] for row in reasons for r in row]
+    assert any(t.startswith("no blood pressure on record") for t in texts)
+    assert not any("not recorded" in t or "BP: " in t or "Sex" in t for t in texts)
 
 
 # --- tiers ------------------------------------------------------------------------------------------------
@@ -310,6 +325,10 @@ def test_linear_explanations_equal_the_one_at_a_time_definition():
     for column in ("age", "bp_last_sbp", "fpg_last", "fu_days_since_last"):
         frame[column] = frame[column].astype(float) * rng.uniform(0.5, 1.5, len(frame))
     frame.loc[::7, "fpg_last"] = np.nan
-    fast = linear_contributions(model, frame)
+    # a per-row reference (the typical patient of each row's age and sex group)
+    reference = frame.copy()
+    for column in ("age", "bp_last_sbp", "fpg_last"):
+        reference[column] = reference[column] * 0 + rng.uniform(80, 160, len(frame))
+    fast = linear_contributions(model, frame, reference)
     assert fast is not None
-    np.testing.assert_allclose(fast, one_at_a_time_contributions(model, frame), atol=1e-9)
+    np.testing.assert_allclose(fast, one_at_a_time_contributions(model, frame, reference), atol=1e-9)

@@ -5,8 +5,15 @@ base model's log-odds when j alone is replaced by the value of a typical patient
 common value). For logistic regression this is exactly coefficient x (standardised value - standardised
 median), i.e. the usual linear contribution; for gradient boosting it is a one-at-a-time attribution that
 captures the feature's own effect at this patient's other values (cheap: one extra prediction pass per
-feature; no extra dependency such as SHAP). A missing value whose absence raises the risk is reported as
-"not recorded".
+feature; no extra dependency such as SHAP).
+
+The typical patient is of the same sex and 10-year age band (issue 15): the median / most common value
+among the scored patients of that group (the training reference when the group is small), so a reason
+says what is unusual for someone like this patient, and age and sex themselves are never reasons. The
+words are data (definitions/reason_phrases.yaml, next to the feature catalogue): a reason reads
+"last systolic BP 172 mmHg (typical for the same age and sex: 138 mmHg)"; missing data is a reason only
+where the phrase book says it is the point ("no blood pressure on record"); a value without a phrase is
+no reason, so raw codes never reach a person.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -24,21 +30,37 @@ from risk.models.estimators import CalibratedRiskModel
 from risk.models.features import catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
-PARENTHESIS = re.compile(r"\s*[(（][^)）]*[)）]")
-AS_OF_WORDS = re.compile(r" on (or before )?as_of")  # catalogue wording for analysts, not clinicians
 
 
-def contributions(model: CalibratedRiskModel, X: pd.DataFrame) -> pd.DataFrame:
-    """Log-odds contribution of each model feature for each row (rows = X.index, columns = features)."""
+def contributions(
+    model: CalibratedRiskModel, X: pd.DataFrame, reference: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Log-odds contribution of each model feature for each row (rows = X.index, columns = features).
+
+    reference: a typical value per row and feature (typical_reference); None = the model's training
+    reference for everyone."""
     spec = model.spec
     working = model_frame(X, spec)
-    linear = linear_contributions(model, working)
+    if reference is None:
+        reference = pd.DataFrame(
+            {
+                c: pd.Series(
+                    [model.reference_[c]] * len(working), index=working.index, dtype=working[c].dtype
+                )
+                for c in working.columns
+            }
+        )
+    linear = linear_contributions(model, working, reference)
     if linear is not None:
         return pd.DataFrame(linear, index=X.index, columns=spec.columns)
-    return pd.DataFrame(one_at_a_time_contributions(model, working), index=X.index, columns=spec.columns)
+    return pd.DataFrame(
+        one_at_a_time_contributions(model, working, reference), index=X.index, columns=spec.columns
+    )
 
 
-def linear_contributions(model: CalibratedRiskModel, working: pd.DataFrame) -> np.ndarray | None:
+def linear_contributions(
+    model: CalibratedRiskModel, working: pd.DataFrame, reference: pd.DataFrame
+) -> np.ndarray | None:
     """The same one-at-a-time contributions in one pass for a linear base model: every preprocessing step
     acts column by column, so replacing feature j by its reference value changes only j's transformed
     columns, and the log-odds change is coef x (z - z_ref) summed over them. One transform instead of one
@@ -55,8 +77,6 @@ def linear_contributions(model: CalibratedRiskModel, working: pd.DataFrame) -> n
     owner = [_owning_feature(name, model.spec.columns) for name in names]
     if any(o is None for o in owner):
         return None
-    reference = pd.DataFrame({c: pd.Series([model.reference_[c]], dtype=working[c].dtype)
-                              for c in working.columns})
     z = _dense(pre.transform(working))
     z_ref = _dense(pre.transform(reference))
     per_output = (z - z_ref) * np.asarray(last.coef_)[0]
@@ -79,7 +99,9 @@ def _owning_feature(output_name: str, columns: list[str]) -> str | None:
     return max(candidates, key=len) if candidates else None
 
 
-def one_at_a_time_contributions(model: CalibratedRiskModel, working: pd.DataFrame) -> np.ndarray:
+def one_at_a_time_contributions(
+    model: CalibratedRiskModel, working: pd.DataFrame, reference: pd.DataFrame
+) -> np.ndarray:
     """Model-agnostic: one extra prediction pass per feature with that feature set to the reference."""
     spec = model.spec
     working = working.copy()
@@ -87,85 +109,179 @@ def one_at_a_time_contributions(model: CalibratedRiskModel, working: pd.DataFram
     result = np.zeros((len(working), len(spec.columns)))
     for j, column in enumerate(spec.columns):
         saved = working[column]
-        working[column] = pd.Series(
-            [model.reference_[column]] * len(working), index=working.index, dtype=saved.dtype
-        )
+        working[column] = reference[column].to_numpy()
         result[:, j] = baseline - model.raw_score(working)
         working[column] = saved
     return result
 
 
-def _format_value(feature: str, value: Any) -> tuple[str, str]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "无记录", "not recorded"
-    entry = catalogue().get(feature, {})
-    kind, unit = entry.get("type"), entry.get("unit") or ""
-    if kind == "bool" or isinstance(value, bool | np.bool_):
-        return ("是", "yes") if bool(value) else ("否", "no")
-    if isinstance(value, str):
-        return value, value
-    number = float(value)
-    if unit == "share":
-        text = f"{number * 100:.0f}%"
-        return text, text
-    whole = kind == "int" or number.is_integer() or abs(number) >= 100
-    text = f"{number:.0f}" if whole else f"{number:.1f}"
-    if unit and unit != "years":
-        text = f"{text} {unit}"
-    elif unit == "years":
-        return f"{text} 岁", f"{text} years"
-    return text, text
+UNITS = {"days": ("天", "days"), "years": ("岁", "years"), "yuan": ("元", "yuan")}
 
 
 @functools.cache
-def _feature_words(feature: str) -> tuple[str, str]:
+def phrase_book() -> dict[str, Any]:
+    """definitions/reason_phrases.yaml: how each model feature reads as a reason."""
+    from risk import definitions
+
+    return definitions.load_yaml(definitions.definition_path("reason_phrases.yaml"))
+
+
+def _entry(feature: str) -> dict[str, Any]:
+    return phrase_book()["features"].get(feature) or {"hide": True}
+
+
+def _number(feature: str, value: float) -> tuple[str, str]:
+    """A number with its unit, for people: '172 mmHg', '35%', '3 天' / '3 days'."""
     entry = catalogue().get(feature, {})
-    name_en = PARENTHESIS.sub("", str(entry.get("en", feature)))
-    name_en = AS_OF_WORDS.sub("", name_en).strip() or feature
-    name_zh = PARENTHESIS.sub("", str(entry.get("zh", name_en))).strip() or name_en
-    return name_zh, name_en
+    kind, unit = entry.get("type"), entry.get("unit") or ""
+    if unit == "share":
+        text = f"{value * 100:.0f}%"
+        return text, text
+    whole = kind == "int" or float(value).is_integer() or abs(value) >= 100
+    text = f"{value:.0f}" if whole else f"{value:.1f}"
+    if unit in UNITS:
+        zh, en = UNITS[unit]
+        return f"{text}{zh}", f"{text} {en}"
+    if unit:
+        return f"{text} {unit}", f"{text} {unit}"
+    return text, text
 
 
-def describe(feature: str, value: Any) -> tuple[str, str]:
-    """(zh, en) phrase for a feature value: ('最近一次收缩压：172 mmHg', 'Last systolic BP: 172 mmHg')."""
-    name_zh, name_en = _feature_words(feature)
-    value_zh, value_en = _format_value(feature, value)
-    return f"{name_zh}：{value_zh}", f"{name_en}: {value_en}"
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def describe(feature: str, value: Any, typical: Any = None, grouped: bool = True) -> tuple[str, str] | None:
+    """(zh, en) reason for a feature value, compared with a typical patient where it is a number; None when
+    the value is no reason a person can act on (hidden feature, unremarkable missing value, a yes/no or
+    category value without a phrase). Raw codes never come out of here."""
+    entry = _entry(feature)
+    if entry.get("hide"):
+        return None
+    if _missing(value):
+        missing = entry.get("missing")
+        return (missing["zh"], missing["en"]) if missing else None
+    if "values" in entry:
+        phrase = entry["values"].get(str(value))
+        return (phrase["zh"], phrase["en"]) if phrase else None
+    if True in entry or False in entry:
+        phrase = entry.get(bool(float(value)))
+        return (phrase["zh"], phrase["en"]) if phrase else None
+    if "zh" not in entry:
+        return None
+    number = float(value)
+    if "at_least" in entry and number < float(entry["at_least"]):
+        return None
+    if typical is not None and not _missing(typical) and not _worse(entry, number, float(typical)):
+        return None
+    value_zh, value_en = _number(feature, number)
+    months = f"{number / 30.4:.0f}"
+    zh = entry["zh"].format(value=value_zh, months=months)
+    en = entry["en"].format(value=value_en, months=months)
+    if typical is not None and not _missing(typical) and "{months}" not in entry["zh"]:
+        words = phrase_book()["typical"]["group" if grouped else "overall"]
+        typical_zh, typical_en = _number(feature, float(typical))
+        zh += f"（{words['zh'].format(typical=typical_zh)}）"
+        en += f" ({words['en'].format(typical=typical_en)})"
+    return zh, en
+
+
+def typical_reference(model: CalibratedRiskModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per row and feature, the value of a typical patient of the same sex and 10-year age band among the
+    scored rows (median of a number, most common yes/no or category), and whether it came from that group;
+    where the group has fewer than `min_group` values, the model's training reference."""
+    spec = model.spec
+    working = model_frame(X, spec)
+    minimum = int(phrase_book().get("min_group", 30))
+    by_age_sex = "age" in X.columns and "sex" in X.columns
+    if by_age_sex:
+        band = (pd.to_numeric(X["age"], errors="coerce") // 10).fillna(-1).astype(int).astype(str)
+        key = (X["sex"].astype(str) + "|" + band).to_numpy()
+    else:
+        key = np.full(len(X), "")
+    codes, groups = pd.factorize(pd.Series(key), use_na_sentinel=False)
+    reference = pd.DataFrame(index=working.index)
+    grouped = np.zeros((len(working), len(spec.columns)), dtype=bool)
+    modal = set(spec.boolean) | set(spec.categorical)
+    for j, column in enumerate(spec.columns):
+        values = working[column].reset_index(drop=True)
+        by = values.groupby(codes)
+        count = by.count().reindex(range(len(groups)), fill_value=0).to_numpy()
+        if column in modal:
+            typical = by.agg(lambda v: v.mode().iloc[0] if v.notna().any() else np.nan)
+        else:
+            typical = by.median()
+        typical = typical.reindex(range(len(groups))).to_numpy(dtype=object)
+        enough = count >= minimum
+        per_row = np.where(enough[codes], typical[codes], model.reference_[column])
+        grouped[:, j] = enough[codes] & by_age_sex
+        reference[column] = pd.Series(per_row, index=working.index).astype(working[column].dtype)
+    return reference, grouped
 
 
 def top_reasons(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> list[list[dict[str, Any]]]:
-    """For each row, up to top_n features that raise its risk most: feature, zh, en, log-odds contribution."""
+    """For each row, up to top_n features that raise its risk most against a typical patient of the same
+    age and sex, in plain words: feature, zh, en, log-odds contribution. A feature whose value is no reason
+    (describe() -> None) is skipped, so missing data is a reason only where that is the point."""
     if len(X) == 0:
         return []
-    contrib = contributions(model, X)
+    reference, grouped = typical_reference(model, X)
+    contrib = contributions(model, X, reference)
+    columns = list(contrib.columns)
     values = model_frame(X, model.spec).astype(object).to_numpy()
-    matrix = contrib.to_numpy()
-    order = np.argsort(-matrix, axis=1)[:, :top_n]
+    typical = reference.astype(object).to_numpy()
+    matrix = contrib.to_numpy().copy()
+    for j, column in enumerate(columns):
+        sayable = _sayable(column, values[:, j], typical[:, j])
+        matrix[:, j] = np.where(sayable, matrix[:, j], 0.0)
+    order = np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]
     weights = np.take_along_axis(matrix, order, axis=1)
     # Contributions are sorted, so a row's reasons stop at its first weight below the threshold.
     kept = np.cumprod(weights >= MIN_CONTRIBUTION, axis=1).astype(bool)
-    phrases = _phrases(list(contrib.columns), values, order, kept)
-    return [
-        [{"feature": feature, "zh": zh, "en": en, "log_odds": round(weight, 3)}
-         for (feature, zh, en), weight in zip(row_phrases, row_weights, strict=False)]
-        for row_phrases, row_weights in zip(phrases, weights.tolist(), strict=True)
-    ]
-
-
-def _phrases(columns: list[str], values: np.ndarray, order: np.ndarray, kept: np.ndarray
-             ) -> list[list[tuple[str, str, str]]]:
-    """(feature, zh, en) for every kept (row, rank): each distinct value of a feature is described once
-    (describing every cell separately was half of model scoring at 1M persons)."""
-    out: list[list[tuple[str, str, str]]] = [[] for _ in range(len(order))]
-    for k in range(order.shape[1]):
-        rows = np.flatnonzero(kept[:, k])
-        for j in np.unique(order[rows, k]):
-            chosen = rows[order[rows, k] == j]
-            codes, distinct = pd.factorize(pd.Series(values[chosen, j], dtype=object), use_na_sentinel=False)
-            described = [(columns[j], *describe(columns[j], value)) for value in distinct]
-            for row, code in zip(chosen, codes, strict=True):
-                out[row].append(described[code])
+    out: list[list[dict[str, Any]]] = [[] for _ in range(len(order))]
+    cache: dict[tuple, tuple[str, str] | None] = {}
+    for i, k in zip(*np.nonzero(kept), strict=True):
+        j = int(order[i, k])
+        column = columns[j]
+        key = (column, _key(values[i, j]), _key(typical[i, j]), bool(grouped[i, j]))
+        if key not in cache:
+            cache[key] = describe(column, values[i, j], typical[i, j], bool(grouped[i, j]))
+        zh, en = cache[key]
+        out[i].append({"feature": column, "zh": zh, "en": en, "log_odds": round(float(weights[i, k]), 3)})
     return out
+
+
+def _worse(entry: dict[str, Any], value: Any, typical: Any) -> Any:
+    """value on the worse side of typical (arrays or numbers); True when the entry names no direction."""
+    direction = entry.get("worse")
+    if direction == "higher":
+        return value > typical
+    if direction == "lower":
+        return value < typical
+    return np.ones_like(value, dtype=bool) if isinstance(value, np.ndarray) else True
+
+
+def _key(value: Any) -> Any:
+    return None if _missing(value) else value
+
+
+def _sayable(column: str, values: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """Whether each value of a feature can be a reason (describe() would not return None)."""
+    entry = _entry(column)
+    if entry.get("hide"):
+        return np.zeros(len(values), dtype=bool)
+    if "zh" in entry:  # a number: every known value (from at_least), a missing one only with its phrase
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+        known = ~np.isnan(numbers)
+        if "at_least" in entry:
+            known &= numbers >= float(entry["at_least"])
+        reference = pd.to_numeric(pd.Series(typical, dtype=object), errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            known &= np.isnan(reference) | _worse(entry, numbers, reference)
+        return known | (np.isnan(numbers) & bool(entry.get("missing")))
+    codes, distinct = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    allowed = np.array([describe(column, v) is not None for v in distinct], dtype=bool)
+    return allowed[codes] if len(distinct) else np.zeros(len(values), dtype=bool)
 
 
 def reasons_json(reasons: list[list[dict[str, Any]]]) -> list[str]:
