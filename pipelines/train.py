@@ -166,6 +166,43 @@ def _groups(frame: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame:
     return groups.reset_index(drop=True)
 
 
+def _tier_judgement(result: EvaluationResult, test: pd.DataFrame, chosen: str) -> dict[str, Any] | None:
+    """The tier judgement of issue 15 on the test snapshot: rules, the exported model and combined, by sex,
+    10-year age band and township, and events caught in each team's first K of the method's ranking."""
+    from risk.evaluation.tier_judgement import judge_methods, order_within, ten_year_bands
+
+    names = {RULES: RULES, "model": chosen, COMBINED: COMBINED}
+    scores = {label: result.scores[name] for label, name in names.items() if name in result.scores}
+    scores = {label: s for label, s in scores.items() if s.tier is not None}
+    if not scores or "age" not in test.columns or "sex" not in test.columns:
+        return None
+    groups = pd.DataFrame({"sex": test["sex"].to_numpy(), "age_band": ten_year_bands(test["age"]).to_numpy()})
+    if "township_id" in test.columns:
+        groups["township"] = test["township_id"].to_numpy()
+    team = test["team_id"].astype(str).to_numpy() if "team_id" in test.columns else None
+    orders = (
+        {label: order_within(team, -np.asarray(s.score, dtype=float)) for label, s in scores.items()}
+        if team is not None
+        else None
+    )
+    tiers = {label: np.asarray(s.tier).astype(object) for label, s in scores.items()}
+    return judge_methods(tiers, result.y, groups, orders, team)
+
+
+def _judgement_lines(judgement: dict[str, Any] | None) -> list[str]:
+    from risk.evaluation.tier_judgement import judgement_lines
+
+    if judgement is None:
+        return []
+    return [
+        *judgement_lines(judgement),
+        "Ranking for capture here: each method's own score (rules: tier and rule score; model: predicted "
+        "risk; combined: tier, then model risk). The nightly's priority order (urgency first) is judged by "
+        "`risk evaluate-tiers`.",
+        "",
+    ]
+
+
 def _overall_metrics(result: EvaluationResult) -> dict[str, float]:
     out = {}
     for _, r in result.overall.iterrows():
@@ -358,12 +395,17 @@ def train_county(
         "snapshots) and test.",
         f"Exported model choice: model_policy.yaml training.export = {training.get('export')} -> {chosen}.",
     ]
+    judgement = _tier_judgement(result, test, chosen)
+    if judgement is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        judgement["table"].to_csv(report_dir / "tier_judgement.csv", index=False)
     report = write_report(
         result,
         report_dir,
         title=f"Risk model evaluation — test snapshot {plan.test_as_of}",
         context=context,
         notes=notes,
+        sections=_judgement_lines(judgement),
     )
     if external_table is not None:
         write_external_report(

@@ -465,6 +465,27 @@ def train(
     typer.echo(result.render())
 
 
+@app.command("evaluate-tiers")
+@user_errors_are_clean
+def evaluate_tiers(
+    input_dir: Annotated[Path, typer.Argument(help="Validated output folder (or its canonical/)")],
+    as_of: Annotated[str, typer.Option(help="Tiering date; its 12-month outcome must be in the data")],
+    out: Annotated[Path, typer.Option(help="Output folder for tier_judgement.md/.csv/.json")] = Path(
+        "runs/tier-judgement"
+    ),
+    rules: Annotated[Path | None, typer.Option(help="Rule set YAML (default: the embedded rules)")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Exported model (default: models/CURRENT)")] = None,
+    model: Annotated[bool, typer.Option(help="Judge the model and combined tiers too")] = True,
+    features: Annotated[Path | None, typer.Option(help="Features parquet as of the date")] = None,
+) -> None:
+    """Judge the tiers against the outcome: event rate by tier per subgroup, events caught at capacity."""
+    from pipelines.evaluate_tiers import evaluate_tiers as run
+
+    result = run(input_dir, parse_date(as_of), out, rules=rules, model_dir=model_dir, use_model=model,
+                 features_path=features)
+    typer.echo(result.render())
+
+
 @app.command()
 @user_errors_are_clean
 def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) -> None:

@@ -59,6 +59,11 @@ def test_training_run_is_tracked_registered_and_exported(canonical: Path, tmp_pa
     }
     text = result.report.read_text(encoding="utf-8")
     assert "## Closing note" in text and "**logistic_regression vs rules**" in text
+    # the tier judgement of issue 15: rules, the exported model and combined, with CIs and capture
+    assert "tier judgement" in text and "| rules |" in text and "| combined |" in text
+    judged = pd.read_csv(result.report.parent / "tier_judgement.csv")
+    assert {"rules", "model", "combined"} == set(judged["method"])
+    assert {"all", "sex", "age_band", "township"} == set(judged["group"])
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(result.mlflow_run_id)

@@ -180,8 +180,11 @@ def write_report(
     title: str = "Risk model evaluation",
     context: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    sections: list[str] | None = None,
 ) -> Path:
-    """Write report.md with PNG plots, plus overall/tiers/subgroups/decision_curve CSVs and metrics.json."""
+    """Write report.md with PNG plots, plus overall/tiers/subgroups/decision_curve CSVs and metrics.json.
+
+    sections: extra markdown lines placed after the closing note (e.g. the tier judgement)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = _plot_curves(result, out_dir)
@@ -223,6 +226,7 @@ def write_report(
         "",
         *closing,
         "",
+        *(sections or []),
         "## Discrimination, calibration and the red tier",
         "",
     ]

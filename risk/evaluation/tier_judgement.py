@@ -125,3 +125,104 @@ def judge_tiers(
         "red_to_green": float(red / green) if green and not math.isnan(green) else float("inf"),
         "violations": ordering_violations(table, min_events),
     }
+
+
+def capacity_per_team(team: np.ndarray, settings: dict[str, Any] | None = None) -> dict[str, dict[str, int]]:
+    """K per team: 'capacity' = the unit's weekly capacity (capacity.yaml) x evaluation.capacity_weeks,
+    capped at the team's size; 'top_share' = ceil(evaluation.top_share x team size)."""
+    from risk.definitions import capacity_settings
+
+    settings = settings or capacity_settings()
+    work, judged = settings["workload"], settings.get("evaluation") or {}
+    weeks, share = int(judged.get("capacity_weeks", 2)), float(judged.get("top_share", 0.10))
+    sizes = pd.Series(np.asarray(team).astype(str)).value_counts()
+    per_unit = work.get("per_unit") or {}
+    return {
+        "capacity": {
+            t: int(min(n, int(per_unit.get(t, work["visits_per_week"])) * weeks)) for t, n in sizes.items()
+        },
+        "top_share": {t: int(math.ceil(share * n)) for t, n in sizes.items()},
+    }
+
+
+def order_within(team: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """Rank (0 = first) by the given keys, lower first, ties by row order; the team does not matter to
+    capture_at_capacity, which ranks within each team."""
+    order = np.lexsort(tuple(reversed([np.asarray(k) for k in keys])))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def judge_methods(
+    tiers: dict[str, np.ndarray],
+    y: np.ndarray,
+    groups: pd.DataFrame,
+    orders: dict[str, np.ndarray] | None = None,
+    team: np.ndarray | None = None,
+    settings: dict[str, Any] | None = None,
+    min_events: int = 20,
+) -> dict[str, Any]:
+    """judge_tiers for every method (rules, model, combined) and, where an order and teams are given, the
+    events caught in each team's first K (at its capacity, and in its top share)."""
+    y = np.asarray(y).astype(int)
+    out: dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "methods": {}, "tables": []}
+    ks = capacity_per_team(team, settings) if team is not None else None
+    for name, tier in tiers.items():
+        judged = judge_tiers(tier, y, groups, min_events)
+        out["tables"].append(judged.pop("table").assign(method=name))
+        if ks is not None and orders is not None and name in orders:
+            key = pd.DataFrame({"team_id": np.asarray(team).astype(str), "priority": orders[name]})
+            judged["capture"] = {label: capture_at_capacity(key, y, k) for label, k in ks.items()}
+        out["methods"][name] = judged
+    out["table"] = pd.concat(out.pop("tables"), ignore_index=True) if tiers else pd.DataFrame()
+    return out
+
+
+def judgement_lines(judgement: dict[str, Any], max_violations: int = 8) -> list[str]:
+    """Markdown: the figures of issue 15 per method (share and event rate by tier with 95 % CIs, red / green,
+    ordering violations by sex, age band and township, events caught at capacity)."""
+    table = judgement["table"]
+    lines = [
+        "## Does the colour do what the list is for? (tier judgement)",
+        "",
+        f"{judgement['n']:,} patients, {judgement['events']:,} events. Red > yellow > green is checked in "
+        "every "
+        "subgroup with at least 20 events; capture counts the events among each team's first K patients of "
+        "the method's order (K = its capacity over the evaluation weeks of capacity.yaml, capped at the team "
+        "size; and its top 10 %).",
+        "",
+        "| method | red share | yellow share | green share | event rate red (95% CI) | yellow | green "
+        "| red ÷ green | events at capacity | events in top 10 % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, judged in judgement["methods"].items():
+        overall = table[(table["method"] == name) & (table["group"] == "all")].set_index("tier")
+
+        def rate(tier: str, ci: bool = False, overall: pd.DataFrame = overall) -> str:
+            r = overall.loc[tier]
+            if r["n"] == 0:
+                return "–"
+            text = f"{r['event_rate']:.1%}"
+            return f"{text} ({r['low']:.1%}–{r['high']:.1%})" if ci else text
+
+        capture = judged.get("capture") or {}
+        cap = capture.get("capacity")
+        top = capture.get("top_share")
+        lines.append(
+            f"| {name} | {overall.at['red', 'share']:.1%} | {overall.at['yellow', 'share']:.1%} | "
+            f"{overall.at['green', 'share']:.1%} | {rate('red', True)} | {rate('yellow', True)} | "
+            f"{rate('green', True)} | {judged['red_to_green']:.1f} | "
+            + (f"{cap['events_captured']:,} ({cap['share_of_events']:.1%})" if cap else "–")
+            + " | "
+            + (f"{top['events_captured']:,} ({top['share_of_events']:.1%})" if top else "–")
+            + " |"
+        )
+    lines += ["", "Subgroups where red > yellow > green does not hold (≥ 20 events):", ""]
+    for name, judged in judgement["methods"].items():
+        violations = judged["violations"]
+        shown = "; ".join(violations[:max_violations])
+        more = f" (+{len(violations) - max_violations} more)" if len(violations) > max_violations else ""
+        lines.append(f"- {name}: {shown + more if violations else 'none'}")
+    lines.append("")
+    return lines
