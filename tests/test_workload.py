@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_rules_support import AS_OF, base_row, days_ago, frame
+from tests.support.rules import AS_OF, base_row, days_ago, frame
 
 from risk import definitions
 from risk.errors import DefinitionError
