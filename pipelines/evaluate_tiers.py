@@ -45,12 +45,13 @@ def evaluate_tiers(
     use_model: bool = True,
     features_path: Path | None = None,
 ) -> TierJudgementResult:
-    from pipelines.nightly import default_model_dir, finish_tiers
+    from pipelines.nightly import default_model_dir
     from risk.evaluation.tier_judgement import judge_methods, judgement_lines, order_within, ten_year_bands
     from risk.features import compute_features
     from risk.models.labels import build_outcome_labels, data_end_date
     from risk.models.outcomes import outcome_definition
     from risk.models.training_set import resolve_canonical_dir
+    from risk.tiers.assemble import finish_tiers
     from risk.tiers.priority import finish_priority
     from risk.tiers.rule_set import TIER_RANK
     from risk.tiers.rules import RuleTierClassifier, assign_rule_tiers

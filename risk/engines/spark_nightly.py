@@ -99,8 +99,15 @@ class SparkNightly:
         frame = self.spark.read.schema(spark_schema()).parquet(str(self.features_path))
         return frame.select(*feature_schema().names)
 
-    def tiers(self, rule_set: RuleSet, model: ExportedModel | None, as_of: date) -> pd.DataFrame:
-        """The nightly tiers table, written partitioned by township; returned sorted by person_id."""
+    def tiers(
+        self, features: pd.DataFrame, rule_set: RuleSet, model: ExportedModel | None, as_of: date
+    ) -> pd.DataFrame:
+        """The nightly tiers table, written partitioned by township; returned sorted by person_id. The
+        pandas features are not shipped back (Spark reads its own partitioned features, the same rows);
+        they serve the model's reasons, which compare each patient with everyone scored in the run."""
+        from risk.tiers.priority import add_model_reasons
+
+        person_features = features
         features = self.stored_features()
         tiers = tier_frame(self.spark, features, rule_set, as_of, model)
         townships = features.select("person_id", PARTITION_COLUMN)
@@ -111,6 +118,8 @@ class SparkNightly:
         if model is None:  # the same all-null columns as the embedded path writes
             frame["tier_model"] = None
             frame["model_reasons"] = None
+        else:
+            frame["reasons"] = add_model_reasons(frame, person_features).to_numpy()
         return frame
 
     def connection(self, canonical_dir: Path) -> SparkSqlConnection:

@@ -139,7 +139,8 @@ def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_versio
             rule_tiers = rule_tiers_from_evaluation(keys, evaluation_from_fired(rule_set, fired))
             scored = frame[["k_person_id", *MODEL_TIER_SCHEMA.names[1:]]].rename(
                 columns={"k_person_id": "person_id"}) if with_model else None
-            out = finish_tiers(rule_tiers, scored, keys, rule_set.intervals, as_of, model_version)
+            out = finish_tiers(rule_tiers, scored, keys, rule_set.intervals, as_of, model_version,
+                               explain_model=False)
             yield from pa.Table.from_pandas(out[TIER_SCHEMA.names], preserve_index=False) \
                 .cast(TIER_SCHEMA).to_batches()
 

@@ -19,9 +19,14 @@ def finish_tiers(
     intervals: dict[str, int],
     as_of: date,
     model_version: str,
+    explain_model: bool = True,
 ) -> pd.DataFrame:
     """Rule tiers + model tiers -> the tiers table: combined tier and reason, model columns (null
-    without a model), due dates and priority once the colour is final, model version."""
+    without a model), due dates and priority once the colour is final, model version.
+
+    `explain_model=False` leaves out the model's reason where it raised the colour: that reason compares
+    the patient with the median of everyone scored, so an engine that finishes tiers per batch (Spark)
+    adds it once over the whole run (`add_model_reasons`)."""
     combined = combine_tiers(rule_tiers, model_tiers)
     tiers = rule_tiers.merge(combined, on="person_id", how="left")
     if model_tiers is not None:
@@ -30,6 +35,6 @@ def finish_tiers(
         tiers["tier_model"] = None
         tiers["model_probability"] = float("nan")
         tiers["model_reasons"] = None
-    tiers = finish_priority(tiers, features, intervals, as_of)
+    tiers = finish_priority(tiers, features, intervals, as_of, explain_model=explain_model)
     tiers["model_version"] = model_version
     return tiers

@@ -205,7 +205,11 @@ def combine_phrase(code: str | None, language: str = "zh") -> str:
 
 
 def finish_priority(
-    tiers: pd.DataFrame, features: pd.DataFrame, intervals: dict[str, int], as_of: object
+    tiers: pd.DataFrame,
+    features: pd.DataFrame,
+    intervals: dict[str, int],
+    as_of: object,
+    explain_model: bool = True,
 ) -> pd.DataFrame:
     """After the colour is final (rules, maybe raised by the model): due dates from the final colour and
     the rules' urgency, the model's reason where it raised the colour, and the priority rank."""
@@ -227,7 +231,7 @@ def finish_priority(
     tiers["urgency"] = urgency.astype("int8")
     tiers["next_due_on"] = pd.to_datetime(pd.Series(due)).dt.date.to_numpy()
     tiers["days_overdue"] = overdue.astype("int64")
-    if "tier_rules" in tiers.columns:
+    if explain_model and "tier_rules" in tiers.columns:
         tiers["reasons"] = add_model_reasons(tiers, features).to_numpy()
     tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(as_of)))
     return tiers
