@@ -46,6 +46,10 @@ class NightlyOptions:
     spark_master: str | None = None  # default RISK_SPARK_MASTER or local[2]
     calls: bool = True  # call lists (calls/); with store_url, call results recorded so far feed the run
     call_capacity: int | None = None  # calls per village doctor per day (default: call_results.yaml)
+    # Overrides of refusals (each recorded in run.json `warnings` and summary.md):
+    allow_empty: frozenset[str] = frozenset()  # needed tables the user accepts missing or empty
+    allow_late_as_of: bool = False  # as_of after today or long after the newest event
+    accept_model_drift: bool = False  # score although the data do not resemble the training population
 
 
 @dataclass
@@ -99,6 +103,11 @@ def _write_summary(manifest: dict, path: Path, workload: pd.DataFrame | None = N
         f"- contract {manifest['versions']['contract']}, rule set {manifest['versions']['rule_set']}, "
         f"model {manifest['versions']['model']}, code {manifest['versions']['code']}",
         "",
+    ]
+    warnings = manifest.get("warnings") or []
+    if warnings:
+        lines += ["## Warnings", "", *(f"- **{w}**" for w in warnings), ""]
+    lines += [
         "## Validation (rows read = accepted + quarantined)",
         "",
         "| table | read | accepted | quarantined |",
@@ -145,6 +154,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     from risk.tiers.priority import priority_rank
     from risk.tiers.rules import RuleTierClassifier
     from risk.validate import validate_folder
+    from risk.validate.run import check_as_of, last_event_date
 
     out = options.out.resolve()
     if not Path(options.input_dir).is_dir():
@@ -160,11 +170,16 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     total = 6
     if options.engine not in ENGINES:
         raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
+    if options.as_of > date.today() and not options.allow_late_as_of:
+        check_as_of(options.as_of, None, date.today(), allow_late=False)  # refused before any work
+    warnings: list[str] = []
     try:
         with clock.stage("validate", 1, total):
             # "In the future" means after the day the job runs, not after as_of: a backfill for an
             # earlier date must not quarantine the later events the features simply do not look at.
-            validate_folder(Path(options.input_dir), staging, as_of=None)
+            validated = validate_folder(Path(options.input_dir), staging, as_of=None,
+                                        allow_empty=options.allow_empty)
+            warnings += validated.overrides
         canonical = staging / "canonical"
         call_results = None
         if options.calls and options.store_url:
@@ -174,6 +189,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             call_results = results_from_store(options.store_url, options.as_of)
             fed = feed_visit_readings(canonical, call_results, options.as_of)
             log.info("call results: %d read, visit readings fed as %s", len(call_results), fed)
+        warnings += check_as_of(options.as_of, last_event_date(canonical), date.today(),
+                                options.allow_late_as_of)
 
         with clock.stage("features", 2, total):
             engine = open_engine(options.engine, staging, options.spark_master)
@@ -183,14 +200,17 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         with clock.stage("tiers", 3, total):
             rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
             model_version = "none"
+            drift = None
             model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
             model = None
             if options.use_model and model_dir is not None:
-                from risk.tiers.model import load_exported_model
+                from risk.tiers.model import check_model_drift, load_exported_model
 
                 model = load_exported_model(model_dir)
                 model.check_features(list(features.columns))
                 model_version = model.version
+                drift = check_model_drift(model, features, accept=options.accept_model_drift)
+                warnings += drift.warnings
             tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of)
             tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
             # one global order (the Spark engine finishes tiers per batch)
@@ -269,6 +289,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 "by_township": {
                     str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()
                 },
+                "warnings": warnings,
+                "model_drift": drift.as_dict() if drift is not None else None,
                 "previous_run_as_of": previous_as_of,
                 "transitions": transitions_by_tier(tiers, previous),
                 **workload_figures,

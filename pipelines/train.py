@@ -24,6 +24,7 @@ from risk.evaluation import EstimatorScores, EvaluationResult, RuleBaseline, eva
 from risk.evaluation.external import validation_table, write_external_report
 from risk.evaluation.harness import age_bands
 from risk.evaluation.report import closing_note
+from risk.models.drift import training_profile
 from risk.models.estimators import MODEL_KINDS, MODEL_LABELS, CalibratedRiskModel
 from risk.models.export import write_exported_model
 from risk.models.features import FeatureSpec, feature_set_version, select_model_features
@@ -241,6 +242,7 @@ def _track_and_export(
     example: pd.DataFrame,
     timings: dict[str, float],
     metadata_base: dict[str, Any],
+    training_rows: pd.DataFrame,
 ) -> tuple[str | None, dict[str, str], Path | None]:
     run_id, registered = None, {}
     code_version = provenance.code_version()
@@ -283,7 +285,13 @@ def _track_and_export(
             "calibration_method": models[chosen].calibration_method,
         }
         card = render_model_card(metadata, result.overall, result.subgroups, closing_note(result))
-        exported = write_exported_model(models[chosen], metadata, card, export_dir)
+        # the training population, for the nightly job's drift check (definitions/model_policy.yaml drift)
+        profile = training_profile(
+            training_rows, spec.number_columns, list(spec.categorical),
+            bins=int((default_model_policy().get("drift") or {}).get("bins", 10)),
+            source=f"training rows of {metadata['version']} ({len(training_rows):,})",
+        )
+        exported = write_exported_model(models[chosen], metadata, card, export_dir, profile=profile)
     return run_id, registered, exported
 
 
@@ -462,6 +470,7 @@ def train_county(
         example=test.head(5),
         timings=timings,
         metadata_base=metadata_base,
+        training_rows=train,
     )
     summary = {
         "n_train": len(train),
@@ -658,6 +667,7 @@ def train_table(
         example=test.head(5),
         timings=timings,
         metadata_base=metadata_base,
+        training_rows=train,
     )
     return TrainResult(
         report,

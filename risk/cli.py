@@ -26,6 +26,18 @@ app = typer.Typer(
 )
 
 
+RulesOption = Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")]
+AllowEmptyOption = Annotated[list[str] | None, typer.Option(
+    "--allow-empty", help="Run although this needed table is missing or has no accepted row (repeatable; "
+                          "recorded as a warning in the run)")]
+AllowLateAsOfOption = Annotated[bool, typer.Option(
+    "--allow-late-as-of", help="Run although --as-of is after today or long after the newest event in the "
+                               "data (everybody would look overdue); recorded as a warning")]
+AcceptDriftOption = Annotated[bool, typer.Option(
+    "--accept-model-drift", help="Score with the model although the data do not resemble its training "
+                                 "population (PSI above the policy threshold); recorded as a warning")]
+
+
 def user_errors_are_clean(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -93,11 +105,13 @@ def validate(
     input_dir: Annotated[Path, typer.Argument(help="Folder with one file per input table")],
     out: Annotated[Path, typer.Option(help="Output folder for canonical tables and quarantine")],
     as_of: Annotated[str | None, typer.Option(help="Reference date for 'in the future' checks")] = None,
+    allow_empty: AllowEmptyOption = None,
 ) -> None:
     """Validate an input folder: canonical tables + quarantine with reason codes, counts that add up."""
     from risk.validate import validate_folder
 
-    result = validate_folder(input_dir, out, as_of=parse_date(as_of) if as_of else None)
+    result = validate_folder(input_dir, out, as_of=parse_date(as_of) if as_of else None,
+                             allow_empty=frozenset(allow_empty or ()))
     typer.echo(result.render())
 
 
@@ -149,6 +163,9 @@ def nightly(
     engine: Annotated[str, typer.Option(help="duckdb, or spark: features and tiers on Spark, also "
                                              "written partitioned by township_id")] = "duckdb",
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
+    allow_empty: AllowEmptyOption = None,
+    allow_late_as_of: AllowLateAsOfOption = False,
+    accept_model_drift: AcceptDriftOption = False,
 ) -> None:
     """Nightly job: validate -> features -> tiers -> lists -> run report."""
     from pipelines.nightly import NightlyOptions, run_nightly
@@ -156,7 +173,8 @@ def nightly(
     result = run_nightly(NightlyOptions(
         input_dir=input_dir, as_of=parse_date(as_of), out=out, rules=rules, model_dir=model,
         use_model=not no_model, previous_run=previous, xlsx=xlsx, store_url=store,
-        engine=engine, spark_master=spark_master,
+        engine=engine, spark_master=spark_master, allow_empty=frozenset(allow_empty or ()),
+        allow_late_as_of=allow_late_as_of, accept_model_drift=accept_model_drift,
     ))
     typer.echo(result.render())
 
@@ -172,6 +190,9 @@ def backfill(
     rules: Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")] = None,
     no_model: Annotated[bool, typer.Option("--no-model", help="Rules only")] = False,
     xlsx: Annotated[bool, typer.Option(help="Write XLSX workbooks per team")] = False,
+    allow_empty: AllowEmptyOption = None,
+    allow_late_as_of: AllowLateAsOfOption = False,
+    accept_model_drift: AcceptDriftOption = False,
 ) -> None:
     """The nightly job at past month ends, for tier mix and transitions over time."""
     from pipelines.backfill import backfill_dates, run_backfill
@@ -179,7 +200,9 @@ def backfill(
 
     dates = backfill_dates(parse_date(start), parse_date(end), every_months)
     template = NightlyOptions(input_dir=input_dir, as_of=dates[0] if dates else parse_date(end),
-                              out=runs_root, rules=rules, use_model=not no_model, xlsx=xlsx)
+                              out=runs_root, rules=rules, use_model=not no_model, xlsx=xlsx,
+                              allow_empty=frozenset(allow_empty or ()), allow_late_as_of=allow_late_as_of,
+                              accept_model_drift=accept_model_drift)
     for result in run_backfill(template, runs_root, dates):
         counts = result.manifest["counts"]["tier"]
         typer.echo(f"{result.manifest['as_of']}: {result.manifest['counts']['tiered']:,} tiered "
@@ -394,7 +417,6 @@ def overview(
 rules_app = typer.Typer(help="Rule baseline: check a rule-set file, apply it to a features file.",
                         no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
-RulesOption = Annotated[Path | None, typer.Option(help="Rule-set YAML (default: the packaged rule set)")]
 
 
 @rules_app.command("check")

@@ -34,6 +34,12 @@ def data_contract_markdown() -> str:
         "unreadable file or a column that cannot be read as its type stops validation with one message "
         "naming the file and column. Row-level problems quarantine the row with a reason code.",
         "",
+        "Tables that may be missing or empty: "
+        + ", ".join(f"`{t}`" for t in definitions.validation_rules()["optional_tables"])
+        + ". Every other table must be present with at least one accepted row (an empty vitals table "
+        "would grade everybody \"no BP\"); `--allow-empty TABLE` runs without one (e.g. `--allow-empty labs` "
+        "for a county without a lab interface) and the run records it as a warning.",
+        "",
     ]
     for table in contract.tables.values():
         lines += [f"## `{table.name}`", "", table.description, "", f"Key: `{', '.join(table.key)}`", ""]

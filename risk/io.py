@@ -125,7 +125,16 @@ def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> 
     else:
         header = _csv_header(path)
         found = [(name, "VARCHAR") for name in header]
-    by_name = {name.strip().lower(): (name, dtype) for name, dtype in found}
+    by_name: dict[str, tuple[str, str]] = {}
+    for name, dtype in found:
+        key = name.strip().lower()
+        if key in by_name and key in spec.columns:
+            raise InputFileError(
+                str(path), f"two columns '{by_name[key][0]}' and '{name}' name the same contract column "
+                "(names are not case-sensitive); keep one", key,
+            )
+        by_name.setdefault(key, (name, dtype))
+    header = _distinct_names(list(header))
     file_columns: dict[str, str] = {}
     column_types: dict[str, str] = {}
     for col in spec.columns.values():
@@ -155,6 +164,21 @@ def _csv_header(path: Path) -> tuple[str, ...]:
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise InputFileError(str(path), "column appears more than once in the header", dupes[0])
     return tuple(names)
+
+
+def _distinct_names(names: list[str]) -> tuple[str, ...]:
+    """DuckDB column names are not case-sensitive: a later `Note` beside `note` is renamed `Note_2` (both
+    are extra columns; two spellings of a contract column are refused in open_input_table)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        unique, n = name, 1
+        while unique.lower() in seen:
+            n += 1
+            unique = f"{name}_{n}"
+        seen.add(unique.lower())
+        out.append(unique)
+    return tuple(out)
 
 
 def read_input_table(input_dir: Path, table: str, *, required: bool = True) -> pd.DataFrame | None:

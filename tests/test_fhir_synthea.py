@@ -12,7 +12,12 @@ import pytest
 from risk.interop.fhir import import_fhir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SYNTHEA = REPO_ROOT.parent / "shared" / "data" / "synthea-fhir-stu3" / "bundles.tar.gz"
+# The shared data set sits beside the checkout (/work/main) or beside the worktrees folder (/work/wt/x).
+SYNTHEA = next(
+    (p for p in (root / "shared" / "data" / "synthea-fhir-stu3" / "bundles.tar.gz"
+                 for root in (REPO_ROOT.parent, REPO_ROOT.parent.parent)) if p.is_file()),
+    REPO_ROOT.parent / "shared" / "data" / "synthea-fhir-stu3" / "bundles.tar.gz",
+)
 SAMPLE_BUNDLES = 40
 
 pytestmark = pytest.mark.skipif(

@@ -16,6 +16,7 @@ from typing import Any
 import joblib
 
 from risk.errors import RiskUserError
+from risk.models.drift import PROFILE
 from risk.models.estimators import CalibratedRiskModel
 
 CURRENT_POINTER = "CURRENT"
@@ -77,10 +78,14 @@ def write_exported_model(
     model_card: str,
     models_dir: Path,
     make_current: bool = True,
+    profile: dict[str, Any] | None = None,
 ) -> Path:
-    """Write models_dir/<metadata['version']>/ and (by default) point models_dir/CURRENT at it."""
+    """Write models_dir/<metadata['version']>/ and (by default) point models_dir/CURRENT at it. `profile`
+    (risk/models/drift.py) is the training distribution the nightly job compares the scored data with."""
     folder = Path(models_dir) / str(metadata["version"])
     folder.mkdir(parents=True, exist_ok=True)
+    if profile is not None:
+        (folder / PROFILE).write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
     joblib.dump(estimator, folder / ARTIFACT, compress=3)
     (folder / METADATA).write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

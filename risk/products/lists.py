@@ -8,6 +8,7 @@ column (older runs) fall back to tier, risk, days overdue, person_id.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,8 +138,47 @@ class ListExport:
     rows: int
 
 
+SLUG_CHARS = 40  # of the ID kept in a file name (CJK letters are 3 bytes; file names stop at 255 bytes)
+SHEET_CHARS = 31  # Excel's limit for a sheet name
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+
+
+def _short_hash(name: str) -> str:
+    return hashlib.sha256(str(name).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def file_stem(raw_id: str) -> str:
+    """File name (without suffix) for a team / village / unit ID: a readable slug plus a short hash of the
+    raw ID, so IDs that slug alike (`TM/X`, `TM_X`, or `TM1` / `tm1` on a case-insensitive disk) never
+    share a file."""
+    return f"{_safe(raw_id)[:SLUG_CHARS]}-{_short_hash(raw_id)}"
+
+
+def sheet_names(villages: list[str]) -> dict[str, str]:
+    """Distinct Excel sheet names (case-insensitive, at most 31 characters) for the villages of one
+    workbook: the slug when it is the ID itself and unique, else a shortened slug plus a hash."""
+    plain = {v: _safe(v) for v in villages}
+    seen: dict[str, int] = {}
+    for name in plain.values():
+        seen[name.lower()] = seen.get(name.lower(), 0) + 1
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for village in villages:
+        name = plain[village]
+        if (name != str(village) or len(name) > SHEET_CHARS or seen[name.lower()] > 1
+                or name.lower() == "history"):  # "History" is reserved by Excel
+            name = f"{name[:SHEET_CHARS - 9]}-{_short_hash(village)}"
+        counter = 1
+        base = name
+        while name.lower() in taken:  # only if two hashes met: still unique
+            counter += 1
+            name = f"{base[:SHEET_CHARS - len(str(counter)) - 1]}~{counter}"
+        taken.add(name.lower())
+        names[village] = name
+    return names
 
 
 def write_csv(table: pa.Table | pd.DataFrame, path: Path) -> None:
@@ -169,7 +209,7 @@ def _write_csv_groups(table: pa.Table, keys: np.ndarray, ranks: np.ndarray, fold
     sorted_keys = keys[order]
     runs = _runs(sorted_keys)
     for start, stop in runs:
-        write_csv(table.take(order[start:stop]), folder / f"{_safe(sorted_keys[start])}.csv")
+        write_csv(table.take(order[start:stop]), folder / f"{file_stem(sorted_keys[start])}.csv")
     return len(runs)
 
 
@@ -210,8 +250,9 @@ def write_workbook_rows(columns: list[str], rows, villages, path: Path, title: s
         by_village: dict[str, list] = {}
         for village, row in zip(villages, rows, strict=True):
             by_village.setdefault(village, []).append(row)
+        sheets = sheet_names(sorted(by_village))
         for village in sorted(by_village):
-            sheet = book.add_worksheet(_safe(village)[:31])
+            sheet = book.add_worksheet(sheets[village])
             sheet.write_row(0, 0, [LIST_COLUMNS[c][0] for c in columns], header_fmt)
             village_rows = by_village[village]
             for row_idx, values in enumerate(village_rows, start=1):
@@ -274,7 +315,14 @@ class PendingExport:
                 future.result()
         finally:
             self.close()
-        return ListExport(csv_files=csv_files + 1, xlsx_files=len(self.jobs), rows=len(priority))
+        # counted on disk: a count of what we meant to write once hid files that overwrote each other
+        written = [p for p in out_dir.rglob("*") if p.is_file()]
+        csv_written = sum(p.suffix == ".csv" for p in written)
+        xlsx_written = sum(p.suffix == ".xlsx" for p in written)
+        if (csv_written, xlsx_written) != (csv_files + 1, len(self.jobs)):
+            raise RuntimeError(f"list files do not add up: {csv_written} CSV and {xlsx_written} XLSX "
+                               f"written, {csv_files + 1} and {len(self.jobs)} expected")
+        return ListExport(csv_files=csv_written, xlsx_files=xlsx_written, rows=len(priority))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -299,6 +347,6 @@ def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tup
     for start, stop in _runs(teams[order]):
         index = order[start:stop]
         team = teams[index[0]]
-        jobs.append((columns, rows[index], villages[index], folder / f"{_safe(team)}.xlsx",
+        jobs.append((columns, rows[index], villages[index], folder / f"{file_stem(team)}.xlsx",
                      f"{title} 团队 {team}"))
     return jobs

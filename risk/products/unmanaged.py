@@ -146,12 +146,24 @@ def _joined(parts: list[pd.Series], sep: str) -> pd.Series:
     return out
 
 
+def _text(values: list[str | None], index: pd.Index) -> pd.Series:
+    """Text with missing values as NA, in pandas' string dtype: concatenating it with literals and other
+    such series propagates NA. (An all-NA evidence column comes back from DuckDB as Int64 / object, and
+    pandas 3 refuses `str + Int64` and `str + object`.)"""
+    return pd.Series(values, index=index, dtype="str")
+
+
 def _evidence_text(found: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     def num(column: str, fmt: str) -> pd.Series:
-        return found[column].map(lambda v: format(v, fmt), na_action="ignore")
+        values = pd.to_numeric(found[column], errors="coerce").astype("float64")
+        return _text([None if pd.isna(v) else format(v, fmt) for v in values], found.index)
 
     def day(column: str) -> pd.Series:
-        return found[column].dt.strftime("%Y-%m-%d")
+        dates = pd.to_datetime(found[column])
+        return _text([None if pd.isna(v) else v.strftime("%Y-%m-%d") for v in dates], found.index)
+
+    def code(column: str) -> pd.Series:
+        return _text([None if pd.isna(v) else str(v) for v in found[column]], found.index)
 
     htn = found["condition"] == "hypertension"
     has_raised = found["raised_days"].notna()
@@ -163,10 +175,10 @@ def _evidence_text(found: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     fpg_en = "FPG >= 7.0 on " + days + " days (max " + peak_fpg + ", last " + raised_on + ")"
     raised_zh = bp_zh.where(htn, fpg_zh).where(has_raised)
     raised_en = bp_en.where(htn, fpg_en).where(has_raised)
-    rx_n, rx_on, rx_atc = num("rx_count", ".0f"), day("rx_last_date"), found["rx_example_atc"]
+    rx_n, rx_on, rx_atc = num("rx_count", ".0f"), day("rx_last_date"), code("rx_example_atc")
     rx_zh = "专病用药" + rx_n + "次（" + rx_atc + "，最近" + rx_on + "）"
     rx_en = rx_n + " disease-specific prescriptions (" + rx_atc + ", last " + rx_on + ")"
-    dx_n, dx_on, dx_code = num("dx_count", ".0f"), day("dx_last_date"), found["dx_example_code"]
+    dx_n, dx_on, dx_code = num("dx_count", ".0f"), day("dx_last_date"), code("dx_example_code")
     dx_zh = "就诊诊断" + dx_n + "次（" + dx_code + "，最近" + dx_on + "）"
     dx_en = dx_n + " claims with the diagnosis (" + dx_code + ", last " + dx_on + ")"
     return _joined([raised_zh, rx_zh, dx_zh], "；"), _joined([raised_en, rx_en, dx_en], "; ")

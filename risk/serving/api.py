@@ -18,8 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
-from fastapi.responses import FileResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -104,6 +105,14 @@ def create_app(store_url: str) -> FastAPI:
     )
     app.state.engine = engine
     audit_writer = AuditWriter(engine)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input: a search text (a name) would go back, and a lone surrogate
+        # in it cannot even be encoded (HTTP 500). Say where and what, never the value.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
     token_cache: dict[str, tuple[float, User]] = {}
 
     async def cached_authenticate(token: str) -> User | None:

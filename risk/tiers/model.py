@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 
 from risk.errors import RiskUserError
+from risk.models.drift import DriftReport, assess_drift, load_profile
 from risk.models.explanations import reasons_json, top_reasons
 from risk.models.export import ExportedModel, load_exported_model
 from risk.models.policy import default_model_policy
 
 MODEL_TIER_COLUMNS = ["person_id", "model_probability", "tier_model", "model_reasons"]
 
-__all__ = ["ExportedModel", "assign_probability_tiers", "load_exported_model", "score_model_tiers"]
+__all__ = ["ExportedModel", "assign_probability_tiers", "check_model_drift", "load_exported_model",
+           "score_model_tiers"]
 
 
 def _capacity_tiers(probability: np.ndarray, red_share: float, yellow_share: float) -> np.ndarray:
@@ -95,3 +97,19 @@ def score_model_tiers(
             "model_reasons": reasons_json(reasons),
         }
     )
+
+
+def check_model_drift(model: ExportedModel, features: pd.DataFrame, accept: bool = False,
+                      policy: dict[str, Any] | None = None) -> DriftReport:
+    """PSI of the features to score against the model's training profile. A model whose training
+    population the data do not resemble (or cannot be shown to) is refused unless `accept`
+    (--accept-model-drift), which turns the refusal into a warning of the run."""
+    policy = policy or default_model_policy()
+    drift_policy = policy.get("drift") or {"psi_refuse_above": 0.25, "min_rows": 200}
+    report = assess_drift(model.version, load_profile(model.path), features, drift_policy)
+    if report.problem is not None:
+        if not accept:
+            raise RiskUserError(f"{report.problem}; run with --no-model (rules only) or "
+                                "--accept-model-drift to score anyway")
+        report.warnings.append(f"{report.problem}: model scored anyway (--accept-model-drift)")
+    return report

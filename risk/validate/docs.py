@@ -27,6 +27,8 @@ def validation_markdown() -> str:
         "- a required table is missing (optional tables: "
         + ", ".join(f"`{t}`" for t in rules["optional_tables"])
         + "; when absent an empty canonical table is written);",
+        "- a required table has no accepted row (header only, or every row quarantined), persons "
+        "included, unless `--allow-empty TABLE` names it (then recorded in `overrides`);",
         "- both `<table>.csv` and `<table>.parquet` exist; the file is empty, not UTF-8, not Parquet, "
         "or has a CSV line with the wrong number of fields;",
         "- a required column is missing (names match case-insensitively; extra columns are ignored);",

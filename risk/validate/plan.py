@@ -188,7 +188,9 @@ def build_plan(source: InputTable | None, spec: TableSpec, as_of: date) -> Table
         kind = None
         if source is not None and col.name in source.column_types:
             kind = physical_kind(source.column_types[col.name])
-            if kind not in COMPATIBLE[col.type]:
+            if source.column_types[col.name].strip('"').upper() == "NULL":
+                kind = None  # a column of no values at all (pandas writes an empty object column so)
+            elif kind not in COMPATIBLE[col.type]:
                 raise InputFileError(
                     str(source.path),
                     f"column has type {source.column_types[col.name]}, which cannot hold {col.type} values",

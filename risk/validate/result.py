@@ -35,6 +35,7 @@ class ValidationResult:
     tables: dict[str, TableCounts]
     warnings: dict[str, int]
     seconds: float
+    overrides: list[str] = field(default_factory=list)  # refusals the user overrode (e.g. --allow-empty)
 
     @property
     def rows_read(self) -> int:
@@ -68,6 +69,7 @@ class ValidationResult:
             "tables": {name: asdict(counts) for name, counts in self.tables.items()},
             "reasons": self.reason_totals(),
             "warnings": self.warnings,
+            "overrides": self.overrides,
         }
 
     def render(self) -> str:
@@ -89,4 +91,6 @@ class ValidationResult:
         for warning, n in self.warnings.items():
             if n:
                 lines.append(f"warning: {warning}: {n:,} rows (kept)")
+        for override in self.overrides:
+            lines.append(f"warning: {override}")
         return "\n".join(lines)

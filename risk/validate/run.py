@@ -43,17 +43,27 @@ DEFAULT_MEMORY_LIMIT = "2500MB"
 FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
 
 
-def validate_folder(input_dir: Path, out: Path, as_of: date | None = None) -> ValidationResult:
-    """Validate every contract table in `input_dir` and publish canonical tables + quarantine into `out`."""
+def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
+                    allow_empty: frozenset[str] | set[str] = frozenset()) -> ValidationResult:
+    """Validate every contract table in `input_dir` and publish canonical tables + quarantine into `out`.
+
+    A table the contract needs with no accepted row (missing, header only, every row quarantined) is
+    refused: an empty vitals table would grade everybody "no BP". `allow_empty` names the tables the user
+    accepts empty (`--allow-empty TABLE`); each such acceptance is recorded in `overrides`."""
     started = time.perf_counter()
     input_dir, out = Path(input_dir), Path(out)
     as_of = as_of or date.today()
     contract = definitions.contract()
     rules = definitions.validation_rules()
     optional = set(rules["optional_tables"])
+    unknown = sorted(set(allow_empty) - set(contract.tables))
+    if unknown:
+        raise RiskUserError(f"--allow-empty {unknown[0]}: not a contract table "
+                            f"({', '.join(contract.tables)})")
     # "persons" first: the other tables are checked against the accepted persons.
     table_names = ["persons", *(name for name in contract.tables if name != "persons")]
-    files = {name: find_table_file(input_dir, name, required=name not in optional) for name in table_names}
+    files = {name: find_table_file(input_dir, name, required=name not in optional | set(allow_empty))
+             for name in table_names}
     if out.exists() and not out.is_dir():
         raise RiskUserError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +82,7 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None) -> Va
                 out=out, as_of=as_of, contract_version=contract.version, rules_version=str(rules["version"]),
                 code_version=code_version(), input_fingerprint=fingerprint.result(), tables=tables,
                 warnings=warnings, seconds=time.perf_counter() - started,
+                overrides=empty_table_overrides(tables, optional, set(allow_empty)),
             )
         shutil.rmtree(staging / "_spill", ignore_errors=True)
         document = result.to_json()
@@ -85,6 +96,53 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None) -> Va
     log.info("validated %s rows: %s accepted, %s quarantined",
              result.rows_read, result.rows_accepted, result.rows_quarantined)
     return result
+
+
+def last_event_date(canonical_dir: Path) -> date | None:
+    """The newest event date in the canonical tables (definitions/validation.yaml `event_date`)."""
+    parts = [f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet("
+             f"{sql_string(str(Path(canonical_dir) / f'{table}.parquet'))})"
+             for table, column in definitions.validation_rules()["event_date"].items()]
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
+    finally:
+        con.close()
+
+
+def check_as_of(as_of: date, newest_event: date | None, today: date, allow_late: bool) -> list[str]:
+    """Refuse (or, with --allow-late-as-of, warn about) an as-of after today or long after the data."""
+    limit = int(definitions.validation_rules()["as_of_max_days_after_last_event"])
+    problems = []
+    if as_of > today:
+        problems.append(f"--as-of {as_of} is after today ({today})")
+    # no dated event at all (an allowed empty county): nobody to look overdue
+    if newest_event is not None and (as_of - newest_event).days > limit:
+        problems.append(f"--as-of {as_of} is {(as_of - newest_event).days} days after the newest event in "
+                        f"the data ({newest_event}; at most {limit})")
+    if problems and not allow_late:
+        raise RiskUserError("; ".join(problems) + ": every patient would look overdue and unmeasured; use an "
+                            "earlier --as-of, or pass --allow-late-as-of to run anyway")
+    return [f"{p}: accepted by --allow-late-as-of" for p in problems]
+
+
+def empty_table_overrides(tables: dict[str, TableCounts], optional: set[str], allow_empty: set[str]
+                          ) -> list[str]:
+    """Refuse a needed table with no accepted row unless the user allowed it; say what was allowed."""
+    overrides = []
+    for name, counts in tables.items():
+        if name in optional or counts.rows_accepted > 0:
+            continue
+        state = ("is missing" if counts.file is None else "has no rows" if counts.rows_read == 0
+                 else f"has no accepted row ({counts.rows_read:,} read, all quarantined)")
+        if name not in allow_empty:
+            raise RiskUserError(
+                f"table '{name}' {state}: every patient would be graded without it; fix the input, or pass "
+                f"--allow-empty {name} to run anyway (recorded as a warning in the run)")
+        overrides.append(f"table '{name}' {state}: accepted by --allow-empty {name}")
+        if name == "persons":  # nobody to attach records to: the other tables are empty as a consequence
+            break
+    return overrides
 
 
 def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
