@@ -99,3 +99,23 @@ def test_nightly_tiers_and_lists_the_imported_sample(imported: Path, tmp_path: P
     with open_run(run_dir) as run:
         table = compute_indicator(run, "bp_control_cn", [parse_period("2019")], by="county")
     assert table["denominator"].iloc[0] > 0
+
+
+@pytest.mark.slow
+def test_cli_import_and_nightly_on_the_whole_archive(tmp_path: Path) -> None:
+    """The README's commands on all 1,461 bundles: an unmanaged candidate without claims evidence crashed
+    `risk nightly` under pandas 3 (str + all-NA Int64), although the 40-bundle sample above passed."""
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    runner = CliRunner()
+    imported = runner.invoke(app, ["import", "fhir", str(SYNTHEA), "--out", str(tmp_path / "synthea")])
+    assert imported.exit_code == 0, imported.output
+    result = runner.invoke(app, ["nightly", str(tmp_path / "synthea"), "--as-of", "2019-12-31",
+                                 "--out", str(tmp_path / "run"), "--no-model", "--no-xlsx"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["unmanaged"] > 0 and manifest["counts"]["tiered"] > 0
+    assert manifest["warnings"] == []

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from risk.products.lists import build_priority_list, export_lists
+from risk.products.lists import build_priority_list, export_lists, file_stem
 
 
 def _reasons(*items: tuple[str, str]) -> str:
@@ -104,13 +104,19 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
         {"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]}
     )
     exported = export_lists(listing, unmanaged, tmp_path, title="测试")
-    assert sorted(p.name for p in (tmp_path / "teams").iterdir()) == ["TM1.csv", "TM2.csv"]
-    assert sorted(p.name for p in (tmp_path / "villages").iterdir()) == ["V1.csv", "V2.csv", "V3.csv"]
-    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["U1.csv", "U2.csv", "U3.csv"]
+    # file names: the ID's slug plus a short hash of the ID (IDs that slug alike never share a file)
+    def names(folder: str, ids: list[str]) -> None:
+        written = sorted(p.name for p in (tmp_path / folder).iterdir())
+        assert written == sorted(f"{file_stem(i)}.csv" for i in ids)
+        assert all(name.startswith(i + "-") for name, i in zip(written, ids, strict=True))
+
+    names("teams", ["TM1", "TM2"])
+    names("villages", ["V1", "V2", "V3"])
+    names("units", ["U1", "U2", "U3"])
     assert exported.rows == 5 and exported.xlsx_files == 2
-    team_csv = pd.read_csv(tmp_path / "teams" / "TM1.csv", encoding="utf-8-sig")
+    team_csv = pd.read_csv(tmp_path / "teams" / f"{file_stem('TM1')}.csv", encoding="utf-8-sig")
     assert team_csv["person_id"].tolist() == ["p3", "p2", "p1", "p4"]
-    book = load_workbook(tmp_path / "xlsx" / "TM1.xlsx")
+    book = load_workbook(tmp_path / "xlsx" / f"{file_stem('TM1')}.xlsx")
     assert book.sheetnames == ["V1", "V2"]
     sheet = book["V1"]
     assert sheet.page_setup.orientation == "landscape"

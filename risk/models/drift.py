@@ -141,6 +141,8 @@ def assess_drift(
             "data cannot be checked"
         )
         return report
+    if len(frame) == 0:  # nobody to score (e.g. an as-of before anyone was enrolled): nothing at risk
+        return report
     report.psi = population_drift(profile, frame)
     if len(frame) < min_rows:
         report.problem = (
