@@ -223,7 +223,7 @@ def test_next_due_from_the_colour_interval_and_the_urgent_rules():
     assert reasons[0] == {"id": "bp_emergency", "tier": "red",
                           "zh": load_rule_set().rule("bp_emergency").reason_zh,
                           "en": "BP at or above 180/110 mmHg: act now, emergency referral"}
-    assert (tiers["rule_set_version"] == "2.0.0").all()
+    assert (tiers["rule_set_version"] == "2.1.0").all()
 
 
 def test_dates_may_arrive_as_datetime64():
@@ -310,7 +310,7 @@ def test_fit_sets_sklearn_attributes(fitted):
     assert fitted.classes_.tolist() == ["green", "yellow", "red"]
     assert "bp_last_sbp" in fitted.feature_names_in_
     assert fitted.intervals_ == {"green": 90, "yellow": 60, "red": 30}
-    assert fitted.rule_set_version_ == "2.0.0"
+    assert fitted.rule_set_version_ == "2.1.0"
     assert not hasattr(fitted, "predict_proba")
 
 

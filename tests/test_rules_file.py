@@ -122,7 +122,7 @@ def test_cli_check_shows_one_line_and_exits_2(tmp_path):
 def test_cli_check_accepts_the_default_and_a_county_copy(tmp_path):
     result = CliRunner().invoke(app, ["rules", "check"])
     assert result.exit_code == 0, result.output
-    assert "2.0.0" in result.output
+    assert "2.1.0" in result.output
     data = default_rule_data()
     data["version"] = "county-2"
     result = CliRunner().invoke(app, ["rules", "check", "--rules", str(write_rule_file(tmp_path, data))])
@@ -140,6 +140,7 @@ def test_docs_rules_md_is_generated_from_the_default_rule_set():
 
 def test_a_county_rule_may_use_a_feature_the_catalogue_adds(tmp_path):
     data = default_rule_data()
+    data["name"], data["version"] = "county", "county-1"
     data["rules"].append({"id": "family_history_uncontrolled", "tier": "yellow",
                           "when": "family_history_ascvd AND bp_above_target",
                           "reason": {"zh": "早发心血管病家族史且血压未达标",

@@ -172,6 +172,7 @@ def test_monotone_in_bp_and_glucose_on_a_large_random_sample():
 
 def test_the_property_check_catches_a_rule_that_rewards_higher_bp(tmp_path):
     data = default_rule_data()
+    data["name"], data["version"] = "county", "county-1"  # an edited copy has its own name and version
     data["rules"].append({"id": "low_bp", "tier": "red", "when": "bp_last_sbp < 100",
                           "reason": {"zh": "低血压", "en": "Low BP"}, "source": "project_default"})
     county = write_rule_file(tmp_path, data)

@@ -283,3 +283,58 @@ def test_the_committed_model_is_refused_on_a_county_it_cannot_be_compared_with(t
     assert manifest["model_drift"]["rows"] == manifest["counts"]["tiered"]
     assert manifest["model_drift"]["psi"]
     assert_warned(tmp_path / "run", "--accept-model-drift")
+
+
+# --- rule files -----------------------------------------------------------------------------------------
+
+
+def _rule_file(tmp_path: Path, edit) -> Path:
+    from test_rules_support import default_rule_data, write_rule_file
+
+    data = default_rule_data()
+    edit(data)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return write_rule_file(tmp_path, data)
+
+
+def test_rules_check_refuses_an_implausible_threshold(tmp_path: Path):
+    def typo(data):
+        data["name"], data["version"] = "county", "county-1"
+        data["thresholds"]["sbp_target"]["value"] = 1400
+
+    result = CliRunner().invoke(app, ["rules", "check", "--rules", str(_rule_file(tmp_path, typo))])
+    assert_refused(result, "threshold 'sbp_target'", "1400", "plausible range [110.0, 160.0]")
+    folder = write_county(nine_person_county(), tmp_path / "in")
+    assert_refused(nightly(folder, tmp_path / "run", "--rules", str(tmp_path / "county.yaml")), "1400")
+
+
+def test_every_packaged_threshold_declares_a_range_that_holds_its_value():
+    from risk.tiers import load_rule_set
+
+    for threshold in load_rule_set().thresholds.values():
+        assert threshold.plausible is not None, threshold.name
+        low, high = threshold.plausible
+        assert low <= threshold.value <= high, threshold.name
+
+
+def test_a_threshold_without_a_plausible_range_is_refused(tmp_path: Path):
+    def bare(data):
+        data["name"], data["version"] = "county", "county-1"
+        del data["thresholds"]["fpg_target"]["plausible"]
+
+    result = CliRunner().invoke(app, ["rules", "check", "--rules", str(_rule_file(tmp_path, bare))])
+    assert_refused(result, "threshold 'fpg_target'", "plausible: [low, high]")
+
+
+def test_an_edited_copy_keeping_the_packaged_name_and_version_is_refused(tmp_path: Path):
+    def edited(data):
+        data["thresholds"]["sbp_target"]["value"] = 135
+
+    result = CliRunner().invoke(app, ["rules", "check", "--rules", str(_rule_file(tmp_path, edited))])
+    assert_refused(result, "version 2.1.0 is the packaged rule set's", "its own name and version")
+    # an unedited copy (same content, other layout) is the packaged rule set: accepted
+    unedited = _rule_file(tmp_path / "same", lambda data: None)
+    assert CliRunner().invoke(app, ["rules", "check", "--rules", str(unedited)]).exit_code == 0
+    # renamed: accepted
+    renamed = _rule_file(tmp_path / "renamed", lambda d: (edited(d), d.update(name="suixi", version="s-1")))
+    assert CliRunner().invoke(app, ["rules", "check", "--rules", str(renamed)]).exit_code == 0

@@ -14,6 +14,7 @@ on missing data must say so explicitly, e.g. `bp_last_date IS NULL OR bp_days_si
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -86,6 +87,7 @@ class Threshold:
     value: float
     unit: str = ""
     why: str = ""
+    plausible: tuple[float, float] | None = None  # declared range; a value outside it is refused
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class RuleSet:
     default_rule: Rule
     input_columns: tuple[str, ...]  # feature columns the expressions read, in feature-contract order
     column_types: dict[str, str]  # DuckDB type each input column is evaluated as
+    content_fingerprint: str = ""  # hash of the parsed content (comments and layout do not count)
 
     @property
     def intervals(self) -> dict[str, int]:
@@ -181,6 +184,8 @@ class _RuleSetParser:
         rules = self._rules(raw["rules"], sources, thresholds, derived_names)
         default_rule = self._default_rule(raw["default"], sources, {r.id for r in rules})
         self._type_check(derived, rules)
+        content = text_fingerprint(json.dumps(raw, sort_keys=True, default=str))
+        self._check_identity(str(raw.get("name", Path(self.path).stem)), str(raw["version"]), content)
         return RuleSet(
             path=self.path, name=str(raw.get("name", Path(self.path).stem)), version=str(raw["version"]),
             fingerprint=text_fingerprint(self.text), description=str(raw.get("description", "")).strip(),
@@ -188,7 +193,19 @@ class _RuleSetParser:
             default_rule=default_rule,
             input_columns=tuple(c for c in self.types if c in self.used_columns),
             column_types={c: self.types[c] for c in self.types if c in self.used_columns},
+            content_fingerprint=content,
         )
+
+    def _check_identity(self, name: str, version: str, content: str) -> None:
+        """An edited copy that keeps the packaged rule set's name and version would be recorded on every
+        tier as that rule set: refused, so two different rule sets never share a label."""
+        packaged = default_rule_set_path()
+        if Path(self.path).resolve() == packaged.resolve():
+            return
+        default = load_rule_set(packaged)
+        if (name, version) == (default.name, default.version) and content != default.content_fingerprint:
+            raise self.fail("name/version", f"'{name}' version {version} is the packaged rule set's, but the "
+                                            "content differs; give your copy its own name and version")
 
     def _sources(self, raw: Any) -> dict[str, str]:
         if not isinstance(raw, dict):
@@ -228,8 +245,23 @@ class _RuleSetParser:
                 if isinstance(spec, dict) else (spec, "", "")
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.fail(f"threshold '{name}'", f"value must be a number, got {value!r}")
-            out[name] = Threshold(name, value, str(unit), str(why).strip())
+            plausible = self._plausible(name, spec.get("plausible") if isinstance(spec, dict) else None)
+            low, high = plausible
+            if not low <= value <= high:
+                raise self.fail(f"threshold '{name}'",
+                                f"value {value!r} {unit} is outside its plausible range [{low!r}, {high!r}] "
+                                "(a typo? widen 'plausible' only on purpose)")
+            out[name] = Threshold(name, value, str(unit), str(why).strip(), plausible)
         return out
+
+    def _plausible(self, name: str, raw: Any) -> tuple[float, float]:
+        def number(x: Any) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool)
+
+        if not (isinstance(raw, list) and len(raw) == 2 and all(number(x) for x in raw) and raw[0] < raw[1]):
+            raise self.fail(f"threshold '{name}'", "declare its plausible range as 'plausible: [low, high]' "
+                                                   f"(low < high), got {raw!r}")
+        return float(raw[0]), float(raw[1])
 
     def _substitute(self, where: str, text: Any, thresholds: dict[str, Threshold]) -> str:
         if not isinstance(text, str) or not text.strip():

@@ -116,9 +116,12 @@ def rules_markdown() -> str:
     for column in rule_set.derived:
         lines.append(f"| `{column.name}` | {_cell(column.description)} | "
                      f"`{_cell(_condition_with_values(rule_set, column.expression))}` |")
-    lines += ["", "## Thresholds", "", "| name | value | unit | why |", "|---|---:|---|---|"]
+    lines += ["", "## Thresholds", "",
+              "A value outside its plausible range is refused (`risk rules check`, every run).",
+              "", "| name | value | plausible | unit | why |", "|---|---:|---|---|---|"]
     for threshold in rule_set.thresholds.values():
-        lines.append(f"| `{threshold.name}` | {threshold.value:g} | {threshold.unit} | "
+        low, high = threshold.plausible or (float("nan"), float("nan"))
+        lines.append(f"| `{threshold.name}` | {threshold.value:g} | {low:g}–{high:g} | {threshold.unit} | "
                      f"{_cell(threshold.why)} |")
     lines += ["", "## Sources", ""]
     lines += [f"- `{key}`: {_cell(citation)}" for key, citation in rule_set.sources.items()]
