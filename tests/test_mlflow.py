@@ -4,6 +4,7 @@ exported model loads and scores; the generic --table command on a plain CSV."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_training_run_is_tracked_registered_and_exported(canonical: Path, tmp_pa
 
     from pipelines.train import train_county
     from risk.features import compute_features
-    from risk.tiers.model import load_exported_model, score_model_tiers
+    from risk.tiers.model import check_model_drift, load_exported_model, score_model_tiers
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()
@@ -83,6 +84,11 @@ def test_training_run_is_tracked_registered_and_exported(canonical: Path, tmp_pa
     for heading in ("## Intended use", "## Data", "## Metrics", "## Subgroup results", "## Limits"):
         assert heading in card
     features = compute_features(canonical, date(2024, 6, 30))
+    profile = json.loads((exported.path / "training_profile.json").read_text(encoding="utf-8"))
+    assert profile["rows"] == exported.metadata["n_train_rows"]
+    assert set(profile["features"]) == set(exported.feature_columns)
+    drift = check_model_drift(exported, features, accept=True)
+    assert set(drift.psi) == set(exported.feature_columns)
     scored = score_model_tiers(exported, features)
     assert len(scored) == len(features) and scored["model_probability"].between(0, 1).all()
 

@@ -338,3 +338,32 @@ def test_an_edited_copy_keeping_the_packaged_name_and_version_is_refused(tmp_pat
     # renamed: accepted
     renamed = _rule_file(tmp_path / "renamed", lambda d: (edited(d), d.update(name="suixi", version="s-1")))
     assert CliRunner().invoke(app, ["rules", "check", "--rules", str(renamed)]).exit_code == 0
+
+
+# --- the model and the population it was trained on -------------------------------------------------------
+
+
+def test_the_default_synthetic_county_resembles_the_committed_models_training_population(small_run: Path):
+    manifest = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
+    drift = manifest["model_drift"]
+    assert manifest["versions"]["model"] != "none" and drift["problem"] is None
+    assert drift["rows"] == manifest["counts"]["tiered"] >= drift["min_rows"]
+    assert 0 <= drift["max_psi"] < drift["psi_threshold"]
+    assert manifest["warnings"] == []
+
+
+def test_a_population_unlike_the_training_one_is_refused_feature_by_feature(small_run: Path):
+    from pipelines.nightly import default_model_dir
+    from risk.errors import RiskUserError
+    from risk.tiers.model import check_model_drift, load_exported_model
+
+    model = load_exported_model(default_model_dir())
+    features = pd.read_parquet(small_run / "features.parquet")
+    assert check_model_drift(model, features).problem is None
+    older = features.assign(age=features["age"] + 25, bp_last_sbp=features["bp_last_sbp"] + 40)
+    with pytest.raises(RiskUserError, match=r"do not resemble .*(age|bp_last_sbp) .*--accept-model-drift"):
+        check_model_drift(model, older)
+    report = check_model_drift(model, older, accept=True)
+    assert report.psi["age"] > 0.25 and report.psi["bp_last_sbp"] > 0.25
+    assert report.psi["sex"] < 0.1  # untouched features stay close
+    assert report.warnings and "--accept-model-drift" in report.warnings[0]
