@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 
 from pipelines.calls import run_calls
 from pipelines.nightly import NightlyOptions, run_nightly
+from risk.products.lists import file_stem
 from risk.serving.api import create_app
 from risk.serving.auth import add_user
 from risk.serving.call_results import import_results_file
@@ -76,7 +77,7 @@ def test_results_by_api_and_by_file_steer_the_next_nightly(county: Path, tmp_pat
     client.close()
 
     # the exported workbook itself, result columns filled in, imports back as it is
-    book_path = r1 / "calls" / "xlsx" / f"{team}.xlsx"
+    book_path = r1 / "calls" / "xlsx" / f"{file_stem(team)}.xlsx"
     book = load_workbook(book_path)
     filled = {c: ("已死亡", ""), d: ("remind_to_call_later", ""), e: ("移出名单", "Invalid phone number")}
     for sheet in book.worksheets:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from risk import definitions
 from risk.evaluation.tier_judgement import capture_at_capacity, judge_tiers, ten_year_bands
+from risk.products.lists import file_stem
 from risk.serving.api import create_app
 from risk.serving.auth import add_user
 from risk.serving.publish import publish_run
@@ -142,7 +143,7 @@ def test_xlsx_csv_web_list_and_api_give_the_same_order(small_run: Path, tmp_path
         .value_counts()
         .index[0]
     )
-    csv = pd.read_csv(small_run / "lists" / "teams" / f"{team}.csv", dtype=str)
+    csv = pd.read_csv(small_run / "lists" / "teams" / f"{file_stem(team)}.csv", dtype=str)
     csv_order = csv.sort_values("rank", key=lambda s: s.astype(int))["person_id"].tolist()
     expected = (
         tiers.merge(pd.read_parquet(small_run / "features.parquet", columns=["person_id", "team_id"]))
@@ -151,7 +152,7 @@ def test_xlsx_csv_web_list_and_api_give_the_same_order(small_run: Path, tmp_path
         .tolist()
     )
     assert csv_order == expected
-    book = openpyxl.load_workbook(small_run / "lists" / "xlsx" / f"{team}.xlsx", read_only=True)
+    book = openpyxl.load_workbook(small_run / "lists" / "xlsx" / f"{file_stem(team)}.xlsx", read_only=True)
     rank_at, person_at = None, None
     xlsx_rows = []
     for sheet in book.worksheets:

@@ -170,11 +170,14 @@ def test_optional_tables_may_be_absent(tmp_path: Path) -> None:
     tables = good_tables()
     for name in definitions.validation_rules()["optional_tables"]:
         del tables[name]
-    result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
+    del tables["labs"]  # needed, but a county without a lab interface may say so (--allow-empty labs)
+    result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF,
+                             allow_empty={"labs"})
     labs = pd.read_parquet(tmp_path / "out" / "canonical" / "labs.parquet")
     assert labs.empty and "value" in labs.columns
-    assert result.tables["labs"].file is None
+    assert result.tables["labs"].file is None and result.tables["encounters"].file is None
     assert "absent" in result.render()
+    assert result.overrides == ["table 'labs' is missing: accepted by --allow-empty labs"]
 
 
 def test_parquet_with_contract_types_validates_like_csv(tmp_path: Path) -> None:
@@ -244,7 +247,8 @@ def test_optional_columns_may_be_absent_and_tables_may_be_empty(tmp_path: Path) 
     tables = good_tables()
     tables["persons"] = tables["persons"].drop(columns=["national_id", "death_date"])
     tables["conditions"] = tables["conditions"].iloc[0:0]
-    result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
+    result = validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF,
+                             allow_empty={"conditions"})
     persons = pd.read_parquet(tmp_path / "out" / "canonical" / "persons.parquet")
     assert persons["national_id_hash"].isna().all() and persons["death_date"].isna().all()
     assert result.tables["conditions"].rows_read == 0

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
-from risk.products.lists import TIER_RANK, TIER_ZH, _safe, write_csv
+from risk.products.lists import TIER_RANK, TIER_ZH, file_stem, sheet_names, write_csv
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
 CALL_COLUMNS = {
@@ -289,7 +289,7 @@ def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: boo
     if xlsx:
         for team, rows in result.calls.groupby("team_id", sort=True):
             write_call_workbook(
-                rows, out_dir / "xlsx" / f"{_safe(str(team))}.xlsx", f"外呼名单 {on.isoformat()} {team}"
+                rows, out_dir / "xlsx" / f"{file_stem(str(team))}.xlsx", f"外呼名单 {on.isoformat()} {team}"
             )
             files += 1
     return CallExport(
@@ -317,8 +317,9 @@ def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
     )
     bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
     fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
+    sheets = sheet_names(sorted(str(v) for v in rows["village_id"].unique()))
     for village, group in rows.groupby("village_id", sort=True):
-        sheet = book.add_worksheet(_safe(str(village))[:31])
+        sheet = book.add_worksheet(sheets[str(village)])
         sheet.write_string(0, 0, f"{title} {village}")
         for col, name in enumerate(columns):
             zh, en = CALL_COLUMNS[name]
