@@ -298,7 +298,7 @@ def run_end_to_end(county: dict, root: Path) -> None:
 def _nine_person(
     team_ids: list[str] | None = None, villages: list[str] | None = None, fmt: str = "csv"
 ) -> dict:
-    from hand_county import nine_person_county
+    from tests.support.hand_county import nine_person_county
 
     tables = nine_person_county()
     if team_ids:

@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hand_county import AS_OF, nine_person_county, write_county
 from typer.testing import CliRunner
 
 from risk import definitions
 from risk.cli import app
+from tests.support.hand_county import AS_OF, nine_person_county, write_county
 
 pytestmark = pytest.mark.filterwarnings("ignore:RISK_ID_KEY")
 
@@ -290,7 +290,7 @@ def test_the_committed_model_is_refused_on_a_county_it_cannot_be_compared_with(t
 
 
 def _rule_file(tmp_path: Path, edit) -> Path:
-    from test_rules_support import default_rule_data, write_rule_file
+    from tests.support.rules import default_rule_data, write_rule_file
 
     data = default_rule_data()
     edit(data)
