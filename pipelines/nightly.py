@@ -282,7 +282,9 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     "tier_rules": _counts(tiers["tier_rules"]),
                     "tier_model": _counts(tiers["tier_model"]),
                     "priority_rows": exported.rows,
-                    "list_files": exported.csv_files + exported.xlsx_files,
+                    # counted on disk (lists/ also holds workload.csv): what was written, not what was meant
+                    "list_files": sum(1 for p in (staging / "lists").rglob("*")
+                                      if p.suffix in (".csv", ".xlsx")),
                     "unmanaged": int(len(unmanaged)),
                     "calls": calls_run.counts() if options.calls else None,
                 },
