@@ -380,13 +380,27 @@ def report(
     file_format: Annotated[str | None, typer.Option("--format", help="html, csv or xlsx")] = None,
     min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
     previous: Annotated[Path | None, typer.Option(help="Earlier run (tier_transitions)")] = None,
-    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs (tier_mix)")] = None,
+    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs (tier_mix, capitation)")] = None,
+    year: Annotated[int | None, typer.Option(help="Budget year (capitation)")] = None,
+    split: Annotated[str | None, typer.Option(help="Alternative surplus split (capitation)")] = None,
+    what_if: Annotated[str | None, typer.Option(help="What-if scenario id (capitation)")] = None,
+    definitions: Annotated[Path | None, typer.Option(help="County capitation.yaml (capitation)")] = None,
 ) -> None:
-    """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression."""
+    """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression.
+    `capitation`: budget vs fund spend by township, O/E, projection and split (--year)."""
     from risk.indicators.periods import GRAINS
     from risk.indicators.report import write_indicator_report, write_tier_report
 
-    if indicator in ("tier_mix", "tier_transitions"):
+    if indicator == "capitation":
+        from risk.capitation.render import capitation_report_file
+
+        if year is None:
+            raise RiskUserError("--year is required for the capitation report (e.g. --year 2024)")
+        path = capitation_report_file(
+            run, year, out, fmt=file_format, by=by, runs_root=runs_root, split=split, what_if=what_if,
+            definitions=definitions, min_count=min_count,
+        )
+    elif indicator in ("tier_mix", "tier_transitions"):
         path = write_tier_report(indicator, run, out, fmt=file_format, previous=previous,
                                  runs_root=runs_root, min_count=min_count)
     else:

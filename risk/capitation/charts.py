@@ -1,0 +1,68 @@
+"""Capitation charts (matplotlib Agg, embedded as base64 PNG): budget vs spend per township, burn-down."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from risk.indicators.charts import _data_uri, plt
+
+
+def budget_chart(township: pd.DataFrame) -> str | None:
+    """Per township: year budget, spend to date and projected year-end spend with its interval."""
+    t = township[township["township_id"] != "county"].sort_values("township_id")
+    if t.empty:
+        return None
+    y = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(t) + 1.4))
+    ax.barh(y + 0.2, t["budget_year"] / 1e4, height=0.4, color="#bdc3c7", label="year budget")
+    ax.barh(y - 0.2, t["spend"] / 1e4, height=0.4, color="#2c3e50", label="spend to date")
+    low = (t["projected_spend"] - t["projected_spend_low"]).clip(lower=0) / 1e4
+    high = (t["projected_spend_high"] - t["projected_spend"]).clip(lower=0) / 1e4
+    ax.errorbar(
+        t["projected_spend"] / 1e4,
+        y - 0.2,
+        xerr=[low.fillna(0), high.fillna(0)],
+        fmt="D",
+        color="#c0392b",
+        ms=4,
+        capsize=2,
+        label="projected year-end spend (95 % interval)",
+    )
+    ax.set_yticks(y, t["township_id"])
+    ax.set_xlabel("10,000 yuan")
+    ax.set_title("Budget vs fund spend by township")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.invert_yaxis()
+    return _data_uri(fig)
+
+
+def burn_down_chart(monthly: pd.DataFrame) -> str | None:
+    """County budget remaining by month (observed months), against a straight-line budget use."""
+    county = monthly[monthly["township_id"] == "county"].sort_values("month")
+    if county.empty:
+        return None
+    total = county["budget"].sum()
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    ax.plot(
+        county["month"],
+        (total - county["budget_cum"]) / 1e4,
+        "--",
+        color="#7f8c8d",
+        label="budget remaining if spent as prorated",
+    )
+    shown = county.dropna(subset=["spend_cum"])
+    ax.plot(
+        shown["month"],
+        shown["budget_remaining"] / 1e4,
+        "o-",
+        color="#2c3e50",
+        label="budget remaining (actual)",
+    )
+    ax.axhline(0, color="#c0392b", lw=0.8)
+    ax.set_xticks(range(1, 13))
+    ax.set_xlabel("month")
+    ax.set_ylabel("10,000 yuan")
+    ax.set_title("Burn-down, county")
+    ax.legend(fontsize=7)
+    return _data_uri(fig)
