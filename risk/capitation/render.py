@@ -171,7 +171,7 @@ def write_capitation_report(
     tables = report_tables(report, by, min_count)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        tables["main"][0].to_csv(out, index=False, encoding="utf-8-sig")
+        tables["main"][0].to_csv(out, index=False, encoding="utf-8-sig", float_format="%.4f")
     elif fmt == "xlsx":
         _write_xlsx(out, report, tables)
     else:
