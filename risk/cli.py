@@ -385,6 +385,7 @@ def report(
     split: Annotated[str | None, typer.Option(help="Alternative surplus split (capitation)")] = None,
     what_if: Annotated[str | None, typer.Option(help="What-if scenario id (capitation)")] = None,
     definitions: Annotated[Path | None, typer.Option(help="County capitation.yaml (capitation)")] = None,
+    store: Annotated[str | None, typer.Option(help="Also store the table for the API (capitation)")] = None,
 ) -> None:
     """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression.
     `capitation`: budget vs fund spend by township, O/E, projection and split (--year)."""
@@ -396,10 +397,18 @@ def report(
 
         if year is None:
             raise RiskUserError("--year is required for the capitation report (e.g. --year 2024)")
-        path = capitation_report_file(
+        path, built = capitation_report_file(
             run, year, out, fmt=file_format, by=by, runs_root=runs_root, split=split, what_if=what_if,
             definitions=definitions, min_count=min_count,
         )
+        if store:
+            from risk.capitation.render import township_records
+            from risk.serving.capitation import store_capitation
+
+            run_id = str(built.provenance.get("run") or run.name)
+            n = store_capitation(store, run_id, built.as_of, year, township_records(built),
+                                 built.definitions.version)
+            typer.echo(f"stored {n} township rows of {year} for the API (/api/capitation/{year})")
     elif indicator in ("tier_mix", "tier_transitions"):
         path = write_tier_report(indicator, run, out, fmt=file_format, previous=previous,
                                  runs_root=runs_root, min_count=min_count)

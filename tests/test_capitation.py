@@ -323,5 +323,32 @@ def test_capitation_report_end_to_end(small_run: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8-sig").startswith("分层 tier")
+    store = tmp_path / "store.db"
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "capitation",
+            "--run",
+            str(small_run),
+            "--year",
+            "2024",
+            "--out",
+            str(out),
+            "--store",
+            str(store),
+        ],
+    )
+    assert result.exit_code == 0 and "stored" in result.output, result.output
+    from risk.serving.auth import User
+    from risk.serving.capitation import read_capitation
+    from risk.serving.store import open_store
+
+    engine = open_store(store)
+    with engine.connect() as conn:
+        stored = read_capitation(conn, User(name="a", role="analyst", team_id=None, township_id=None), 2024)
+    engine.dispose()
+    assert stored["townships"][-1]["township_id"] == "county"
+    assert stored["townships"][-1]["spend"] == pytest.approx(t.loc["county", "spend"])
     missing = runner.invoke(app, ["report", "capitation", "--run", str(small_run), "--out", str(out)])
     assert missing.exit_code == 2 and "--year" in missing.output

@@ -140,7 +140,7 @@ def capitation_report_file(
     what_if: str | None = None,
     definitions: str | Path | None = None,
     min_count: int | None = None,
-) -> Path:
+) -> tuple[Path, CapitationReport]:
     """Build the capitation report of `year` from `run` and write it as html / csv / xlsx."""
     from risk.capitation.report import build_capitation_report
     from risk.indicators.definitions import indicator_set
@@ -154,7 +154,13 @@ def capitation_report_file(
         run, year, runs_root=runs_root, definitions_path=definitions, split=split, what_if=what_if
     )
     k = indicator_set().min_count if min_count is None else min_count
-    return write_capitation_report(report, out, fmt=fmt, by=by, min_count=k)
+    return write_capitation_report(report, out, fmt=fmt, by=by, min_count=k), report
+
+
+def township_records(report: CapitationReport) -> list[dict[str, Any]]:
+    """The township table (and county row) as plain records, for the serving store."""
+    columns = [c for c in TOWNSHIP_COLUMNS if c in report.township.columns]
+    return report.township[columns].to_dict(orient="records")
 
 
 def write_capitation_report(

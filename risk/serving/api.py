@@ -262,6 +262,22 @@ def create_app(store_url: str) -> FastAPI:
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:
         return read(queries.aggregates, user)
 
+    @app.get("/api/capitation/{year}", tags=["aggregates"],
+             responses={403: {"description": "Team roles"}, 404: {"description": "No table stored"}})
+    def capitation(year: int, user: Annotated[User, Depends(current_user)]) -> Any:
+        """Capitation (小包干) budget vs spend, O/E and projected surplus per township (aggregates only):
+        analysts and county administrators see every township, township users their own."""
+        from risk.serving.capitation import read_capitation
+
+        try:
+            with engine.begin() as conn:
+                found = read_capitation(conn, user, year)
+        except PermissionError as exc:
+            raise _denied() from exc
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no capitation table stored for {year}")
+        return _json(found)
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})

@@ -171,3 +171,17 @@ call_results = Table(
     Index("ix_serving_call_results_person", "person_id", "called_on"),
     Index("ix_serving_call_results_called", "called_on"),
 )
+
+# Capitation (小包干) township table of one year, stored by `risk report capitation --store URL`: aggregates
+# only (no person), one JSON payload per township (and the county row), read by the analyst role.
+capitation = Table(
+    "serving_capitation",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("township_id", String(64), primary_key=True),
+    Column("as_of", Date),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("definitions_version", String(64)),
+    Column("payload", Text, nullable=False),
+)
