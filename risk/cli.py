@@ -430,11 +430,14 @@ def overview(
     period: Annotated[str | None, typer.Option(help="2024Q4 etc. (default: quarter of as_of)")] = None,
     runs_root: Annotated[Path | None, typer.Option(help="Folder of runs for tier mix over time")] = None,
     min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
+    no_capitation: Annotated[bool, typer.Option(help="Leave out the capitation (小包干) section")] = False,
 ) -> None:
-    """County overview: indicators vs targets, township league table, trends, tier mix (one HTML file)."""
+    """County overview: indicators vs targets, township league table, trends, tier mix, capitation (HTML)."""
     from risk.indicators.overview import build_overview
 
-    typer.echo(f"wrote {build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count)}")
+    page = build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count,
+                          capitation=not no_capitation)
+    typer.echo(f"wrote {page}")
 
 
 rules_app = typer.Typer(help="Rule baseline: check a rule-set file, apply it to a features file.",

@@ -351,4 +351,10 @@ def test_capitation_report_end_to_end(small_run: Path, tmp_path: Path) -> None:
     assert stored["townships"][-1]["township_id"] == "county"
     assert stored["townships"][-1]["spend"] == pytest.approx(t.loc["county", "spend"])
     missing = runner.invoke(app, ["report", "capitation", "--run", str(small_run), "--out", str(out)])
+    from risk.indicators.overview import build_overview
+
+    page = build_overview(small_run, tmp_path / "o.html", period="2024Q2").read_text(encoding="utf-8")
+    assert "慢病小包干" in page and "O/E league table" in page and 'alt="burn-down"' in page
+    plain = build_overview(small_run, tmp_path / "p.html", period="2024Q2", capitation=False)
+    assert "慢病小包干" not in plain.read_text(encoding="utf-8")
     assert missing.exit_code == 2 and "--year" in missing.output

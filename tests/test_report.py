@@ -147,7 +147,7 @@ def test_overview_renders_in_headless_browser(runs: tuple[Path, Path], tmp_path:
         # Every chart image decoded (naturalWidth > 0) and the league table laid out.
         widths = tab.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) >= 3 and all(w > 0 for w in widths)
-        assert tab.locator("h2").count() == 5
+        assert tab.locator("h2").count() == 6  # 5 sections + capitation (小包干)
         pdf = tab.pdf(format="A4")  # printable
         instance.close()
     assert not errors

@@ -32,8 +32,8 @@ def budget_chart(township: pd.DataFrame) -> str | None:
     ax.set_yticks(y, t["township_id"])
     ax.set_xlabel("10,000 yuan")
     ax.set_title("Budget vs fund spend by township")
-    ax.legend(fontsize=7, loc="lower right")
     ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     return _data_uri(fig)
 
 

@@ -273,6 +273,20 @@ def league_rows(report: CapitationReport) -> list[dict[str, str]]:
     ]
 
 
+def capitation_section(run_dir: str | Path, year: int, runs_root: str | Path | None = None) -> dict[str, Any]:
+    """What the county overview's capitation section shows: league table and the two charts."""
+    from risk.capitation.charts import budget_chart, burn_down_chart
+    from risk.capitation.report import build_capitation_report
+
+    report = build_capitation_report(run_dir, year, runs_root=runs_root)
+    return {
+        "report": report,
+        "league": league_rows(report),
+        "budget_chart": budget_chart(report.township),
+        "burn_chart": burn_down_chart(report.monthly),
+    }
+
+
 def render_html(report: CapitationReport, tables: dict[str, tuple[pd.DataFrame, dict]]) -> str:
     from risk.capitation.charts import budget_chart, burn_down_chart
     from risk.indicators.report import template_environment

@@ -75,10 +75,12 @@ def build_overview(
     runs_root: str | Path | None = None,
     min_count: int | None = None,
     trend_quarters: int = 8,
+    capitation: bool = True,
 ) -> Path:
     """Write the county overview HTML: headline indicators vs targets, township league table, trends,
     tier mix over time (runs under `runs_root`, default: the run's parent folder), tier transitions and
-    cost by tier. Returns the output path."""
+    cost by tier, and the capitation (小包干) section of the period's year (`capitation=False` skips it).
+    Returns the output path."""
     started = time.perf_counter()
     out = Path(out)
     with open_run(run_dir) as run:
@@ -98,6 +100,7 @@ def build_overview(
         trends = _trends(results, defs, trend_periods, k)
         league_chart = _league_chart(results, defs, target_period, k)
         tiers = _tier_section(run, results, runs_root, target_period, k) if run.has_tiers else None
+        cap = _capitation_section(run.path, target_period.end.year, runs_root) if capitation else None
         html = (
             template_environment()
             .get_template("overview.html.j2")
@@ -109,6 +112,7 @@ def build_overview(
                 trends=trends,
                 league_chart=league_chart,
                 tiers=tiers,
+                cap=cap,
                 min_count=k,
                 methods=[defs.get(i) for i in HEADLINE],
                 tier_definitions=defs.tier_indicators,
@@ -120,6 +124,18 @@ def build_overview(
     out.write_text(html, encoding="utf-8")
     log.info("county overview %s written in %.1f s", out, time.perf_counter() - started)
     return out
+
+
+def _capitation_section(run_dir: Path, year: int, runs_root: str | Path | None) -> dict[str, Any] | None:
+    """The capitation section (risk/capitation); when the run cannot give one (no rule for the year, no
+    complete month of it, no pilot patient) the overview leaves it out and logs why."""
+    from risk.capitation.render import capitation_section
+
+    try:
+        return capitation_section(run_dir, year, runs_root)
+    except RiskUserError as exc:
+        log.info("capitation section left out: %s", exc)
+        return None
 
 
 def _headline(results: dict[str, pd.DataFrame], defs: Any, period: Period, k: int) -> list[dict[str, Any]]:
