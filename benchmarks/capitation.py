@@ -65,7 +65,8 @@ def main() -> None:
 def _persons(run: Path) -> int:
     import duckdb
 
-    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{run}/canonical/persons.parquet')").fetchall()[0][0]
+    rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{run}/canonical/persons.parquet')").fetchall()
+    return int(rows[0][0])
 
 
 if __name__ == "__main__":
