@@ -8,7 +8,8 @@ Two variants:
 - `full`: every numeric / boolean feature of the catalogue, prior spend included;
 - `demographic`: age, sex and conditions / complications only (no provider-influenced inputs such as
   prior spend, visits or follow-ups), the fair comparison risk-adjustment benchmarks use.
-Estimator: HistGradientBoostingRegressor with Poisson loss (spend is >= 0, many zeros, mean-calibrated).
+Estimator: HistGradientBoostingRegressor with Poisson loss (spend is >= 0, many zeros, mean-calibrated),
+regularised: 100 iterations, 15 leaves, leaves of at least max(20, n/50) persons, L2 1.0.
 Baselines: county mean, age-sex mean (10-year bands), tier mean (rule tier on the same as-of date).
 """
 
@@ -111,8 +112,17 @@ class ExpectedSpendModel:
         y = np.asarray(y, dtype=float)
         for variant in ("full", "demographic"):
             X = model_inputs(features, variant)
+            # Regularised (person spend is mostly noise): at 100k persons the unregularised fit (150
+            # iterations, leaves of 40) predicted 0.90 of held-out spend and missed a decile by 68 %; this
+            # one 0.99 and 20 %, with a better R² (docs/capitation.md).
             estimator = HistGradientBoostingRegressor(
-                loss="poisson", max_iter=150, learning_rate=0.06, min_samples_leaf=40, random_state=self.seed
+                loss="poisson",
+                max_iter=100,
+                learning_rate=0.05,
+                max_leaf_nodes=15,
+                min_samples_leaf=max(20, len(y) // 50),
+                l2_regularization=1.0,
+                random_state=self.seed,
             )
             with threadpool_limits(limits=self.threads, user_api="openmp"):
                 estimator.fit(X, y)
