@@ -22,7 +22,7 @@ from risk.capitation.report import ratio_interval
 from risk.capitation.settlement import settle
 from risk.errors import DefinitionError
 from risk.indicators.run import open_run
-from tests.canonical_builder import CanonicalBuilder
+from tests.support.canonical import CanonicalBuilder
 
 RAW = definitions.load_yaml(definitions.definition_path("capitation.yaml"))
 

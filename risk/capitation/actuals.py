@@ -17,7 +17,8 @@ import duckdb
 import pandas as pd
 
 from risk.capitation.definitions import CapitationDefinitions
-from risk.indicators.tiers import find_runs
+from risk.run.folder import RunFolder
+from risk.run.history import find_runs
 
 
 def _list(values: Sequence[str]) -> str:
@@ -131,7 +132,7 @@ def tier_history(runs: Sequence[str | Path]) -> pd.DataFrame:
     """person_id, as_of, tier from each run's tiers.parquet (one row per person and run)."""
     frames = []
     for run in runs:
-        path = Path(run) / "tiers.parquet"
+        path = RunFolder(Path(run)).tiers
         if path.is_file():
             frames.append(duckdb.sql(f"SELECT person_id, as_of, tier FROM read_parquet('{path}')").df())
     if not frames:
@@ -148,7 +149,7 @@ def history_runs(run_dir: Path, runs_root: str | Path | None) -> list[Path]:
     runs = find_runs(root) if root.is_dir() else []
     resolved = [r.resolve() for r in runs]
     if Path(run_dir).resolve() not in resolved:
-        if (Path(run_dir) / "tiers.parquet").is_file():
+        if RunFolder(Path(run_dir)).has_tiers:
             runs.append(Path(run_dir))
         return runs
     return runs[: resolved.index(Path(run_dir).resolve()) + 1]

@@ -112,9 +112,9 @@ class ExpectedSpendModel:
         y = np.asarray(y, dtype=float)
         for variant in ("full", "demographic"):
             X = model_inputs(features, variant)
-            # Regularised (person spend is mostly noise): at 100k persons the unregularised fit (150
-            # iterations, leaves of 40) predicted 0.90 of held-out spend and missed a decile by 68 %; this
-            # one 0.99 and 20 %, with a better R² (docs/capitation.md).
+            # Regularised (person spend is mostly noise). At 100k persons, on the synthetic county before
+            # issue 14, the unregularised fit (150 iterations, leaves of 40) predicted 0.90 of held-out spend
+            # and missed a decile by 68 %; this one 0.99 and 20 % (docs/capitation.md).
             estimator = HistGradientBoostingRegressor(
                 loss="poisson",
                 max_iter=100,

@@ -32,7 +32,8 @@ from risk.capitation.expected import (
 )
 from risk.capitation.settlement import settle_table
 from risk.errors import RiskUserError
-from risk.indicators.run import canonical_dir, open_run
+from risk.indicators.run import open_run
+from risk.run.folder import canonical_dir
 
 log = logging.getLogger("risk.capitation")
 
