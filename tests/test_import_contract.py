@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"synth"},  # the synthetic county draws outcomes from the China-PAR equation of features/
     {"tiers", "models", "evaluation"},
     {"engines"},
-    {"products", "calls", "indicators", "serving"},
+    {"products", "calls", "indicators", "serving", "capitation"},
     {"pipelines"},
     {"cli"},
 ]
