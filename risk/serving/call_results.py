@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
-from risk.calls.results import CallResult, InvalidResult, parse_result
+from risk.calls.results import PARSED_COLUMNS, READING_RANGES, CallResult, parse_results_frame
 from risk.serving import schema
 from risk.serving.auth import TEAM_ROLES, User
 from risk.serving.publish import insert_rows
@@ -31,10 +32,24 @@ COLUMNS = [c.name for c in CR.columns]
 
 @dataclass
 class RecordOutcome:
-    accepted: list[CallResult] = field(default_factory=list)
-    duplicates: list[CallResult] = field(default_factory=list)
+    accepted_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # parsed columns, in row order
+    duplicate_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
     quarantined: list[tuple[int, str]] = field(default_factory=list)  # (row index, reason code)
     run_id: str | None = None
+
+    @property
+    def accepted(self) -> list[CallResult]:
+        return _results(self.accepted_rows)
+
+    @property
+    def duplicates(self) -> list[CallResult]:
+        return _results(self.duplicate_rows)
+
+
+def _results(frame: pd.DataFrame) -> list[CallResult]:
+    if frame.empty:
+        return []
+    return [CallResult(*row) for row in frame[PARSED_COLUMNS].itertuples(index=False, name=None)]
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -54,103 +69,154 @@ def current_run_id(conn: Connection) -> str | None:
     return conn.execute(select(schema.current_run.c.run_id)).scalar_one_or_none()
 
 
+DATES = {"called_on", "visit_on", "recorded_at"}
+PLACE = ["team_id", "township_id", "village_id"]
+
+
 def _places(conn: Connection, run_id: str, person_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     places: dict[str, dict[str, Any]] = {}
     wanted = set(person_ids)
+    columns = [P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id]
     if len(wanted) > 20 * CHUNK:  # a big import: one scan of the run beats hundreds of IN lists
-        rows = conn.execute(
-            select(P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id).where(P.c.run_id == run_id)
-        ).mappings()
-        return {row["person_id"]: dict(row) for row in rows if row["person_id"] in wanted}
-    for chunk in _chunks(sorted(wanted)):
-        rows = conn.execute(
-            select(P.c.person_id, P.c.team_id, P.c.township_id, P.c.village_id).where(
-                P.c.run_id == run_id, P.c.person_id.in_(chunk)
-            )
-        ).mappings()
-        places.update({row["person_id"]: dict(row) for row in rows})
+        rows = conn.execute(select(*columns).where(P.c.run_id == run_id)).fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(sorted(wanted)):
+            rows += conn.execute(
+                select(*columns).where(P.c.run_id == run_id, P.c.person_id.in_(chunk))
+            ).fetchall()
+    for person_id, *place in rows:
+        if person_id in wanted:
+            places[person_id] = dict(zip(PLACE, place, strict=True))
     return places
 
 
-def _existing(conn: Connection, result_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
+def _existing(conn: Connection, result_ids: Sequence[str]) -> pd.DataFrame:
+    """Stored results with these IDs (parsed columns), indexed by result_id."""
+    rows: list[Any] = []
+    wanted = [CR.c[name] for name in PARSED_COLUMNS]
     for chunk in _chunks(sorted(set(result_ids))):
-        rows = conn.execute(select(CR).where(CR.c.result_id.in_(chunk))).mappings()
-        found.update({row["result_id"]: dict(row) for row in rows})
-    return found
+        rows += conn.execute(select(*wanted).where(CR.c.result_id.in_(chunk))).fetchall()
+    return pd.DataFrame([tuple(r) for r in rows], columns=PARSED_COLUMNS, dtype=object).set_index(
+        "result_id", drop=False
+    )
+
+
+def _same_content(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+    """Row-wise: the two results are the same (note aside; readings within 1e-6; None equals None)."""
+    same = np.ones(len(left), dtype=bool)
+    for name in PARSED_COLUMNS:
+        if name == "note":
+            continue
+        a, b = left[name].to_numpy(dtype=object), right[name].to_numpy(dtype=object)
+        a_none = pd.isna(a)
+        b_none = pd.isna(b)
+        if name in READING_RANGES:
+            both = ~a_none & ~b_none
+            close = np.zeros(len(a), dtype=bool)
+            close[both] = np.abs(a[both].astype(float) - b[both].astype(float)) < 1e-6
+            same &= close | (a_none & b_none)
+        else:
+            b = np.array([v.date() if isinstance(v, datetime) else v for v in b], dtype=object)
+            same &= (a_none & b_none) | (~a_none & ~b_none & (a == b))
+    return same
 
 
 def record_results(
-    engine: Engine, user: User, raws: Sequence[dict[str, Any]], *, source: str, today: date | None = None
+    engine: Engine,
+    user: User,
+    raws: Sequence[dict[str, Any]] | pd.DataFrame,
+    *,
+    source: str,
+    today: date | None = None,
 ) -> RecordOutcome:
     """Validate, scope-check and store call results; idempotent by result_id. Row order is kept in the
-    outcome's quarantine list (index into `raws`)."""
+    outcome's quarantine list (index into `raws`). Validation is one pass over the whole frame
+    (`parse_results_frame`), writes one bulk insert of results and of their audit rows."""
     today = today or date.today()
-    outcome = RecordOutcome()
-    parsed: list[tuple[int, CallResult]] = []
-    for index, raw in enumerate(raws):
-        try:
-            parsed.append((index, parse_result(raw, today=today)))
-        except InvalidResult as exc:
-            outcome.quarantined.append((index, exc.code))
+    frame = raws.reset_index(drop=True) if isinstance(raws, pd.DataFrame) else pd.DataFrame(list(raws))
+    parsed, refused = parse_results_frame(frame, today=today)
+    codes: dict[int, str] = {int(i): str(c) for i, c in refused.items()}
+    outcome = RecordOutcome(accepted_rows=parsed.iloc[:0], duplicate_rows=parsed.iloc[:0])
     now = datetime.now(UTC)
     with writer(engine).begin() as conn:
         run_id = current_run_id(conn)
         outcome.run_id = run_id
         if run_id is None:
-            outcome.quarantined += [(index, "unknown_person") for index, _ in parsed]
+            codes.update(dict.fromkeys(parsed.index.tolist(), "unknown_person"))
+            outcome.quarantined = sorted(codes.items())
             return outcome
-        places = _places(conn, run_id, [r.person_id for _, r in parsed])
-        existing = _existing(conn, [r.result_id for _, r in parsed])
-        rows, audit = [], []
-        for index, result in parsed:
-            place = places.get(result.person_id)
-            if place is None or not _in_scope(user, place):
-                # a scoped caller cannot tell out-of-scope from non-existent
-                code = "unknown_person" if user.role == "county_admin" else "out_of_scope"
-                outcome.quarantined.append((index, code))
-                audit.append(_audit(user, result.person_id, run_id, now, "denied"))
-                continue
-            before = existing.get(result.result_id)
-            if before is not None:
-                if result.same_content(before):
-                    outcome.duplicates.append(result)
-                else:
-                    outcome.quarantined.append((index, "result_id_conflict"))
-                continue
-            existing[result.result_id] = result.as_row()
-            row = {
-                **result.as_row(),
-                "run_id": run_id,
-                "team_id": place["team_id"],
-                "township_id": place["township_id"],
-                "village_id": place["village_id"],
-                "source": source,
-                "recorded_by": user.name,
-                "recorded_at": now,
-            }
-            rows.append(tuple(row[c] for c in COLUMNS))
-            audit.append(_audit(user, result.person_id, run_id, now, "ok"))
-            outcome.accepted.append(result)
-        if rows:
+        places = _places(conn, run_id, parsed["person_id"].tolist())
+        found = [places.get(p) for p in parsed["person_id"]]
+        allowed = np.array([p is not None and _in_scope(user, p) for p in found], dtype=bool)
+        # a scoped caller cannot tell out-of-scope from non-existent
+        denied_code = "unknown_person" if user.role == "county_admin" else "out_of_scope"
+        codes.update(dict.fromkeys(parsed.index[~allowed].tolist(), denied_code))
+        mine = parsed[allowed]
+        stored = _existing(conn, mine["result_id"].tolist())
+        in_store = mine["result_id"].isin(stored.index).to_numpy()
+        first = ~in_store & ~mine["result_id"].duplicated(keep="first").to_numpy()
+        # each later row with an ID is compared with the stored result, or with the file's first row
+        firsts = mine[first].set_index("result_id", drop=False)
+        reference = pd.concat([stored, firsts]).reindex(mine["result_id"])
+        same = _same_content(mine, reference)
+        accepted = mine[first]
+        outcome.accepted_rows = accepted
+        outcome.duplicate_rows = mine[~first & same]
+        codes.update(dict.fromkeys(mine.index[~first & ~same].tolist(), "result_id_conflict"))
+        if len(accepted):
+            values = {name: accepted[name].tolist() for name in PARSED_COLUMNS}
+            spots = [places[p] for p in values["person_id"]]
+            values.update({name: [spot[name] for spot in spots] for name in PLACE})
+            constant = {"run_id": run_id, "source": source, "recorded_by": user.name, "recorded_at": now}
+            columns = [values[c] if c in values else [constant[c]] * len(spots) for c in COLUMNS]
+            if conn.dialect.name == "sqlite":
+                columns = [
+                    _sqlite_text(v) if c in DATES else v for c, v in zip(COLUMNS, columns, strict=True)
+                ]
+            rows = list(zip(*columns, strict=True))
             insert_rows(conn, CR, COLUMNS, rows)
-        if audit:
-            names = list(audit[0])
-            insert_rows(conn, schema.audit, names, [tuple(row[n] for n in names) for row in audit])
-    outcome.quarantined.sort()
+        audited = pd.concat(
+            [
+                pd.DataFrame({"person_id": parsed["person_id"][~allowed], "outcome": "denied"}),
+                pd.DataFrame({"person_id": accepted["person_id"], "outcome": "ok"}),
+            ]
+        ).sort_index(kind="stable")
+        if len(audited):
+            stamp = now.isoformat(" ") if conn.dialect.name == "sqlite" else now
+            insert_rows(
+                conn,
+                schema.audit,
+                AUDIT_COLUMNS,
+                [
+                    (stamp, user.name, user.role, "call_result", person_id, run_id, result)
+                    for person_id, result in zip(audited["person_id"], audited["outcome"], strict=True)
+                ],
+            )
+    outcome.quarantined = sorted(codes.items())
     return outcome
 
 
-def _audit(user: User, person_id: str, run_id: str, at: datetime, outcome: str) -> dict[str, Any]:
-    return {
-        "at": at,
-        "user_name": user.name,
-        "role": user.role,
-        "endpoint": "call_result",
-        "person_id": person_id,
-        "run_id": run_id,
-        "outcome": outcome,
-    }
+def _sqlite_text(values: list[Any]) -> list[Any]:
+    """Dates as the ISO text the sqlite3 module's adapter would store, converted once per distinct value
+    instead of once per row (what SQLite holds is the same)."""
+    text: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        hit = text.get(value)
+        if hit is None:
+            if isinstance(value, datetime):
+                hit = value.isoformat(" ")
+            elif isinstance(value, date):
+                hit = value.isoformat()
+            else:
+                hit = value
+            text[value] = hit
+        out.append(hit)
+    return out
+
+
+AUDIT_COLUMNS = ["at", "user_name", "role", "endpoint", "person_id", "run_id", "outcome"]
 
 
 def patient_in_scope(conn: Connection, user: User, person_id: str) -> tuple[str | None, bool]:
@@ -286,8 +352,8 @@ def import_results_file(
         written = str(target)
     return ImportOutcome(
         rows=len(rows),
-        accepted=len(outcome.accepted),
-        duplicates=len(outcome.duplicates),
+        accepted=len(outcome.accepted_rows),
+        duplicates=len(outcome.duplicate_rows),
         quarantined=len(outcome.quarantined),
         skipped_blank=skipped,
         by_reason=by_reason,
