@@ -1,0 +1,264 @@
+"""The monthly follow-up call cascade (definitions: risk/definitions/indicators_cascade.yaml).
+
+overdue at the start of the month -> contactable -> called -> result of the first call -> returned to care
+within N days of it; list completion; median days overdue. Per person first (`cascade_people`), then counted
+per county / township / team / village with the small-cell suppression of the other indicators
+(`cascade_table`). Inputs are frames, so the nightly, `risk report`, the overview and the tests share one
+computation; `cascade_for_runs` reads them from two run folders and the call results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from risk.calls.definitions import call_definitions
+from risk.calls.lists import call_states
+from risk.definitions import definition_path, load_yaml
+from risk.errors import DefinitionError, RiskUserError
+from risk.indicators.definitions import indicator_set
+from risk.indicators.periods import Period
+from risk.indicators.suppression import complementary_mask, primary_mask
+
+PLACES = {"township": "township_id", "team": "team_id", "village": "village_id"}
+TABLE_COLUMNS = [
+    "month", "level", "unit", "step", "result", "numerator", "denominator", "value", "suppressed",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CascadeDefinitions:
+    version: str
+    levels: tuple[str, ...]
+    level_labels: dict[str, dict[str, str]]
+    steps: dict[str, dict[str, Any]]
+    returned_within_days: int
+    min_count: int
+
+    def label(self, step: str, language: str = "en") -> str:
+        text = str(self.steps[step][language])
+        return text.replace("${returned_within_days}", str(self.returned_within_days))
+
+
+@lru_cache(maxsize=1)
+def cascade_definitions() -> CascadeDefinitions:
+    raw = load_yaml(definition_path("indicators_cascade.yaml"))
+    steps = raw["steps"]
+    for step, entry in steps.items():
+        for key in ("zh", "en", "of", "definition"):
+            if not entry.get(key):
+                raise DefinitionError(f"indicators_cascade.yaml: step {step} needs `{key}`")
+        if entry["of"] not in (*steps, "registered", "listed"):
+            raise DefinitionError(f"indicators_cascade.yaml: step {step}: unknown denominator {entry['of']}")
+    within = raw["parameters"]["returned_within_days"]
+    days = (
+        getattr(call_definitions().policy, within["from_call_policy"]) if isinstance(within, dict) else within
+    )
+    return CascadeDefinitions(
+        version=str(raw["version"]),
+        levels=tuple(raw["levels"]),
+        level_labels=raw["level_labels"],
+        steps=steps,
+        returned_within_days=int(days),
+        min_count=indicator_set().min_count,
+    )
+
+
+def cascade_people(
+    month: Period,
+    start_tiers: pd.DataFrame,
+    persons: pd.DataFrame,
+    results: pd.DataFrame,
+    visits: pd.DataFrame,
+    listed: set[str] | None = None,
+    defs: CascadeDefinitions | None = None,
+) -> pd.DataFrame:
+    """One row per patient of the start run with the cascade flags of `month`.
+
+    start_tiers: person_id, next_due_on (and fu_last_date when known) from the run current the day before the
+    month; persons: person_id, phone, township_id, team_id, village_id; results: call results (person_id,
+    called_on, result_type, remove_reason, visit_on, recorded_at optional); visits: person_id, visit_date."""
+    defs = defs or cascade_definitions()
+    day_before = month.start - timedelta(days=1)
+    people = start_tiers[["person_id", "next_due_on"]].merge(
+        persons[["person_id", "phone", *PLACES.values()]], on="person_id", how="left"
+    )
+    due = pd.to_datetime(people["next_due_on"])
+    start = pd.Timestamp(month.start)
+    people["overdue"] = (due < start).fillna(False).astype(bool)
+    people["days_overdue"] = np.where(people["overdue"], (start - due).dt.days, np.nan)
+    phone = people["phone"].fillna("").astype(str).str.strip() != ""
+    results = results if results is not None else pd.DataFrame(columns=["person_id", "called_on"])
+    if "fu_last_date" in start_tiers:
+        state_people = start_tiers[["person_id", "fu_last_date"]]
+    else:
+        state_people = start_tiers[["person_id"]].assign(fu_last_date=None)
+    before = results[pd.to_datetime(results["called_on"]).dt.date <= day_before] if len(results) else results
+    states = call_states(state_people, before, day_before).set_index("person_id")["status"]
+    removed = people["person_id"].map(states).eq("removed")
+    people["contactable"] = people["overdue"] & phone & ~removed
+    in_month = results.copy()
+    if len(in_month):
+        called_on = pd.to_datetime(in_month["called_on"]).dt.date
+        in_month = in_month[(called_on >= month.start) & (called_on <= month.end)]
+        order = ["called_on", "recorded_at", "result_id"]
+        in_month = in_month.sort_values([c for c in order if c in in_month], kind="stable")
+    first = (
+        in_month.drop_duplicates("person_id", keep="first").set_index("person_id") if len(in_month) else None
+    )
+    people["called"] = people["person_id"].isin(in_month["person_id"]) if len(in_month) else False
+    people["first_called_on"] = people["person_id"].map(first["called_on"]) if first is not None else None
+    people["first_result"] = people["person_id"].map(first["result_type"]) if first is not None else None
+    window = pd.DataFrame(columns=["person_id", "visit_date"])
+    if visits is not None and len(visits):
+        window = visits[["person_id", "visit_date"]]
+    if len(in_month):
+        came = in_month[in_month["result_type"] == "visited"]
+        window = pd.concat(
+            [window, came.rename(columns={"called_on": "visit_date"})[["person_id", "visit_date"]]]
+        )
+    returned = pd.Series(False, index=people.index)
+    if len(window) and first is not None:
+        w = window.assign(visit_date=pd.to_datetime(window["visit_date"]).dt.normalize())
+        w = w.merge(people.loc[people["called"], ["person_id", "first_called_on"]], on="person_id")
+        first_day = pd.to_datetime(w["first_called_on"])
+        hit = (w["visit_date"] >= first_day) & (
+            w["visit_date"] <= first_day + pd.Timedelta(days=defs.returned_within_days)
+        )
+        returned = people["person_id"].isin(set(w.loc[hit, "person_id"]))
+    people["returned_any"] = returned & people["called"]
+    people["listed"] = people["person_id"].isin(listed) if listed is not None else people["contactable"]
+    people["registered"] = True
+    # the chain, one column per step: each step is a subset of the one before
+    people["overdue_start"] = people["overdue"]
+    people["called_any"] = people["called"]
+    people["called"] = people["contactable"] & people["called_any"]
+    people["returned"] = people["called"] & people["returned_any"]
+    people["list_completion"] = people["listed"] & people["called_any"]
+    return people
+
+
+def _count(people: pd.DataFrame, step: str, entry: dict[str, Any], result_types: list[str]) -> list[tuple]:
+    of = people[entry["of"]] if entry["of"] != "registered" else pd.Series(True, index=people.index)
+    if entry.get("kind") == "median":
+        days = people.loc[people[entry["of"]], "days_overdue"]
+        return [(step, "", int(len(days)), int(len(days)), float(days.median()) if len(days) else np.nan)]
+    denominator = int(of.sum())
+    if entry.get("by_result_type"):
+        rows = []
+        for kind in result_types:
+            numerator = int((of & (people["first_result"] == kind)).sum())
+            rows.append(
+                (step, kind, numerator, denominator, numerator / denominator if denominator else np.nan)
+            )
+        return rows
+    flag = people[step]
+    numerator = int((of & flag).sum())
+    return [(step, "", numerator, denominator, numerator / denominator if denominator else np.nan)]
+
+
+def cascade_table(
+    people: pd.DataFrame, month: Period, min_count: int | None = None, defs: CascadeDefinitions | None = None
+) -> pd.DataFrame:
+    """Counts per step and breakdown unit, suppressed: a cell about 1..k-1 people (or whose complement is)
+    is hidden, and within each step and level enough further cells that none can be recovered from the
+    county row."""
+    defs = defs or cascade_definitions()
+    k = defs.min_count if min_count is None else min_count
+    result_types = list(call_definitions().result_types)
+    rows = []
+    for level in defs.levels:
+        groups = [("", people)] if level == "county" else people.groupby(PLACES[level], sort=True)
+        for unit, group in groups:
+            for step, entry in defs.steps.items():
+                for row in _count(group, step, entry, result_types):
+                    rows.append((month.id, level, unit or "county", *row))
+    table = pd.DataFrame(
+        rows, columns=["month", "level", "unit", "step", "result", "numerator", "denominator", "value"]
+    )
+    is_median = table["step"].map(lambda s: defs.steps[s].get("kind") == "median").to_numpy()
+    hidden = primary_mask(table["numerator"], table["denominator"], k, rate=True)
+    hidden[is_median] = primary_mask(table["denominator"], table["denominator"], k, rate=False)[is_median]
+    primary = hidden.copy()
+    groups = []
+    for (step, result, level), cells in table.groupby(["step", "result", "level"], sort=False):
+        if level == "county":
+            continue
+        total = table.index[
+            (table["step"] == step) & (table["result"] == result) & (table["level"] == "county")
+        ]
+        groups.append((cells.index.to_numpy(), int(total[0])))
+    hidden = complementary_mask(hidden, table["denominator"].to_numpy(float), groups, k)
+    table["suppressed"] = np.where(primary, "primary", np.where(hidden, "secondary", ""))
+    table["numerator"] = table["numerator"].astype("Int64").mask(hidden)
+    table["denominator"] = table["denominator"].astype("Int64").mask(hidden)
+    table["value"] = table["value"].mask(hidden)
+    return table[TABLE_COLUMNS]
+
+
+def run_visits(run_dir: Path) -> pd.DataFrame:
+    """Contact days in a run's canonical tables (follow-up forms, clinic BP, labs, admissions)."""
+    canonical = run_dir / "canonical"
+    sources = {
+        "follow_ups.parquet": "followed_on",
+        "vitals.parquet": "measured_at",
+        "labs.parquet": "measured_at",
+        "encounters.parquet": "admitted_on",
+    }
+    frames = []
+    for name, column in sources.items():
+        path = canonical / name
+        if path.is_file():
+            frame = pd.read_parquet(path, columns=["person_id", column])
+            frames.append(frame.rename(columns={column: "visit_date"}))
+    if not frames:
+        return pd.DataFrame(columns=["person_id", "visit_date"])
+    out = pd.concat(frames, ignore_index=True)
+    out["visit_date"] = pd.to_datetime(out["visit_date"]).dt.normalize()
+    return out.dropna()
+
+
+def _as_of(run_dir: Path) -> date:
+    return date.fromisoformat(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["as_of"])
+
+
+def start_run_for(month: Period, runs_root: Path) -> Path:
+    """The latest run under runs_root scored before the month started."""
+    from risk.indicators.tiers import find_runs
+
+    before = [
+        run for run in find_runs(runs_root) if (run / "run.json").is_file() and _as_of(run) < month.start
+    ]
+    if not before:
+        raise RiskUserError(f"no run under {runs_root} scored before {month.start} (the cascade's start)")
+    return before[-1]
+
+
+def cascade_for_runs(
+    month: Period, start_run: Path, end_run: Path, results: pd.DataFrame, min_count: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-person frame, suppressed table) for `month` from the start run (due dates, places, phones,
+    call lists), the call results and the visits recorded in `end_run`."""
+    start_run, end_run = Path(start_run), Path(end_run)
+    tiers = pd.read_parquet(start_run / "tiers.parquet", columns=["person_id", "next_due_on"])
+    features = start_run / "features.parquet"
+    if features.is_file() and "fu_last_date" in pq.read_schema(features).names:
+        fu = pd.read_parquet(features, columns=["person_id", "fu_last_date"])
+        tiers = tiers.merge(fu, on="person_id", how="left")
+    persons = pd.read_parquet(
+        start_run / "canonical" / "persons.parquet", columns=["person_id", "phone", *PLACES.values()]
+    )
+    listed = None
+    calls = start_run / "calls" / "calls.csv"
+    if calls.is_file():
+        listed = set(pd.read_csv(calls, usecols=["person_id"], dtype=str, encoding="utf-8-sig")["person_id"])
+    people = cascade_people(month, tiers, persons, results, run_visits(end_run), listed=listed)
+    return people, cascade_table(people, month, min_count=min_count)
