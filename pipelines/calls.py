@@ -147,3 +147,21 @@ def run_calls(
     )
     export = export_call_lists(result, Path(out), on, xlsx=xlsx)
     return CallsRun(export=export)
+
+
+def write_cascade(
+    run_dir: Path, start_run: Path | None, as_of: date, results: pd.DataFrame | None
+) -> Path | None:
+    """The call cascade of the month containing `as_of` (month to date) into calls/cascade.csv, suppressed,
+    when call results were read and a run scored before the month exists (its due dates start the cascade)."""
+    from risk.indicators.cascade import cascade_for_runs
+    from risk.indicators.periods import period_containing
+
+    if results is None or start_run is None:
+        return None
+    month = period_containing(as_of, "month")
+    _, table = cascade_for_runs(month, Path(start_run), Path(run_dir), results)
+    target = Path(run_dir) / "calls" / "cascade.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(target, index=False, encoding="utf-8-sig")
+    return target

@@ -243,6 +243,12 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 calls_run = run_calls(staging, options.as_of, staging / "calls", results=call_results,
                                       daily_capacity=options.call_capacity, xlsx=options.xlsx,
                                       check_as_of=False)
+                if call_results is not None:
+                    from pipelines.calls import write_cascade
+                    from risk.indicators.periods import period_containing
+
+                    month_start = period_containing(options.as_of, "month").start
+                    write_cascade(staging, find_previous_run(out, month_start), options.as_of, call_results)
             workload_table, workload_figures = export_workload(tiers, features, options.as_of,
                                                                staging / "lists")
 

@@ -380,15 +380,20 @@ def report(
     file_format: Annotated[str | None, typer.Option("--format", help="html, csv or xlsx")] = None,
     min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
     previous: Annotated[Path | None, typer.Option(help="Earlier run (tier_transitions)")] = None,
-    runs_root: Annotated[Path | None, typer.Option(help="Folder of runs (tier_mix, capitation)")] = None,
+    runs_root: Annotated[
+        Path | None, typer.Option(help="Folder of runs (tier_mix, capitation, call_cascade)")
+    ] = None,
     year: Annotated[int | None, typer.Option(help="Budget year (capitation)")] = None,
     split: Annotated[str | None, typer.Option(help="Alternative surplus split (capitation)")] = None,
     what_if: Annotated[str | None, typer.Option(help="What-if scenario id (capitation)")] = None,
     definitions: Annotated[Path | None, typer.Option(help="County capitation.yaml (capitation)")] = None,
-    store: Annotated[str | None, typer.Option(help="Also store the table for the API (capitation)")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Serving store: capitation also stores its table for the API; call_cascade is recomputed "
+             "from its call results")] = None,
 ) -> None:
     """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression.
-    `capitation`: budget vs fund spend by township, O/E, projection and split (--year)."""
+    `capitation`: budget vs fund spend by township, O/E, projection and split (--year).
+    `call_cascade`: the monthly follow-up call cascade (the run's own, or recomputed with --store)."""
     from risk.indicators.periods import GRAINS
     from risk.indicators.report import write_indicator_report, write_tier_report
 
@@ -409,6 +414,16 @@ def report(
             n = store_capitation(store, run_id, built.as_of, year, township_records(built),
                                  built.definitions.version)
             typer.echo(f"stored {n} township rows of {year} for the API (/api/capitation/{year})")
+    elif indicator == "call_cascade":
+        from risk.indicators.cascade import write_cascade_report
+
+        results = None
+        if store is not None:
+            from pipelines.calls import results_from_store
+
+            results = results_from_store(store, date.max)
+        path = write_cascade_report(run, out, month=period, results=results, runs_root=runs_root,
+                                    min_count=min_count, fmt=file_format)
     elif indicator in ("tier_mix", "tier_transitions"):
         path = write_tier_report(indicator, run, out, fmt=file_format, previous=previous,
                                  runs_root=runs_root, min_count=min_count)

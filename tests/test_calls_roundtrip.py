@@ -117,3 +117,54 @@ def test_results_by_api_and_by_file_steer_the_next_nightly(county: Path, tmp_pat
     assert home.loc[e, "home_visit_reason"] == "invalid_phone"
     registry = pd.read_csv(r2 / "calls" / "registry_suggestions.csv", dtype=str)
     assert registry[["person_id", "registry_change"]].values.tolist() == [[c, "dead"]]
+
+    # the cascade of July (start: r1's due dates) is written, published and served to analysts only
+    tiers1 = pd.read_parquet(r1 / "tiers.parquet")
+    overdue = int((pd.to_datetime(tiers1["next_due_on"]) < pd.Timestamp("2024-07-01")).sum())
+    cascade = pd.read_csv(r2 / "calls" / "cascade.csv", dtype={"result": str}, keep_default_na=False)
+    county = cascade[(cascade["level"] == "county") & (cascade["step"] == "overdue_start")]
+    assert county[["numerator", "denominator"]].astype(int).values.tolist() == [[overdue, len(tiers1)]]
+    called = cascade[(cascade["level"] == "county") & (cascade["step"] == "called")].iloc[0]
+    assert called["suppressed"] == "primary"  # at most five patients called: a small cell
+    from risk.serving.publish import publish_run
+
+    publish_run(r2, store)
+    engine = open_store(store)
+    analyst = add_user(engine, "an", "analyst")
+    engine.dispose()
+    client = TestClient(create_app(store))
+    served = client.get("/api/cascade", headers={"Authorization": f"Bearer {analyst}"}).json()["rows"]
+    assert len(served) == len(cascade) and {r["month"] for r in served} == {"2024-07"}
+    assert client.get("/api/cascade", headers=auth).status_code == 403
+    client.close()
+    from risk.indicators.cascade import overview_block
+    from risk.indicators.report import template_environment
+
+    block = overview_block(r2)
+    assert block["month"] == "2024-07" and block["units"][0] == "county"
+    assert block["rows"][0]["cells"][0] == f"{overdue:,}/{len(tiers1):,} ({overdue / len(tiers1):.0%})"
+    html = template_environment().get_template("overview.html.j2").render(
+        period="2024Q3", headline=[], league=[], league_columns=[], trends=[], league_chart=None, tiers=None,
+        cascade=block, min_count=10, methods=[], tier_definitions={}, provenance={}, trend_span="",
+    )  # fmt: skip
+    assert "外呼级联 Call cascade (2024-07)" in html and "Overdue at the start of the month" in html
+    # `risk report call_cascade --store` recomputes the same table from r1, r2 and the stored results
+    from typer.testing import CliRunner
+
+    from risk.cli import app
+
+    out = tmp_path / "cascade.csv"
+    args = [
+        "report",
+        "call_cascade",
+        "--run",
+        str(r2),
+        "--out",
+        str(out),
+        "--store",
+        store,
+        "--period",
+        "2024-07",
+    ]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert pd.read_csv(out, dtype=str).equals(pd.read_csv(r2 / "calls" / "cascade.csv", dtype=str))

@@ -262,3 +262,96 @@ def cascade_for_runs(
         listed = set(pd.read_csv(calls, usecols=["person_id"], dtype=str, encoding="utf-8-sig")["person_id"])
     people = cascade_people(month, tiers, persons, results, run_visits(end_run), listed=listed)
     return people, cascade_table(people, month, min_count=min_count)
+
+
+def overview_block(run_dir: str | Path, defs: CascadeDefinitions | None = None) -> dict[str, Any] | None:
+    """The county overview's call-cascade section from the run's calls/cascade.csv (None without one):
+    county and township rows of each step, already suppressed."""
+    path = Path(run_dir) / "calls" / "cascade.csv"
+    if not path.is_file():
+        return None
+    defs = defs or cascade_definitions()
+    table = pd.read_csv(
+        path,
+        dtype={"unit": str, "result": str, "month": str},
+        keep_default_na=False,
+        na_values={"numerator": [""], "denominator": [""], "value": [""]},
+        encoding="utf-8-sig",
+    )
+    table = table[table["level"].isin(["county", "township"])]
+    labels = call_definitions()
+    units = ["county", *sorted(set(table.loc[table["level"] == "township", "unit"]))]
+    rows = []
+    for (step, result), cells in table.groupby(["step", "result"], sort=False):
+        median = defs.steps[step].get("kind") == "median"
+        name = defs.label(step, "zh") + " · " + defs.label(step, "en")
+        if result:
+            name += f": {labels.label(result, 'zh')} · {labels.label(result, 'en')}"
+        by_unit = cells.set_index("unit")
+        row = []
+        for unit in units:
+            if unit not in by_unit.index or by_unit.loc[unit, "suppressed"]:
+                row.append("·" if unit in by_unit.index else "")
+                continue
+            cell = by_unit.loc[unit]
+            if median:
+                row.append("–" if pd.isna(cell["value"]) else f"{cell['value']:.0f} d")
+            else:
+                share = "" if pd.isna(cell["value"]) else f" ({cell['value']:.0%})"
+                row.append(f"{int(cell['numerator']):,}/{int(cell['denominator']):,}{share}")
+        rows.append({"name": name, "cells": row})
+    return {
+        "month": str(table["month"].iloc[0]) if len(table) else "",
+        "units": units,
+        "rows": rows,
+        "version": defs.version,
+        "k": defs.min_count,
+    }
+
+
+def write_cascade_report(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    month: str | None = None,
+    results: pd.DataFrame | None = None,
+    runs_root: str | Path | None = None,
+    min_count: int | None = None,
+    fmt: str | None = None,
+) -> Path:
+    """`risk report call_cascade`: the run's calls/cascade.csv as it is, or, given the call results (and
+    optionally another month), recomputed from the run scored before the month (under runs_root, default
+    the run's parent) and this run's visits. CSV, XLSX or HTML."""
+    from risk.indicators.periods import parse_period, period_containing
+
+    run_dir, out = Path(run_dir), Path(out)
+    if results is None:
+        path = run_dir / "calls" / "cascade.csv"
+        if not path.is_file():
+            raise RiskUserError(f"{run_dir}: no calls/cascade.csv; pass --store to compute the cascade")
+        table = pd.read_csv(
+            path,
+            dtype={"unit": str, "result": str, "month": str},
+            keep_default_na=False,
+            na_values={"numerator": [""], "denominator": [""], "value": [""]},
+            encoding="utf-8-sig",
+        )
+        if month is not None and set(table["month"]) != {parse_period(month).id}:
+            raise RiskUserError(
+                f"{path} holds {', '.join(sorted(set(table['month'])))}; pass --store for {month}"
+            )
+    else:
+        period = parse_period(month) if month else period_containing(_as_of(run_dir), "month")
+        start = start_run_for(period, Path(runs_root) if runs_root else run_dir.parent)
+        _, table = cascade_for_runs(period, start, run_dir, results, min_count=min_count)
+    fmt = fmt or out.suffix.lstrip(".").lower() or "csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        table.to_csv(out, index=False, encoding="utf-8-sig")
+    elif fmt == "xlsx":
+        table.to_excel(out, index=False, sheet_name="call_cascade")
+    elif fmt == "html":
+        out.write_text(table.to_html(index=False, na_rep="·"), encoding="utf-8")
+    else:
+        raise RiskUserError(f"--format must be csv, xlsx or html, not {fmt}")
+    return out

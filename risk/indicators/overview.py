@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from risk.errors import RiskUserError
+from risk.indicators.cascade import overview_block
 from risk.indicators.charts import tier_mix_chart, trend_chart, units_chart
 from risk.indicators.engine import compute_indicator
 from risk.indicators.periods import Period, parse_period, period_containing, trailing_periods
@@ -101,6 +102,7 @@ def build_overview(
         league_chart = _league_chart(results, defs, target_period, k)
         tiers = _tier_section(run, results, runs_root, target_period, k) if run.has_tiers else None
         cap = _capitation_section(run.path, target_period.end.year, runs_root) if capitation else None
+        cascade = overview_block(run_dir)
         html = (
             template_environment()
             .get_template("overview.html.j2")
@@ -113,6 +115,7 @@ def build_overview(
                 league_chart=league_chart,
                 tiers=tiers,
                 cap=cap,
+                cascade=cascade,
                 min_count=k,
                 methods=[defs.get(i) for i in HEADLINE],
                 tier_definitions=defs.tier_indicators,

@@ -258,6 +258,13 @@ def create_app(store_url: str) -> FastAPI:
         run_id, view = found
         return _json({"run_id": run_id, "team_id": team_id, **view})
 
+    @app.get("/api/cascade", tags=["aggregates"])
+    def cascade(user: Annotated[User, Depends(current_user)]) -> Any:
+        """The current run's monthly call cascade (suppressed counts) for analysts and the county."""
+        if user.role not in ("analyst", "county_admin"):
+            raise _denied()
+        return read(queries.call_cascade, user)
+
     @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:
         return read(queries.aggregates, user)

@@ -105,6 +105,7 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2) -> Publish
                 result.persons = _load(conn, schema.patients, _patient_batches(source, run_id, as_of))
                 result.search_terms = _load(conn, schema.search_terms, _search_term_batches(source, run_id))
                 _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
+                _load_cascade(conn, run_dir, run_id)
         finally:
             source.close()
         with writer(engine).begin() as conn:
@@ -318,6 +319,30 @@ def _load(conn: Connection, table: Table, batches: Iterator[pa.RecordBatch]) -> 
     return count
 
 
+def _load_cascade(conn: Connection, run_dir: Path, run_id: str) -> int:
+    """The run's call cascade (calls/cascade.csv: suppressed counts, no person) when the nightly wrote it."""
+    import pandas as pd
+
+    path = run_dir / "calls" / "cascade.csv"
+    if not path.is_file():
+        return 0
+    counts = {"numerator": [""], "denominator": [""], "value": [""]}
+    frame = pd.read_csv(path, dtype={"month": str, "unit": str, "result": str, "suppressed": str},
+                        keep_default_na=False, na_values=counts, encoding="utf-8-sig")
+
+    def number(value: Any, kind: type) -> Any:
+        return None if pd.isna(value) else kind(value)
+
+    rows = [
+        (run_id, r.month, r.level, r.unit, r.step, r.result, number(r.numerator, int),
+         number(r.denominator, int), number(r.value, float), r.suppressed)
+        for r in frame.itertuples(index=False)
+    ]
+    if rows:
+        insert_rows(conn, schema.call_cascade, [c.name for c in schema.call_cascade.columns], rows)
+    return len(rows)
+
+
 def _flip_current(conn: Connection, run_id: str, persons: int) -> None:
     conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
         state="published", published_at=datetime.now(UTC), n_persons=persons))
@@ -328,7 +353,8 @@ def _flip_current(conn: Connection, run_id: str, persons: int) -> None:
 
 
 def _delete_run_rows(conn: Connection, run_id: str, *, history: bool) -> None:
-    tables = [schema.patients, schema.search_terms] + ([schema.tier_history] if history else [])
+    tables = [schema.patients, schema.search_terms, schema.call_cascade] + (
+        [schema.tier_history] if history else [])
     for table in tables:
         conn.execute(delete(table).where(table.c.run_id == run_id))
 

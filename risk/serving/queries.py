@@ -219,5 +219,15 @@ def aggregates(conn: Connection, user: User) -> dict[str, Any]:
     }
 
 
-__all__ = ["NoCurrentRun", "aggregates", "current_run", "patient_view", "search", "team_in_scope",
-           "team_priority_list", "team_workload"]
+def call_cascade(conn: Connection, user: User) -> dict[str, Any]:
+    """The current run's call cascade rows (already small-cell suppressed; county-level data)."""
+    run_id = _run_id(conn)
+    table = schema.call_cascade
+    query = select(table).where(table.c.run_id == run_id).order_by(
+        table.c.month, table.c.level, table.c.unit, table.c.step, table.c.result)
+    rows = conn.execute(query).mappings().all()
+    return {"run_id": run_id, "rows": [{k: v for k, v in row.items() if k != "run_id"} for row in rows]}
+
+
+__all__ = ["NoCurrentRun", "aggregates", "call_cascade", "current_run", "patient_view", "search",
+           "team_in_scope", "team_priority_list", "team_workload"]

@@ -185,3 +185,21 @@ capitation = Table(
     Column("definitions_version", String(64)),
     Column("payload", Text, nullable=False),
 )
+
+
+call_cascade = Table(
+    # The run's monthly call cascade (risk/indicators/cascade.py), already small-cell suppressed: counts
+    # only, no person. Loaded by publish from the run's calls/cascade.csv, pruned with the run.
+    "serving_call_cascade",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("month", String(8), primary_key=True),
+    Column("level", String(16), primary_key=True),
+    Column("unit", String(64), primary_key=True),
+    Column("step", String(32), primary_key=True),
+    Column("result", String(32), primary_key=True),
+    Column("numerator", Integer),
+    Column("denominator", Integer),
+    Column("value", Float),
+    Column("suppressed", String(16), nullable=False),
+)
