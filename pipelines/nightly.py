@@ -248,7 +248,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     from risk.indicators.periods import period_containing
 
                     month_start = period_containing(options.as_of, "month").start
-                    write_cascade(staging, find_previous_run(out, month_start), options.as_of, call_results)
+                    write_cascade(staging, previous_run(out, month_start), options.as_of, call_results)
             workload_table, workload_figures = export_workload(tiers, features, options.as_of,
                                                                staging / "lists")
 

@@ -24,6 +24,16 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert any((current / "lists" / "xlsx").glob("*.xlsx"))
     assert (out / "county-overview.html").stat().st_size > 10_000
     assert date(2024, 12, 31).isoformat() in (current / "summary.md").read_text(encoding="utf-8")
+    # a month of the follow-up loop: the run before December, its results imported, the cascade in December
+    assert (out / "run-2024-11-30" / "calls" / "calls.csv").exists()
+    assert "## Call cascade 2024-12 (county)" in result.output
+    import pandas as pd
+
+    cascade = pd.read_csv(current / "calls" / "cascade.csv", dtype={"result": str}, keep_default_na=False)
+    county = cascade[cascade["level"] == "county"].set_index(["step", "result"])
+    called, returned = (int(county.loc[(step, ""), "numerator"]) for step in ("called", "returned"))
+    assert called > 0 and 0 < returned < called
+    assert "外呼级联 Call cascade (2024-12)" in (out / "county-overview.html").read_text(encoding="utf-8")
 
 
 def test_demo_never_replaces_an_input_folder_it_did_not_write(tmp_path: Path):
