@@ -232,7 +232,7 @@ def _as_of(run_dir: Path) -> date:
 
 def start_run_for(month: Period, runs_root: Path) -> Path:
     """The latest run under runs_root scored before the month started."""
-    from risk.indicators.tiers import find_runs
+    from risk.run.history import find_runs
 
     before = [
         run for run in find_runs(runs_root) if (run / "run.json").is_file() and _as_of(run) < month.start
