@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +77,7 @@ def served(tmp_path: Path) -> Iterator[dict]:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "token": token, "run": run}
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "run": run, "store": store}
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -143,3 +144,68 @@ def test_log_in_search_open_patient_and_see_colour_and_chart(served: dict, tmp_p
                     Path(shots, name).write_bytes((tmp_path / name).read_bytes())
         finally:
             browser.close()
+
+
+def test_record_call_results_from_a_phone_width_page(served: dict, tmp_path: Path) -> None:
+    """Issue 16: a village doctor on a phone dials from the team list and records results there and on the
+    patient card (Chinese first); the results land in the store as `web` results and show in the history."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from risk.serving.call_results import results_frame
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            page.goto(served["url"] + "/")
+            page.fill("#token", served["token"])
+            page.click("#login-form button")
+            first = page.locator("#team-list tr.row").first
+            expect(first).to_be_visible()
+            person = first.get_attribute("data-person")
+            phone = (
+                pd.read_parquet(served["run"] / "canonical" / "persons.parquet")
+                .set_index("person_id")
+                .loc[person, "phone"]
+            )
+            assert first.locator("a.tel").get_attribute("href") == f"tel:{phone}"
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
+
+            first.locator("button.record").click()
+            form = page.locator(f"#team-list form.call-form[data-person='{person}']")
+            expect(form).to_be_visible()
+            expect(form.locator(".field-call_result span")).to_have_text("呼叫结果")
+            form.locator("select[name=result]").select_option("agreed_to_visit")
+            expect(form.locator(".field-visit_on")).to_be_visible()
+            expect(form.locator(".field-sbp")).to_be_hidden()
+            form.locator("input[name=visit_on]").fill("2030-01-05")
+            form.locator("button[type=submit]").click()
+            expect(form.locator(".call-status")).to_have_text("已记录")
+            page.screenshot(path=str(tmp_path / "call-form-team.png"), full_page=True)
+
+            first.click()  # the patient card: history shows the result, a second result with readings
+            card = page.locator("#patient")
+            expect(card.locator("#call-history li")).to_have_count(1)
+            expect(card.locator("a.tel")).to_have_attribute("href", f"tel:{phone}")
+            card_form = card.locator("form.call-form")
+            card_form.locator("select[name=result]").select_option("visited")
+            card_form.locator("input[name=sbp]").fill("128")
+            card_form.locator("input[name=dbp]").fill("82")
+            card_form.locator("button[type=submit]").click()
+            expect(card_form.locator(".call-status")).to_have_text("已记录")
+            expect(card.locator("#call-history li")).to_have_count(2)
+            page.screenshot(path=str(tmp_path / "call-form-card.png"), full_page=True)
+            shots = os.environ.get("RISK_SCREENSHOT_DIR")
+            if shots:
+                for name in ("call-form-team.png", "call-form-card.png"):
+                    Path(shots, name).write_bytes((tmp_path / name).read_bytes())
+        finally:
+            browser.close()
+    engine = open_store(served["store"])
+    try:
+        stored = results_frame(engine, date.today())
+    finally:
+        engine.dispose()
+    assert stored["person_id"].tolist() == [person, person]
+    assert sorted(stored["result_type"]) == ["agreed_to_visit", "visited"]
+    assert set(stored["source"]) == {"web"} and stored["sbp"].max() == 128.0

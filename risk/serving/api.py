@@ -213,8 +213,8 @@ def create_app(store_url: str) -> FastAPI:
                          409: {"description": "result_id already used for a different result"},
                          422: {"description": "Invalid result (reason code in detail)"}})
     def record_call(person_id: str, body: CallResultIn, user: Annotated[User, Depends(clinician)]) -> Any:
-        raw = {**body.model_dump(), "person_id": person_id}
-        outcome = call_results.record_results(engine, user, [raw], source="api")
+        raw = {**body.model_dump(exclude={"channel"}), "person_id": person_id}
+        outcome = call_results.record_results(engine, user, [raw], source=body.channel)
         if outcome.quarantined:
             code = outcome.quarantined[0][1]
             if code in ("out_of_scope", "unknown_person"):
@@ -228,6 +228,18 @@ def create_app(store_url: str) -> FastAPI:
         answer = _json({"run_id": outcome.run_id, "recorded": bool(outcome.accepted), **stored.as_row()})
         answer.status_code = 201 if outcome.accepted else 200
         return answer
+
+    @app.get("/api/calls/types", tags=["calls"])
+    def call_types(user: Annotated[User, Depends(clinician)]) -> Any:
+        """Result types and removal reasons with their Chinese and English labels (call_results.yaml)."""
+        from risk.calls.definitions import call_definitions
+
+        defs = call_definitions()
+        def pick(entries: dict) -> list[dict]:
+            return [{"code": code, "zh": e["zh"], "en": e["en"], "requires": e.get("requires", []),
+                     "readings": e.get("readings", [])} for code, e in entries.items()]
+        return {"version": defs.version, "result_types": pick(defs.result_types),
+                "remove_reasons": pick(defs.remove_reasons)}
 
     @app.get("/api/patients/{person_id}/calls", tags=["calls"])
     def calls_of(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ class PatientSummary(BaseModel):
     sex: str | None
     age: float | None
     phone_masked: str | None
+    phone: str | None = Field(default=None, description="Full number on the team list only (to dial)")
     national_id_masked: str | None = Field(description="Region and last 4 only; the clear ID is never stored")
     team_id: str | None
     township_id: str | None
@@ -169,3 +170,4 @@ class CallResultIn(BaseModel):
     dbp: float | None = None
     fpg: float | None = None
     note: str | None = Field(default=None, max_length=500)
+    channel: Literal["api", "web"] = Field(default="api", description="web: recorded on the web page")

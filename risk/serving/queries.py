@@ -165,7 +165,8 @@ def team_priority_list(conn: Connection, user: User, team_id: str, limit: int = 
                     P.c.team_id, P.c.township_id)
     query = query.order_by(P.c.priority.is_(None), P.c.priority, P.c.tier_rank, P.c.days_overdue.desc(),
                            P.c.person_id).limit(limit)
-    return run_id, [_summary(row) for row in conn.execute(query).mappings()]
+    # the team list is the call list: in-scope staff see the full number so the page can dial it
+    return run_id, [{**_summary(row), "phone": row["phone"]} for row in conn.execute(query).mappings()]
 
 
 def team_workload(conn: Connection, user: User, team_id: str) -> tuple[str, dict[str, Any]]:

@@ -17,6 +17,9 @@ const TEXT = {
     tc: "总胆固醇", ldl_c: "低密度脂蛋白", hdl_c: "高密度脂蛋白", egfr: "eGFR", uacr: "尿白蛋白肌酐比",
     chinapar_risk_10y: "China-PAR 十年风险", model_reasons: "模型认为风险较高的原因",
     model_probability: "模型预测12个月不良结局概率", combine_reason: "综合分层说明",
+    calls: "随访电话", call_result: "呼叫结果", remove_reason: "移出原因", visit_on: "约定日期",
+    called_on: "呼叫日期", note: "备注", record: "记录结果", recorded: "已记录", already: "已记录过",
+    call_history: "呼叫记录", dial: "拨打", no_calls: "暂无呼叫记录", invalid: "请检查填写内容",
   },
   en: {
     title: "Chronic-disease risk lookup", login: "Log in", logout: "Log out", token: "Access token",
@@ -35,10 +38,15 @@ const TEXT = {
     chinapar_risk_10y: "China-PAR 10-year risk", model_reasons: "What raises the model's risk estimate",
     model_probability: "Model: probability of an adverse outcome in 12 months",
     combine_reason: "How the combined tier was set",
+    calls: "Follow-up calls", call_result: "Call result", remove_reason: "Remove reason",
+    visit_on: "Visit date", called_on: "Called on", note: "Note", record: "Record result",
+    recorded: "Recorded", already: "Already recorded", call_history: "Call history", dial: "Call",
+    no_calls: "No calls yet", invalid: "Please check the form",
   },
 };
 const COLOURS = { red: "#c62828", yellow: "#f2b705", green: "#2e7d32" };
-const state = { lang: localStorage.getItem("risk_lang") || "zh", me: null, patient: null, team: null };
+const state = { lang: localStorage.getItem("risk_lang") || "zh", me: null, patient: null, team: null,
+                callTypes: null };
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => (TEXT[state.lang][key] ?? key);
@@ -110,6 +118,7 @@ async function login(token) {
   $("team-panel").hidden = !patientLevel;
   $("aggregates-panel").hidden = patientLevel;
   if (!patientLevel) { loadAggregates(); return; }
+  try { state.callTypes = await api("/api/calls/types"); } catch (error) { state.callTypes = null; }
   if (state.me.team_id) loadTeam(state.me.team_id);
   else $("team-form").hidden = false;
   $("search").focus();
@@ -182,7 +191,7 @@ function renderPatient(p) {
     el("h2", {}, p.name || p.person_id, badge(p.tier)),
     el("div", { class: "facts" },
       fact("person_id", p.person_id), fact("age", Math.floor(p.age ?? 0)), fact("sex", t(p.sex)),
-      fact("phone", p.phone), fact("national_id", p.national_id_masked),
+      fact("phone", telLink(p.phone)), fact("national_id", p.national_id_masked),
       fact("conditions", (p.conditions || []).map(t).join("、")),
       fact("tier_rules", t(p.tier_rules || "no_data")), fact("tier_model", t(p.tier_model || "no_data")),
       fact("next_due", p.next_due_on), fact("overdue", p.days_overdue), fact("as_of", p.as_of),
@@ -201,6 +210,9 @@ function renderPatient(p) {
     el("div", { class: "facts" }, measurements),
     el("h3", {}, t("trend")),
     trendChart(p),
+    el("h3", {}, t("calls")),
+    el("ul", { id: "call-history", class: "reasons" }),
+    callForm(p.person_id, () => loadCallHistory(p.person_id)),
     el("h3", {}, t("history")),
     el("table", { id: "history" },
       el("tr", {}, el("th", {}, t("as_of")), el("th", {}, t("tier")), el("th", {}, t("tier_rules")),
@@ -209,7 +221,103 @@ function renderPatient(p) {
         el("td", {}, h.as_of), el("td", {}, tierDot(h.tier), t(h.tier || "no_data")),
         el("td", {}, t(h.tier_rules || "no_data")), el("td", {}, t(h.tier_model || "no_data"))))),
   );
+  loadCallHistory(p.person_id);
   card.scrollIntoView({ block: "start" });
+}
+
+// --- follow-up calls: a dial link and a result form (patient card and team list) -----------------------
+function telLink(phone) {
+  if (!phone) return null;
+  return el("a", { class: "tel", href: `tel:${String(phone).replace(/[^0-9+]/g, "")}` }, phone);
+}
+
+function label(entry) { return entry ? (entry[state.lang] || entry.en || entry.code) : ""; }
+
+function newResultId() {
+  const random = (globalThis.crypto && crypto.randomUUID) ? crypto.randomUUID()
+    : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  return `web-${random}`.slice(0, 64);
+}
+
+function callForm(personId, onDone) {
+  const types = state.callTypes;
+  if (!types) return el("p", { class: "muted" }, "");
+  const resultId = newResultId();  // one per form: a retried submit records the result once
+  const today = new Date().toISOString().slice(0, 10);
+  const field = (key, input) => el("label", { class: `field field-${key}` }, el("span", {}, t(key)), input);
+  const choice = (name, entries) => el("select", { name },
+    el("option", { value: "" }, "—"), entries.map((e) => el("option", { value: e.code }, label(e))));
+  const number = (name, step) => el("input", { name, type: "number", step, inputmode: "decimal" });
+  const form = el("form", { class: "call-form", "data-person": personId },
+    field("call_result", choice("result", types.result_types)),
+    field("remove_reason", choice("remove_reason", types.remove_reasons)),
+    field("visit_on", el("input", { name: "visit_on", type: "date" })),
+    field("sbp", number("sbp", "1")), field("dbp", number("dbp", "1")), field("fpg", number("fpg", "0.1")),
+    field("called_on", el("input", { name: "called_on", type: "date", value: today, max: today })),
+    field("note", el("input", { name: "note", maxlength: "500" })),
+    el("button", { type: "submit" }, t("record")),
+    el("span", { class: "call-status", role: "status" }));
+  const show = () => {
+    const kind = form.elements.result.value;
+    const wanted = types.result_types.find((e) => e.code === kind) || {};
+    form.querySelector(".field-remove_reason").hidden = kind !== "removed";
+    form.querySelector(".field-visit_on").hidden = !(wanted.requires || []).includes("visit_on");
+    for (const r of ["sbp", "dbp", "fpg"]) {
+      form.querySelector(`.field-${r}`).hidden = !(wanted.readings || []).includes(r);
+    }
+  };
+  form.elements.result.addEventListener("change", show);
+  show();
+  form.addEventListener("click", (event) => event.stopPropagation());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    const status = form.querySelector(".call-status");
+    const value = (name) => form.elements[name].value.trim();
+    const body = { result_id: resultId, result: value("result"), called_on: value("called_on") || null,
+                   channel: "web" };
+    if (!body.result) { status.textContent = t("invalid"); return; }
+    if (body.result === "removed") body.remove_reason = value("remove_reason") || null;
+    if (value("visit_on")) body.visit_on = value("visit_on");
+    for (const r of ["sbp", "dbp", "fpg"]) if (value(r)) body[r] = Number(value(r));
+    if (value("note")) body.note = value("note");
+    try {
+      const token = sessionStorage.getItem("risk_token");
+      const response = await fetch(`/api/patients/${encodeURIComponent(personId)}/calls`, {
+        method: "POST", body: JSON.stringify(body),
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      });
+      if (response.status === 401) { logout(t("bad_token")); return; }
+      if (response.status === 201 || response.status === 200) {
+        status.textContent = response.status === 201 ? t("recorded") : t("already");
+        form.dataset.recorded = "1";
+        form.querySelector("button").disabled = true;
+        if (onDone) onDone();
+        return;
+      }
+      status.textContent = response.status === 403 ? t("not_permitted") : t("invalid");
+    } catch (error) {
+      status.textContent = t("error");
+    }
+  });
+  return form;
+}
+
+async function loadCallHistory(personId) {
+  const list = $("call-history");
+  if (!list) return;
+  try {
+    const data = await api(`/api/patients/${encodeURIComponent(personId)}/calls`);
+    const types = state.callTypes || { result_types: [], remove_reasons: [] };
+    const name = (code, entries) => label(entries.find((e) => e.code === code)) || code;
+    list.replaceChildren(...(data.calls.length ? data.calls.map((c) => el("li", { "data-result": c.result_id },
+      `${c.called_on} · ${name(c.result_type, types.result_types)}`
+      + (c.remove_reason ? ` · ${name(c.remove_reason, types.remove_reasons)}` : "")
+      + (c.visit_on ? ` · ${t("visit_on")} ${c.visit_on}` : "")
+      + (c.sbp ? ` · ${c.sbp}/${c.dbp}` : ""))) : [el("li", { class: "muted" }, t("no_calls"))]));
+  } catch (error) {
+    list.replaceChildren(el("li", { class: "muted" }, t("error")));
+  }
 }
 
 // Two stacked panels sharing one time axis: BP (SBP, DBP) and fasting glucose, with the control
@@ -300,13 +408,27 @@ function renderTeam(team) {
   $("team-name").textContent = team.team_id;
   $("team-status").textContent = `${team.patients.length} · ${team.run_id}`;
   $("team-list").replaceChildren(
-    el("tr", {}, ["tier", "name", "person_id", "age", "next_due", "overdue", "reasons"].map((k) =>
+    el("tr", {}, ["tier", "name", "person_id", "age", "next_due", "overdue", "reasons", "calls"].map((k) =>
       el("th", {}, t(k)))),
-    ...team.patients.map((p) => el("tr", { class: "row", "data-person": p.person_id,
-                                       onclick: () => openPatient(p.person_id) },
-      el("td", {}, tierDot(p.tier), t(p.tier || "no_data")), el("td", {}, p.name || ""),
-      el("td", {}, p.person_id), el("td", {}, Math.floor(p.age ?? 0)), el("td", {}, p.next_due_on || ""),
-      el("td", {}, p.days_overdue ?? ""), el("td", {}, p.top_reason ? reasonText(p.top_reason) : ""))),
+    ...team.patients.flatMap((p) => {
+      const formRow = el("tr", { class: "call-row", hidden: "" });
+      const toggle = (event) => {
+        event.stopPropagation();
+        if (!formRow.firstChild) {
+          formRow.append(el("td", { colspan: "8" }, callForm(p.person_id, null)));
+        }
+        formRow.hidden = !formRow.hidden;
+      };
+      const dial = telLink(p.phone);
+      if (dial) dial.addEventListener("click", (event) => event.stopPropagation());
+      return [el("tr", { class: "row", "data-person": p.person_id, onclick: () => openPatient(p.person_id) },
+        el("td", {}, tierDot(p.tier), t(p.tier || "no_data")), el("td", {}, p.name || ""),
+        el("td", {}, p.person_id), el("td", {}, Math.floor(p.age ?? 0)), el("td", {}, p.next_due_on || ""),
+        el("td", {}, p.days_overdue ?? ""), el("td", {}, p.top_reason ? reasonText(p.top_reason) : ""),
+        el("td", { class: "call-cell" }, dial,
+           state.callTypes ? el("button", { type: "button", class: "record", onclick: toggle }, t("record"))
+             : null)), formRow];
+    }),
   );
 }
 
