@@ -13,7 +13,6 @@ from risk.atomic import check_replaceable
 from risk.indicators.overview import build_overview
 from risk.indicators.periods import period_containing
 from risk.serving.call_results import import_results_file
-from risk.serving.publish import publish_run
 from risk.synth import SynthConfig, generate_county
 from risk.synth.calls import simulate_call_month
 
@@ -41,7 +40,6 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
         input_dir=input_dir, as_of=as_of, out=out / f"run-{as_of.isoformat()}", previous_run=previous,
         store_url=loop["store"], accept_model_drift=True,
     ))
-    publish_run(current.run_dir, loop["store"])
     # the national control-rate indicators are annual (年内): headline the calendar year of the run
     overview = build_overview(current.run_dir, out / "county-overview.html", period=str(as_of.year),
                               runs_root=out)
@@ -59,9 +57,10 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
 
 
 def _call_month(out: Path, input_dir: Path, as_of: date, seed: int) -> dict[str, str]:
-    """One month of the follow-up loop before `as_of`: a run on the day before the month (its call lists),
-    published; synthetic call results for the month (risk/definitions/synth_calls.yaml) written as a phone
-    platform's CSV and imported into the store; the run on `as_of` then reads them."""
+    """One month of the follow-up loop before `as_of`: a run on the day before the month (its call lists;
+    the nightly publishes it to the demo store), synthetic call results for the month
+    (risk/definitions/synth_calls.yaml) written as a phone platform's CSV and imported into the store; the
+    run on `as_of` then reads them."""
     month = period_containing(as_of, "month")
     start_as_of = month.start - timedelta(days=1)
     store_path = (out / "store.db").resolve()
@@ -71,7 +70,6 @@ def _call_month(out: Path, input_dir: Path, as_of: date, seed: int) -> dict[str,
     start_dir = out / f"run-{start_as_of.isoformat()}"
     start = run_nightly(NightlyOptions(input_dir=input_dir, as_of=start_as_of, out=start_dir, store_url=store,
                                        xlsx=False, accept_model_drift=True))
-    publish_run(start.run_dir, store)
     tiers = pd.read_parquet(start.run_dir / "tiers.parquet", columns=["person_id", "next_due_on"])
     persons = pd.read_parquet(start.run_dir / "canonical" / "persons.parquet", columns=["person_id", "phone"])
     results = simulate_call_month(tiers, persons, month.start, min(month.end, as_of), seed=seed)
