@@ -117,14 +117,21 @@ def cascade_people(
     people["called"] = people["person_id"].isin(in_month["person_id"]) if len(in_month) else False
     people["first_called_on"] = people["person_id"].map(first["called_on"]) if first is not None else None
     people["first_result"] = people["person_id"].map(first["result_type"]) if first is not None else None
-    window = pd.DataFrame(columns=["person_id", "visit_date"])
-    if visits is not None and len(visits):
-        window = visits[["person_id", "visit_date"]]
-    if len(in_month):
-        came = in_month[in_month["result_type"] == "visited"]
-        window = pd.concat(
-            [window, came.rename(columns={"called_on": "visit_date"})[["person_id", "visit_date"]]]
+
+    def days(frame: pd.DataFrame, column: str) -> pd.DataFrame:  # one datetime64 dtype: a fast concat
+        return pd.DataFrame(
+            {
+                "person_id": frame["person_id"],
+                "visit_date": pd.to_datetime(frame[column]).astype("datetime64[ns]"),
+            }
         )
+
+    parts = [days(visits, "visit_date")] if visits is not None and len(visits) else []
+    if len(in_month):
+        parts.append(days(in_month[in_month["result_type"] == "visited"], "called_on"))
+    window = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["person_id", "visit_date"])
+    )
     returned = pd.Series(False, index=people.index)
     if len(window) and first is not None:
         w = window.assign(visit_date=pd.to_datetime(window["visit_date"]).dt.normalize())
@@ -146,25 +153,6 @@ def cascade_people(
     return people
 
 
-def _count(people: pd.DataFrame, step: str, entry: dict[str, Any], result_types: list[str]) -> list[tuple]:
-    of = people[entry["of"]] if entry["of"] != "registered" else pd.Series(True, index=people.index)
-    if entry.get("kind") == "median":
-        days = people.loc[people[entry["of"]], "days_overdue"]
-        return [(step, "", int(len(days)), int(len(days)), float(days.median()) if len(days) else np.nan)]
-    denominator = int(of.sum())
-    if entry.get("by_result_type"):
-        rows = []
-        for kind in result_types:
-            numerator = int((of & (people["first_result"] == kind)).sum())
-            rows.append(
-                (step, kind, numerator, denominator, numerator / denominator if denominator else np.nan)
-            )
-        return rows
-    flag = people[step]
-    numerator = int((of & flag).sum())
-    return [(step, "", numerator, denominator, numerator / denominator if denominator else np.nan)]
-
-
 def cascade_table(
     people: pd.DataFrame, month: Period, min_count: int | None = None, defs: CascadeDefinitions | None = None
 ) -> pd.DataFrame:
@@ -174,13 +162,39 @@ def cascade_table(
     defs = defs or cascade_definitions()
     k = defs.min_count if min_count is None else min_count
     result_types = list(call_definitions().result_types)
+    # one column of 0/1 per cell (numerator and denominator), summed per unit with one groupby per level
+    cells: list[tuple[str, str]] = []
+    columns: dict[str, pd.Series] = {}
+    for step, entry in defs.steps.items():
+        of = people[entry["of"]].astype(bool)
+        kinds = result_types if entry.get("by_result_type") else [""]
+        for kind in kinds:
+            cells.append((step, kind))
+            if entry.get("kind") == "median":
+                hit = of
+            elif kind:
+                hit = of & (people["first_result"] == kind)
+            else:
+                hit = of & people[step].astype(bool)
+            columns[f"n|{step}|{kind}"], columns[f"d|{step}|{kind}"] = hit, of
+    flags = pd.DataFrame(columns).astype(np.int64)
     rows = []
     for level in defs.levels:
-        groups = [("", people)] if level == "county" else people.groupby(PLACES[level], sort=True)
-        for unit, group in groups:
-            for step, entry in defs.steps.items():
-                for row in _count(group, step, entry, result_types):
-                    rows.append((month.id, level, unit or "county", *row))
+        key = pd.Series("county", index=people.index) if level == "county" else people[PLACES[level]]
+        sums = flags.groupby(key, sort=True).sum()
+        medians: dict[str, pd.Series] = {}
+        for step, entry in defs.steps.items():
+            if entry.get("kind") == "median":
+                of = people[entry["of"]].astype(bool)
+                medians[step] = people.loc[of, "days_overdue"].groupby(key[of]).median()
+        for unit, counts in sums.iterrows():
+            for step, kind in cells:
+                n, d = int(counts[f"n|{step}|{kind}"]), int(counts[f"d|{step}|{kind}"])
+                if step in medians:
+                    value = float(medians[step].get(unit, np.nan))
+                    rows.append((month.id, level, unit, step, kind, d, d, value))
+                else:
+                    rows.append((month.id, level, unit, step, kind, n, d, n / d if d else np.nan))
     table = pd.DataFrame(
         rows, columns=["month", "level", "unit", "step", "result", "numerator", "denominator", "value"]
     )
@@ -218,12 +232,15 @@ def run_visits(run_dir: Path) -> pd.DataFrame:
         path = canonical / name
         if path.is_file():
             frame = pd.read_parquet(path, columns=["person_id", column])
-            frames.append(frame.rename(columns={column: "visit_date"}))
+            day = pd.to_datetime(frame[column], utc=isinstance(frame[column].dtype, pd.DatetimeTZDtype))
+            if isinstance(day.dtype, pd.DatetimeTZDtype):
+                day = day.dt.tz_localize(None)
+            # one datetime64 dtype per table before concatenating (mixed dtypes fall back to slow objects)
+            frames.append(pd.DataFrame({"person_id": frame["person_id"], "visit_date": day.dt.normalize()}))
     if not frames:
         return pd.DataFrame(columns=["person_id", "visit_date"])
-    out = pd.concat(frames, ignore_index=True)
-    out["visit_date"] = pd.to_datetime(out["visit_date"]).dt.normalize()
-    return out.dropna()
+    frames = [f.assign(visit_date=f["visit_date"].astype("datetime64[ns]")) for f in frames]
+    return pd.concat(frames, ignore_index=True).dropna()
 
 
 def _as_of(run_dir: Path) -> date:
