@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk import provenance
+from risk import privacy, provenance
 from risk.atomic import check_replaceable, swap_into_place
 from risk.errors import RiskUserError
 from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
@@ -93,6 +93,13 @@ def default_model_dir() -> Path | None:
     return current.parent / current.read_text(encoding="utf-8").strip()
 
 
+_ID_KEY_TEXT = {
+    "county": "the county key (RISK_ID_KEY)",
+    "development": "**the development key** (--dev-id-key): for synthetic or test data only, never publish "
+                   "real patients hashed with it",
+}
+
+
 def _write_summary(manifest: dict, path: Path, workload: pd.DataFrame | None = None) -> None:
     counts = manifest["counts"]
     lines = [
@@ -102,6 +109,7 @@ def _write_summary(manifest: dict, path: Path, workload: pd.DataFrame | None = N
         f"- data snapshot: `{manifest['versions']['data_fingerprint']}`",
         f"- contract {manifest['versions']['contract']}, rule set {manifest['versions']['rule_set']}, "
         f"model {manifest['versions']['model']}, code {manifest['versions']['code']}",
+        f"- national-ID key: {_ID_KEY_TEXT.get(manifest['versions'].get('id_key'), 'unknown')}",
         "",
     ]
     warnings = manifest.get("warnings") or []
@@ -160,6 +168,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     if not Path(options.input_dir).is_dir():
         raise RiskUserError(f"{options.input_dir}: input folder not found")
     check_replaceable(out, "run.json", "an earlier run folder")
+    id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
     if options.previous_run is not None and not (Path(options.previous_run) / "tiers.parquet").is_file():
         raise RiskUserError(f"{options.previous_run}: not a run folder (no tiers.parquet) for --previous")
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
@@ -265,17 +274,28 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 .groupby(["township_id", "tier"]).size().unstack(fill_value=0)
             )
             validation_json = json.loads((staging / "validation.json").read_text(encoding="utf-8"))
+            made_from = {
+                "data_fingerprint": validation_json["input_fingerprint"],
+                "rule_set_fingerprint": rule_estimator.rule_set_.fingerprint,
+                "model": model_version,
+                "code": provenance.code_version(),
+            }
+            fingerprint = provenance.text_fingerprint(json.dumps(made_from, sort_keys=True))
             manifest = {
-                "run_id": f"{options.as_of.isoformat()}-{validation_json['input_fingerprint'][:12]}",
+                # data, rule set, model and code: changing any of them gives another run id
+                "run_id": f"{options.as_of.isoformat()}-{fingerprint}",
                 "as_of": options.as_of.isoformat(),
                 "input_dir": str(Path(options.input_dir).resolve().name),
                 "versions": {
                     "data_fingerprint": validation_json["input_fingerprint"],
                     "contract": validation_json["contract_version"],
                     "rule_set": rule_estimator.rule_set_version_,
+                    "rule_set_fingerprint": made_from["rule_set_fingerprint"],
                     "model": model_version,
                     "feature_set": FEATURE_SET_VERSION,
-                    "code": provenance.code_version(),
+                    "code": made_from["code"],
+                    "run_fingerprint": fingerprint,
+                    "id_key": id_key,
                 },
                 "validation": {
                     table: {"read": row["rows_read"], "accepted": row["rows_accepted"],

@@ -63,12 +63,21 @@ def parse_date(value: str) -> date:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    dev_id_key: Annotated[bool, typer.Option(
+        "--dev-id-key", help="Hash national IDs with the development key when RISK_ID_KEY is not set "
+                             "(synthetic or test data only; recorded in run.json and summary.md)")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if dev_id_key:
+        from risk import privacy
+
+        privacy.allow_dev_key()
     if not verbose:  # Alembic narrates every schema comparison of the serving store at INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -221,7 +230,10 @@ def demo(
     """End to end on the embedded default: synthetic county -> validate -> features -> tiers -> lists ->
     report, for the previous quarter and the scoring date (so tier transitions show)."""
     from pipelines.demo import run_demo
+    from risk import privacy
 
+    if not privacy.key_kind_or_none():
+        privacy.allow_dev_key()  # the demo county is synthetic; run.json and summary.md say which key
     typer.echo(run_demo(out, persons=persons, seed=seed, as_of=parse_date(as_of)))
 
 
@@ -231,11 +243,51 @@ def publish(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (output of `risk nightly`)")],
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
     keep_runs: Annotated[int, typer.Option(help="Runs whose patient rows are kept (history is kept)")] = 2,
+    make_current: Annotated[bool, typer.Option(
+        "--make-current", help="Serve this run even though it is older than the current one")] = False,
 ) -> None:
     """Publish a run to the serving store atomically (readers see the old run or the new, never a mix)."""
     from risk.serving import publish_run
 
-    typer.echo(publish_run(run_dir, store, keep_runs=keep_runs).render())
+    typer.echo(publish_run(run_dir, store, keep_runs=keep_runs, make_current=make_current).render())
+
+
+runs_app = typer.Typer(help="Runs in the serving store and which one readers see.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+@user_errors_are_clean
+def runs_list(
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+) -> None:
+    """Runs in the store, newest first; `*` marks the current run."""
+    from risk.serving.publish import list_runs
+
+    runs = list_runs(store)
+    if not runs:
+        typer.echo("no runs published")
+    for run in runs:
+        published = run["published_at"].isoformat(timespec="seconds") if run["published_at"] else "-"
+        typer.echo(f"{'*' if run['current'] else ' '} {run['run_id']}  as of {run['as_of']}  "
+                   f"{run['state']:<9} {run['n_persons']:>9,} persons  published {published}")
+
+
+@runs_app.command("current")
+@user_errors_are_clean
+def runs_current(
+    store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    run_id: Annotated[str | None, typer.Argument(help="Make this published run the current one")] = None,
+) -> None:
+    """Show the run readers see, or point them at RUN_ID (an older run stays selectable until pruned)."""
+    from risk.serving.publish import list_runs, set_current_run
+
+    if run_id is not None:
+        set_current_run(store, run_id)
+        typer.echo(f"current run is now {run_id}")
+        return
+    current = [run for run in list_runs(store) if run["current"]]
+    typer.echo(f"{current[0]['run_id']} (as of {current[0]['as_of']})" if current else "no current run")
 
 
 @app.command()

@@ -9,6 +9,7 @@ header excluded (equal to the line number minus one unless a quoted field spans 
 from __future__ import annotations
 
 import codecs
+import re
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,15 +87,30 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
+# DuckDB's file-error messages echo the offending record (sometimes on the same line as the reason), and a
+# record holds names, phones and national IDs. Only these fixed phrases and the line number are repeated.
+_SAFE_REASONS = (
+    r"Value with unterminated quote found",
+    r"Expected Number of Columns: \d+ Found: \d+",
+    r"Maximum line size of \d+ bytes exceeded",
+    r"Invalid unicode \(byte sequence mismatch\) detected",
+    r"Invalid unicode",
+    r"Invalid Input Error: File .{0,20} too small to be a Parquet file",
+    r"No magic bytes found at end of file",
+    r"Could not convert",
+)
+_LINE = re.compile(r"\bLine:? ?(\d+)", re.IGNORECASE)
+
+
 def duckdb_error_message(exc: Exception) -> str:
-    """DuckDB's reason on one line, without the echoed input line (it may hold names or national IDs)."""
-    kept = []
-    for line in (raw.strip() for raw in str(exc).strip().splitlines()):
-        if line.startswith("Possible fixes"):
-            break
-        if line and not line.startswith("Original Line"):
-            kept.append(line)
-    return " ".join(kept[:3]) if kept else exc.__class__.__name__
+    """DuckDB's reason as a fixed phrase plus the line number: never any text taken from the file."""
+    text = str(exc)
+    reason = next((found.group(0) for pattern in _SAFE_REASONS if (found := re.search(pattern, text))), None)
+    line = _LINE.search(text)
+    where = f" (line {line.group(1)})" if line else ""
+    if reason is None:
+        return f"malformed file, {exc.__class__.__name__}{where}"
+    return f"{reason}{where}"
 
 
 def _check_utf8(path: Path, sample: bytes) -> None:

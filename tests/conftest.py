@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Test data is synthetic: the development ID key, asked for explicitly as any user must (risk/privacy.py).
+os.environ.setdefault("RISK_DEV_ID_KEY", "1")
+
 SMALL_COUNTY_PERSONS = 4000
 SMALL_COUNTY_SEED = 7
 SMALL_COUNTY_AS_OF = date(2024, 6, 30)

@@ -29,7 +29,7 @@ class PatientSummary(BaseModel):
     age: float | None
     phone_masked: str | None
     phone: str | None = Field(default=None, description="Full number on the team list only (to dial)")
-    national_id_masked: str | None = Field(description="Region and last 4 only; the clear ID is never stored")
+    national_id_masked: str | None = Field(description="Last 2 characters only; the clear ID is never stored")
     team_id: str | None
     township_id: str | None
     village_id: str | None
@@ -91,7 +91,7 @@ class PatientView(PatientSummary):
 class SearchRequest(BaseModel):
     q: str = Field(
         min_length=1, max_length=64,
-        description="Name, phone or person ID prefix; last 4 of phone or ID; or a full national ID",
+        description="Name, phone or person ID prefix; last 4 of phone; or a full national ID",
     )
 
 

@@ -20,10 +20,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from risk import privacy
 from risk.errors import InputFileError, RiskUserError
+from risk.provenance import text_fingerprint
 from risk.serving import schema
-from risk.serving.store import open_store, safe_url, writer
+from risk.serving.store import StoreError, db_error_message, open_store, run_write, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -58,64 +61,131 @@ class PublishResult:
     search_terms: int = 0
     seconds: float = 0.0
     already_published: bool = False
+    made_current: bool = False  # an already-published run was made current again (no rows loaded)
+    replaced: bool = False  # the same run_id was published before with other content
     pruned_runs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        tail = "".join(f"\nwarning: {w}" for w in self.warnings)
         if self.already_published:
-            return f"run {self.run_id} is already published in {self.store}; nothing to do"
+            return f"run {self.run_id} is already published and current in {self.store}; nothing to do{tail}"
+        if self.made_current:
+            return f"run {self.run_id} (as of {self.as_of}) is now the current run in {self.store}{tail}"
         pruned = f"; pruned patient rows of {', '.join(self.pruned_runs)}" if self.pruned_runs else ""
+        verb = "re-published (replacing its earlier content)" if self.replaced else "published"
         return (
-            f"published run {self.run_id} (as of {self.as_of}) to {self.store}: {self.persons:,} persons, "
-            f"{self.search_terms:,} search terms in {self.seconds:.1f} s{pruned}"
+            f"{verb} run {self.run_id} (as of {self.as_of}) to {self.store}: {self.persons:,} persons, "
+            f"{self.search_terms:,} search terms in {self.seconds:.1f} s{pruned}{tail}"
         )
 
 
-def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2) -> PublishResult:
-    """Load RUN_DIR into the store and make it the current run; keep patient rows of `keep_runs` runs."""
+class PublishError(StoreError):
+    """Publishing failed; the message carries no row values."""
+
+
+def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_current: bool = False
+                ) -> PublishResult:
+    """Load RUN_DIR into the store and make it the current run; keep patient rows of `keep_runs` runs.
+
+    A run older (earlier as-of) than the current one is refused unless `make_current`. The same run_id
+    published before with another run fingerprint (rule set, model, code or data changed) is replaced.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir)
     run_id = str(manifest.get("run_id") or run_dir.name)
     as_of = date.fromisoformat(str(manifest["as_of"]))
     versions = manifest.get("versions") or {}
+    _check_id_key(versions)
     result = PublishResult(run_id=run_id, as_of=as_of, store=safe_url(store_url))
     engine = open_store(store_url, create=True)
     try:
-        with writer(engine).begin() as conn:
-            state = conn.execute(
-                select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
-            ).scalar_one_or_none()
-            if state in ("published", "pruned"):
-                result.already_published = True
-                return result
-            _remove_unpublished(conn)
-            conn.execute(schema.runs.insert().values(
-                run_id=run_id, as_of=as_of, state="loading", loaded_at=datetime.now(UTC), n_persons=0,
-                rule_set_version=_text(versions.get("rule_set")), model_version=_text(versions.get("model")),
-                code_version=_text(versions.get("code")),
-                data_fingerprint=_text(versions.get("data_fingerprint")),
-            ))
-        source = duckdb.connect()
         try:
-            _register_run(source, run_dir)
-            with engine.begin() as conn:
-                if conn.dialect.name == "sqlite":
-                    # Index pages of a 1M-person load stay in memory instead of churning through the WAL.
-                    conn.exec_driver_sql("PRAGMA cache_size=-1048576")
-                result.persons = _load(conn, schema.patients, _patient_batches(source, run_id, as_of))
-                result.search_terms = _load(conn, schema.search_terms, _search_term_batches(source, run_id))
-                _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
-                _load_cascade(conn, run_dir, run_id)
-        finally:
-            source.close()
-        with writer(engine).begin() as conn:
-            _flip_current(conn, run_id, result.persons)
-        result.pruned_runs = _prune(engine, keep_runs)
+            action = run_write(engine, lambda conn: _begin_load(conn, run_id, as_of, versions, make_current))
+            if action in ("current", "make_current"):
+                result.already_published = action == "current"
+                result.made_current = action == "make_current"
+                if result.made_current:
+                    run_write(engine, lambda conn: _point_to(conn, run_id))
+                return result
+            result.replaced = action == "replace"
+            source = duckdb.connect()
+            try:
+                _register_run(source, run_dir)
+
+                def load(conn: Connection) -> tuple[int, int]:
+                    if result.replaced:
+                        _delete_run_rows(conn, run_id, history=True)
+                    if conn.dialect.name == "sqlite":
+                        # Index pages of a 1M-person load stay in memory instead of churning the WAL.
+                        conn.exec_driver_sql("PRAGMA cache_size=-1048576")
+                    persons = _load(conn, schema.patients, _patient_batches(source, run_id, as_of))
+                    terms = _load(conn, schema.search_terms, _search_term_batches(source, run_id))
+                    _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
+                    _load_cascade(conn, run_dir, run_id)
+                    return persons, terms
+
+                result.persons, result.search_terms = run_write(engine, load)
+            finally:
+                source.close()
+            run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
+        except SQLAlchemyError as exc:
+            raise PublishError(f"publishing run {run_id} failed, the current run is unchanged: "
+                               f"{db_error_message(exc)}") from None
+        try:  # the run is live now: a failure to tidy up must not report the publish as failed
+            result.pruned_runs = _prune(engine, keep_runs)
+        except SQLAlchemyError as exc:
+            result.warnings.append(f"older runs were not pruned ({db_error_message(exc)}); the next "
+                                   "publish prunes them")
     finally:
         engine.dispose()
     result.seconds = time.perf_counter() - started
     log.info("published run %s: %d persons in %.1f s", run_id, result.persons, result.seconds)
     return result
+
+
+def _check_id_key(versions: dict[str, Any]) -> None:
+    """The county key must be set to publish; a run hashed with the development key needs the dev flag."""
+    privacy.require_key()
+    if versions.get("id_key") == "development" and not privacy.dev_key_allowed():
+        raise RiskUserError("this run's national IDs were hashed with the development key; re-run it with "
+                            f"{privacy.KEY_ENV} set (or pass --dev-id-key for synthetic data)")
+
+
+def run_fingerprint(versions: dict[str, Any]) -> str | None:
+    value = versions.get("run_fingerprint")
+    if value:
+        return str(value)
+    # runs written before run fingerprints: what the manifest records of data, rules, model and code
+    known = [versions.get(k) for k in ("data_fingerprint", "rule_set", "model", "code")]
+    return text_fingerprint(json.dumps(known, default=str)) if any(known) else None
+
+
+def _begin_load(conn: Connection, run_id: str, as_of: date, versions: dict[str, Any], make_current: bool
+                ) -> str:
+    """Decide what publishing means for this run and, for a load, register it in state `loading`:
+    'current' (nothing to do), 'make_current' (flip only), 'load' or 'replace'."""
+    R = schema.runs
+    fingerprint = run_fingerprint(versions)
+    existing = conn.execute(select(R.c.state, R.c.run_fingerprint).where(R.c.run_id == run_id)).first()
+    current = conn.execute(select(R.c.run_id, R.c.as_of).join(
+        schema.current_run, schema.current_run.c.run_id == R.c.run_id)).first()
+    if current is not None and current.run_id != run_id and as_of < current.as_of and not make_current:
+        raise RiskUserError(f"run {run_id} (as of {as_of}) is older than the current run {current.run_id} "
+                            f"(as of {current.as_of}); pass --make-current to serve the older run")
+    same = existing is not None and existing.run_fingerprint == fingerprint
+    if same and existing.state == "published":
+        return "current" if current is not None and current.run_id == run_id else "make_current"
+    _remove_unpublished(conn)
+    if existing is not None and existing.state != "loading":
+        # other content under the same id, or a pruned run: the load transaction deletes its rows and
+        # inserts the new ones, so readers of a current run see the old rows or the new, never none
+        return "replace"
+    conn.execute(R.insert().values(
+        run_id=run_id, as_of=as_of, state="loading", loaded_at=datetime.now(UTC), n_persons=0,
+    ))
+    return "load"
 
 
 def _text(value: Any) -> str | None:
@@ -257,24 +327,23 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
 
 
 def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[pa.RecordBatch]:
-    """Prefix-searchable terms: person ID, name, phone digits, last 4 of phone and of the masked ID."""
+    """Prefix-searchable terms: person ID, name, phone digits, last 4 of phone. Nothing of the national ID
+    (a full ID typed in is matched on its keyed hash), so the store holds no part of it beside birth data."""
     persons_cols, features_cols = _columns(con, "persons"), _columns(con, "features")
     phone = ("regexp_replace(p.phone, '[^0-9]', '', 'g')" if "phone" in persons_cols else "NULL")
-    nid = ("upper(right(p.national_id_masked, 4))" if "national_id_masked" in persons_cols else "NULL")
     name = ("regexp_replace(upper(p.name), '\\s', '', 'g')" if "name" in persons_cols else "NULL")
     sql = f"""
     WITH base AS (
         SELECT t.person_id,
                coalesce({_pick(features_cols, 'f', 'team_id')}, p.team_id) AS team_id,
                coalesce({_pick(features_cols, 'f', 'township_id')}, p.township_id) AS township_id,
-               {name} AS name, {phone} AS phone, {nid} AS nid4
+               {name} AS name, {phone} AS phone
         FROM tiers t LEFT JOIN persons p USING (person_id) LEFT JOIN features f USING (person_id)
     ), terms AS (
         SELECT person_id, team_id, township_id, upper(person_id) AS term FROM base
         UNION SELECT person_id, team_id, township_id, name FROM base
         UNION SELECT person_id, team_id, township_id, phone FROM base
         UNION SELECT person_id, team_id, township_id, right(phone, 4) FROM base
-        UNION SELECT person_id, team_id, township_id, nid4 FROM base
     )
     SELECT '{run_id}' AS run_id, term, person_id, team_id, township_id FROM terms
     WHERE term IS NOT NULL AND term <> '' AND term NOT LIKE '%*%'
@@ -343,9 +412,17 @@ def _load_cascade(conn: Connection, run_dir: Path, run_id: str) -> int:
     return len(rows)
 
 
-def _flip_current(conn: Connection, run_id: str, persons: int) -> None:
+def _flip_current(conn: Connection, run_id: str, persons: int, versions: dict[str, Any]) -> None:
+    """Mark the run published with what it was made from, then point readers at it."""
     conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
-        state="published", published_at=datetime.now(UTC), n_persons=persons))
+        state="published", published_at=datetime.now(UTC), n_persons=persons,
+        rule_set_version=_text(versions.get("rule_set")), model_version=_text(versions.get("model")),
+        code_version=_text(versions.get("code")), data_fingerprint=_text(versions.get("data_fingerprint")),
+        run_fingerprint=_text(run_fingerprint(versions))))
+    _point_to(conn, run_id)
+
+
+def _point_to(conn: Connection, run_id: str) -> None:
     changed = conn.execute(update(schema.current_run).where(schema.current_run.c.slot == 1)
                            .values(run_id=run_id)).rowcount
     if changed == 0:
@@ -370,7 +447,8 @@ def _remove_unpublished(conn: Connection) -> None:
 
 def _prune(engine: Any, keep_runs: int) -> list[str]:
     """Drop patient rows of older runs (tier history stays): the store holds at most `keep_runs` runs."""
-    with writer(engine).begin() as conn:
+
+    def prune(conn: Connection) -> list[str]:
         current = conn.execute(select(schema.current_run.c.run_id)).scalar_one()
         published = conn.execute(
             select(schema.runs.c.run_id).where(schema.runs.c.state == "published")
@@ -380,4 +458,41 @@ def _prune(engine: Any, keep_runs: int) -> list[str]:
         for run_id in stale:
             _delete_run_rows(conn, run_id, history=False)
             conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(state="pruned"))
-    return stale
+        return stale
+
+    return run_write(engine, prune)
+
+
+def list_runs(store_url: str) -> list[dict[str, Any]]:
+    """Every run the store knows, newest as-of first, with `current` marking the one readers see."""
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(select(schema.current_run.c.run_id)).scalar_one_or_none()
+            rows = conn.execute(select(schema.runs).order_by(
+                schema.runs.c.as_of.desc(), schema.runs.c.published_at.desc())).mappings().all()
+    finally:
+        engine.dispose()
+    return [{**dict(row), "current": row["run_id"] == current} for row in rows]
+
+
+def set_current_run(store_url: str, run_id: str) -> None:
+    """Point readers at an already published run (patient rows still in the store)."""
+    privacy.require_key()
+    engine = open_store(store_url)
+    try:
+        def point(conn: Connection) -> None:
+            state = conn.execute(select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
+                                 ).scalar_one_or_none()
+            if state is None:
+                raise RiskUserError(f"run {run_id} is not in the store (see `risk runs list`)")
+            if state != "published":
+                raise RiskUserError(f"run {run_id} is {state}; publish its run folder again "
+                                    "(`risk publish RUN_DIR --make-current`)")
+            _point_to(conn, run_id)
+
+        run_write(engine, point)
+    except SQLAlchemyError as exc:
+        raise PublishError(f"cannot change the current run: {db_error_message(exc)}") from None
+    finally:
+        engine.dispose()

@@ -124,7 +124,7 @@ def normalise_query(text: str) -> str:
 
 
 def search(conn: Connection, user: User, text: str, limit: int = SEARCH_LIMIT) -> tuple[str, list[dict]]:
-    """Prefix search on person ID, name, phone, last 4 of phone or national ID; a full national ID typed in
+    """Prefix search on person ID, name, phone, last 4 of phone; a full national ID typed in
     is hashed and matched on the hash (the clear ID is never stored)."""
     run_id = _run_id(conn)
     term = normalise_query(text)

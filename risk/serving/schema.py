@@ -6,6 +6,9 @@ own run_id and then flips the pointer in one short transaction is atomic for eve
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -18,10 +21,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.dialects import postgresql
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite gives naive values back otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
 
 # Search terms are compared by byte order so that a prefix range (term >= q AND term < q || U+10FFFF)
 # uses the btree index on both backends; PostgreSQL's default locale collation would not.
@@ -34,13 +56,15 @@ runs = Table(
     Column("run_id", String(64), primary_key=True),
     Column("as_of", Date, nullable=False),
     Column("state", String(16), nullable=False),  # loading | published | pruned
-    Column("loaded_at", DateTime(timezone=True), nullable=False),
-    Column("published_at", DateTime(timezone=True)),
+    Column("loaded_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime),
     Column("n_persons", Integer, nullable=False, default=0),
     Column("rule_set_version", String(64)),
     Column("model_version", String(64)),
     Column("code_version", String(64)),
     Column("data_fingerprint", String(64)),
+    # data + rule set + model + code: the same run_id published with another fingerprint is replaced
+    Column("run_fingerprint", String(64)),
 )
 
 current_run = Table(
@@ -125,15 +149,15 @@ users = Table(
     Column("token_id", String(32), nullable=False, unique=True),
     Column("token_salt", String(64), nullable=False),
     Column("token_hash", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
 )
 
 audit = Table(
     "serving_audit",
     metadata,
     Column("audit_id", AutoId, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
     Column("user_name", String(128), nullable=False),
     Column("role", String(32), nullable=False),
     Column("endpoint", String(64), nullable=False),

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import QueuePool
 
 from risk.errors import RiskUserError
 from risk.serving.schema import metadata
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StoreError(RiskUserError):
@@ -48,13 +55,40 @@ def _sqlite_begin(connection: Any) -> None:
     # A transaction that reads and then writes must take the write lock first (BEGIN IMMEDIATE): upgrading
     # a read snapshot after another writer committed fails at once with "database is locked" instead of
     # waiting. Readers keep a plain BEGIN so they never wait for writers.
-    immediate = connection.get_execution_options().get("write", False)
+    immediate = connection.get_execution_options().get(IMMEDIATE_OPTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+IMMEDIATE_OPTION = "write"
+LOCK_RETRIES = 6
 
 
 def writer(engine: Engine) -> Engine:
     """The engine for read-then-write transactions (`with writer(engine).begin() as conn:`)."""
-    return engine.execution_options(write=True)
+    return engine.execution_options(**{IMMEDIATE_OPTION: True})
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def run_write(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work(conn)` in one write transaction (BEGIN IMMEDIATE on SQLite), retried with back-off when the
+    store is still locked after its busy timeout; the transaction is all or nothing, so a retry starts
+    clean."""
+    delay = 0.2
+    for attempt in range(LOCK_RETRIES):
+        try:
+            with writer(engine).begin() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if not _locked(exc) or attempt == LOCK_RETRIES - 1:
+                raise
+            log.warning("serving store is locked; retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
 
 
 def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 8) -> Engine:
@@ -68,7 +102,7 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
             if path and create:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
-                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=48,
+                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=48, hide_parameters=True,
                 connect_args={"check_same_thread": False, "timeout": 30},
             )
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -76,7 +110,7 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
         else:
             # REPEATABLE READ: a request's several statements see one snapshot, like SQLite's WAL read.
             engine = create_engine(
-                url, pool_size=pool_size, max_overflow=48, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=48, pool_pre_ping=True, hide_parameters=True,
                 isolation_level="REPEATABLE READ",
             )
     except (ArgumentError, ImportError) as exc:
@@ -92,7 +126,7 @@ def open_store(store_url: str | Path, *, create: bool = False, pool_size: int = 
                              f"{', '.join(missing)}; `risk publish` (or `risk users add`) adds them, "
                              "keeping users and the audit log")
     except OperationalError as exc:
-        raise StoreError(f"cannot open serving store: {exc.orig}") from exc
+        raise StoreError(f"cannot open serving store: {db_error_message(exc)}") from None
     return engine
 
 
@@ -128,6 +162,19 @@ def add_missing_columns(engine: Engine) -> list[str]:
             operations.add_column(table, column.copy(), schema=schema)
             added.append(f"{table}.{column.name}")
     return added
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|\([^)]*\)=\([^)]*\)")
+
+
+def db_error_message(exc: BaseException) -> str:
+    """A database error on one line without row values: SQLAlchemy's text carries the statement's
+    parameters (patient rows) and drivers add DETAIL/CONTEXT lines quoting values; keep the driver's
+    error class and the first line of its reason, with quoted text removed."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    first = _QUOTED.sub("…", lines[0]) if lines else ""
+    return f"{orig.__class__.__name__}: {first[:200]}" if first else orig.__class__.__name__
 
 
 def safe_url(store_url: str | Path) -> str:

@@ -64,6 +64,7 @@ def sql_hash_national_id(expr: str, *, normalised: bool = False) -> str:
 def sql_mask_national_id(expr: str, *, normalised: bool = False) -> str:
     """SQL equal to privacy.mask_national_id(expr); `normalised`: expr is already stripped."""
     value = expr if normalised else sql_stripped(expr)
+    keep = privacy.MASK_KEEP
     return (f"(CASE WHEN {expr} IS NULL OR {expr} = '' THEN NULL "
-            f"WHEN length({value}) <= 10 THEN repeat('*', length({value})) "
-            f"ELSE {value}[1:6] || repeat('*', length({value}) - 10) || {value}[-4:] END)")
+            f"WHEN length({value}) <= 6 THEN repeat('*', length({value})) "
+            f"ELSE repeat('*', length({value}) - {keep}) || {value}[-{keep}:] END)")

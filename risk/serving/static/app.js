@@ -4,7 +4,7 @@
 const TEXT = {
   zh: {
     title: "慢病风险分层查询", login: "登录", logout: "退出", token: "访问令牌", search: "搜索",
-    search_hint: "姓名、电话、编号或身份证后四位", team_list: "团队优先名单", team_id: "团队编号", show: "显示",
+    search_hint: "姓名、电话、编号或完整身份证号", team_list: "团队优先名单", team_id: "团队编号", show: "显示",
     aggregates: "分层汇总", bad_token: "令牌无效或已过期", no_results: "没有找到符合条件的患者",
     results: "条结果", not_permitted: "无权查看", error: "出错了", tier: "综合分层", tier_rules: "规则分层",
     tier_model: "模型分层", red: "红", yellow: "黄", green: "绿", reasons: "分层原因", age: "年龄",
@@ -23,7 +23,7 @@ const TEXT = {
   },
   en: {
     title: "Chronic-disease risk lookup", login: "Log in", logout: "Log out", token: "Access token",
-    search: "Search", search_hint: "Name, phone, ID or last 4 of national ID", team_list: "Team priority list",
+    search: "Search", search_hint: "Name, phone, person ID or full national ID", team_list: "Team priority list",
     team_id: "Team ID", show: "Show", aggregates: "Tier counts", bad_token: "Invalid or expired token",
     no_results: "No matching patient", results: "results", not_permitted: "Not permitted", error: "Error",
     tier: "Combined tier", tier_rules: "Rule tier", tier_model: "Model tier", red: "Red", yellow: "Yellow",
