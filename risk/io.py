@@ -9,8 +9,8 @@ header excluded (equal to the line number minus one unless a quoted field spans 
 from __future__ import annotations
 
 import codecs
-import re
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 

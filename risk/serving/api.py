@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from risk import privacy
 from risk.serving import call_results, queries
 from risk.serving.audit import AuditWriter, audit_rows
 from risk.serving.auth import User, authenticate
@@ -88,6 +89,7 @@ def create_app_from_env() -> FastAPI:
 
 
 def create_app(store_url: str) -> FastAPI:
+    privacy.require_key()  # searches hash a typed national ID: never with a key nobody chose
     engine = open_store(store_url)
     install_log_redaction()
 

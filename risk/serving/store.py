@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path

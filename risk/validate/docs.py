@@ -100,7 +100,8 @@ def validation_markdown() -> str:
         "## National ID",
         "",
         "`persons.national_id` is never written: the canonical table carries `national_id_hash` (keyed "
-        "HMAC-SHA256, key from `RISK_ID_KEY`), `national_id_masked` (the last 2 characters only, so region code and birth date cannot rebuild it) and "
+        "HMAC-SHA256, key from `RISK_ID_KEY`), `national_id_masked` (the last 2 characters only, so "
+        "region code and birth date cannot rebuild it) and "
         "`national_id_valid` (GB 11643 / ISO 7064 MOD 11-2 check character). An invalid ID does **not** "
         "quarantine the person (person_id links the tables); it is counted as warning "
         "`national_id_checksum` in validation.json. Quarantine details never show names, phones or IDs, "
