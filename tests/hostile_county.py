@@ -24,8 +24,8 @@ FORMULA_NAMES = ['=HYPERLINK("http://evil.example/","点我")', "+1+cmd|' /C cal
 
 
 def write_hostile_county(out: Path, *, persons: int = 300, file_format: str = "parquet") -> Path:
-    """Synthetic county whose first managed residents carry KNOWN_* values and FORMULA_NAMES as names and
-    whose team/village IDs of one resident start with '='."""
+    """Synthetic county where one managed resident carries the KNOWN_* values, the next ones FORMULA_NAMES
+    as names and '=1+1' as phone, and one of them a village ID starting with '='."""
     from risk.synth import SynthConfig, generate_county
 
     generate_county(SynthConfig(persons=persons, seed=11, start=date(2021, 1, 1), end=date(2024, 12, 31)),
@@ -38,6 +38,7 @@ def write_hostile_county(out: Path, *, persons: int = 300, file_format: str = "p
     for row, name in zip(rows[1:], FORMULA_NAMES, strict=True):
         frame.loc[row, "name"] = name
         frame.loc[row, "phone"] = "=1+1"
+    frame.loc[rows[1], "village_id"] = "=1+2"  # IDs reach file, sheet and cell text too
     frame.to_parquet(path, index=False)
     if file_format == "csv":  # as the synthetic county writes CSV: text quoted, numbers and flags not
         for table in out.glob("*.parquet"):

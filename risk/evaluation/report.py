@@ -17,6 +17,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from risk.evaluation.harness import EvaluationResult  # noqa: E402
 from risk.formatting import fmt, pct  # noqa: E402
+from risk.spreadsheet import write_csv  # noqa: E402
 
 TIER_COLOURS = {"red": "#c0392b", "yellow": "#e1b12c", "green": "#27ae60"}
 DECISION_THRESHOLDS_SHOWN = (0.05, 0.10, 0.15, 0.20, 0.30)
@@ -188,11 +189,11 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = _plot_curves(result, out_dir)
-    result.overall.to_csv(out_dir / "overall.csv", index=False)
-    result.tiers.to_csv(out_dir / "tiers.csv", index=False)
-    result.subgroups.to_csv(out_dir / "subgroups.csv", index=False)
-    result.differences.to_csv(out_dir / "differences.csv", index=False)
-    result.decision_curve.to_csv(out_dir / "decision_curve.csv", index=False)
+    write_csv(result.overall, out_dir / "overall.csv", encoding="utf-8")
+    write_csv(result.tiers, out_dir / "tiers.csv", encoding="utf-8")
+    write_csv(result.subgroups, out_dir / "subgroups.csv", encoding="utf-8")
+    write_csv(result.differences, out_dir / "differences.csv", encoding="utf-8")
+    write_csv(result.decision_curve, out_dir / "decision_curve.csv", encoding="utf-8")
     closing = closing_note(result)
     (out_dir / "metrics.json").write_text(
         json.dumps(

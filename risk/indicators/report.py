@@ -20,6 +20,7 @@ from risk.indicators.engine import RESULT_COLUMNS, compute_indicator
 from risk.indicators.periods import Grain, Period, parse_period, split_period
 from risk.indicators.run import Run, open_run
 from risk.indicators.suppression import suppress_indicator_table
+from risk.spreadsheet import write_csv, write_xlsx
 
 FORMATS = ("html", "csv", "xlsx")
 # the engine's result columns, with the names in both languages first and the suppression flag last
@@ -167,12 +168,9 @@ def write_indicator_report(
         table = indicator_table(run, indicator_id, period, by=by, over=over, min_count=k)
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
-            table.to_csv(out, index=False, encoding="utf-8-sig")
+            write_csv(table, out)
         elif fmt == "xlsx":
-            about = _about_sheet(run, indicator, period, by, k)
-            with pd.ExcelWriter(out, engine="openpyxl") as writer:
-                table.to_excel(writer, sheet_name="indicator", index=False)
-                about.to_excel(writer, sheet_name="about", index=False)
+            write_xlsx(out, {"indicator": table, "about": _about_sheet(run, indicator, period, by, k)})
         else:
             out.write_text(
                 render_indicator_html(run, table, indicator, str(period), by, over, k), encoding="utf-8"
@@ -230,20 +228,19 @@ def write_tier_report(
     meta = defs.tier_indicators[indicator_id]
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        table.to_csv(out, index=False, encoding="utf-8-sig")
+        write_csv(table, out)
     elif fmt == "xlsx":
-        with pd.ExcelWriter(out, engine="openpyxl") as writer:
-            table.to_excel(writer, sheet_name=indicator_id, index=False)
-            pd.DataFrame(
-                {
-                    "item": ["indicator", "rule", "suppression"],
-                    "value": [
-                        f"{meta['zh']} / {meta['en']}",
-                        " ".join(meta["period_rule"].split()),
-                        f"cells under {k} persons hidden, with row/column totals protected",
-                    ],
-                }
-            ).to_excel(writer, sheet_name="about", index=False)
+        about = pd.DataFrame(
+            {
+                "item": ["indicator", "rule", "suppression"],
+                "value": [
+                    f"{meta['zh']} / {meta['en']}",
+                    " ".join(meta["period_rule"].split()),
+                    f"cells under {k} persons hidden, with row/column totals protected",
+                ],
+            }
+        )
+        write_xlsx(out, {indicator_id: table, "about": about})
     else:
         env = jinja2.Environment(autoescape=True)
         body = table.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from risk.schema import TIER_RANK
+from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_frame, inert_table
 
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
 TIER_FILL = {"red": "#F8CBAD", "yellow": "#FFE699", "green": "#C6EFCE"}
@@ -186,6 +187,7 @@ def write_csv(table: pa.Table | pd.DataFrame, path: Path) -> None:
     to_csv took 6 s of the 1M-person lists stage. Text values are always quoted, numbers never."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
+    table = inert_table(table)  # no cell a spreadsheet would run as a formula
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type) and _all_midnight(table.column(index)):
             table = table.set_column(index, field.name, table.column(index).cast(pa.date32()))
@@ -239,7 +241,7 @@ def write_workbook_rows(columns: list[str], rows, villages, path: Path, title: s
     tier_col = columns.index("tier")
     widths = {"name": 8, "top_reasons": 40, "national_id_masked": 20, "phone": 13, "person_id": 12}
     # in_memory: no temporary files per sheet, which dominated run time for hundreds of workbooks
-    book = xlsxwriter.Workbook(str(path), {"in_memory": True, "strings_to_numbers": False})
+    book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
     try:
         header_fmt = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "border": 1,
                                       "bg_color": "#D9E1F2"})
@@ -339,6 +341,7 @@ def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path,
 def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tuple]:
     folder.mkdir(parents=True, exist_ok=True)
     columns = workbook_columns(priority)
+    priority = inert_frame(priority[list(dict.fromkeys([*columns, "team_id", "village_id"]))])
     rows = priority[columns].astype(object).where(priority[columns].notna(), "").to_numpy()
     teams = priority["team_id"].to_numpy()
     villages = priority["village_id"].to_numpy()
