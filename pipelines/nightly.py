@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from risk import privacy, provenance
-from risk.atomic import check_replaceable, swap_into_place
+from risk.atomic import check_replaceable, remove_leftovers, swap_into_place
 from risk.errors import RiskUserError
 from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
 from risk.schema import TIERS_WORST_FIRST as TIERS
@@ -171,6 +171,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
     if options.previous_run is not None and not (Path(options.previous_run) / "tiers.parquet").is_file():
         raise RiskUserError(f"{options.previous_run}: not a run folder (no tiers.parquet) for --previous")
+    remove_leftovers(out)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

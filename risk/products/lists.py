@@ -290,13 +290,9 @@ class PendingExport:
         self.pool = None
         self.futures: list = []
         if self.jobs and workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from risk.workers import process_pool
 
-            # fork: the children only run xlsxwriter on rows they inherit; spawn would re-import __main__,
-            # which fails under notebooks and `python -` and costs a second of imports per worker
-            context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self.pool = process_pool(workers)  # workers die with this process, even on kill -9
             self.futures = [self.pool.submit(write_workbook_rows, *job) for job in self.jobs]
 
     def finish(self, unmanaged: pd.DataFrame) -> ListExport:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from risk import definitions
+from risk.atomic import remove_leftovers
 from risk.errors import InputFileError, RiskUserError
 from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table, sql_string
 from risk.provenance import code_version, file_fingerprint
@@ -67,6 +68,7 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
     if out.exists() and not out.is_dir():
         raise RiskUserError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     staging = out.parent / f".{out.name}.validating-{os.getpid()}-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
@@ -314,7 +316,7 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
         return
     # OUT exists (e.g. a run folder): swap each output in, keeping anything else that lives there.
-    retired = out.parent / f".{out.name}.retired-{secrets.token_hex(4)}"
+    retired = out.parent / f".{out.name}.retired-{os.getpid()}-{secrets.token_hex(4)}"
     retired.mkdir()
     try:
         for name in OUTPUT_NAMES:
