@@ -19,19 +19,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from swagger_ui_bundle import swagger_ui_path
 
 from risk import privacy
-from risk.serving import call_results, queries
+from risk.serving import call_results, hardening, queries
 from risk.serving.audit import AuditWriter, audit_rows
 from risk.serving.auth import User, authenticate
 from risk.serving.models import (
     Aggregates,
     CallResultIn,
+    ErrorDetail,
     Health,
     Me,
     PatientView,
@@ -51,13 +52,13 @@ _bearer = HTTPBearer(auto_error=False)
 class RedactAccessLog(logging.Filter):
     """Access-log lines keep method, route shape and status, never query strings or person IDs."""
 
-    _PERSON_PATH = re.compile(r"(/api/(?:patients|teams)/)[^/?]+")
+    _PERSON_PATH = re.compile(r"(/api/patients/)[^?]+|(/api/teams/)[^?]+?(?=/priority(?:\?|$)|\?|$)")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
             path = record.args[2].split("?", 1)[0]
             args = list(record.args)
-            args[2] = self._PERSON_PATH.sub(r"\1…", path)
+            args[2] = self._PERSON_PATH.sub(lambda m: (m.group(1) or m.group(2)) + "…", path)
             record.args = tuple(args)
         return True
 
@@ -73,6 +74,15 @@ def _json(payload: Any) -> Response:
     through the response model (which still documents them in the OpenAPI spec)."""
     body = json.dumps(payload, default=str, ensure_ascii=False, separators=(",", ":"))
     return Response(content=body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "A request body that is not UTF-8 JSON"},
+    401: {"model": ErrorDetail, "description": "Missing, malformed, unknown or revoked token"},
+    403: {"model": ErrorDetail, "description": "Not permitted for this user or scope"},
+    413: {"model": ErrorDetail, "description": f"Request body over {hardening.MAX_BODY_BYTES:,} bytes"},
+    503: {"model": ErrorDetail, "description": "No run has been published yet"},
+}
 
 
 def _denied() -> HTTPException:
@@ -103,18 +113,12 @@ def create_app(store_url: str) -> FastAPI:
         title="risk clinician lookup", version="1",
         description="Red / yellow / green tiers of patients under chronic-disease management, within the "
                     "caller's scope. Bearer tokens are created with `risk users add`.",
-        lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+        lifespan=lifespan, openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
+        responses=COMMON_RESPONSES,
     )
+    hardening.install(app)
     app.state.engine = engine
     audit_writer = AuditWriter(engine)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes the input: a search text (a name) would go back, and a lone surrogate
-        # in it cannot even be encoded (HTTP 500). Say where and what, never the value.
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
     token_cache: dict[str, tuple[float, User]] = {}
 
     async def cached_authenticate(token: str) -> User | None:
@@ -141,14 +145,20 @@ def create_app(store_url: str) -> FastAPI:
                                 headers={"WWW-Authenticate": "Bearer"})
         return user
 
-    async def clinician(user: Annotated[User, Depends(current_user)]) -> User:
-        if not user.patient_level:
+    async def clinician(request: Request, user: Annotated[User, Depends(current_user)]) -> User:
+        if not user.patient_level:  # a refused read is audited too, with what was asked for
+            params = request.path_params
+            endpoint = {"patient": "patient", "search": "search", "priority": "priority",
+                        "record_call": "calls", "calls_of": "calls"}.get(
+                request.scope["route"].name, "other")
+            await run_in_threadpool(audited, user, endpoint, [params.get("person_id")], None, "denied",
+                                    params.get("team_id"))
             raise _denied()
         return user
 
-    def audited(user: User, endpoint: str, person_ids: list[Any], run_id: str | None, outcome: str = "ok"
-                ) -> None:
-        audit_writer.write(audit_rows(user, endpoint, person_ids, run_id, outcome))
+    def audited(user: User, endpoint: str, person_ids: list[Any], run_id: str | None, outcome: str = "ok",
+                team_id: str | None = None) -> None:
+        audit_writer.write(audit_rows(user, endpoint, person_ids, run_id, outcome, team_id))
 
     def read(fn: Any, *args: Any) -> Any:
         try:
@@ -171,20 +181,6 @@ def create_app(store_url: str) -> FastAPI:
         return Me(name=user.name, role=user.role, team_id=user.team_id, township_id=user.township_id,
                   scope=user.scope_label(), patient_level=user.patient_level)
 
-    @app.get("/api/patients/{person_id}", response_model=PatientView, tags=["patients"],
-             responses={403: {"description": "Out of scope, or (for scoped users) not found"},
-                        404: {"description": "Not found (county administrators only)"}})
-    def patient(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
-        run_id, view = read(queries.patient_view, user, person_id)
-        if view is None:
-            if user.role == "county_admin":
-                audited(user, "patient", [person_id], run_id, "not_found")
-                raise HTTPException(status_code=404, detail="no such patient in the current run")
-            audited(user, "patient", [person_id], run_id, "denied")
-            raise _denied()
-        audited(user, "patient", [person_id], run_id)
-        return _json(view)
-
     @app.post("/api/search", response_model=SearchResult, tags=["patients"])
     def search(body: SearchRequest, user: Annotated[User, Depends(clinician)]) -> Any:
         # POST keeps names and phone numbers out of URLs, browser history and proxy logs.
@@ -192,7 +188,8 @@ def create_app(store_url: str) -> FastAPI:
         audited(user, "search", [r["person_id"] for r in results], run_id)
         return _json({"run_id": run_id, "results": results})
 
-    @app.get("/api/teams/{team_id}/priority", response_model=PriorityList, tags=["patients"])
+    @app.get("/api/teams/{team_id:path}/priority", response_model=PriorityList, tags=["patients"],
+             responses={404: {"model": ErrorDetail, "description": "No such team (county administrators)"}})
     def priority(team_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
         def scoped_list(conn: Any) -> tuple[str, list[dict]] | None:
             if not queries.team_in_scope(conn, user, team_id):
@@ -202,16 +199,18 @@ def create_app(store_url: str) -> FastAPI:
         found = read(scoped_list)
         if found is None:
             if user.role == "county_admin":
+                audited(user, "priority", [], None, "not_found", team_id)
                 raise HTTPException(status_code=404, detail="no such team in the current run")
-            audited(user, "priority", [], None, "denied")
+            audited(user, "priority", [], None, "denied", team_id)
             raise _denied()
         run_id, patients = found
-        audited(user, "priority", [p["person_id"] for p in patients], run_id)
+        audited(user, "priority", [p["person_id"] for p in patients], run_id, team_id=team_id)
         return _json({"run_id": run_id, "team_id": team_id, "patients": patients})
 
-    @app.post("/api/patients/{person_id}/calls", tags=["calls"], status_code=201,
+    @app.post("/api/patients/{person_id:path}/calls", tags=["calls"], status_code=201,
               responses={200: {"description": "Already recorded (same result_id, same content)"},
                          403: {"description": "Out of scope, or (for scoped users) not found"},
+                         404: {"model": ErrorDetail, "description": "Not found (county administrators only)"},
                          409: {"description": "result_id already used for a different result"},
                          422: {"description": "Invalid result (reason code in detail)"}})
     def record_call(person_id: str, body: CallResultIn, user: Annotated[User, Depends(clinician)]) -> Any:
@@ -243,7 +242,7 @@ def create_app(store_url: str) -> FastAPI:
         return {"version": defs.version, "result_types": pick(defs.result_types),
                 "remove_reasons": pick(defs.remove_reasons)}
 
-    @app.get("/api/patients/{person_id}/calls", tags=["calls"])
+    @app.get("/api/patients/{person_id:path}/calls", tags=["calls"])
     def calls_of(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
         def scoped(conn: Any) -> tuple[str | None, list[dict] | None]:
             run_id, ok = call_results.patient_in_scope(conn, user, person_id)
@@ -256,7 +255,8 @@ def create_app(store_url: str) -> FastAPI:
         audited(user, "calls", [person_id], run_id)
         return _json({"run_id": run_id, "person_id": person_id, "calls": history})
 
-    @app.get("/api/teams/{team_id}/workload", response_model=Workload, tags=["aggregates"])
+    @app.get("/api/teams/{team_id:path}/workload", response_model=Workload, tags=["aggregates"],
+             responses={404: {"model": ErrorDetail, "description": "No such team (county administrators)"}})
     def workload(team_id: str, user: Annotated[User, Depends(current_user)]) -> Any:
         """Patients due and reds due per week against the team's capacity (counts, no patient)."""
         def scoped(conn: Any) -> tuple[str, dict] | None:
@@ -278,6 +278,21 @@ def create_app(store_url: str) -> FastAPI:
         if user.role not in ("analyst", "county_admin"):
             raise _denied()
         return read(queries.call_cascade, user)
+
+    # after the /calls routes: a person_id may hold '/', so this path route would take theirs
+    @app.get("/api/patients/{person_id:path}", response_model=PatientView, tags=["patients"],
+             responses={403: {"description": "Out of scope, or (for scoped users) not found"},
+                        404: {"model": ErrorDetail, "description": "Not found (county administrators only)"}})
+    def patient(person_id: str, user: Annotated[User, Depends(clinician)]) -> Any:
+        run_id, view = read(queries.patient_view, user, person_id)
+        if view is None:
+            if user.role == "county_admin":
+                audited(user, "patient", [person_id], run_id, "not_found")
+                raise HTTPException(status_code=404, detail="no such patient in the current run")
+            audited(user, "patient", [person_id], run_id, "denied")
+            raise _denied()
+        audited(user, "patient", [person_id], run_id)
+        return _json(view)
 
     @app.get("/api/aggregates", response_model=Aggregates, tags=["aggregates"])
     def aggregates(user: Annotated[User, Depends(current_user)]) -> Any:
@@ -303,5 +318,11 @@ def create_app(store_url: str) -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get(hardening.DOCS_PREFIX, include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html", headers={"Cache-Control": "no-cache"})
+
+    # Swagger UI from the swagger-ui-bundle package: no CDN, so the page works offline and CSP stays 'self'
+    app.mount(f"{hardening.DOCS_PREFIX}/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

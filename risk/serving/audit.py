@@ -26,11 +26,14 @@ WAIT_SECONDS = 30.0
 
 
 def audit_rows(user: User, endpoint: str, person_ids: list[str | None], run_id: str | None,
-               outcome: str = "ok") -> list[dict[str, Any]]:
-    """One row per person read (one row without a person for a refused or empty read)."""
+               outcome: str = "ok", team_id: str | None = None) -> list[dict[str, Any]]:
+    """One row per person read (one row without a person for a refused or empty read); IDs asked for are
+    cut to the column width so a long one is still audited."""
     now = datetime.now(UTC)
-    return [{"at": now, "user_name": user.name, "role": user.role, "endpoint": endpoint, "person_id": pid,
-             "run_id": run_id, "outcome": outcome} for pid in (person_ids or [None])]
+    team = team_id[:64] if team_id else None
+    return [{"at": now, "user_name": user.name, "role": user.role, "endpoint": endpoint,
+             "person_id": pid[:64] if pid else pid, "run_id": run_id, "outcome": outcome, "team_id": team}
+            for pid in (person_ids or [None])]
 
 
 class AuditWriter:

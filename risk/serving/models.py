@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Reason(BaseModel):
@@ -88,11 +88,24 @@ class PatientView(PatientSummary):
     model_version: str | None
 
 
+class ErrorDetail(BaseModel):
+    detail: str
+
+
 class SearchRequest(BaseModel):
     q: str = Field(
         min_length=1, max_length=64,
-        description="Name, phone or person ID prefix; last 4 of phone; or a full national ID",
+        description="Name, phone or person ID prefix; last 4 of phone; or a full national ID "
+                    "(Unicode text without lone surrogates or NUL)",
+        json_schema_extra={"pattern": "^[^\\x00]+$"},
     )
+
+    @field_validator("q")
+    @classmethod
+    def _plain_text(cls, value: str) -> str:
+        if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            raise ValueError("must be Unicode text without lone surrogates or NUL")
+        return value
 
 
 class SearchResult(BaseModel):

@@ -164,6 +164,7 @@ audit = Table(
     Column("person_id", String(64)),
     Column("run_id", String(64)),
     Column("outcome", String(16), nullable=False),  # ok | denied | not_found
+    Column("team_id", String(64)),  # the team asked for (priority lists), refused or not
     Index("ix_serving_audit_person", "person_id", "at"),
     Index("ix_serving_audit_user", "user_name", "at"),
 )
