@@ -86,8 +86,11 @@ def _peak_rss_mb() -> float:
 
 
 def default_model_dir() -> Path | None:
-    """The model named by models/CURRENT (the version approved for the nightly job), if any."""
-    current = Path(__file__).resolve().parent.parent / "models" / "CURRENT"
+    """The model named by risk/models/approved/CURRENT (the version approved for the nightly job), if any.
+    Package data: a wheel install finds it as a source checkout does."""
+    from risk.models.export import approved_models_dir
+
+    current = approved_models_dir() / "CURRENT"
     if not current.is_file():
         return None
     return current.parent / current.read_text(encoding="utf-8").strip()

@@ -589,7 +589,7 @@ def evaluate_tiers(
         "runs/tier-judgement"
     ),
     rules: Annotated[Path | None, typer.Option(help="Rule set YAML (default: the embedded rules)")] = None,
-    model_dir: Annotated[Path | None, typer.Option(help="Exported model (default: models/CURRENT)")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Exported model (default: the approved one)")] = None,
     model: Annotated[bool, typer.Option(help="Judge the model and combined tiers too")] = True,
     features: Annotated[Path | None, typer.Option(help="Features parquet as of the date")] = None,
 ) -> None:

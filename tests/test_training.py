@@ -16,7 +16,12 @@ import pytest
 from risk.errors import RiskUserError
 from risk.models.estimators import CalibratedRiskModel, calibrate
 from risk.models.explanations import describe, top_reasons
-from risk.models.export import ModelFeatureMismatch, load_exported_model, write_exported_model
+from risk.models.export import (
+    ModelFeatureMismatch,
+    approved_models_dir,
+    load_exported_model,
+    write_exported_model,
+)
 from risk.models.features import FeatureSpec
 from risk.models.policy import default_model_policy
 from risk.models.training_set import build_training_set, latest_complete_as_of, plan_snapshots
@@ -309,7 +314,6 @@ def test_model_whose_features_do_not_match_is_refused(exported: Path) -> None:
 
 def test_linear_explanations_equal_the_one_at_a_time_definition():
     """The one-pass linear contributions are the documented one-at-a-time contributions, exactly."""
-    from pathlib import Path
 
     import numpy as np
     import pandas as pd
@@ -318,7 +322,7 @@ def test_linear_explanations_equal_the_one_at_a_time_definition():
     from risk.models.features import model_frame
     from risk.tiers.model import load_exported_model
 
-    model = load_exported_model(Path(__file__).resolve().parent.parent / "models").estimator
+    model = load_exported_model(approved_models_dir()).estimator
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({c: model.reference_[c] for c in model.spec.columns}, index=range(200))
     frame = model_frame(frame, model.spec)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from risk import definitions
 from risk.cli import app
+from risk.models.export import approved_models_dir
 from tests.support.hand_county import AS_OF, nine_person_county, write_county
 
 pytestmark = pytest.mark.filterwarnings("ignore:RISK_ID_KEY")
@@ -348,9 +349,7 @@ def test_the_run_records_the_drift_of_every_model_feature(small_run: Path):
     manifest = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
     drift = manifest["model_drift"]
     model = json.loads(
-        (Path(__file__).parent.parent / "models" / manifest["versions"]["model"] / "metadata.json").read_text(
-            encoding="utf-8"
-        )
+        (approved_models_dir() / manifest["versions"]["model"] / "metadata.json").read_text(encoding="utf-8")
     )
     assert set(drift["psi"]) == set(model["feature_columns"])
     assert drift["rows"] == manifest["counts"]["tiered"] >= drift["min_rows"]

@@ -1,15 +1,16 @@
 """The model artifact the nightly job scores with.
 
-models/<name>/ holds model.joblib, metadata.json and model_card.md.
-
-models/CURRENT names the folder the nightly job uses. Loading checks that the artifact's feature list and
-feature-set version match the feature pipeline; a mismatch is refused with a message saying what differs.
+An export folder's <name>/ holds model.joblib, metadata.json and model_card.md; its CURRENT names one.
+risk/models/approved/ (package data) is the export folder the nightly job uses by default. Loading checks
+that the artifact's feature list and feature-set version match the feature pipeline; a mismatch is
+refused with a message saying what differs.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,11 @@ def write_exported_model(
     if make_current:
         (Path(models_dir) / CURRENT_POINTER).write_text(folder.name + "\n", encoding="utf-8")
     return folder
+
+
+def approved_models_dir() -> Path:
+    """The folder of models shipped with the package (CURRENT + one folder per approved version)."""
+    return Path(str(resources.files("risk.models") / "approved"))
 
 
 def resolve_model_folder(models_dir: Path) -> Path:
