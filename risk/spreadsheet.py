@@ -27,6 +27,13 @@ def inert_text(value: Any) -> Any:
     return value
 
 
+def restore_text(value: Any) -> Any:
+    """The inverse of inert_text, for files the project reads back (filled-in call lists)."""
+    if isinstance(value, str) and value[:1] == ESCAPE and value[1:2] != "" and value[1] in FORMULA_START:
+        return value[1:]
+    return value
+
+
 def _is_text(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 

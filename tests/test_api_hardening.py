@@ -6,8 +6,10 @@ the app in-process (bounded examples): zero 5xx, zero schema violations."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import select
 
 from risk.serving import schema as store_schema
@@ -151,14 +154,21 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(served: dict) -> None
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 6
     for operation, mode in itertools.product(operations, GenerationMode):
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
-        def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=_auth(served, "admin"))
-
         try:
-            check()
+            _property(operation, mode, _auth(served, "admin"))()
         except Unsatisfiable:  # no invalid request exists for an operation without inputs (/api/health)
             assert mode is GenerationMode.NEGATIVE
+
+
+def _property(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> Callable[[], None]:
+    # a call result's fields depend on each other (a visit needs readings, a removal a reason): the
+    # schema cannot say so, so a schema-valid result may be refused with 422 and its reason code
+    excluded = [positive_data_acceptance] if operation.path.endswith("/calls") else []
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+              database=None)
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+    return check

@@ -12,6 +12,7 @@ import pandas as pd
 
 from risk.calls.lists import CALL_COLUMNS
 from risk.errors import InputFileError
+from risk.spreadsheet import restore_text
 
 _HEADERS = {}
 for _code, (_zh, _en) in CALL_COLUMNS.items():
@@ -83,6 +84,8 @@ def read_result_file(path: Path) -> tuple[list[dict[str, Any]], int]:
         grids.append(frame.to_numpy().tolist())
     else:
         raise InputFileError(str(path), "expected a .csv or .xlsx file")
+    # cells the project wrote inert ("'=...", risk/spreadsheet.py) read back as they were
+    grids = [[[restore_text(value) for value in row] for row in grid] for grid in grids]
     rows, skipped = [], 0
     found_header = False
     for grid in grids:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
 from risk.products.lists import TIER_RANK, TIER_ZH, file_stem, sheet_names, write_csv
+from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
 CALL_COLUMNS = {
@@ -306,15 +307,7 @@ def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(CALL_COLUMNS)
-    book = xlsxwriter.Workbook(
-        str(path),
-        {
-            "in_memory": True,
-            "strings_to_numbers": False,
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-        },
-    )
+    book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
     bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
     fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
     sheets = sheet_names(sorted(str(v) for v in rows["village_id"].unique()))
@@ -327,7 +320,7 @@ def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
             sheet.write_string(2, col, en, bold)
         for r, record in enumerate(group[columns].itertuples(index=False), start=3):
             for col, value in enumerate(record):
-                text = _fmt(value)
+                text = inert_text(_fmt(value))  # the importer restores it (restore_text)
                 if columns[col] in RESULT_COLUMNS:
                     sheet.write_string(r, col, text, fill)
                 else:

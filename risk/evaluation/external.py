@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from risk.evaluation.harness import EvaluationResult
+from risk.spreadsheet import write_csv
 
 COLUMNS = [
     "validation",
@@ -74,7 +75,7 @@ def write_external_report(
 ) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "external_validation.csv", index=False)
+    write_csv(table, out_dir / "external_validation.csv", encoding="utf-8")
     path = out_dir / "external_validation.md"
     path.write_text(render_markdown(table, title, context), encoding="utf-8")
     return path

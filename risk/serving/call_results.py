@@ -23,6 +23,7 @@ from risk.serving import schema
 from risk.serving.auth import TEAM_ROLES, User
 from risk.serving.publish import insert_rows
 from risk.serving.store import writer
+from risk.spreadsheet import write_csv
 
 CR = schema.call_results
 P = schema.patients
@@ -348,7 +349,7 @@ def import_results_file(
                 for index, code in outcome.quarantined
             ]
         )
-        frame.to_csv(target, index=False, encoding="utf-8-sig")
+        write_csv(frame, target)
         written = str(target)
     return ImportOutcome(
         rows=len(rows),
