@@ -35,7 +35,7 @@ def remove_leftovers(out: Path) -> list[Path]:
         name = path.name
         if not name.startswith(".") or not name.lstrip(".").startswith(f"{out.name}."):
             continue
-        found = _WORK_FOLDER.search(name[len(out.name) + 1:])
+        found = _WORK_FOLDER.search(name[len(out.name) + 1 :])
         if found is None or _alive(int(found.group(1))):
             continue
         if path.is_dir() and not path.is_symlink():
@@ -56,8 +56,9 @@ def check_replaceable(out: Path, marker: str, what: str) -> None:
     if not out.is_dir():
         raise RiskUserError(f"{out}: exists and is not a folder")
     if any(out.iterdir()) and not (out / marker).exists():
-        raise RiskUserError(f"{out}: folder exists and is not {what} (no {marker}); "
-                            "choose another output folder")
+        raise RiskUserError(
+            f"{out}: folder exists and is not {what} (no {marker}); choose another output folder"
+        )
 
 
 def swap_into_place(ready: Path, out: Path) -> None:

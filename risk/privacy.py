@@ -70,8 +70,11 @@ def require_key() -> str:
 def _key() -> bytes:
     if key_kind() == "county":
         return os.environ[KEY_ENV].encode()
-    log.warning("%s is not set: national IDs are hashed with the development key (%s=1); "
-                "never use this on real data", KEY_ENV, DEV_KEY_ENV)
+    log.warning(
+        "%s is not set: national IDs are hashed with the development key (%s=1); never use this on real data",
+        KEY_ENV,
+        DEV_KEY_ENV,
+    )
     return _DEV_KEY.encode()
 
 

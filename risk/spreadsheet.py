@@ -64,8 +64,9 @@ def inert_table(table: pa.Table) -> pa.Table:
         column = table.column(index)
         starts = pc.fill_null(pc.match_substring_regex(column, _FORMULA_PATTERN), False)
         if pc.any(starts).as_py():
-            escaped = pc.binary_join_element_wise(pa.scalar(ESCAPE, field.type), column,
-                                                  pa.scalar("", field.type))
+            escaped = pc.binary_join_element_wise(
+                pa.scalar(ESCAPE, field.type), column, pa.scalar("", field.type)
+            )
             table = table.set_column(index, field, pc.if_else(starts, escaped, column))
     return table.rename_columns([inert_text(name) for name in table.column_names])
 

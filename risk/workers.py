@@ -26,5 +26,9 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
     fork: the children only run code on data they inherit; spawn would re-import __main__, which fails
     under notebooks and `python -` and costs a second of imports per worker."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )

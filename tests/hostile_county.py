@@ -19,8 +19,14 @@ KNOWN_NAME = "欧阳秘密"
 KNOWN_PHONE = "13912345678"
 KNOWN_ID = "34062119700101123X"
 # OWASP CSV injection: every leading character a spreadsheet may take as the start of a formula
-FORMULA_NAMES = ['=HYPERLINK("http://evil.example/","点我")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1,1)",
-                 "\t=1+1", "\r=1+1"]
+FORMULA_NAMES = [
+    '=HYPERLINK("http://evil.example/","点我")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1,1)",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def write_hostile_county(out: Path, *, persons: int = 300, file_format: str = "parquet") -> Path:
@@ -28,12 +34,13 @@ def write_hostile_county(out: Path, *, persons: int = 300, file_format: str = "p
     as names and '=1+1' as phone, and one of them a village ID starting with '='."""
     from risk.synth import SynthConfig, generate_county
 
-    generate_county(SynthConfig(persons=persons, seed=11, start=date(2021, 1, 1), end=date(2024, 12, 31)),
-                    out)
+    generate_county(
+        SynthConfig(persons=persons, seed=11, start=date(2021, 1, 1), end=date(2024, 12, 31)), out
+    )
     path = out / "persons.parquet"
     frame = pd.read_parquet(path)
     managed = set(pd.read_parquet(out / "conditions.parquet")["person_id"])
-    rows = [i for i, pid in enumerate(frame["person_id"]) if pid in managed][5: len(FORMULA_NAMES) + 6]
+    rows = [i for i, pid in enumerate(frame["person_id"]) if pid in managed][5 : len(FORMULA_NAMES) + 6]
     frame.loc[rows[0], ["name", "phone", "national_id"]] = [KNOWN_NAME, KNOWN_PHONE, KNOWN_ID]
     for row, name in zip(rows[1:], FORMULA_NAMES, strict=True):
         frame.loc[row, "name"] = name
@@ -50,8 +57,14 @@ def write_hostile_county(out: Path, *, persons: int = 300, file_format: str = "p
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m risk.cli ARGS` in a child process: its stdout and stderr (logs, tracebacks) as text."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "risk.cli", *args], capture_output=True, text=True,
-                          env=environment, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "risk.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def personal_values_in(text: str) -> list[str]:

@@ -49,9 +49,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict:
     store = str(tmp / "store.db")
     publish_run(run, store)
     engine = open_store(store)
-    tokens = {"admin": add_user(engine, "admin", "county_admin"),
-              "team": add_user(engine, "team-a", "team", team_id="TEAM000"),
-              "analyst": add_user(engine, "analyst", "analyst")}
+    tokens = {
+        "admin": add_user(engine, "admin", "county_admin"),
+        "team": add_user(engine, "team-a", "team", team_id="TEAM000"),
+        "analyst": add_user(engine, "analyst", "analyst"),
+    }
     app = create_app(store)
     client = TestClient(app)
     yield {"app": app, "client": client, "engine": engine, "tokens": tokens}
@@ -66,11 +68,15 @@ def _auth(served: dict, role: str) -> dict[str, str]:
 def test_request_bodies_are_limited(served: dict) -> None:
     client = served["client"]
     big = b'{"q": "' + b"a" * 100_000 + b'"}'
-    response = client.post("/api/search", content=big, headers={**_auth(served, "admin"),
-                                                                  "Content-Type": "application/json"})
+    response = client.post(
+        "/api/search", content=big, headers={**_auth(served, "admin"), "Content-Type": "application/json"}
+    )
     assert response.status_code == 413
-    streamed = client.post("/api/search", content=(b"x" * 8192 for _ in range(8)),
-                           headers={**_auth(served, "admin"), "Content-Type": "application/json"})
+    streamed = client.post(
+        "/api/search",
+        content=(b"x" * 8192 for _ in range(8)),
+        headers={**_auth(served, "admin"), "Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
 
 
@@ -114,8 +120,11 @@ def test_refused_reads_are_audited_with_what_was_asked(served: dict) -> None:
     assert client.get("/api/teams/TEAM002/priority", headers=_auth(served, "analyst")).status_code == 403
     audit = store_schema.audit
     with served["engine"].connect() as conn:
-        rows = conn.execute(select(audit.c.user_name, audit.c.endpoint, audit.c.person_id, audit.c.team_id,
-                                   audit.c.outcome).where(audit.c.outcome == "denied")).all()
+        rows = conn.execute(
+            select(
+                audit.c.user_name, audit.c.endpoint, audit.c.person_id, audit.c.team_id, audit.c.outcome
+            ).where(audit.c.outcome == "denied")
+        ).all()
     assert ("analyst", "patient", asked, None, "denied") in rows
     assert ("team-a", "priority", None, "TEAM002", "denied") in rows
     assert ("analyst", "priority", None, "TEAM002", "denied") in rows
@@ -166,8 +175,13 @@ def _property(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> 
     excluded = [positive_data_acceptance] if operation.path.endswith("/calls") else []
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     def check(case: schemathesis.Case) -> None:
         case.call_and_validate(headers=headers, excluded_checks=excluded)
 

@@ -36,8 +36,11 @@ def _alive(pid: int) -> bool:
 
 
 def _fake_leftovers(parent: Path, out_name: str, pid: int) -> list[Path]:
-    paths = [parent / f".{out_name}.staging-{pid}", parent / f".{out_name}.retired-{pid}",
-             parent / f"..{out_name}.staging-{pid}.validating-{pid}-ab12cd34"]
+    paths = [
+        parent / f".{out_name}.staging-{pid}",
+        parent / f".{out_name}.retired-{pid}",
+        parent / f"..{out_name}.staging-{pid}.validating-{pid}-ab12cd34",
+    ]
     for path in paths:
         (path / "lists").mkdir(parents=True)
         (path / "lists" / "priority_all.csv").write_text(f"name\n{KNOWN_NAME}\n", encoding="utf-8")
@@ -71,8 +74,12 @@ WORKER_SCRIPT = textwrap.dedent("""
 
 
 def test_worker_processes_die_with_their_parent_on_kill_9() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         workers = [int(pid) for pid in parent.stdout.readline().split()]
         assert len(workers) == 2 and all(_alive(pid) for pid in workers)
@@ -92,8 +99,19 @@ def test_worker_processes_die_with_their_parent_on_kill_9() -> None:
 def test_kill_9_during_a_nightly_leaves_nothing_after_the_next_run(tmp_path: Path) -> None:
     county = write_hostile_county(tmp_path / "input", persons=2000)
     out = tmp_path / "runs" / "run"
-    command = [sys.executable, "-m", "risk.cli", "--dev-id-key", "nightly", str(county), "--as-of",
-               AS_OF.isoformat(), "--out", str(out), "--no-model"]
+    command = [
+        sys.executable,
+        "-m",
+        "risk.cli",
+        "--dev-id-key",
+        "nightly",
+        str(county),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--out",
+        str(out),
+        "--no-model",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

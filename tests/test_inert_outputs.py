@@ -23,16 +23,21 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inert")
     county = write_hostile_county(root / "input")
     run = root / "run"
-    done = CliRunner().invoke(app, ["nightly", str(county), "--as-of", AS_OF.isoformat(), "--out", str(run),
-                                    "--no-model"])
+    done = CliRunner().invoke(
+        app, ["nightly", str(county), "--as-of", AS_OF.isoformat(), "--out", str(run), "--no-model"]
+    )
     assert done.exit_code == 0, done.output
     reports = root / "reports"
-    for args in (["bp_control_cn", "--period", "2024", "--by", "village"],
-                 ["bp_control_cn", "--period", "2024", "--by", "team"], ["tier_mix"]):
+    for args in (
+        ["bp_control_cn", "--period", "2024", "--by", "village"],
+        ["bp_control_cn", "--period", "2024", "--by", "team"],
+        ["tier_mix"],
+    ):
         for fmt in ("xlsx", "csv"):
             out = reports / f"{args[0]}-{args[-1]}.{fmt}"
-            done = CliRunner().invoke(app, ["report", *args, "--run", str(run), "--out", str(out),
-                                            "--min-count", "0"])
+            done = CliRunner().invoke(
+                app, ["report", *args, "--run", str(run), "--out", str(out), "--min-count", "0"]
+            )
             assert done.exit_code == 0, done.output
     return root
 
@@ -69,9 +74,12 @@ def test_no_csv_field_starts_with_a_formula_character(outputs: Path) -> None:
     files = sorted(outputs.rglob("*.csv"))
     files = [f for f in files if "input" not in f.parts]
     assert len(files) >= 5
-    fields = [field for path in files
-              for row in csv.reader(path.read_text(encoding="utf-8-sig").splitlines(keepends=True))
-              for field in row]
+    fields = [
+        field
+        for path in files
+        for row in csv.reader(path.read_text(encoding="utf-8-sig").splitlines(keepends=True))
+        for field in row
+    ]
     assert not [f for f in fields if _formula_like(f)]
     assert "'" + FORMULA_NAMES[0] in fields
     assert "'=1+2" in fields  # the village ID
@@ -83,5 +91,5 @@ def test_the_helpers_agree_and_keep_other_values() -> None:
     expected = [inert_text(v) for v in values]
     assert inert_frame(frame)["text"].tolist()[:7] == expected[:7]
     assert inert_table(pa.Table.from_pandas(frame)).column("text").to_pylist() == expected
-    assert expected[:len(FORMULA_NAMES)] == ["'" + v for v in FORMULA_NAMES]
-    assert expected[len(FORMULA_NAMES):] == ["张三", "", None, "a=b", "'=x"]
+    assert expected[: len(FORMULA_NAMES)] == ["'" + v for v in FORMULA_NAMES]
+    assert expected[len(FORMULA_NAMES) :] == ["张三", "", None, "a=b", "'=x"]

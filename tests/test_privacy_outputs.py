@@ -34,8 +34,17 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def run(county: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    done = run_cli("--dev-id-key", "nightly", str(county), "--as-of", AS_OF.isoformat(), "--out", str(out),
-                   "--no-model", "--no-xlsx")
+    done = run_cli(
+        "--dev-id-key",
+        "nightly",
+        str(county),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--out",
+        str(out),
+        "--no-model",
+        "--no-xlsx",
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -51,8 +60,9 @@ def no_key(monkeypatch: pytest.MonkeyPatch):
 
 def test_masked_id_cannot_be_rebuilt_from_birth_date_and_region_code(county: Path, run: Path) -> None:
     clear = pd.read_parquet(county / "persons.parquet", columns=["person_id", "national_id"])
-    out = pd.read_parquet(run / "canonical" / "persons.parquet",
-                          columns=["person_id", "birth_date", "national_id_masked"])
+    out = pd.read_parquet(
+        run / "canonical" / "persons.parquet", columns=["person_id", "birth_date", "national_id_masked"]
+    )
     people = out.merge(clear, on="person_id")
     people = people[people["national_id"].str.len().eq(18) & people["national_id"].map(_valid)]
     assert len(people) > 200
@@ -75,13 +85,15 @@ def test_masked_id_cannot_be_rebuilt_from_birth_date_and_region_code(county: Pat
     assert fewest >= 9
 
 
-def test_without_a_key_nothing_is_hashed_published_or_served(no_key, county: Path, run: Path,
-                                                            tmp_path: Path) -> None:
+def test_without_a_key_nothing_is_hashed_published_or_served(
+    no_key, county: Path, run: Path, tmp_path: Path
+) -> None:
     runner = CliRunner()
-    for args in (["validate", str(county), "--out", str(tmp_path / "v")],
-                 ["nightly", str(county), "--as-of", AS_OF.isoformat(), "--out", str(tmp_path / "r"),
-                  "--no-model"],
-                 ["publish", str(run), "--store", str(tmp_path / "s.db")]):
+    for args in (
+        ["validate", str(county), "--out", str(tmp_path / "v")],
+        ["nightly", str(county), "--as-of", AS_OF.isoformat(), "--out", str(tmp_path / "r"), "--no-model"],
+        ["publish", str(run), "--store", str(tmp_path / "s.db")],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "RISK_ID_KEY is not set" in result.output
@@ -102,8 +114,9 @@ def test_serving_without_a_key_is_refused(no_key, run: Path, tmp_path: Path, mon
         create_app(store)
 
 
-def test_the_development_key_is_explicit_and_recorded(run: Path, no_key, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_development_key_is_explicit_and_recorded(
+    run: Path, no_key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert manifest["versions"]["id_key"] == "development"
     assert "development key" in (run / "summary.md").read_text(encoding="utf-8")
@@ -137,15 +150,28 @@ def test_a_database_error_during_publish_shows_no_row_values(county: Path, run: 
     assert first.returncode == 0, first.stderr
     with sqlite3.connect(store) as con:  # the store now refuses patient rows: the next load fails
         con.execute("DELETE FROM serving_runs")
-        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON serving_patients "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+        con.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON serving_patients "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
     done = run_cli("--dev-id-key", "publish", str(run), "--store", str(store))
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "refused by test" in done.stderr
     assert personal_values_in(done.stdout + done.stderr) == []
     # the same through the nightly's --store, with its log lines
-    nightly = run_cli("--dev-id-key", "nightly", str(county), "--as-of", AS_OF.isoformat(),
-                      "--out", str(tmp_path / "r"), "--no-model", "--no-xlsx", "--store", str(store))
+    nightly = run_cli(
+        "--dev-id-key",
+        "nightly",
+        str(county),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-model",
+        "--no-xlsx",
+        "--store",
+        str(store),
+    )
     assert nightly.returncode == 2, nightly.stderr
     assert "Traceback" not in nightly.stderr
     assert personal_values_in(nightly.stdout + nightly.stderr) == []

@@ -50,8 +50,9 @@ def test_publishing_while_the_api_reads_and_audits_succeeds(tmp_path: Path) -> N
         headers = {"Authorization": f"Bearer {token}"}
         while not stop.is_set():
             for index in range(0, PERSONS, 7):  # every read writes an audit row
-                statuses.append(client.get(f"/api/patients/{demo_person_id(index)}", headers=headers)
-                                .status_code)
+                statuses.append(
+                    client.get(f"/api/patients/{demo_person_id(index)}", headers=headers).status_code
+                )
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
     for thread in threads:
@@ -74,10 +75,14 @@ def test_run_id_covers_the_rule_set(tmp_path: Path) -> None:
     edited = tmp_path / "county-rules.yaml"
     text = (Path(__file__).parent.parent / "risk/definitions/rules/default.yaml").read_text(encoding="utf-8")
     edited.write_text(text.replace("sbp_target: {value: 140,", "sbp_target: {value: 135,"), encoding="utf-8")
-    first = run_nightly(NightlyOptions(input_dir=county, as_of=AS_OF, out=tmp_path / "a", use_model=False,
-                                       xlsx=False))
-    second = run_nightly(NightlyOptions(input_dir=county, as_of=AS_OF, out=tmp_path / "b", use_model=False,
-                                        xlsx=False, rules=edited))
+    first = run_nightly(
+        NightlyOptions(input_dir=county, as_of=AS_OF, out=tmp_path / "a", use_model=False, xlsx=False)
+    )
+    second = run_nightly(
+        NightlyOptions(
+            input_dir=county, as_of=AS_OF, out=tmp_path / "b", use_model=False, xlsx=False, rules=edited
+        )
+    )
     assert first.manifest["versions"]["rule_set"] == second.manifest["versions"]["rule_set"]  # same name
     assert first.manifest["run_id"] != second.manifest["run_id"]
     assert first.manifest["run_id"].startswith(AS_OF.isoformat())

@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 16 * 1024  # a search body is {"q": "<= 64 characters"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # Swagger UI (served from the app, see api.py) sets inline styles on its elements.
 DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 DOCS_PREFIX = "/api/docs"
@@ -91,8 +93,9 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> lis
 
 async def _too_large(scope: Scope, send: Send, path: str) -> None:
     body = b'{"detail":"request body too large"}'
-    headers = _with_security_headers([(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(body)).encode())], path)
+    headers = _with_security_headers(
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())], path
+    )
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -101,10 +104,17 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     """Where and what, never the value sent (it may be a name, a phone, or text that cannot be encoded)."""
     clean = []
     for error in errors:
-        location = [part if isinstance(part, int) else str(part).encode("utf-8", "replace").decode()
-                    for part in error.get("loc", ())]
-        clean.append({"loc": location, "msg": str(error.get("msg", "")).encode("utf-8", "replace").decode(),
-                      "type": str(error.get("type", ""))})
+        location = [
+            part if isinstance(part, int) else str(part).encode("utf-8", "replace").decode()
+            for part in error.get("loc", ())
+        ]
+        clean.append(
+            {
+                "loc": location,
+                "msg": str(error.get("msg", "")).encode("utf-8", "replace").decode(),
+                "type": str(error.get("type", "")),
+            }
+        )
     return clean
 
 
