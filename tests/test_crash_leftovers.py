@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from risk.atomic import remove_leftovers
-from tests.hostile_county import AS_OF, KNOWN_NAME, ROOT, write_hostile_county
+from tests.support.hostile_county import AS_OF, KNOWN_NAME, ROOT, write_hostile_county
 
 
 def _dead_pid() -> int:

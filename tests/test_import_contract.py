@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own layer and any layer listed before it.
 LAYERS: list[set[str]] = [
-    {"risk", "errors", "sql", "formatting", "stats", "privacy", "atomic"},
+    {"risk", "errors", "sql", "formatting", "stats", "privacy", "atomic", "spreadsheet", "workers"},
     {"definitions", "provenance", "docs"},
     {"run"},  # the run-folder contract: file names, manifest, canonical-table binding, history
     {"io", "validate", "interop"},

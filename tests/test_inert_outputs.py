@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from risk.cli import app
 from risk.spreadsheet import FORMULA_START, inert_frame, inert_table, inert_text
-from tests.hostile_county import AS_OF, FORMULA_NAMES, write_hostile_county
+from tests.support.hostile_county import AS_OF, FORMULA_NAMES, write_hostile_county
 
 
 @pytest.fixture(scope="module")

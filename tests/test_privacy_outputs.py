@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from risk import privacy
 from risk.cli import app
-from tests.hostile_county import AS_OF, KNOWN_ID, personal_values_in, run_cli, write_hostile_county
+from tests.support.hostile_county import AS_OF, KNOWN_ID, personal_values_in, run_cli, write_hostile_county
 
 GB11643_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 GB11643_CHECK = "10X98765432"

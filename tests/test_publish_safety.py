@@ -21,7 +21,7 @@ from risk.serving.auth import add_user
 from risk.serving.demo import demo_person_id, write_demo_run
 from risk.serving.publish import list_runs, publish_run
 from risk.serving.store import open_store
-from tests.hostile_county import AS_OF, write_hostile_county
+from tests.support.hostile_county import AS_OF, write_hostile_county
 
 PERSONS = 120
 

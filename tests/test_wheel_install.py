@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_county import AS_OF, ROOT, write_hostile_county
+from tests.support.hostile_county import AS_OF, ROOT, write_hostile_county
 
 
 @pytest.mark.slow

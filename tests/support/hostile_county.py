@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 AS_OF = date(2024, 6, 30)
 KNOWN_NAME = "欧阳秘密"
 KNOWN_PHONE = "13912345678"
