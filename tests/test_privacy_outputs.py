@@ -145,6 +145,7 @@ def test_an_unbalanced_quote_in_a_persons_csv_echoes_no_record(county: Path, tmp
     assert personal_values_in(done.stdout + done.stderr) == []
 
 
+@pytest.mark.slow
 def test_a_database_error_during_publish_shows_no_row_values(county: Path, run: Path, tmp_path: Path) -> None:
     store = tmp_path / "s.db"
     first = run_cli("--dev-id-key", "publish", str(run), "--store", str(store))
