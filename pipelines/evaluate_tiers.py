@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from risk.errors import RiskUserError
+from risk.spreadsheet import write_csv
 
 
 @dataclass
@@ -119,7 +120,7 @@ def evaluate_tiers(
         "",
     ]
     (out_dir / "tier_judgement.md").write_text("\n".join(header + lines), encoding="utf-8")
-    judgement["table"].to_csv(out_dir / "tier_judgement.csv", index=False)
+    write_csv(judgement["table"], out_dir / "tier_judgement.csv", encoding="utf-8")
     (out_dir / "tier_judgement.json").write_text(
         json.dumps(
             {

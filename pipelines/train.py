@@ -42,6 +42,7 @@ from risk.models.training_set import (
     plan_snapshots,
     resolve_canonical_dir,
 )
+from risk.spreadsheet import write_csv
 from risk.tiers.combine import combine_tiers
 from risk.tiers.model import assign_probability_tiers
 from risk.tiers.rule_set import TIER_RANK
@@ -406,7 +407,7 @@ def train_county(
     judgement = _tier_judgement(result, test, chosen)
     if judgement is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        judgement["table"].to_csv(report_dir / "tier_judgement.csv", index=False)
+        write_csv(judgement["table"], report_dir / "tier_judgement.csv", encoding="utf-8")
     report = write_report(
         result,
         report_dir,
