@@ -384,11 +384,6 @@ def test_any_contract_valid_county_runs_end_to_end(county: dict) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.xfail(
-    reason="issue 12 part B (API hardening): a patient ID containing '/' is not reachable "
-    "by /api/patients/{person_id}; found by the property test above",
-    strict=False,
-)
 def test_a_patient_id_with_a_slash_is_reachable(tmp_path: Path) -> None:
     county = _nine_person()
     county["tables"] = {name: frame.replace({"P1": "a/b"}) for name, frame in county["tables"].items()}
