@@ -74,6 +74,8 @@ def test_run_id_covers_the_rule_set(tmp_path: Path) -> None:
     county = write_hostile_county(tmp_path / "input")
     edited = tmp_path / "county-rules.yaml"
     text = (Path(__file__).parent.parent / "risk/definitions/rules/default.yaml").read_text(encoding="utf-8")
+    # a county's copy (its own name: the packaged name and version are refused for other content)
+    text = text.replace("name: default", "name: county-edit", 1)
     edited.write_text(text.replace("sbp_target: {value: 140,", "sbp_target: {value: 135,"), encoding="utf-8")
     first = run_nightly(
         NightlyOptions(input_dir=county, as_of=AS_OF, out=tmp_path / "a", use_model=False, xlsx=False)
@@ -83,7 +85,7 @@ def test_run_id_covers_the_rule_set(tmp_path: Path) -> None:
             input_dir=county, as_of=AS_OF, out=tmp_path / "b", use_model=False, xlsx=False, rules=edited
         )
     )
-    assert first.manifest["versions"]["rule_set"] == second.manifest["versions"]["rule_set"]  # same name
+    assert first.manifest["versions"]["data_fingerprint"] == second.manifest["versions"]["data_fingerprint"]
     assert first.manifest["run_id"] != second.manifest["run_id"]
     assert first.manifest["run_id"].startswith(AS_OF.isoformat())
 
