@@ -15,6 +15,7 @@ import pandas as pd
 from risk.capitation.expected import METHOD_LABELS
 from risk.capitation.report import CapitationReport
 from risk.errors import RiskUserError
+from risk.spreadsheet import inert_frame, write_csv
 
 FORMATS = ("html", "csv", "xlsx")
 YUAN, PCT, RATIO, COUNT = "#,##0", "0.0%", "0.00", "#,##0"
@@ -177,7 +178,7 @@ def write_capitation_report(
     tables = report_tables(report, by, min_count)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        tables["main"][0].to_csv(out, index=False, encoding="utf-8-sig", float_format="%.4f")
+        write_csv(tables["main"][0], out, float_format="%.4f")
     elif fmt == "xlsx":
         _write_xlsx(out, report, tables)
     else:
@@ -222,6 +223,7 @@ def _write_xlsx(out: Path, report: CapitationReport, tables: dict[str, tuple[pd.
     with pd.ExcelWriter(out, engine="openpyxl") as writer:
         for key, (table, columns) in tables.items():
             sheet = names[key]
+            table = inert_frame(table)  # openpyxl would make a formula of a cell starting with '='
             table.to_excel(writer, sheet_name=sheet, index=False)
             ws = writer.sheets[sheet]
             formats = [fmt for _, fmt in columns.values() if _ in table.columns]
@@ -231,7 +233,7 @@ def _write_xlsx(out: Path, report: CapitationReport, tables: dict[str, tuple[pd.
                     ws.cell(row=i, column=j).number_format = fmt
             ws.freeze_panes = "B2"
         about = pd.DataFrame(about_rows(report), columns=["项目 item", "内容 value"])
-        about.to_excel(writer, sheet_name="说明 about", index=False)
+        inert_frame(about).to_excel(writer, sheet_name="说明 about", index=False)
         writer.sheets["说明 about"].column_dimensions["B"].width = 100
 
 

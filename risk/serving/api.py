@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -299,8 +300,10 @@ def create_app(store_url: str) -> FastAPI:
         return read(queries.aggregates, user)
 
     @app.get("/api/capitation/{year}", tags=["aggregates"],
-             responses={403: {"description": "Team roles"}, 404: {"description": "No table stored"}})
-    def capitation(year: int, user: Annotated[User, Depends(current_user)]) -> Any:
+             responses={403: {"description": "Team roles"},
+                        404: {"model": ErrorDetail, "description": "No table stored"}})
+    def capitation(year: Annotated[int, FastAPIPath(ge=1900, le=2200)],
+                   user: Annotated[User, Depends(current_user)]) -> Any:
         """Capitation (小包干) budget vs spend, O/E and projected surplus per township (aggregates only):
         analysts and county administrators see every township, township users their own."""
         from risk.serving.capitation import read_capitation
