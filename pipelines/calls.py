@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from risk.calls.definitions import call_definitions
 from risk.calls.lists import CallExport, build_call_lists, export_call_lists
 from risk.errors import RiskUserError
+from risk.spreadsheet import write_csv
 
 ORIGIN_INPUT, ORIGIN_CALL = "input", "call_result"
 
@@ -163,5 +164,5 @@ def write_cascade(
     _, table = cascade_for_runs(month, Path(start_run), Path(run_dir), results)
     target = Path(run_dir) / "calls" / "cascade.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(target, index=False, encoding="utf-8-sig")
+    write_csv(table, target)  # inert; publish reads it back through restore_text
     return target

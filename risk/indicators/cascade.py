@@ -27,6 +27,7 @@ from risk.errors import DefinitionError, RiskUserError
 from risk.indicators.definitions import indicator_set
 from risk.indicators.periods import Period
 from risk.indicators.suppression import complementary_mask, primary_mask
+from risk.spreadsheet import write_csv, write_xlsx
 
 PLACES = {"township": "township_id", "team": "team_id", "village": "village_id"}
 TABLE_COLUMNS = [
@@ -364,9 +365,9 @@ def write_cascade_report(
     fmt = fmt or out.suffix.lstrip(".").lower() or "csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        table.to_csv(out, index=False, encoding="utf-8-sig")
+        write_csv(table, out)
     elif fmt == "xlsx":
-        table.to_excel(out, index=False, sheet_name="call_cascade")
+        write_xlsx(out, {"call_cascade": table})
     elif fmt == "html":
         out.write_text(table.to_html(index=False, na_rep="·"), encoding="utf-8")
     else:

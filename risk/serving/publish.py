@@ -27,6 +27,7 @@ from risk.errors import InputFileError, RiskUserError
 from risk.provenance import text_fingerprint
 from risk.serving import schema
 from risk.serving.store import StoreError, db_error_message, open_store, run_write, safe_url
+from risk.spreadsheet import restore_text
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +404,7 @@ def _load_cascade(conn: Connection, run_dir: Path, run_id: str) -> int:
         return None if pd.isna(value) else kind(value)
 
     rows = [
-        (run_id, r.month, r.level, r.unit, r.step, r.result, number(r.numerator, int),
+        (run_id, r.month, r.level, restore_text(r.unit), r.step, r.result, number(r.numerator, int),
          number(r.denominator, int), number(r.value, float), r.suppressed)
         for r in frame.itertuples(index=False)
     ]
