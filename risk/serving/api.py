@@ -81,6 +81,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorDetail, "description": "A request body that is not UTF-8 JSON"},
     401: {"model": ErrorDetail, "description": "Missing, malformed, unknown or revoked token"},
     403: {"model": ErrorDetail, "description": "Not permitted for this user or scope"},
+    404: {"model": ErrorDetail, "description": "Not found (also a path no route matches, e.g. an ID with a "
+                                               "line break)"},
     413: {"model": ErrorDetail, "description": f"Request body over {hardening.MAX_BODY_BYTES:,} bytes"},
     503: {"model": ErrorDetail, "description": "No run has been published yet"},
 }
