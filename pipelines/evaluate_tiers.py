@@ -51,6 +51,7 @@ def evaluate_tiers(
     from risk.features import compute_features
     from risk.models.labels import build_outcome_labels, data_end_date
     from risk.models.outcomes import outcome_definition
+    from risk.models.policy import default_model_policy
     from risk.models.training_set import resolve_canonical_dir
     from risk.tiers.assemble import finish_tiers
     from risk.tiers.priority import finish_priority
@@ -84,8 +85,10 @@ def evaluate_tiers(
 
         model = load_exported_model(model_dir)
         model_version = model.version
-    model_tiers = score_model_tiers(model, features) if model is not None else None
-    tiers = finish_tiers(rule_tiers, model_tiers, features, estimator.intervals_, as_of, model_version)
+    policy = default_model_policy()
+    model_tiers = score_model_tiers(model, features, policy) if model is not None else None
+    intervals = estimator.intervals_
+    tiers = finish_tiers(rule_tiers, model_tiers, features, intervals, as_of, model_version, policy)
     rules_only = finish_priority(
         rule_tiers.assign(tier=rule_tiers["tier_rules"]), features, estimator.intervals_, as_of
     )

@@ -24,6 +24,7 @@ import pandas as pd
 from risk import privacy, provenance
 from risk.atomic import check_replaceable, remove_leftovers, swap_into_place
 from risk.errors import RiskUserError
+from risk.models.policy import default_model_policy
 from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
 from risk.schema import TIERS_WORST_FIRST as TIERS
 
@@ -212,6 +213,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
 
         with clock.stage("tiers", 3, total):
             rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
+            policy = default_model_policy()
             model_version = "none"
             drift = None
             model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
@@ -222,9 +224,9 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                 model = load_exported_model(model_dir)
                 model.check_features(list(features.columns))
                 model_version = model.version
-                drift = check_model_drift(model, features, accept=options.accept_model_drift)
+                drift = check_model_drift(model, features, policy, accept=options.accept_model_drift)
                 warnings += drift.warnings
-            tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of)
+            tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of, policy)
             tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
             # one global order (the Spark engine finishes tiers per batch)
             tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))

@@ -31,7 +31,7 @@ from risk.models.features import FeatureSpec, feature_set_version, select_model_
 from risk.models.labels import LABEL_COLUMNS, data_end_date
 from risk.models.model_card import render_model_card
 from risk.models.outcomes import outcome_definition
-from risk.models.policy import default_model_policy, load_model_policy
+from risk.models.policy import ModelPolicy, TrainingPolicy, default_model_policy
 from risk.models.training_set import (
     SNAPSHOT_COLUMN,
     FeatureFunction,
@@ -91,20 +91,19 @@ def _fit_models(
     fit_y: np.ndarray,
     cal_X: pd.DataFrame,
     cal_y: np.ndarray,
-    policy: dict[str, Any],
+    training: TrainingPolicy,
     timings: dict[str, float],
 ) -> dict[str, CalibratedRiskModel]:
-    training = policy["training"]
     models = {}
     for kind in MODEL_KINDS:
         started = time.perf_counter()
         model = CalibratedRiskModel(
             kind=kind,
             spec=spec,
-            params=dict(training.get(kind, {})),
-            calibration_method=training.get("calibration_method", "sigmoid"),
-            seed=int(training["seed"]),
-            n_threads=training.get("threads", 1),
+            params=training.estimator_params(kind),
+            calibration_method=training.calibration_method,
+            seed=training.seed,
+            n_threads=training.threads,
         )
         models[kind] = model.fit(fit_X, fit_y, calibration_X=cal_X, calibration_y=cal_y)
         timings[f"fit_{kind}"] = time.perf_counter() - started
@@ -112,8 +111,8 @@ def _fit_models(
     return models
 
 
-def _choose(policy: dict[str, Any], overall: pd.DataFrame) -> str:
-    choice = policy["training"].get("export", "best_auprc")
+def _choose(policy: ModelPolicy, overall: pd.DataFrame) -> str:
+    choice = policy.training.export
     if choice in MODEL_KINDS:
         return choice
     scores = overall.set_index("estimator")["auprc"]
@@ -127,7 +126,7 @@ def _combined_scores(
     cal_X: pd.DataFrame,
     cal_y: np.ndarray,
     test_X: pd.DataFrame,
-    policy: dict[str, Any],
+    policy: ModelPolicy,
 ) -> EstimatorScores:
     """The combined policy as an estimator: tier from combine_tiers; ranked by tier, then model risk; its
     probability is the event rate of the combined tier on the calibration slice (out of the model's fit)."""
@@ -157,12 +156,12 @@ def _combined_scores(
     )
 
 
-def _groups(frame: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame:
+def _groups(frame: pd.DataFrame, policy: ModelPolicy) -> pd.DataFrame:
     groups = pd.DataFrame(index=frame.index)
     if "sex" in frame.columns:
         groups["sex"] = frame["sex"]
     if "age" in frame.columns:
-        groups["age_band"] = age_bands(frame["age"], policy["evaluation"]["age_bands"])
+        groups["age_band"] = age_bands(frame["age"], policy.evaluation.age_bands)
     if "township_id" in frame.columns:
         groups["township_id"] = frame["township_id"]
     return groups.reset_index(drop=True)
@@ -229,10 +228,8 @@ def _overall_metrics(result: EvaluationResult) -> dict[str, float]:
 
 def _track_and_export(
     *,
-    result: EvaluationResult,
-    models: dict[str, CalibratedRiskModel],
-    chosen: str,
-    report_dir: Path,
+    fitted: _Fitted,
+    report: Path,
     spec: FeatureSpec,
     params: dict[str, Any],
     context: dict[str, Any],
@@ -243,8 +240,10 @@ def _track_and_export(
     example: pd.DataFrame,
     timings: dict[str, float],
     metadata_base: dict[str, Any],
-    training_rows: pd.DataFrame,
-) -> tuple[str | None, dict[str, str], Path | None]:
+    summary: dict[str, Any],
+) -> TrainResult:
+    """Log the run to MLflow (artifacts: the report folder), export the chosen model with its card."""
+    result, models, chosen, report_dir = fitted.result, fitted.models, fitted.chosen, report.parent
     run_id, registered = None, {}
     code_version = provenance.code_version()
     if track:
@@ -288,12 +287,119 @@ def _track_and_export(
         card = render_model_card(metadata, result.overall, result.subgroups, closing_note(result))
         # the training population, for the nightly job's drift check (definitions/model_policy.yaml drift)
         profile = training_profile(
-            training_rows, spec.number_columns, list(spec.categorical),
-            bins=int((default_model_policy().get("drift") or {}).get("bins", 10)),
-            source=f"training rows of {metadata['version']} ({len(training_rows):,})",
+            fitted.train_rows,
+            spec.number_columns,
+            list(spec.categorical),
+            bins=fitted.policy.drift.bins,
+            source=f"training rows of {metadata['version']} ({len(fitted.train_rows):,})",
         )
         exported = write_exported_model(models[chosen], metadata, card, export_dir, profile=profile)
-    return run_id, registered, exported
+    return TrainResult(report, result, models, chosen, exported, run_id, registered, timings, summary)
+
+
+@dataclass
+class _Split:
+    """The rows of one training job: the models fit on `fit` and calibrate on `cal` (together `train`, on
+    which the rule baseline is fitted); every estimator is scored on `test`."""
+
+    train: pd.DataFrame
+    train_y: np.ndarray
+    fit: pd.DataFrame
+    fit_y: np.ndarray
+    cal: pd.DataFrame
+    cal_y: np.ndarray
+    test: pd.DataFrame
+    test_y: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        train: pd.DataFrame,
+        train_y: np.ndarray,
+        in_cal: np.ndarray,
+        test: pd.DataFrame,
+        test_y: np.ndarray,
+    ) -> _Split:
+        return cls(
+            train, train_y, train[~in_cal], train_y[~in_cal], train[in_cal], train_y[in_cal], test, test_y
+        )
+
+
+@dataclass
+class _Fitted:
+    models: dict[str, CalibratedRiskModel]
+    estimators: dict[str, Any]
+    chosen: str
+    result: EvaluationResult
+    policy: ModelPolicy
+    train_rows: pd.DataFrame  # what the models were trained on (its profile is exported for drift checks)
+
+
+def _fit_and_evaluate(
+    split: _Split,
+    spec: FeatureSpec,
+    policy: ModelPolicy,
+    rules: RuleBaseline | None,
+    timings: dict[str, float],
+    with_combined: bool,
+) -> _Fitted:
+    """The training core of both jobs: fit the models, evaluate them (and the rules, and with
+    `with_combined` the combined tier of the rules and the exported model) on the test rows, choose the
+    model to export."""
+    models = _fit_models(spec, split.fit, split.fit_y, split.cal, split.cal_y, policy.training, timings)
+    started = time.perf_counter()
+    estimators: dict[str, Any] = ({RULES: rules} if rules is not None else {}) | models
+    combined = with_combined and rules is not None
+    if combined:  # the combined estimator needs the export choice first; that takes point estimates only
+        quick = policy.updated({"evaluation": {"bootstrap_resamples": 1}})
+        chosen = _choose(policy, evaluate(dict(estimators), split.test, split.test_y, None, quick).overall)
+        estimators[COMBINED] = _combined_scores(
+            rules, models[chosen], split.cal, split.cal_y, split.test, policy
+        )
+    result = evaluate(
+        estimators,
+        split.test,
+        split.test_y,
+        _groups(split.test, policy),
+        policy,
+        reference=RULES if rules is not None else None,
+    )
+    if not combined:
+        chosen = _choose(policy, result.overall)
+    timings["evaluate"] = time.perf_counter() - started
+    return _Fitted(models, estimators, chosen, result, policy, split.train)
+
+
+def _metadata_base(
+    fitted: _Fitted,
+    split: _Split,
+    policy: ModelPolicy,
+    *,
+    version: str,
+    feature_set: str,
+    outcome: str,
+    horizon_days: Any,
+    data_description: str,
+    data_fingerprint: str,
+    dates: dict[str, Any],
+) -> dict[str, Any]:
+    """What the exported model records about its training (both jobs, one layout)."""
+    return {
+        "version": version,
+        "feature_set_version": feature_set,
+        "outcome_version": outcome,
+        "horizon_days": horizon_days,
+        "model_policy_version": policy.version,
+        "tiering": policy.section("tiering"),
+        "data_description": data_description,
+        "data_fingerprint": data_fingerprint,
+        **dates,
+        "n_train_rows": len(split.train),
+        "train_prevalence": float(split.train_y.mean()),
+        "n_test_rows": len(split.test),
+        "test_prevalence": float(split.test_y.mean()),
+        "test_metrics": fitted.result.overall.set_index("estimator").to_dict("index"),
+    }
 
 
 def train_county(
@@ -305,7 +411,7 @@ def train_county(
     export_dir: Path | None = None,
     tracking_uri: str | None = None,
     track: bool = True,
-    policy: dict[str, Any] | Path | None = None,
+    policy: ModelPolicy | None = None,
     feature_fn: FeatureFunction | None = None,
     rules: Any = None,
     experiment: str = "risk-county",
@@ -318,8 +424,8 @@ def train_county(
     also scored on its test snapshot (external validation, report/external_validation.md)."""
     from risk.tiers.rules import RuleTierClassifier
 
-    policy = load_model_policy(policy) if isinstance(policy, Path) else policy or default_model_policy()
-    training = policy["training"]
+    policy = policy if policy is not None else default_model_policy()
+    training = policy.training
     timings: dict[str, float] = {}
     started = time.perf_counter()
     canonical = resolve_canonical_dir(input_dir)
@@ -328,8 +434,8 @@ def train_county(
     test_as_of = as_of or latest_complete_as_of(data_end, definition.horizon_days)
     plan = plan_snapshots(
         test_as_of,
-        int(snapshots or training["snapshots"]),
-        int(every_months or training["every_months"]),
+        snapshots or training.snapshots,
+        every_months or training.every_months,
         definition.horizon_days,
     )
     dataset: TrainingSet = build_training_set(canonical, plan, feature_fn, definition, data_end)
@@ -339,46 +445,23 @@ def train_county(
     spec = select_model_features(train, policy, exclude=NOT_FEATURES)
     # Calibration slice: all training-snapshot rows of a random share of persons, left out of fitting, so the
     # calibrator sees people the base model has never seen; nothing from the test period is involved.
-    rng = np.random.default_rng(int(training["seed"]))
+    rng = np.random.default_rng(training.seed)
     persons = train["person_id"].astype(str).unique()
-    held_out = persons[rng.random(len(persons)) < float(training["calibration_share"])]
+    held_out = persons[rng.random(len(persons)) < training.calibration_share]
     in_held_out = train["person_id"].astype(str).isin(held_out).to_numpy()
-    fit, cal = train[~in_held_out], train[in_held_out]
-    fit_y, cal_y, test_y = fit["outcome"].to_numpy(), cal["outcome"].to_numpy(), test["outcome"].to_numpy()
-    models = _fit_models(spec, fit, fit_y, cal, cal_y, policy, timings)
-
-    started = time.perf_counter()
-    estimators: dict[str, Any] = {}
+    split = _Split.of(train, train["outcome"].to_numpy(), in_held_out, test, test["outcome"].to_numpy())
     notes: list[str] = []
     try:
-        estimators[RULES] = RuleBaseline(RuleTierClassifier(rules)).fit(train, train["outcome"].to_numpy())
+        baseline = RuleBaseline(RuleTierClassifier(rules)).fit(train, split.train_y)
     except RiskUserError as exc:
+        baseline = None
         notes.append(f"rules omitted: {exc}")
-    estimators |= {kind: model for kind, model in models.items()}
-    preliminary = evaluate(
-        dict(estimators),
-        test,
-        test_y,
-        None,
-        {**policy, "evaluation": {**policy["evaluation"], "bootstrap_resamples": 1}},
-    )
-    chosen = _choose(policy, preliminary.overall)
-    if RULES in estimators:
-        estimators[COMBINED] = _combined_scores(estimators[RULES], models[chosen], cal, cal_y, test, policy)
-    result = evaluate(
-        estimators,
-        test,
-        test_y,
-        _groups(test, policy),
-        policy,
-        reference=RULES if RULES in estimators else None,
-    )
-    timings["evaluate"] = time.perf_counter() - started
+    fitted = _fit_and_evaluate(split, spec, policy, baseline, timings, with_combined=True)
     external_table = None
     if external_dir is not None:
         started = time.perf_counter()
         external_table = _external_validation(
-            external_dir, plan, feature_fn, definition, estimators, models, chosen, cal, cal_y, result, policy
+            external_dir, plan, feature_fn, definition, fitted, split, policy
         )
         timings["external_validation"] = time.perf_counter() - started
 
@@ -389,10 +472,10 @@ def train_county(
         "outcome": f"outcomes.yaml {definition.version}, horizon {definition.horizon_days} days",
         "training snapshots": ", ".join(d.isoformat() for d in plan.train_as_of)
         + f" ({len(train):,} person-snapshots, {train['outcome'].mean():.1%} events; "
-        f"{len(fit):,} fit, {len(cal):,} calibration)",
+        f"{len(split.fit):,} fit, {len(split.cal):,} calibration)",
         "test snapshot": f"{plan.test_as_of.isoformat()}",
         "features": f"{len(spec.columns)} model inputs, feature-set version {feature_set_version()}",
-        "model policy": f"model_policy.yaml {policy.get('version')}",
+        "model policy": f"model_policy.yaml {policy.version}",
         "code version": provenance.code_version(),
     }
     report_dir = Path(out_dir) / "report"
@@ -402,14 +485,14 @@ def train_county(
         "nothing "
         "after the test as-of date is used for training; the same persons may appear in training (earlier "
         "snapshots) and test.",
-        f"Exported model choice: model_policy.yaml training.export = {training.get('export')} -> {chosen}.",
+        f"Exported model choice: model_policy.yaml training.export = {training.export} -> {fitted.chosen}.",
     ]
-    judgement = _tier_judgement(result, test, chosen)
+    judgement = _tier_judgement(fitted.result, test, fitted.chosen)
     if judgement is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         write_csv(judgement["table"], report_dir / "tier_judgement.csv", encoding="utf-8")
     report = write_report(
-        result,
+        fitted.result,
         report_dir,
         title=f"Risk model evaluation — test snapshot {plan.test_as_of}",
         context=context,
@@ -427,40 +510,46 @@ def train_county(
     params = {
         "snapshot_plan": plan.as_dict(),
         "outcome_version": definition.version,
-        "model_policy_version": policy.get("version"),
-        "training": training,
-        "tiering": policy["tiering"],
-        "combine": policy["combine"],
+        "model_policy_version": policy.version,
+        "training": policy.section("training"),
+        "tiering": policy.section("tiering"),
+        "combine": policy.section("combine"),
         "feature_set_version": feature_set_version(),
         "n_features": len(spec.columns),
-        "n_fit_rows": len(fit),
-        "n_calibration_rows": len(cal),
+        "n_fit_rows": len(split.fit),
+        "n_calibration_rows": len(split.cal),
         "n_test_rows": len(test),
         "data_fingerprint": dataset.data_fingerprint,
     }
-    metadata_base = {
-        "version": f"{chosen}-{plan.test_as_of:%Y%m%d}-{dataset.data_fingerprint[:8]}",
-        "feature_set_version": feature_set_version(),
-        "outcome_version": definition.version,
-        "horizon_days": definition.horizon_days,
-        "model_policy_version": policy.get("version"),
-        "tiering": policy["tiering"],
-        "data_description": str(context["data"]),
-        "data_fingerprint": dataset.data_fingerprint,
-        "data_end": data_end.isoformat(),
-        "train_as_of": [d.isoformat() for d in plan.train_as_of],
-        "test_as_of": plan.test_as_of.isoformat(),
-        "n_train_rows": len(train),
+    metadata_base = _metadata_base(
+        fitted,
+        split,
+        policy,
+        version=f"{fitted.chosen}-{plan.test_as_of:%Y%m%d}-{dataset.data_fingerprint[:8]}",
+        feature_set=feature_set_version(),
+        outcome=definition.version,
+        horizon_days=definition.horizon_days,
+        data_description=str(context["data"]),
+        data_fingerprint=dataset.data_fingerprint,
+        dates={
+            "data_end": data_end.isoformat(),
+            "train_as_of": [d.isoformat() for d in plan.train_as_of],
+            "test_as_of": plan.test_as_of.isoformat(),
+        },
+    )
+    summary = {
+        "n_train": len(train),
+        "n_test": len(test),
         "train_prevalence": float(train["outcome"].mean()),
-        "n_test_rows": len(test),
-        "test_prevalence": float(test_y.mean()),
-        "test_metrics": result.overall.set_index("estimator").to_dict("index"),
+        "test_prevalence": float(split.test_y.mean()),
+        "plan": plan.as_dict(),
+        "dataset_timings": dataset.timings,
     }
-    run_id, registered, exported = _track_and_export(
-        result=result,
-        models=models,
-        chosen=chosen,
-        report_dir=report_dir,
+    if external_table is not None:
+        summary["external_validation"] = external_table
+    return _track_and_export(
+        fitted=fitted,
+        report=report,
         spec=spec,
         params=params,
         context=context,
@@ -471,19 +560,8 @@ def train_county(
         example=test.head(5),
         timings=timings,
         metadata_base=metadata_base,
-        training_rows=train,
+        summary=summary,
     )
-    summary = {
-        "n_train": len(train),
-        "n_test": len(test),
-        "train_prevalence": float(train["outcome"].mean()),
-        "test_prevalence": float(test_y.mean()),
-        "plan": plan.as_dict(),
-        "dataset_timings": dataset.timings,
-    }
-    if external_table is not None:
-        summary["external_validation"] = external_table
-    return TrainResult(report, result, models, chosen, exported, run_id, registered, timings, summary)
 
 
 def _external_validation(
@@ -491,13 +569,9 @@ def _external_validation(
     plan: SnapshotPlan,
     feature_fn: FeatureFunction | None,
     definition: Any,
-    estimators: dict[str, Any],
-    models: dict[str, CalibratedRiskModel],
-    chosen: str,
-    cal: pd.DataFrame,
-    cal_y: np.ndarray,
-    internal: EvaluationResult,
-    policy: dict[str, Any],
+    fitted: _Fitted,
+    split: _Split,
+    policy: ModelPolicy,
 ) -> pd.DataFrame:
     """Score the fitted estimators on another county's test snapshot (same as-of date, same outcome)."""
     canonical = resolve_canonical_dir(external_dir)
@@ -505,11 +579,12 @@ def _external_validation(
     external_plan = SnapshotPlan(test_as_of=plan.test_as_of, train_as_of=(), horizon_days=plan.horizon_days)
     test = build_training_set(canonical, external_plan, feature_fn, definition, data_end).test
     test = test.reset_index(drop=True)
-    scored = {name: est for name, est in estimators.items() if name != COMBINED}
+    scored = {name: est for name, est in fitted.estimators.items() if name != COMBINED}
     if RULES in scored:
-        scored[COMBINED] = _combined_scores(scored[RULES], models[chosen], cal, cal_y, test, policy)
+        model = fitted.models[fitted.chosen]
+        scored[COMBINED] = _combined_scores(scored[RULES], model, split.cal, split.cal_y, test, policy)
     external = evaluate(scored, test, test["outcome"].to_numpy(), None, policy)
-    return validation_table({"internal": internal, "external": external})
+    return validation_table({"internal": fitted.result, "external": external})
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -563,12 +638,12 @@ def train_table(
     export_dir: Path | None = None,
     tracking_uri: str | None = None,
     track: bool = True,
-    policy: dict[str, Any] | Path | None = None,
+    policy: ModelPolicy | None = None,
     experiment: str = "risk-table",
 ) -> TrainResult:
     """Train and evaluate on any per-person table with a binary outcome column (random split by person)."""
-    policy = load_model_policy(policy) if isinstance(policy, Path) else policy or default_model_policy()
-    training = policy["training"]
+    policy = policy if policy is not None else default_model_policy()
+    training = policy.training
     timings: dict[str, float] = {}
     frame = read_table(table)
     y = binary_label(frame, label, table)
@@ -579,42 +654,30 @@ def train_table(
     spec = select_model_features(frame.drop(columns=[label]), policy, exclude=exclude)
     if not spec.columns:
         raise InputFileError(str(table), "no usable feature columns (numbers, booleans or categories)")
-    rng = np.random.default_rng(int(training["seed"]))
+    rng = np.random.default_rng(training.seed)
     persons = frame["person_id"].unique()
     test_persons = set(persons[rng.random(len(persons)) < test_share])
     is_test = frame["person_id"].isin(test_persons).to_numpy()
     train, test = frame[~is_test], frame[is_test].reset_index(drop=True)
     train_y, test_y = y[~is_test], y[is_test]
-    cal_mask = rng.random(len(train)) < float(training["calibration_share"])
+    cal_mask = rng.random(len(train)) < training.calibration_share
     if len(np.unique(test_y)) < 2 or len(np.unique(train_y[cal_mask])) < 2:
         raise RiskUserError(f"{table}: too few outcome events to split into training, calibration and test")
-    models = _fit_models(
-        spec, train[~cal_mask], train_y[~cal_mask], train[cal_mask], train_y[cal_mask], policy, timings
-    )
-    estimators: dict[str, Any] = dict(models)
+    split = _Split.of(train, train_y, cal_mask, test, test_y)
     notes = [
         f"Random split by {id_column}: {test_share:.0%} of persons held out for testing (seed "
-        f"{training['seed']}); {cal_mask.mean():.0%} of training rows calibrate."
+        f"{training.seed}); {cal_mask.mean():.0%} of training rows calibrate."
     ]
     try:
         from risk.tiers.rules import RuleTierClassifier
 
-        estimators = {RULES: RuleBaseline(RuleTierClassifier()).fit(train, train_y), **estimators}
+        baseline = RuleBaseline(RuleTierClassifier()).fit(train, train_y)
     except Exception as exc:  # noqa: BLE001 - a county table rarely has every rule input; say so and go on
+        baseline = None
         notes.append(
             f"Rules omitted: the table lacks the rule inputs ({type(exc).__name__}: {str(exc)[:160]})."
         )
-    started = time.perf_counter()
-    result = evaluate(
-        estimators,
-        test,
-        test_y,
-        _groups(test, policy),
-        policy,
-        reference=RULES if RULES in estimators else "logistic_regression",
-    )
-    timings["evaluate"] = time.perf_counter() - started
-    chosen = _choose(policy, result.overall)
+    fitted = _fit_and_evaluate(split, spec, policy, baseline, timings, with_combined=False)
     fingerprint = provenance.file_fingerprint([Path(table)])
     context = {
         "data": f"{table} (label {label})",
@@ -623,41 +686,37 @@ def train_table(
         "features": f"{len(spec.columns)} model inputs",
         "code version": provenance.code_version(),
     }
-    report_dir = Path(out_dir) / "report"
     report = write_report(
-        result, report_dir, title=f"Risk model evaluation — {Path(table).name}", context=context, notes=notes
+        fitted.result,
+        Path(out_dir) / "report",
+        title=f"Risk model evaluation — {Path(table).name}",
+        context=context,
+        notes=notes,
     )
     params = {
         "table": str(table),
         "label": label,
         "test_share": test_share,
-        "training": training,
-        "tiering": policy["tiering"],
+        "training": policy.section("training"),
+        "tiering": policy.section("tiering"),
         "n_features": len(spec.columns),
         "data_fingerprint": fingerprint,
     }
-    metadata_base = {
-        "version": f"{chosen}-{Path(table).stem}-{fingerprint[:8]}",
-        "feature_set_version": "unknown",
-        "outcome_version": f"column {label}",
-        "horizon_days": "as defined by the table",
-        "model_policy_version": policy.get("version"),
-        "tiering": policy["tiering"],
-        "data_description": str(context["data"]),
-        "data_fingerprint": fingerprint,
-        "train_as_of": ["n/a"],
-        "test_as_of": "random person split",
-        "n_train_rows": len(train),
-        "train_prevalence": float(train_y.mean()),
-        "n_test_rows": len(test),
-        "test_prevalence": float(test_y.mean()),
-        "test_metrics": result.overall.set_index("estimator").to_dict("index"),
-    }
-    run_id, registered, exported = _track_and_export(
-        result=result,
-        models=models,
-        chosen=chosen,
-        report_dir=report_dir,
+    metadata_base = _metadata_base(
+        fitted,
+        split,
+        policy,
+        version=f"{fitted.chosen}-{Path(table).stem}-{fingerprint[:8]}",
+        feature_set="unknown",
+        outcome=f"column {label}",
+        horizon_days="as defined by the table",
+        data_description=str(context["data"]),
+        data_fingerprint=fingerprint,
+        dates={"train_as_of": ["n/a"], "test_as_of": "random person split"},
+    )
+    return _track_and_export(
+        fitted=fitted,
+        report=report,
         spec=spec,
         params=params,
         context=context,
@@ -668,16 +727,5 @@ def train_table(
         example=test.head(5),
         timings=timings,
         metadata_base=metadata_base,
-        training_rows=train,
-    )
-    return TrainResult(
-        report,
-        result,
-        models,
-        chosen,
-        exported,
-        run_id,
-        registered,
-        timings,
-        {"n_train": len(train), "n_test": len(test)},
+        summary={"n_train": len(train), "n_test": len(test)},
     )

@@ -3,7 +3,6 @@ report is written."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,11 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from risk.evaluation import EstimatorScores, RuleBaseline, evaluate, write_report
 from risk.evaluation.harness import age_bands
 from risk.evaluation.metrics import calibration_slope_intercept, net_benefit, treat_all_net_benefit
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy, default_model_policy
 
 
-def fast_policy(resamples: int = 100) -> dict:
-    policy = copy.deepcopy(default_model_policy())
-    policy["evaluation"]["bootstrap_resamples"] = resamples
-    return policy
+def fast_policy(resamples: int = 100) -> ModelPolicy:
+    return default_model_policy().updated({"evaluation": {"bootstrap_resamples": resamples}})
 
 
 class ToyRules:

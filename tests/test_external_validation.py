@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from pathlib import Path
 
@@ -13,14 +12,13 @@ from scipy.special import expit
 
 from risk.evaluation import EstimatorScores, evaluate
 from risk.evaluation.external import render_markdown, validation_table
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy, default_model_policy
 
 
-def fast_policy() -> dict:
-    policy = copy.deepcopy(default_model_policy())
-    policy["evaluation"]["bootstrap_resamples"] = 20
-    policy["training"]["gradient_boosting"] = {**policy["training"]["gradient_boosting"], "max_iter": 30}
-    return policy
+def fast_policy() -> ModelPolicy:
+    return default_model_policy().updated(
+        {"evaluation": {"bootstrap_resamples": 20}, "training": {"gradient_boosting": {"max_iter": 30}}}
+    )
 
 
 def test_a_shifted_population_shows_in_calibration_in_the_large_not_in_discrimination() -> None:
@@ -35,9 +33,9 @@ def test_a_shifted_population_shows_in_calibration_in_the_large_not_in_discrimin
     policy = fast_policy()
     table = validation_table(
         {
-            "internal": evaluate(scores, None, y_internal, policy=policy),
-            "external": evaluate(scores, None, y_external, policy=policy),
-            "flatter": evaluate(scores, None, y_spread, policy=policy),
+            "internal": evaluate(scores, None, y_internal, None, policy),
+            "external": evaluate(scores, None, y_external, None, policy),
+            "flatter": evaluate(scores, None, y_spread, None, policy),
         }
     ).set_index("validation")
     assert abs(table.at["internal", "calibration_intercept"]) < 0.1

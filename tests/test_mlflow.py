@@ -3,7 +3,6 @@ exported model loads and scores; the generic --table command on a plain CSV."""
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import date
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy, default_model_policy
 
 pytestmark = pytest.mark.slow  # whole training runs
 
@@ -27,11 +26,10 @@ def canonical(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def fast_policy() -> dict:
-    policy = copy.deepcopy(default_model_policy())
-    policy["evaluation"]["bootstrap_resamples"] = 20
-    policy["training"]["gradient_boosting"] = {**policy["training"]["gradient_boosting"], "max_iter": 30}
-    return policy
+def fast_policy() -> ModelPolicy:
+    return default_model_policy().updated(
+        {"evaluation": {"bootstrap_resamples": 20}, "training": {"gradient_boosting": {"max_iter": 30}}}
+    )
 
 
 def test_training_run_is_tracked_registered_and_exported(canonical: Path, tmp_path: Path) -> None:
@@ -87,9 +85,9 @@ def test_training_run_is_tracked_registered_and_exported(canonical: Path, tmp_pa
     profile = json.loads((exported.path / "training_profile.json").read_text(encoding="utf-8"))
     assert profile["rows"] == exported.metadata["n_train_rows"]
     assert set(profile["features"]) == set(exported.feature_columns)
-    drift = check_model_drift(exported, features, accept=True)
+    drift = check_model_drift(exported, features, default_model_policy(), accept=True)
     assert set(drift.psi) == set(exported.feature_columns)
-    scored = score_model_tiers(exported, features)
+    scored = score_model_tiers(exported, features, default_model_policy())
     assert len(scored) == len(features) and scored["model_probability"].between(0, 1).all()
 
 

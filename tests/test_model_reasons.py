@@ -48,7 +48,7 @@ def test_every_model_feature_has_plain_words():
     assert set(features) <= known
     from risk.models.policy import default_model_policy
 
-    excluded = set(default_model_policy()["features"]["exclude"])
+    excluded = set(default_model_policy().features.exclude)
     model_features = {
         n for n, e in catalogue().items() if n not in excluded and e["type"] not in ("date",)
     } - {"person_id", "as_of", "township_id", "village_id", "unit_id", "team_id"}

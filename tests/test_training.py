@@ -3,7 +3,6 @@ policy, exported-model feature check."""
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from risk.models.export import (
     write_exported_model,
 )
 from risk.models.features import FeatureSpec
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy, default_model_policy
 from risk.models.training_set import build_training_set, latest_complete_as_of, plan_snapshots
 from risk.tiers.combine import combine_tiers
 from risk.tiers.model import assign_probability_tiers, score_model_tiers
@@ -42,11 +41,8 @@ def validated_county(small_county: Path, tmp_path_factory: pytest.TempPathFactor
     return out / "canonical"
 
 
-def policy_with(**sections: dict) -> dict:
-    policy = copy.deepcopy(default_model_policy())
-    for name, values in sections.items():
-        policy[name] = {**policy[name], **values}
-    return policy
+def policy_with(**sections: dict) -> ModelPolicy:
+    return default_model_policy().updated(sections)
 
 
 # --- snapshots and leakage -------------------------------------------------------------------------------
@@ -267,7 +263,7 @@ def test_combined_tier_never_lowers_the_rule_tier(max_raise: int) -> None:
             assert reason == f"rule_kept: {rule} (model {model_tier})"  # never silent
         elif model_tier == rule:
             assert reason == "agree"
-    no_model = combine_tiers(rules, None)
+    no_model = combine_tiers(rules, None, default_model_policy())
     assert (no_model["tier"] == rules["tier_rules"]).all() and (
         no_model["combine_reason"] == "rule_only"
     ).all()

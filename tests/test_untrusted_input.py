@@ -375,21 +375,24 @@ def _model_with_profile(tmp_path: Path, features: pd.DataFrame):
 
 def test_a_population_unlike_the_training_one_is_refused_feature_by_feature(small_run: Path, tmp_path: Path):
     from risk.errors import RiskUserError
+    from risk.models.policy import default_model_policy
     from risk.tiers.model import check_model_drift
+
+    policy = default_model_policy()
 
     features = pd.read_parquet(small_run / "features.parquet")
     half = features["person_id"].rank(method="first") % 2 == 0
     model = _model_with_profile(tmp_path, features[half])
-    same = check_model_drift(model, features[~half])  # the other half of the same county
+    same = check_model_drift(model, features[~half], policy)  # the other half of the same county
     assert same.problem is None  # ~220 rows a half: sampling noise alone reaches PSI ~0.17
     older = features.assign(age=features["age"] + 25, bp_last_sbp=features["bp_last_sbp"] + 40)
     with pytest.raises(RiskUserError, match=r"do not resemble .*(age|bp_last_sbp) .*--accept-model-drift"):
-        check_model_drift(model, older)
-    report = check_model_drift(model, older, accept=True)
+        check_model_drift(model, older, policy)
+    report = check_model_drift(model, older, policy, accept=True)
     assert report.psi["age"] > 0.25 and report.psi["bp_last_sbp"] > 0.25
     assert report.psi["sex"] < 0.1  # untouched features stay close
     assert report.warnings and "--accept-model-drift" in report.warnings[0]
     # without a stored training profile the fit cannot be checked: refused too
     (model.path / "training_profile.json").unlink()
     with pytest.raises(RiskUserError, match="no training profile"):
-        check_model_drift(model, features)
+        check_model_drift(model, features, policy)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.support.rules import AS_OF, base_row, days_ago, frame
 
 from risk import definitions
 from risk.errors import DefinitionError
@@ -19,6 +18,7 @@ from risk.tiers.workload import (
     workload_table,
     workload_unit,
 )
+from tests.support.rules import AS_OF, base_row, days_ago, frame
 
 
 def _settings(visits: int, weeks: int = 2, per_unit: dict | None = None) -> dict:

@@ -168,7 +168,7 @@ def synth_profile(name: str = "suixi") -> dict[str, Any]:
 
     base = synth_county()
     profile = base["profiles"][name]
-    merged = _deep_merge(copy.deepcopy(base), profile.get("overrides") or {})
+    merged = deep_merge(copy.deepcopy(base), profile.get("overrides") or {})
     merged["profile"] = {
         "name": name,
         "description": profile.get("description", "").strip(),
@@ -177,10 +177,10 @@ def synth_profile(name: str = "suixi") -> dict[str, Any]:
     return merged
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
+            deep_merge(base[key], value)
         else:
             base[key] = value
     return base

@@ -13,6 +13,7 @@ from risk.errors import RiskUserError
 
 if TYPE_CHECKING:
     from risk.models.export import ExportedModel
+    from risk.models.policy import ModelPolicy
     from risk.tiers.rule_set import RuleSet
 
 ENGINES = ("duckdb", "spark")
@@ -23,7 +24,12 @@ class Engine(Protocol):
         """The as-of features, written to `out` (features.parquet), returned sorted by person_id."""
 
     def tiers(
-        self, features: pd.DataFrame, rule_set: RuleSet, model: ExportedModel | None, as_of: date
+        self,
+        features: pd.DataFrame,
+        rule_set: RuleSet,
+        model: ExportedModel | None,
+        as_of: date,
+        policy: ModelPolicy,
     ) -> pd.DataFrame:
         """The tiers table (rules, model, combined, next due) for the features rows."""
 
@@ -40,16 +46,23 @@ class DuckDBEngine:
         return compute_features(canonical_dir, as_of, out=out)
 
     def tiers(
-        self, features: pd.DataFrame, rule_set: RuleSet, model: ExportedModel | None, as_of: date
+        self,
+        features: pd.DataFrame,
+        rule_set: RuleSet,
+        model: ExportedModel | None,
+        as_of: date,
+        policy: ModelPolicy,
     ) -> pd.DataFrame:
         from risk.tiers.assemble import finish_tiers
         from risk.tiers.model import score_model_tiers
         from risk.tiers.rules import assign_rule_tiers
 
         rule_tiers = assign_rule_tiers(features, rules=rule_set)
-        model_tiers = score_model_tiers(model, features) if model is not None else None
+        model_tiers = score_model_tiers(model, features, policy) if model is not None else None
         model_version = model.version if model is not None else "none"
-        return finish_tiers(rule_tiers, model_tiers, features, rule_set.intervals, as_of, model_version)
+        return finish_tiers(
+            rule_tiers, model_tiers, features, rule_set.intervals, as_of, model_version, policy
+        )
 
     def connection(self, canonical_dir: Path) -> Any:
         from risk.run.tables import canonical_connection

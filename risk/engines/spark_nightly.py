@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from risk.models.export import ExportedModel
+    from risk.models.policy import ModelPolicy
 
 
 class SparkResult:
@@ -100,17 +101,21 @@ class SparkNightly:
         return frame.select(*feature_schema().names)
 
     def tiers(
-        self, features: pd.DataFrame, rule_set: RuleSet, model: ExportedModel | None, as_of: date
+        self,
+        features: pd.DataFrame,
+        rule_set: RuleSet,
+        model: ExportedModel | None,
+        as_of: date,
+        policy: ModelPolicy,
     ) -> pd.DataFrame:
         """The nightly tiers table, written partitioned by township; returned sorted by person_id. The
         pandas features are not shipped back (Spark reads its own partitioned features, the same rows);
         they serve the model's reasons, which compare each patient with everyone scored in the run."""
         from risk.tiers.priority import add_model_reasons
 
-        person_features = features
-        features = self.stored_features()
-        tiers = tier_frame(self.spark, features, rule_set, as_of, model)
-        townships = features.select("person_id", PARTITION_COLUMN)
+        stored = self.stored_features()
+        tiers = tier_frame(self.spark, stored, rule_set, as_of, model, policy)
+        townships = stored.select("person_id", PARTITION_COLUMN)
         write_partitioned(tiers.join(townships, on="person_id", how="left"), self.tiers_path)
         table = read_partitioned(self.tiers_path, TIER_SCHEMA)
         dates = {pa.date32(): pd.ArrowDtype(pa.date32())}
@@ -119,7 +124,7 @@ class SparkNightly:
             frame["tier_model"] = None
             frame["model_reasons"] = None
         else:
-            frame["reasons"] = add_model_reasons(frame, person_features).to_numpy()
+            frame["reasons"] = add_model_reasons(frame, features).to_numpy()
         return frame
 
     def connection(self, canonical_dir: Path) -> SparkSqlConnection:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from risk.models.export import ExportedModel
+    from risk.models.policy import ModelPolicy
 
 KEYS = ("person_id", "as_of", "fu_last_date")
 SPARK_TYPES = {"DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "VARCHAR": "STRING", "DATE": "DATE"}
@@ -88,22 +89,20 @@ def _score_batches(model: ExportedModel, top_n: int) -> Callable[[Iterator[pa.Re
     return score
 
 
-def model_tiers(features: DataFrame, model: ExportedModel, policy: dict[str, Any] | None = None) -> DataFrame:
+def model_tiers(features: DataFrame, model: ExportedModel, policy: ModelPolicy) -> DataFrame:
     """person_id, model_probability, model_reasons, tier_model: score_model_tiers on Spark."""
     from pyspark.sql import functions as F
 
     from risk.features import FEATURE_SET_VERSION
-    from risk.models.policy import default_model_policy
     from risk.tiers.model import assign_probability_tiers
 
-    policy = policy or default_model_policy()
     model.check_features(features.columns, FEATURE_SET_VERSION)
-    within = policy["tiering"].get("capacity", {}).get("within")
+    within = policy.tiering.capacity.within
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
     from pyspark import StorageLevel
 
-    scored = features.mapInArrow(_score_batches(model, int(policy["explanations"].get("top_n", 3))),
+    scored = features.mapInArrow(_score_batches(model, policy.explanations.top_n),
                                  _spark_schema(MODEL_SCHEMA))
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)  # read twice below; scoring is the costly part
     group = features.select("person_id", F.col(within).alias("capacity_group")) if within else \
@@ -122,7 +121,7 @@ def model_tiers(features: DataFrame, model: ExportedModel, policy: dict[str, Any
     return scored.join(tiers, on="person_id").select(*MODEL_TIER_SCHEMA.names)
 
 
-def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_version: str
+def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_version: str, policy: ModelPolicy
                   ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     from risk.tiers.assemble import finish_tiers
     from risk.tiers.rules import rule_tiers_from_evaluation
@@ -139,7 +138,7 @@ def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_versio
             rule_tiers = rule_tiers_from_evaluation(keys, evaluation_from_fired(rule_set, fired))
             scored = frame[["k_person_id", *MODEL_TIER_SCHEMA.names[1:]]].rename(
                 columns={"k_person_id": "person_id"}) if with_model else None
-            out = finish_tiers(rule_tiers, scored, keys, rule_set.intervals, as_of, model_version,
+            out = finish_tiers(rule_tiers, scored, keys, rule_set.intervals, as_of, model_version, policy,
                                explain_model=False)
             yield from pa.Table.from_pandas(out[TIER_SCHEMA.names], preserve_index=False) \
                 .cast(TIER_SCHEMA).to_batches()
@@ -148,12 +147,12 @@ def _tier_batches(rule_set: RuleSet, with_model: bool, as_of: date, model_versio
 
 
 def tier_frame(spark: SparkSession, features: DataFrame, rule_set: RuleSet, as_of: date,
-               model: ExportedModel | None = None, policy: dict[str, Any] | None = None) -> DataFrame:
+               model: ExportedModel | None, policy: ModelPolicy) -> DataFrame:
     """The nightly tiers table (TIER_SCHEMA columns) as a Spark DataFrame, one row per features row."""
     fired = fired_rules(spark, features, rule_set)
     if model is not None:
         scored = model_tiers(features, model, policy).withColumnRenamed("person_id", "k_person_id")
         fired = fired.join(scored, on="k_person_id", how="left")
     model_version = model.version if model is not None else "none"
-    return fired.mapInArrow(_tier_batches(rule_set, model is not None, as_of, model_version),
+    return fired.mapInArrow(_tier_batches(rule_set, model is not None, as_of, model_version, policy),
                             _spark_schema(TIER_SCHEMA))

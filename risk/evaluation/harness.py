@@ -21,7 +21,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.utils.validation import check_is_fitted
 
 from risk.evaluation import metrics
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy
 from risk.tiers.model import assign_probability_tiers
 from risk.tiers.rule_set import TIERS
 
@@ -77,7 +77,7 @@ def _is_tier_array(values: np.ndarray) -> bool:
     return values.dtype.kind in "OUT" and set(pd.unique(values.astype(str))) <= set(TIERS)
 
 
-def scores_for(estimator: Any, X: pd.DataFrame, policy: dict[str, Any] | None = None) -> EstimatorScores:
+def scores_for(estimator: Any, X: pd.DataFrame, policy: ModelPolicy) -> EstimatorScores:
     """Scores of one fitted estimator on X (see the module docstring for which method gives what)."""
     if isinstance(estimator, EstimatorScores):
         return estimator
@@ -192,8 +192,8 @@ def evaluate(
     estimators: dict[str, Any],
     X: pd.DataFrame,
     y: np.ndarray | pd.Series,
-    groups: pd.DataFrame | None = None,
-    policy: dict[str, Any] | None = None,
+    groups: pd.DataFrame | None,
+    policy: ModelPolicy,
     reference: str | None = None,
 ) -> EvaluationResult:
     """Evaluate fitted estimators (or precomputed EstimatorScores) on the same rows.
@@ -202,9 +202,8 @@ def evaluate(
     reference: the estimator the others are compared with (paired bootstrap differences); default the first
     rule estimator, else the first one.
     """
-    policy = policy or default_model_policy()
-    settings = policy["evaluation"]
-    resamples, seed = int(settings["bootstrap_resamples"]), int(settings["seed"])
+    settings = policy.evaluation
+    resamples, seed = settings.bootstrap_resamples, settings.seed
     y = np.asarray(y).astype(int)
     scores = {name: scores_for(est, X, policy) for name, est in estimators.items()}
     notes = [s.note for s in scores.values() if s.note]
@@ -261,8 +260,8 @@ def evaluate(
                 }
             )
 
-    grid = settings["decision_thresholds"]
-    thresholds = np.round(np.arange(float(grid["start"]), float(grid["stop"]) + 1e-9, float(grid["step"])), 4)
+    grid = settings.decision_thresholds
+    thresholds = np.round(np.arange(float(grid.start), float(grid.stop) + 1e-9, float(grid.step)), 4)
     curve = pd.DataFrame(
         {
             "threshold": thresholds,
@@ -277,12 +276,12 @@ def evaluate(
             continue
         curve[name] = metrics.net_benefit(probability, y, thresholds)
         observed, predicted = calibration_curve(
-            y, probability, n_bins=int(settings["calibration_bins"]), strategy="quantile"
+            y, probability, n_bins=settings.calibration_bins, strategy="quantile"
         )
         calibration[name] = pd.DataFrame({"predicted": predicted, "observed": observed})
 
     subgroup_rows = []
-    min_events = int(settings.get("min_subgroup_events", 10))
+    min_events = settings.min_subgroup_events
     if groups is not None:
         for column in groups.columns:
             values = (
@@ -332,6 +331,6 @@ def evaluate(
         scores=scores,
         y=y,
         reference=reference,
-        settings={"bootstrap_resamples": resamples, "seed": seed, "tiering": policy["tiering"]},
+        settings={"bootstrap_resamples": resamples, "seed": seed, "tiering": policy.section("tiering")},
         notes=notes,
     )

@@ -17,10 +17,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from risk.models.policy import DriftPolicy
 
 PROFILE = "training_profile.json"
 MISSING = "(missing)"
@@ -131,9 +134,9 @@ class DriftReport:
 
 
 def assess_drift(
-    model_version: str, profile: dict[str, Any] | None, frame: pd.DataFrame, policy: dict[str, Any]
+    model_version: str, profile: dict[str, Any] | None, frame: pd.DataFrame, policy: DriftPolicy
 ) -> DriftReport:
-    threshold, min_rows = float(policy["psi_refuse_above"]), int(policy["min_rows"])
+    threshold, min_rows = policy.psi_refuse_above, policy.min_rows
     report = DriftReport(model=model_version, rows=int(len(frame)), threshold=threshold, min_rows=min_rows)
     if profile is None:
         report.problem = (

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from risk import definitions
+
+if TYPE_CHECKING:
+    from risk.models.policy import ModelPolicy
 
 
 @lru_cache(maxsize=1)
@@ -67,11 +70,11 @@ class FeatureSpec:
 
 
 def select_model_features(
-    frame: pd.DataFrame, policy: dict[str, Any], exclude: set[str] | frozenset[str] = frozenset()
+    frame: pd.DataFrame, policy: ModelPolicy, exclude: set[str] | frozenset[str] = frozenset()
 ) -> FeatureSpec:
     """Model inputs among the columns of `frame`, in frame order."""
-    excluded = set(policy["features"]["exclude"]) | set(exclude)
-    categorical_names = set(policy["features"]["categorical"])
+    excluded = set(policy.features.exclude) | set(exclude)
+    categorical_names = set(policy.features.categorical)
     known = catalogue()
     numeric, boolean, categorical = [], [], []
     for column in frame.columns:

@@ -8,6 +8,7 @@ from datetime import date
 
 import pandas as pd
 
+from risk.models.policy import ModelPolicy
 from risk.tiers.combine import combine_tiers
 from risk.tiers.priority import finish_priority
 
@@ -19,6 +20,7 @@ def finish_tiers(
     intervals: dict[str, int],
     as_of: date,
     model_version: str,
+    policy: ModelPolicy,
     explain_model: bool = True,
 ) -> pd.DataFrame:
     """Rule tiers + model tiers -> the tiers table: combined tier and reason, model columns (null
@@ -27,7 +29,7 @@ def finish_tiers(
     `explain_model=False` leaves out the model's reason where it raised the colour: that reason compares
     the patient with the median of everyone scored, so an engine that finishes tiers per batch (Spark)
     adds it once over the whole run (`add_model_reasons`)."""
-    combined = combine_tiers(rule_tiers, model_tiers)
+    combined = combine_tiers(rule_tiers, model_tiers, policy)
     tiers = rule_tiers.merge(combined, on="person_id", how="left")
     if model_tiers is not None:
         tiers = tiers.merge(model_tiers, on="person_id", how="left")

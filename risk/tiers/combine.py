@@ -13,13 +13,11 @@ rule-red patient is red whatever the model says. Every row records why in combin
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from risk.errors import RiskUserError
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy
 from risk.tiers.rule_set import TIER_RANK, TIERS
 
 COMBINE_COLUMNS = ["person_id", "tier", "combine_reason"]
@@ -34,14 +32,13 @@ def _tier_ranks(values: pd.Series, what: str) -> np.ndarray:
 
 
 def combine_tiers(
-    rule_tiers: pd.DataFrame, model_tiers: pd.DataFrame | None, policy: dict[str, Any] | None = None
+    rule_tiers: pd.DataFrame, model_tiers: pd.DataFrame | None, policy: ModelPolicy
 ) -> pd.DataFrame:
     """One row per rule_tiers row (same order): person_id, tier (combined), combine_reason.
 
     rule_tiers needs person_id and tier_rules (or tier); model_tiers needs person_id and tier_model.
     """
-    policy = policy or default_model_policy()
-    max_raise = int(policy["combine"].get("max_raise_levels", 2))
+    max_raise = policy.combine.max_raise_levels
     rule_column = "tier_rules" if "tier_rules" in rule_tiers.columns else "tier"
     if "person_id" not in rule_tiers.columns or rule_column not in rule_tiers.columns:
         raise RiskUserError("rule tiers need columns person_id and tier_rules")

@@ -8,7 +8,6 @@ probability: red when risk >= red_at_least, yellow when >= yellow_at_least.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from risk.errors import RiskUserError
 from risk.models.drift import DriftReport, assess_drift, load_profile
 from risk.models.explanations import reasons_json, top_reasons
 from risk.models.export import ExportedModel, load_exported_model
-from risk.models.policy import default_model_policy
+from risk.models.policy import ModelPolicy
 
 MODEL_TIER_COLUMNS = ["person_id", "model_probability", "tier_model", "model_reasons"]
 
@@ -39,23 +38,22 @@ def _capacity_tiers(probability: np.ndarray, red_share: float, yellow_share: flo
 
 
 def assign_probability_tiers(
-    probability: np.ndarray | pd.Series, policy: dict[str, Any] | None = None, groups: pd.Series | None = None
+    probability: np.ndarray | pd.Series, policy: ModelPolicy, groups: pd.Series | None = None
 ) -> np.ndarray:
     """Tier strings for predicted probabilities under the policy's tiering method."""
-    policy = policy or default_model_policy()
-    tiering = policy["tiering"]
+    tiering = policy.tiering
     probability = np.asarray(probability, dtype="float64")
     if np.isnan(probability).any():
         raise RiskUserError("a predicted probability is missing; cannot assign model tiers")
-    if tiering["method"] == "probability":
-        cutoffs = tiering["probability"]
+    if tiering.method == "probability":
+        cutoffs = tiering.probability
         return np.where(
-            probability >= float(cutoffs["red_at_least"]),
+            probability >= float(cutoffs.red_at_least),
             "red",
-            np.where(probability >= float(cutoffs["yellow_at_least"]), "yellow", "green"),
+            np.where(probability >= float(cutoffs.yellow_at_least), "yellow", "green"),
         ).astype(object)
-    red_share = float(tiering["capacity"]["red_share"])
-    yellow_share = float(tiering["capacity"].get("yellow_share", 0.0))
+    red_share = float(tiering.capacity.red_share)
+    yellow_share = float(tiering.capacity.yellow_share)
     if groups is None:
         return _capacity_tiers(probability, red_share, yellow_share)
     tiers = np.empty(len(probability), dtype=object)
@@ -66,10 +64,9 @@ def assign_probability_tiers(
 
 
 def score_model_tiers(
-    model: ExportedModel, features: pd.DataFrame, policy: dict[str, Any] | None = None
+    model: ExportedModel, features: pd.DataFrame, policy: ModelPolicy
 ) -> pd.DataFrame:
     """person_id, model_probability, tier_model, model_reasons (JSON list of {feature, zh, en, log_odds})."""
-    policy = policy or default_model_policy()
     try:
         from risk.features import FEATURE_SET_VERSION
     except ImportError:
@@ -84,11 +81,11 @@ def score_model_tiers(
                              "model_reasons": pd.Series([], dtype=object)})
     estimator = model.estimator
     probability = estimator.predict_proba(features)[:, 1]
-    within = policy["tiering"].get("capacity", {}).get("within")
+    within = policy.tiering.capacity.within
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
     tiers = assign_probability_tiers(probability, policy, features[within] if within else None)
-    reasons = top_reasons(estimator, features, int(policy["explanations"].get("top_n", 3)))
+    reasons = top_reasons(estimator, features, policy.explanations.top_n)
     return pd.DataFrame(
         {
             "person_id": features["person_id"].to_numpy(),
@@ -99,14 +96,13 @@ def score_model_tiers(
     )
 
 
-def check_model_drift(model: ExportedModel, features: pd.DataFrame, accept: bool = False,
-                      policy: dict[str, Any] | None = None) -> DriftReport:
+def check_model_drift(
+    model: ExportedModel, features: pd.DataFrame, policy: ModelPolicy, accept: bool = False
+) -> DriftReport:
     """PSI of the features to score against the model's training profile. A model whose training
     population the data do not resemble (or cannot be shown to) is refused unless `accept`
     (--accept-model-drift), which turns the refusal into a warning of the run."""
-    policy = policy or default_model_policy()
-    drift_policy = policy.get("drift") or {"psi_refuse_above": 0.25, "min_rows": 200}
-    report = assess_drift(model.version, load_profile(model.path), features, drift_policy)
+    report = assess_drift(model.version, load_profile(model.path), features, policy.drift)
     if report.problem is not None:
         if not accept:
             raise RiskUserError(f"{report.problem}; run with --no-model (rules only) or "
