@@ -19,6 +19,7 @@ import pandas as pd
 
 from risk import definitions
 from risk.errors import InputFileError
+from risk.sql import identifier, literal
 
 TABLE_FORMATS = ("parquet", "csv")
 
@@ -43,12 +44,6 @@ def find_table_file(input_dir: Path, table: str, *, required: bool = True) -> Pa
     return None
 
 
-def sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -66,18 +61,18 @@ class InputTable:
     def scan_sql(self) -> str:
         """A FROM-clause source yielding the contract columns present, renamed, plus source_row."""
         cols = ", ".join(
-            f"{quote_identifier(src)} AS {quote_identifier(name)}" for name, src in self.file_columns.items()
+            f"{identifier(src)} AS {identifier(name)}" for name, src in self.file_columns.items()
         )
         if self.format == "parquet":
             return (f"(SELECT {cols}, file_row_number + 1 AS source_row "
-                    f"FROM read_parquet({sql_string(str(self.path))}, file_row_number = true))")
+                    f"FROM read_parquet({literal(self.path)}, file_row_number = true))")
         # DuckDB keeps CSV rows in file order (preserve_insertion_order), so the streaming
         # row_number() over () is the record number; tests/test_validate_io.py checks it.
         return f"(SELECT {cols}, row_number() OVER () AS source_row FROM {self._csv_reader()})"
 
     def _csv_reader(self) -> str:
-        columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in self.csv_header)
-        return (f"read_csv({sql_string(str(self.path))}, header = true, auto_detect = false, "
+        columns = ", ".join(f"{literal(name)}: 'VARCHAR'" for name in self.csv_header)
+        return (f"read_csv({literal(self.path)}, header = true, auto_detect = false, "
                 f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
                 "null_padding = false, encoding = 'utf-8')")
 
@@ -134,7 +129,7 @@ def open_input_table(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> 
     header: tuple[str, ...] = ()
     if fmt == "parquet":
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()  # noqa: E501
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(path)})").fetchall()  # noqa: E501
         except duckdb.Error as exc:
             raise InputFileError(str(path), f"cannot be read as Parquet: {_first_line(exc)}") from None
         found = [(str(row[0]), str(row[1])) for row in described]

@@ -21,6 +21,7 @@ from risk.features.sql import (
     sql_blocks,
     tables_read,
 )
+from risk.sql import literal
 
 AS_OF = date(2024, 6, 30)
 
@@ -55,12 +56,13 @@ def test_query_reads_only_logical_tables() -> None:
 
 
 def test_parameters_come_from_thresholds() -> None:
-    params = query_parameters(AS_OF)
+    params = {name: literal(value) for name, value in query_parameters(AS_OF).items()}
     assert params["as_of"] == "DATE '2024-06-30'"
     assert params["window_start"] == "DATE '2023-07-02'"  # (as_of - 365 days, as_of]
     assert params["as_of_end"] == "TIMESTAMP '2024-07-01 00:00:00'"
     assert params["new_complication_start"] == "DATE '2024-04-02'"
     assert params["sbp_controlled_below"] == "140.0" and params["grade3_dbp"] == "110.0"
+    assert params["readmission_days"] == "30"
     assert not re.search(r"(?<![:\w]):[a-z]", feature_query(AS_OF))
 
 

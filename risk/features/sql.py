@@ -11,16 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import sqlglot
 import sqlglot.dialects.duckdb  # noqa: F401 - loaded with the module: its first lazy load took 60 ms mid-run
 from sqlglot import exp
 
 from risk import definitions
+from risk import sql as sql_text
 from risk.errors import DefinitionError
 
 SQL_DIR = Path(str(resources.files("risk.features") / "sql"))
@@ -28,7 +30,6 @@ EVENT_TABLES = ("persons", "conditions", "vitals", "labs", "follow_ups", "encoun
 VALUE_SET_TABLES = ("vs_managed_conditions", "vs_complications", "vs_pdc_classes")
 
 _BLOCK_HEADER = re.compile(r"^-- (cte|select): (\w+)\s*$", re.MULTILINE)
-_PARAMETER = re.compile(r"(?<![:\w]):([a-z][a-z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -58,48 +59,39 @@ def sql_blocks() -> tuple[SqlBlock, ...]:
     return tuple(blocks)
 
 
-def _date_literal(value: date) -> str:
-    return f"DATE '{value.isoformat()}'"
-
-
-def _timestamp_literal(value: date) -> str:
-    return f"TIMESTAMP '{value.isoformat()} 00:00:00'"
-
-
-def query_parameters(as_of: date) -> dict[str, str]:
-    """SQL literals for every :name used in the definitions, from as_of and thresholds.yaml."""
+def query_parameters(as_of: date) -> dict[str, date | datetime | float | int]:
+    """The value of every :name used in the definitions, from as_of and thresholds.yaml (bound as
+    literals by risk.sql.bind: dates as DATE '...', as_of_end and window_start_ts as TIMESTAMP '...')."""
     t = definitions.thresholds()
     window_start = as_of - timedelta(days=int(t["window_days"]) - 1)
     grades = {g["grade"]: g for g in t["bp_grades"]}
-    params = {
-        "as_of": _date_literal(as_of),
-        "as_of_end": _timestamp_literal(as_of + timedelta(days=1)),
-        "window_start": _date_literal(window_start),
-        "window_start_ts": _timestamp_literal(window_start),
-        "window_days": f"{float(t['window_days'])}",
-        "new_complication_start": _date_literal(as_of - timedelta(days=int(t["new_complication_days"]) - 1)),
-        "sbp_controlled_below": repr(float(t["bp_controlled"]["sbp_below"])),
-        "dbp_controlled_below": repr(float(t["bp_controlled"]["dbp_below"])),
-        "elderly_from_age": repr(float(t["bp_controlled_elderly"]["from_age"])),
-        "sbp_controlled_below_elderly": repr(float(t["bp_controlled_elderly"]["sbp_below"])),
-        "fpg_controlled_below": repr(float(t["fpg_controlled_below"])),
-        "follow_up_standard_per_year": str(int(t["follow_up_standard_per_year"])),
-        "readmission_days": str(int(t["readmission_days"])),
+    params: dict[str, date | datetime | float | int] = {
+        "as_of": as_of,
+        "as_of_end": _midnight(as_of + timedelta(days=1)),
+        "window_start": window_start,
+        "window_start_ts": _midnight(window_start),
+        "window_days": float(t["window_days"]),
+        "new_complication_start": as_of - timedelta(days=int(t["new_complication_days"]) - 1),
+        "sbp_controlled_below": float(t["bp_controlled"]["sbp_below"]),
+        "dbp_controlled_below": float(t["bp_controlled"]["dbp_below"]),
+        "elderly_from_age": float(t["bp_controlled_elderly"]["from_age"]),
+        "sbp_controlled_below_elderly": float(t["bp_controlled_elderly"]["sbp_below"]),
+        "fpg_controlled_below": float(t["fpg_controlled_below"]),
+        "follow_up_standard_per_year": int(t["follow_up_standard_per_year"]),
+        "readmission_days": int(t["readmission_days"]),
     }
     for grade in (1, 2, 3):
-        params[f"grade{grade}_sbp"] = repr(float(grades[grade]["sbp_from"]))
-        params[f"grade{grade}_dbp"] = repr(float(grades[grade]["dbp_from"]))
+        params[f"grade{grade}_sbp"] = float(grades[grade]["sbp_from"])
+        params[f"grade{grade}_dbp"] = float(grades[grade]["dbp_from"])
     return params
 
 
-def bind(sql: str, params: dict[str, str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in params:
-            raise DefinitionError(f"feature SQL uses unknown parameter :{name}")
-        return params[name]
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
 
-    return _PARAMETER.sub(substitute, sql)
+
+def bind(sql: str, params: dict[str, Any]) -> str:
+    return sql_text.bind(sql, params, where="feature SQL")
 
 
 def feature_query(as_of: date, columns: Collection[str] | None = None) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from string import Template
 from typing import Any, Literal
 
 from risk import definitions
 from risk.errors import DefinitionError, RiskUserError
+from risk.sql import bind
 
 Kind = Literal["proportion", "share_of_events", "mean_per_person"]
 Window = Literal["period", "last_3_months", "rolling_12_months"]
@@ -19,7 +19,7 @@ DEFINITION_LABELS = {
     "chinese_national": "Chinese national basic public health service definition (annual / per period)",
     "who_hearts": "WHO HEARTS / Simple.org monthly definition (latest BP in the last 3 calendar months)",
 }
-_COHORT_REF = re.compile(r"\$\{cohort:(\w+)\}")
+_COHORT_REF = re.compile(r":cohort\((\w+)\)")
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,10 @@ class IndicatorSet:
             raise RiskUserError(f"unknown indicator '{indicator_id}'; known: {known}") from None
 
     def render(self, sql: str, extra: dict[str, Any] | None = None) -> str:
-        """Substitute ${cohort:name} with the cohort SQL and ${param} with SQL literals."""
+        """Substitute :cohort(name) with the cohort's SQL, then bind each :param as a SQL literal
+        (risk.sql.bind: strings quoted, lists as quoted lists for `IN (:name)`)."""
         sql = _COHORT_REF.sub(lambda m: self._cohort_sql(m[1]), sql)
-        values = {name: sql_literal(value) for name, value in {**self.parameters, **(extra or {})}.items()}
-        try:
-            return Template(sql).substitute(values)
-        except (KeyError, ValueError) as exc:
-            raise DefinitionError(
-                f"indicators.yaml: SQL uses an unknown or malformed parameter ({exc})"
-            ) from exc
+        return bind(sql, {**self.parameters, **(extra or {})}, where="indicators.yaml")
 
     def _cohort_sql(self, name: str) -> str:
         if name not in self.cohorts:
@@ -108,25 +103,6 @@ class IndicatorSet:
     def measure_sql(self, name: str) -> str:
         measure = self.measures[name]
         return self.render(measure["sql"], measure.get("parameters"))
-
-
-class SqlFragment(str):
-    """Already-rendered SQL (a quoted value list), inserted as is."""
-
-
-def sql_literal(value: Any) -> str:
-    if isinstance(value, SqlFragment):
-        return str(value)
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return ", ".join(f"'{sql_literal(v)}'" if isinstance(v, str) else sql_literal(v) for v in value)
-    if isinstance(value, str):
-        # A bare identifier-like string (e.g. a condition code) is a literal inside quotes the SQL provides.
-        return value.replace("'", "''")
-    raise DefinitionError(f"indicators.yaml: parameter value {value!r} cannot be used in SQL")
 
 
 def _threshold(path: str) -> Any:
@@ -147,8 +123,9 @@ def _parameters(raw: dict[str, Any]) -> dict[str, Any]:
             value = spec["value"]
         else:
             raise DefinitionError(f"indicators.yaml: parameter '{name}' needs `value` or `from_thresholds`")
-        # Lists become quoted SQL lists so `IN (${name})` works.
-        values[name] = SqlFragment(sql_literal(value)) if isinstance(value, list) else value
+        if not isinstance(value, bool | int | float | str | list):
+            raise DefinitionError(f"indicators.yaml: parameter value {value!r} cannot be used in SQL")
+        values[name] = value
     return values
 
 

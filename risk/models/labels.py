@@ -17,6 +17,7 @@ import pandas as pd
 from risk import definitions
 from risk.errors import InputFileError, RiskUserError
 from risk.models.outcomes import OutcomeDefinition, outcome_definition
+from risk.sql import literal
 
 LABEL_COLUMNS = [
     "person_id",
@@ -31,9 +32,6 @@ LABEL_COLUMNS = [
 # Tables whose last date tells how far the data reaches (the county extract's end date).
 DATA_END_SOURCES = {"encounters": "admitted_on", "follow_ups": "followed_on"}
 
-
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def canonical_table(canonical_dir: Path, table: str) -> Path:
@@ -50,7 +48,7 @@ def prefix_match_sql(column: str, prefixes: list[str]) -> str:
     for prefix in prefixes:
         by_length.setdefault(len(prefix), []).append(prefix)
     parts = [
-        f"left({column}, {length}) IN ({', '.join(_sql_literal(p) for p in sorted(codes))})"
+        f"left({column}, {length}) IN ({', '.join(literal(p) for p in sorted(codes))})"
         for length, codes in sorted(by_length.items())
     ]
     return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
@@ -82,7 +80,7 @@ def complication_first_dates_sql(encounters: str, groups: tuple[str, ...]) -> st
     cases = []
     for group, rows in value_sets.groupby("group"):
         prefixes = [str(p).strip().upper() for p in rows["icd10_prefix"]]
-        cases.append(f"WHEN {prefix_match_sql('code', prefixes)} THEN {_sql_literal(str(group))}")
+        cases.append(f"WHEN {prefix_match_sql('code', prefixes)} THEN {literal(str(group))}")
     if not cases:
         return "SELECT NULL::VARCHAR AS person_id, NULL::VARCHAR AS grp, NULL::DATE AS first_date WHERE FALSE"
     return f"""
@@ -116,13 +114,13 @@ def build_outcome_labels(
     if not {"person_id", "as_of"} <= set(cohort.columns):
         raise RiskUserError("the label cohort needs person_id and as_of columns")
     canonical_dir = Path(canonical_dir)
-    encounters = f"read_parquet({_sql_literal(str(canonical_table(canonical_dir, 'encounters')))})"
-    persons = f"read_parquet({_sql_literal(str(canonical_table(canonical_dir, 'persons')))})"
+    encounters = f"read_parquet({literal(canonical_table(canonical_dir, 'encounters'))})"
+    persons = f"read_parquet({literal(canonical_table(canonical_dir, 'persons'))})"
     data_end = data_end or data_end_date(canonical_dir)
     horizon = int(definition.horizon_days)
 
     admission_prefixes = [prefix for _, prefix in definition.admission_prefixes()]
-    settings = ", ".join(_sql_literal(s) for s in definition.admission_settings)
+    settings = ", ".join(literal(s) for s in definition.admission_settings)
     death_sql = (
         f"p.death_date IS NOT NULL AND CAST(p.death_date AS DATE) > c.as_of "
         f"AND CAST(p.death_date AS DATE) <= c.as_of + {horizon}"
@@ -162,7 +160,7 @@ def build_outcome_labels(
                coalesce({death_sql}, FALSE) AS outcome_death,
                least(a.first_date, x.first_date,
                      CASE WHEN {death_sql} THEN CAST(p.death_date AS DATE) END) AS outcome_date,
-               c.as_of + {horizon} <= DATE {_sql_literal(data_end.isoformat())} AS label_complete
+               c.as_of + {horizon} <= DATE {literal(data_end.isoformat())} AS label_complete
         FROM cohort c
         LEFT JOIN window_admissions a USING (row_id)
         LEFT JOIN window_complications x USING (row_id)

@@ -9,15 +9,16 @@ import duckdb
 import pandas as pd
 
 from risk import definitions
+from risk.sql import bind
 
 UNMANAGED_SQL = """
 WITH alive AS (
   SELECT person_id FROM persons
-  WHERE birth_date <= DATE '{as_of}' AND (death_date IS NULL OR death_date > DATE '{as_of}')
+  WHERE birth_date <= :as_of AND (death_date IS NULL OR death_date > :as_of)
 ),
 registered AS (
   SELECT DISTINCT person_id, condition FROM conditions
-  WHERE enrolled_on <= DATE '{as_of}' AND (ended_on IS NULL OR ended_on > DATE '{as_of}')
+  WHERE enrolled_on <= :as_of AND (ended_on IS NULL OR ended_on > :as_of)
 ),
 bp AS (
   SELECT person_id, 'hypertension' AS condition,
@@ -25,8 +26,8 @@ bp AS (
          MAX(CAST(measured_at AS DATE)) AS raised_last_date,
          MAX(sbp) AS raised_max_sbp
   FROM vitals
-  WHERE CAST(measured_at AS DATE) > DATE '{window_start}' AND CAST(measured_at AS DATE) <= DATE '{as_of}'
-    AND (sbp >= {sbp_at_least} OR dbp >= {dbp_at_least})
+  WHERE CAST(measured_at AS DATE) > :window_start AND CAST(measured_at AS DATE) <= :as_of
+    AND (sbp >= :sbp_at_least OR dbp >= :dbp_at_least)
   GROUP BY person_id
 ),
 fpg AS (
@@ -35,16 +36,16 @@ fpg AS (
          MAX(CAST(measured_at AS DATE)) AS raised_last_date,
          MAX(value) AS raised_max_value
   FROM labs
-  WHERE test = 'fpg' AND value >= {fpg_at_least}
-    AND CAST(measured_at AS DATE) > DATE '{window_start}' AND CAST(measured_at AS DATE) <= DATE '{as_of}'
+  WHERE test = 'fpg' AND value >= :fpg_at_least
+    AND CAST(measured_at AS DATE) > :window_start AND CAST(measured_at AS DATE) <= :as_of
   GROUP BY person_id
 ),
 raised AS (
   SELECT person_id, condition, raised_days, raised_last_date, raised_max_sbp AS raised_max_value
-  FROM bp WHERE raised_days >= {bp_min_days}
+  FROM bp WHERE raised_days >= :bp_min_days
   UNION ALL
   SELECT person_id, condition, raised_days, raised_last_date, raised_max_value
-  FROM fpg WHERE raised_days >= {fpg_min_days}
+  FROM fpg WHERE raised_days >= :fpg_min_days
 ),
 -- Prefix (LIKE) joins run over the few distinct codes, then map back by equality: a LIKE join over every
 -- prescription or claim row was the slowest part of the lists stage.
@@ -58,13 +59,13 @@ rx AS (
          MAX(p.atc_code) AS rx_example_atc
   FROM prescriptions p
   JOIN rx_codes m ON m.atc_code = p.atc_code
-  WHERE p.dispensed_on > DATE '{window_start}' AND p.dispensed_on <= DATE '{as_of}'
+  WHERE p.dispensed_on > :window_start AND p.dispensed_on <= :as_of
   GROUP BY p.person_id, m.condition
 ),
 dx_window AS (
   SELECT person_id, admitted_on, primary_dx, COALESCE(secondary_dx, '') AS secondary_dx
   FROM encounters
-  WHERE admitted_on > DATE '{window_start}' AND admitted_on <= DATE '{as_of}'
+  WHERE admitted_on > :window_start AND admitted_on <= :as_of
 ),
 dx_codes AS (
   SELECT d.primary_dx, d.secondary_dx, c.condition, MIN(c.icd10_prefix) AS matched_prefix
@@ -104,14 +105,18 @@ ORDER BY k.person_id, k.condition
 def unmanaged_sql(as_of: date) -> str:
     spec = definitions.load_yaml(definitions.definition_path("unmanaged.yaml"))
     window_start = pd.Timestamp(as_of) - pd.Timedelta(days=int(spec["lookback_days"]))
-    return UNMANAGED_SQL.format(
-        as_of=as_of.isoformat(),
-        window_start=window_start.date().isoformat(),
-        sbp_at_least=float(spec["raised_bp"]["sbp_at_least"]),
-        dbp_at_least=float(spec["raised_bp"]["dbp_at_least"]),
-        bp_min_days=int(spec["raised_bp"]["min_distinct_days"]),
-        fpg_at_least=float(spec["raised_fpg"]["fpg_at_least"]),
-        fpg_min_days=int(spec["raised_fpg"]["min_distinct_days"]),
+    return bind(
+        UNMANAGED_SQL,
+        {
+            "as_of": as_of,
+            "window_start": window_start.date(),
+            "sbp_at_least": float(spec["raised_bp"]["sbp_at_least"]),
+            "dbp_at_least": float(spec["raised_bp"]["dbp_at_least"]),
+            "bp_min_days": int(spec["raised_bp"]["min_distinct_days"]),
+            "fpg_at_least": float(spec["raised_fpg"]["fpg_at_least"]),
+            "fpg_min_days": int(spec["raised_fpg"]["min_distinct_days"]),
+        },
+        where="unmanaged SQL",
     )
 
 

@@ -25,9 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from risk import privacy
 from risk.errors import InputFileError, RiskUserError
 from risk.provenance import text_fingerprint
+from risk.run.tables import parquet_source
 from risk.serving import schema
 from risk.serving.store import StoreError, db_error_message, open_store, run_write, safe_url
 from risk.spreadsheet import restore_text
+from risk.sql import literal
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
 
 def _register_run(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
     def view(name: str, path: Path) -> None:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(path)}')")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {parquet_source(path.resolve())}")
 
     view("tiers", run_dir / "tiers.parquet")
     view("persons", run_dir / "canonical" / "persons.parquet")
@@ -231,9 +233,6 @@ def _register_run(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
         raise RiskUserError("persons.parquet carries clear national IDs; publish only validated runs")
 
 
-def _sql_path(path: Path) -> str:
-    return str(path.resolve()).replace("'", "''")
-
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
     return {row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()}
@@ -251,7 +250,7 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
         for col in ("team_id", "township_id", "village_id", "unit_id")
     }
     age = _pick(features_cols, "f", "age",
-                f"date_diff('day', p.birth_date, DATE '{as_of}') / 365.25" if "birth_date" in persons_cols
+                f"date_diff('day', p.birth_date, {literal(as_of)}) / 365.25" if "birth_date" in persons_cols
                 else "NULL")
     conditions = "[]"
     if {"has_hypertension", "has_diabetes_t2"} <= features_cols:
@@ -274,22 +273,22 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
         SELECT person_id, to_json(list({{'date': strftime(measured_at, '%Y-%m-%d'), 'sbp': sbp, 'dbp': dbp}}
                                        ORDER BY measured_at)) AS series
         FROM (SELECT * FROM vitals
-              WHERE measured_at < DATE '{as_of}' + INTERVAL 1 DAY
-                AND measured_at >= DATE '{as_of}' - INTERVAL {SERIES_YEARS} YEAR
+              WHERE measured_at < {literal(as_of)} + INTERVAL 1 DAY
+                AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR
               QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY measured_at DESC) <= {BP_SERIES_MAX})
         GROUP BY person_id
     ), glucose AS (
         SELECT person_id, to_json(list({{'date': strftime(measured_at, '%Y-%m-%d'), 'test': test,
                                           'value': value}} ORDER BY measured_at)) AS series
         FROM (SELECT * FROM labs
-              WHERE test IN ('fpg', 'hba1c') AND measured_at < DATE '{as_of}' + INTERVAL 1 DAY
-                AND measured_at >= DATE '{as_of}' - INTERVAL {SERIES_YEARS} YEAR
+              WHERE test IN ('fpg', 'hba1c') AND measured_at < {literal(as_of)} + INTERVAL 1 DAY
+                AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR
               QUALIFY row_number() OVER (PARTITION BY person_id, test ORDER BY measured_at DESC)
                       <= {GLUCOSE_SERIES_MAX})
         GROUP BY person_id
     )
     SELECT
-        '{run_id}' AS run_id, t.person_id,
+        {literal(run_id)} AS run_id, t.person_id,
         {geo['team_id']} AS team_id, {geo['township_id']} AS township_id,
         {geo['village_id']} AS village_id, {geo['unit_id']} AS unit_id,
         {_pick(persons_cols, 'p', 'name')} AS name,
@@ -346,7 +345,7 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
         UNION SELECT person_id, team_id, township_id, phone FROM base
         UNION SELECT person_id, team_id, township_id, right(phone, 4) FROM base
     )
-    SELECT '{run_id}' AS run_id, term, person_id, team_id, township_id FROM terms
+    SELECT {literal(run_id)} AS run_id, term, person_id, team_id, township_id FROM terms
     WHERE term IS NOT NULL AND term <> '' AND term NOT LIKE '%*%'
     ORDER BY term, person_id  -- b-tree appends instead of random inserts
     """
@@ -356,7 +355,7 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
 def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[pa.RecordBatch]:
     cols = _columns(con, "tiers")
     sql = f"""
-    SELECT person_id, '{run_id}' AS run_id, DATE '{as_of}' AS as_of, tier,
+    SELECT person_id, {literal(run_id)} AS run_id, {literal(as_of)} AS as_of, tier,
            {_pick(cols, 't', 'tier_rules')} AS tier_rules, {_pick(cols, 't', 'tier_model')} AS tier_model
     FROM tiers t
     """

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from risk.definitions import synth_profile
+from risk.sql import literal
 
 START_MARK = "<!-- calibration:start -->"
 END_MARK = "<!-- calibration:end -->"
@@ -26,8 +27,8 @@ CLEAN_VITALS = "sbp BETWEEN 50 AND 300 AND dbp BETWEEN 20 AND 200 AND sbp > dbp"
 def _source(folder: Path, table: str, file_format: str) -> str:
     path = folder / f"{table}.{file_format}"
     if file_format == "csv":
-        return f"read_csv('{path}', header=true, auto_detect=true, sample_size=-1)"
-    return f"read_parquet('{path}')"
+        return f"read_csv({literal(path)}, header=true, auto_detect=true, sample_size=-1)"
+    return f"read_parquet({literal(path)})"
 
 
 def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
@@ -40,7 +41,8 @@ def measure(folder: Path, file_format: str | None = None) -> dict[str, float]:
     con.execute("SET threads TO 2")
     for table in ("persons", "conditions", "vitals", "labs", "follow_ups", "encounters"):
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {_source(folder, table, file_format)}")
-    con.execute(f"CREATE VIEW truth AS SELECT * FROM read_parquet('{folder / '_synth' / 'truth.parquet'}')")
+    truth = literal(folder / "_synth" / "truth.parquet")
+    con.execute(f"CREATE VIEW truth AS SELECT * FROM read_parquet({truth})")
     con.execute(f"""CREATE TEMP TABLE p AS
                     SELECT *, date_diff('day', birth_date, DATE '{end}') / 365.25 AS age_end FROM persons""")
     con.execute(f"""

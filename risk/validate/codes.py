@@ -10,6 +10,7 @@ import re
 from functools import lru_cache
 
 from risk import definitions
+from risk.sql import literal
 
 NATIONAL_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 NATIONAL_ID_CHECK_CHARS = "10X98765432"  # ISO 7064 MOD 11-2, GB 11643-1999
@@ -77,16 +78,13 @@ def national_id_check_char(first17: str) -> str:
 
 # --- the same rules as DuckDB SQL expressions over an already trimmed VARCHAR expression -------------
 
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
 
 def sql_normalise_icd10(expr: str) -> str:
     return f"NULLIF(regexp_replace(upper({expr}), '{ICD10_DOT}', '\\1.\\2'), '')"
 
 
 def sql_is_icd10(normalised_expr: str) -> str:
-    return f"regexp_full_match({normalised_expr}, {sql_literal(format_pattern('icd10'))})"
+    return f"regexp_full_match({normalised_expr}, {literal(format_pattern('icd10'))})"
 
 
 def sql_normalise_icd10_list(expr: str) -> str:
@@ -101,7 +99,7 @@ def sql_normalise_icd10_list(expr: str) -> str:
 
 def sql_is_icd10_list(normalised_expr: str) -> str:
     code = format_pattern("icd10").removeprefix("^").removesuffix("$")
-    return f"regexp_full_match({normalised_expr}, {sql_literal(f'({code})(;({code}))*')})"
+    return f"regexp_full_match({normalised_expr}, {literal(f'({code})(;({code}))*')})"
 
 
 def sql_normalise_atc(expr: str) -> str:
@@ -109,7 +107,7 @@ def sql_normalise_atc(expr: str) -> str:
 
 
 def sql_is_atc(normalised_expr: str) -> str:
-    return f"regexp_full_match({normalised_expr}, {sql_literal(format_pattern('atc'))})"
+    return f"regexp_full_match({normalised_expr}, {literal(format_pattern('atc'))})"
 
 
 def sql_national_id_valid(normalised_expr: str, digits_expr: str | None = None) -> str:
@@ -121,7 +119,7 @@ def sql_national_id_valid(normalised_expr: str, digits_expr: str | None = None) 
     else:
         digits = [f"(({digits_expr} // {10 ** (16 - i)}) % 10)" for i in range(17)]
     total = " + ".join(f"{d} * {w}" for d, w in zip(digits, NATIONAL_ID_WEIGHTS, strict=True))
-    pattern = sql_literal(format_pattern("national_id"))
+    pattern = literal(format_pattern("national_id"))
     return (f"(CASE WHEN {normalised_expr} IS NULL THEN NULL "
             f"WHEN NOT regexp_full_match({normalised_expr}, {pattern}) THEN false "
             f"ELSE substr('{NATIONAL_ID_CHECK_CHARS}', (({total}) % 11) + 1, 1) "

@@ -16,9 +16,10 @@ from typing import Any
 from risk import definitions
 from risk.definitions import ColumnSpec, TableSpec
 from risk.errors import InputFileError
-from risk.io import InputTable, quote_identifier
+from risk.io import InputTable
+from risk.sql import identifier as q  # short: the plan quotes every column name
+from risk.sql import literal
 from risk.validate import codes, identifiers
-from risk.validate.codes import sql_literal
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                  "UINTEGER", "UBIGINT", "UHUGEINT"}
@@ -55,9 +56,6 @@ COMPATIBLE = {
     "bool": {"text", "bool", "integer"},
 }
 
-
-def q(name: str) -> str:
-    return quote_identifier(name)
 
 
 @dataclass
@@ -102,8 +100,8 @@ def _typed_expression(col: ColumnSpec, kind: str | None, rules: dict[str, Any]) 
             as_double = f"TRY_CAST({text} AS DOUBLE)"
             return f"(CASE WHEN {as_double} = round({as_double}) THEN CAST({as_double} AS BIGINT) END)", text
         if col.type == "bool":
-            true_set = ", ".join(sql_literal(v) for v in rules["bool_true"])
-            false_set = ", ".join(sql_literal(v) for v in rules["bool_false"])
+            true_set = ", ".join(literal(v) for v in rules["bool_true"])
+            false_set = ", ".join(literal(v) for v in rules["bool_false"])
             return (f"(CASE WHEN lower({text}) IN ({true_set}) THEN true "
                     f"WHEN lower({text}) IN ({false_set}) THEN false END)"), text
         # Dates may carry a midnight time part; timestamps may be bare dates (midnight).
@@ -123,7 +121,7 @@ def _typed_expression(col: ColumnSpec, kind: str | None, rules: dict[str, Any]) 
 
 def _normalise_string(col: ColumnSpec, text: str) -> str:
     if col.allowed:
-        cases = " ".join(f"WHEN {sql_literal(v.lower())} THEN {sql_literal(v)}" for v in col.allowed)
+        cases = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in col.allowed)
         return f"(CASE lower({text}) {cases} ELSE {text} END)"
     if col.value_set:
         return f"lower({text})"
@@ -161,12 +159,12 @@ def _lab_helpers() -> dict[str, str]:
     factor_cases, offset_cases, canonical_cases, low_cases, high_cases = [], [], [], [], []
     for code, test in tests.items():
         for source_unit, (factor, offset) in test["units"].items():
-            when = f"WHEN {q('test')} = {sql_literal(code)} AND {unit} = {sql_literal(unit_key(source_unit))}"
+            when = f"WHEN {q('test')} = {literal(code)} AND {unit} = {literal(unit_key(source_unit))}"
             factor_cases.append(f"{when} THEN {float(factor)!r}")
             offset_cases.append(f"{when} THEN {float(offset)!r}")
-        canonical_cases.append(f"WHEN {sql_literal(code)} THEN {sql_literal(test['unit'])}")
-        low_cases.append(f"WHEN {sql_literal(code)} THEN {float(test['range'][0])!r}")
-        high_cases.append(f"WHEN {sql_literal(code)} THEN {float(test['range'][1])!r}")
+        canonical_cases.append(f"WHEN {literal(code)} THEN {literal(test['unit'])}")
+        low_cases.append(f"WHEN {literal(code)} THEN {float(test['range'][0])!r}")
+        high_cases.append(f"WHEN {literal(code)} THEN {float(test['range'][1])!r}")
     test_col = q("test")
     return {
         "__factor": f"(CASE {' '.join(factor_cases)} END)",
@@ -221,18 +219,18 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
     as_of_sql = f"DATE '{as_of.isoformat()}'"
     for col in spec.columns.values():
         c = q(col.name)
-        label = sql_literal(f"{col.name}=")
+        label = literal(f"{col.name}=")
         shown = _shown(plan, col.name, rules)
         if col.name in plan.parsed_columns:
             add("bad_value", f"__bad_{col.name}",
-                f"{label} || {shown} || {sql_literal(f' is not a {col.type}')}")
+                f"{label} || {shown} || {literal(f' is not a {col.type}')}")
         if not col.nullable:
-            add("missing_value", f"{c} IS NULL", sql_literal(f"{col.name} is empty"))
+            add("missing_value", f"{c} IS NULL", literal(f"{col.name} is empty"))
         if col.allowed:
-            allowed = ", ".join(sql_literal(v) for v in col.allowed)
+            allowed = ", ".join(literal(v) for v in col.allowed)
             add("not_allowed", f"{c} NOT IN ({allowed})", f"{label} || {shown}")
         if col.value_set:
-            members = ", ".join(sql_literal(v) for v in sorted(definitions.value_set(col.value_set)))
+            members = ", ".join(literal(v) for v in sorted(definitions.value_set(col.value_set)))
             add(rules["value_set_reasons"][col.value_set], f"{c} NOT IN ({members})", f"{label} || {shown}")
         if col.format in ("icd10", "icd10_list"):
             valid = codes.sql_is_icd10(c) if col.format == "icd10" else codes.sql_is_icd10_list(c)
@@ -243,17 +241,17 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
             low, high = col.range
             bounds = f" outside {low:g}-{high:g} {col.unit or ''}".rstrip()
             add("out_of_range", f"NOT ({c} BETWEEN {float(low)!r} AND {float(high)!r})",
-                f"{label} || {shown} || {sql_literal(bounds)}")
+                f"{label} || {shown} || {literal(bounds)}")
         if col.type == "date":
             add("future_date", f"{c} > {as_of_sql}",
-                f"{label} || {shown} || {sql_literal(f' after {as_of.isoformat()}')}")
+                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}")
         if col.type == "timestamp":
             add("future_date", f"{c} >= {as_of_sql} + INTERVAL 1 DAY",
-                f"{label} || {shown} || {sql_literal(f' after {as_of.isoformat()}')}")
+                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}")
     if spec.name == "persons":
         earliest = str(rules["earliest_birth_date"])
         add("out_of_range", f"{q('birth_date')} < DATE '{earliest}'",
-            f"'birth_date=' || {_shown(plan, 'birth_date', rules)} || {sql_literal(' before ' + earliest)}")
+            f"'birth_date=' || {_shown(plan, 'birth_date', rules)} || {literal(' before ' + earliest)}")
     if spec.name == "labs":
         add("unknown_unit", "__factor IS NULL",
             f"'unit=' || {_shown(plan, 'unit', rules)} || ' for test ' || {q('test')}")
@@ -269,19 +267,19 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
             raise KeyError(f"validation.yaml: cannot read comparison {comparison['check']!r}")
         left, op, right = match.groups()
         add(comparison["reason"], f"NOT ({q(left)} {op} {q(right)})",
-            f"{sql_literal(left + '=')} || {_shown(plan, left, rules)} || "
-            f"{sql_literal(f', {right}=')} || {_shown(plan, right, rules)}")
+            f"{literal(left + '=')} || {_shown(plan, left, rules)} || "
+            f"{literal(f', {right}=')} || {_shown(plan, right, rules)}")
     if plan.joins_persons:
         add("unknown_person", "__p_person_id IS NULL", "'person_id not among accepted persons'")
         for col in spec.columns.values():
             if col.type in ("date", "timestamp"):
                 add("before_birth", f"CAST({q(col.name)} AS DATE) < __p_birth_date",
-                    f"{sql_literal(col.name + '=')} || {_shown(plan, col.name, rules)} || ' before birth'")
+                    f"{literal(col.name + '=')} || {_shown(plan, col.name, rules)} || ' before birth'")
         event = rules["event_date"].get(spec.name)
         if event:
             grace = int(rules["after_death_grace_days"])
             add("after_death", f"CAST({q(event)} AS DATE) > __p_death_date + {grace}",
-                f"{sql_literal(event + '=')} || {_shown(plan, event, rules)} || "
+                f"{literal(event + '=')} || {_shown(plan, event, rules)} || "
                 f"' more than {grace} days after death'")
     return [check for checks in by_reason.values() for check in checks]
 
@@ -330,7 +328,7 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     whens = " ".join(f"WHEN {c.predicate} THEN {i}" for i, c in enumerate(plan.checks))
     first_failing = f"CASE {whens} END"
     # A CASE, not a list literal indexed by __check: DuckDB builds the list for every row.
-    reasons = " ".join(f"WHEN {i} THEN {sql_literal(c.reason)}" for i, c in enumerate(plan.checks))
+    reasons = " ".join(f"WHEN {i} THEN {literal(c.reason)}" for i, c in enumerate(plan.checks))
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
     keep = ["source_row", *(q(n) for n in plan.typed_columns), *(q(n) for n in plan.extra_typed),
             *(q("__bad_" + n) for n in plan.parsed_columns),

@@ -27,10 +27,12 @@ import pyarrow as pa
 from risk import definitions
 from risk.atomic import remove_leftovers
 from risk.errors import InputFileError, RiskUserError
-from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table, sql_string
+from risk.io import InputTable, duckdb_error_message, find_table_file, open_input_table
 from risk.provenance import code_version, file_fingerprint
+from risk.sql import identifier as q
+from risk.sql import literal
 from risk.validate import identifiers
-from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, q, typed_sql
+from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, typed_sql
 from risk.validate.result import TableCounts, ValidationResult
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,8 @@ def empty_table_overrides(tables: dict[str, TableCounts], optional: set[str], al
 def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     memory_limit = os.environ.get("RISK_DUCKDB_MEMORY", DEFAULT_MEMORY_LIMIT)
-    con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
-    con.execute(f"SET temp_directory = {sql_string(str(spill_dir))}")
+    con.execute(f"SET memory_limit = {literal(memory_limit)}")
+    con.execute(f"SET temp_directory = {literal(spill_dir)}")
     con.execute("SET preserve_insertion_order = true")
     try:
         # Time-zone-aware Parquet timestamps become county local time.
@@ -188,7 +190,7 @@ def _validate_tables(
         tables[name] = counts
     order = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(files))
     con.execute(f"COPY (SELECT * FROM quarantine ORDER BY CASE \"table\" {order} END, source_row) "
-                f"TO {sql_string(str(staging / 'quarantine.parquet'))} {COPY_OPTIONS}")
+                f"TO {literal(staging / 'quarantine.parquet')} {COPY_OPTIONS}")
     return tables, warnings
 
 
@@ -238,7 +240,7 @@ def _validate_table(
         if name == "persons":
             con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
             accepted = "SELECT * FROM persons_accepted"
-        copy = f"COPY ({accepted}) TO {sql_string(str(target))} {COPY_OPTIONS}"
+        copy = f"COPY ({accepted}) TO {literal(target)} {COPY_OPTIONS}"
         rows_accepted = con.execute(copy).fetchone()[0]
 
     rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]

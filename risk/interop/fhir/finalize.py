@@ -12,21 +12,16 @@ import duckdb
 from risk.errors import InputFileError
 from risk.interop.fhir.mappings import Mappings
 from risk.interop.fhir.report import ImportReport
+from risk.sql import literal, literal_list
 
 ASSIGNMENT_COLUMNS = ["person_id", "township_id", "village_id", "unit_id", "team_id", "signed_contract"]
 CONTRACT_TABLES = ["persons", "conditions", "vitals", "labs", "follow_ups", "encounters", "prescriptions"]
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _sql_list(values: list[str]) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
-    con.execute(f"COPY ({query}) TO {_quote(target)} (FORMAT parquet)")
+    con.execute(f"COPY ({query}) TO {literal(target)} (FORMAT parquet)")
 
 
 def _assignments_view(con: duckdb.DuckDBPyConnection, assignments: Path | None) -> None:
@@ -40,7 +35,7 @@ def _assignments_view(con: duckdb.DuckDBPyConnection, assignments: Path | None) 
     label = str(assignments)
     try:
         con.execute(
-            f"CREATE TABLE assign_raw AS SELECT * FROM read_csv({_quote(assignments)}, header=true, "
+            f"CREATE TABLE assign_raw AS SELECT * FROM read_csv({literal(assignments)}, header=true, "
             "all_varchar=true)"
         )
     except duckdb.Error as exc:
@@ -86,11 +81,11 @@ def finalize(
     settings: dict[str, Any] = maps.settings
     con = duckdb.connect(str(work / "finalize.duckdb"))
     try:
-        con.execute(f"SET temp_directory = {_quote(work / 'spill')}")
+        con.execute(f"SET temp_directory = {literal(work / 'spill')}")
         con.execute("SET memory_limit = '1GB'")
         con.execute("SET preserve_insertion_order = false")
         for name, path in staging.items():
-            con.execute(f"CREATE VIEW stage_{name} AS SELECT * FROM read_parquet({_quote(path)})")
+            con.execute(f"CREATE VIEW stage_{name} AS SELECT * FROM read_parquet({literal(path)})")
         _assignments_view(con, assignments)
         _persons(con, out, report)
         _conditions(con, out)
@@ -101,7 +96,7 @@ def finalize(
         _prescriptions(con, out, work, report)
         for table in CONTRACT_TABLES:
             report.rows_written[table] = con.execute(
-                f"SELECT count(*) FROM read_parquet({_quote(out / f'{table}.parquet')})"
+                f"SELECT count(*) FROM read_parquet({literal(out / f'{table}.parquet')})"
             ).fetchone()[0]
     finally:
         con.close()
@@ -144,7 +139,7 @@ def _encounters(
     con: duckdb.DuckDBPyConnection, out: Path, settings: dict[str, Any], report: ImportReport
 ) -> None:
     enc = settings["encounters"]
-    placeholder = str(enc["placeholder_dx"]).replace("'", "")
+    placeholder = literal(str(enc["placeholder_dx"]))
     con.execute(f"""
         CREATE TABLE encounters AS
         WITH dx AS (
@@ -153,7 +148,7 @@ def _encounters(
         ), joined AS (
             SELECT e.*, dx.dxs FROM stage_encounters e LEFT JOIN dx USING (person_id, encounter_id)
         )
-        SELECT *, COALESCE(reason_dx, dxs[1], type_dx, '{placeholder}') AS primary_dx,
+        SELECT *, COALESCE(reason_dx, dxs[1], type_dx, {placeholder}) AS primary_dx,
                CASE WHEN reason_dx IS NOT NULL THEN 'reason' WHEN dxs[1] IS NOT NULL THEN 'condition'
                     WHEN type_dx IS NOT NULL THEN 'encounter_type' ELSE 'placeholder' END AS dx_source
         FROM joined""")
@@ -229,15 +224,15 @@ def _follow_ups(con: duckdb.DuckDBPyConnection, out: Path, settings: dict[str, A
             UNION ALL
             SELECT l.person_id, CAST(l.measured_at AS DATE), e.setting
             FROM stage_labs l JOIN stage_encounters e USING (person_id, encounter_id)
-            WHERE l.test IN ({_sql_list(rule["lab_tests"])})
+            WHERE l.test IN ({literal_list(rule["lab_tests"])})
         ), clinic_days AS (
-            SELECT DISTINCT person_id, day FROM days WHERE setting IN ({_sql_list(rule["settings"])})
+            SELECT DISTINCT person_id, day FROM days WHERE setting IN ({literal_list(rule["settings"])})
         )
         SELECT c.person_id, d.day AS followed_on, c.condition, '{rule["mode"]}' AS mode,
                NULL::BOOLEAN AS smoker, NULL::VARCHAR AS adherence, NULL::VARCHAR AS symptoms,
                NULL::BOOLEAN AS adverse_reaction, NULL::BOOLEAN AS referred
         FROM clinic_days d JOIN conditions c ON c.person_id = d.person_id
-        WHERE c.condition IN ({_sql_list(rule["conditions"])}) AND c.enrolled_on <= d.day
+        WHERE c.condition IN ({literal_list(rule["conditions"])}) AND c.enrolled_on <= d.day
           AND (c.ended_on IS NULL OR c.ended_on > d.day)
         ORDER BY c.person_id, d.day, c.condition""",
         out / "follow_ups.parquet",
