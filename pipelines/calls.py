@@ -3,7 +3,6 @@ with origin = 'call_result'), call lists out (`risk calls`, and the nightly's `c
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 from risk.calls.definitions import call_definitions
 from risk.calls.lists import CallExport, build_call_lists, export_call_lists
 from risk.errors import RiskUserError
+from risk.run.folder import RunFolder
 from risk.spreadsheet import write_csv
 
 ORIGIN_INPUT, ORIGIN_CALL = "input", "call_result"
@@ -51,12 +51,13 @@ def _append(path: Path, rows: pd.DataFrame) -> int:
     return len(rows)
 
 
-def feed_visit_readings(canonical: Path, results: pd.DataFrame, as_of: date) -> dict[str, int]:
+def feed_visit_readings(run: RunFolder, results: pd.DataFrame, as_of: date) -> dict[str, int]:
     """`visited` results become a follow-up form (one per registered condition) with the BP as a vital and
-    the FPG as a lab on the call date, so the next run's features, tier and due date see the visit."""
+    the FPG as a lab on the call date, so the next run's features, tier and due date see the visit. The
+    rows are appended to the run's canonical tables."""
     visits = results[(results["result_type"] == "visited") & (results["called_on"] <= as_of)]
-    conditions = pd.read_parquet(canonical / "conditions.parquet", columns=["person_id", "condition"])
-    persons = set(pd.read_parquet(canonical / "persons.parquet", columns=["person_id"])["person_id"])
+    conditions = pd.read_parquet(run.table("conditions"), columns=["person_id", "condition"])
+    persons = set(pd.read_parquet(run.table("persons"), columns=["person_id"])["person_id"])
     visits = visits[visits["person_id"].isin(persons)]  # never another county's or an unknown person
     mode = call_definitions().policy.visit_follow_up_mode
     fu = visits[["person_id", "called_on"]].merge(conditions.drop_duplicates(), on="person_id")
@@ -72,9 +73,9 @@ def feed_visit_readings(canonical: Path, results: pd.DataFrame, as_of: date) -> 
         .assign(test="fpg", unit="mmol/L")
     )
     return {
-        "follow_ups": _append(canonical / "follow_ups.parquet", fu),
-        "vitals": _append(canonical / "vitals.parquet", bp.drop_duplicates(["person_id", "measured_at"])),
-        "labs": _append(canonical / "labs.parquet", fpg.drop_duplicates(["person_id", "measured_at"])),
+        "follow_ups": _append(run.table("follow_ups"), fu),
+        "vitals": _append(run.table("vitals"), bp.drop_duplicates(["person_id", "measured_at"])),
+        "labs": _append(run.table("labs"), fpg.drop_duplicates(["person_id", "measured_at"])),
     }
 
 
@@ -113,35 +114,19 @@ def run_calls(
     check_as_of: bool = True,
 ) -> CallsRun:
     """Call lists for `on` from a run folder (tiers, features, persons) and the call results so far."""
-    from risk.products.lists import build_priority_list
+    from risk.products.lists import LIST_PERSON_COLUMNS, build_priority_list
 
-    run_dir = Path(run_dir)
-    for needed in (
-        "tiers.parquet",
-        "features.parquet",
-        "canonical/persons.parquet",
-        *(["run.json"] if check_as_of else []),
-    ):
-        if not (run_dir / needed).is_file():
-            raise RiskUserError(f"{run_dir}: not a run folder ({needed} missing)")
-    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if check_as_of else {}
-    if manifest.get("as_of") and on < date.fromisoformat(manifest["as_of"]):
-        raise RiskUserError(f"--date {on} is before the run's as-of date {manifest['as_of']}")
-    tiers = pd.read_parquet(run_dir / "tiers.parquet")
-    features = pd.read_parquet(run_dir / "features.parquet")
-    persons = pd.read_parquet(
-        run_dir / "canonical" / "persons.parquet",
-        columns=[
-            "person_id",
-            "name",
-            "phone",
-            "national_id_masked",
-            "township_id",
-            "village_id",
-            "unit_id",
-            "team_id",
-        ],
-    )
+    run = RunFolder(Path(run_dir))
+    persons_table = run.table("persons")  # InputFileError when the folder has no canonical tables
+    for path in [run.tiers, run.features, persons_table] + ([run.manifest_path] if check_as_of else []):
+        if not path.is_file():
+            raise RiskUserError(f"{run_dir}: not a run folder ({path.relative_to(run.path)} missing)")
+    persons = pd.read_parquet(persons_table, columns=LIST_PERSON_COLUMNS)
+    as_of = run.read_manifest().as_of if check_as_of else None
+    if as_of is not None and on < as_of:
+        raise RiskUserError(f"--date {on} is before the run's as-of date {as_of.isoformat()}")
+    tiers = pd.read_parquet(run.tiers)
+    features = pd.read_parquet(run.features)
     priority = build_priority_list(tiers, features, persons)
     result = build_call_lists(
         priority, tiers, results, on, window_days=window_days, daily_capacity=daily_capacity

@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from risk import privacy, provenance
-from risk.atomic import check_replaceable, remove_leftovers, swap_into_place
 from risk.errors import RiskUserError
 from risk.models.policy import default_model_policy
+from risk.run.folder import RunFolder
+from risk.run.manifest import RunManifest
 from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
 from risk.schema import TIERS_WORST_FIRST as TIERS
 
-log = logging.getLogger("risk.nightly")
+if TYPE_CHECKING:
+    from risk.engines.base import Engine
+    from risk.models.drift import DriftReport
+    from risk.models.export import ExportedModel
+    from risk.models.policy import ModelPolicy
 
+log = logging.getLogger("risk.nightly")
 
 
 @dataclass
@@ -100,254 +105,353 @@ def default_model_dir() -> Path | None:
 _ID_KEY_TEXT = {
     "county": "the county key (RISK_ID_KEY)",
     "development": "**the development key** (--dev-id-key): for synthetic or test data only, never publish "
-                   "real patients hashed with it",
+    "real patients hashed with it",
 }
 
 
-def _write_summary(manifest: dict, path: Path, workload: pd.DataFrame | None = None) -> None:
-    counts = manifest["counts"]
+def _write_summary(manifest: RunManifest, path: Path, workload: pd.DataFrame | None = None) -> None:
+    counts, versions = manifest.counts, manifest.versions
     lines = [
-        f"# Nightly run {manifest['run_id']}",
+        f"# Nightly run {manifest.run_id}",
         "",
-        f"- as of: {manifest['as_of']}",
-        f"- data snapshot: `{manifest['versions']['data_fingerprint']}`",
-        f"- contract {manifest['versions']['contract']}, rule set {manifest['versions']['rule_set']}, "
-        f"model {manifest['versions']['model']}, code {manifest['versions']['code']}",
-        f"- national-ID key: {_ID_KEY_TEXT.get(manifest['versions'].get('id_key'), 'unknown')}",
+        f"- as of: {manifest.as_of.isoformat()}",
+        f"- data snapshot: `{versions['data_fingerprint']}`",
+        f"- contract {versions['contract']}, rule set {versions['rule_set']}, "
+        f"model {versions['model']}, code {versions['code']}",
+        f"- national-ID key: {_ID_KEY_TEXT.get(versions.get('id_key'), 'unknown')}",
         "",
     ]
-    warnings = manifest.get("warnings") or []
-    if warnings:
-        lines += ["## Warnings", "", *(f"- **{w}**" for w in warnings), ""]
+    if manifest.warnings:
+        lines += ["## Warnings", "", *(f"- **{w}**" for w in manifest.warnings), ""]
     lines += [
         "## Validation (rows read = accepted + quarantined)",
         "",
         "| table | read | accepted | quarantined |",
         "|---|---:|---:|---:|",
     ]
-    for table, row in manifest["validation"].items():
+    for table, row in manifest.validation.items():
         lines.append(f"| {table} | {row['read']:,} | {row['accepted']:,} | {row['quarantined']:,} |")
-    lines += ["", f"## Tiers ({counts['tiered']:,} managed patients)", "",
-              "| tier | combined | rules | model |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"## Tiers ({counts['tiered']:,} managed patients)",
+        "",
+        "| tier | combined | rules | model |",
+        "|---|---:|---:|---:|",
+    ]
     for tier in TIERS:
-        lines.append(f"| {tier} | {counts['tier'].get(tier, 0):,} | {counts['tier_rules'].get(tier, 0):,} | "
-                     f"{counts['tier_model'].get(tier, 0):,} |")
-    lines += ["", "## By township (combined tier)", "", "| township | red | yellow | green | total |",
-              "|---|---:|---:|---:|---:|"]
-    for township, row in manifest["by_township"].items():
+        lines.append(
+            f"| {tier} | {counts['tier'].get(tier, 0):,} | {counts['tier_rules'].get(tier, 0):,} | "
+            f"{counts['tier_model'].get(tier, 0):,} |"
+        )
+    lines += [
+        "",
+        "## By township (combined tier)",
+        "",
+        "| township | red | yellow | green | total |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for township, row in manifest.by_township.items():
         total = sum(row.values())
-        lines.append(f"| {township} | {row.get('red', 0):,} | {row.get('yellow', 0):,} | "
-                     f"{row.get('green', 0):,} | {total:,} |")
-    transitions = manifest.get("transitions") or {}
+        lines.append(
+            f"| {township} | {row.get('red', 0):,} | {row.get('yellow', 0):,} | "
+            f"{row.get('green', 0):,} | {total:,} |"
+        )
+    transitions = manifest.transitions
     if transitions:
-        lines += ["", f"## Tier transitions since {manifest.get('previous_run_as_of')}", "",
-                  "| before \\ now | " + " | ".join([*TIERS, "left"]) + " |", "|---" * 5 + "|"]
+        lines += [
+            "",
+            f"## Tier transitions since {manifest.previous_run_as_of}",
+            "",
+            "| before \\ now | " + " | ".join([*TIERS, "left"]) + " |",
+            "|---" * 5 + "|",
+        ]
         for before in [*TIERS, "new"]:
             row = transitions.get(before, {})
             lines.append(f"| {before} | " + " | ".join(f"{row.get(t, 0):,}" for t in [*TIERS, "left"]) + " |")
-    lines += ["", "## Lists", "",
-              f"- priority list rows: {counts['priority_rows']:,} in {counts['list_files']} files",
-              f"- unmanaged key population (person × condition): {counts['unmanaged']:,}", ""]
-    if workload is not None and "workload" in manifest:
+    lines += [
+        "",
+        "## Lists",
+        "",
+        f"- priority list rows: {counts['priority_rows']:,} in {counts['list_files']} files",
+        f"- unmanaged key population (person × condition): {counts['unmanaged']:,}",
+        "",
+    ]
+    if workload is not None and manifest.workload:
         from risk.products.workload import summary_lines
 
-        lines += summary_lines(manifest, workload)
+        lines += summary_lines(manifest.to_dict(), workload)
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def run_nightly(options: NightlyOptions) -> NightlyResult:
+    """validate -> features -> tiers -> lists (and call lists) -> report -> publish, in a staged run."""
     from risk.engines import ENGINES, open_engine
-    from risk.features import FEATURE_SET_VERSION
-    from risk.products.lists import PendingExport, build_priority_list
-    from risk.products.unmanaged import find_unmanaged
-    from risk.products.workload import export_workload
-    from risk.run.folder import RunFolder
-    from risk.run.history import previous_run, transitions_by_tier
-    from risk.tiers.priority import priority_rank
-    from risk.tiers.rules import RuleTierClassifier
-    from risk.validate import validate_folder
     from risk.validate.run import check_as_of, last_event_date
 
-    out = options.out.resolve()
     if not Path(options.input_dir).is_dir():
         raise RiskUserError(f"{options.input_dir}: input folder not found")
-    check_replaceable(out, "run.json", "an earlier run folder")
-    id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
-    if options.previous_run is not None and not (Path(options.previous_run) / "tiers.parquet").is_file():
+    if options.previous_run is not None and not RunFolder(Path(options.previous_run)).has_tiers:
         raise RiskUserError(f"{options.previous_run}: not a run folder (no tiers.parquet) for --previous")
-    remove_leftovers(out)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clock = StageClock()
-    total = 6
     if options.engine not in ENGINES:
         raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
     if options.as_of > date.today() and not options.allow_late_as_of:
         check_as_of(options.as_of, None, date.today(), allow_late=False)  # refused before any work
-    warnings: list[str] = []
-    try:
+    id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
+    out, clock, total = options.out.resolve(), StageClock(), 6
+    with RunFolder.staged(out) as run:
         with clock.stage("validate", 1, total):
-            # "In the future" means after the day the job runs, not after as_of: a backfill for an
-            # earlier date must not quarantine the later events the features simply do not look at.
-            validated = validate_folder(Path(options.input_dir), staging, as_of=None,
-                                        allow_empty=options.allow_empty)
-            warnings += validated.overrides
-        canonical = staging / "canonical"
-        call_results = None
-        if options.calls and options.store_url:
-            # the follow-up loop: visits recorded as call results enter this run's features (origin marked)
-            from pipelines.calls import feed_visit_readings, results_from_store
-
-            call_results = results_from_store(options.store_url, options.as_of)
-            fed = feed_visit_readings(canonical, call_results, options.as_of)
-            log.info("call results: %d read, visit readings fed as %s", len(call_results), fed)
-        warnings += check_as_of(options.as_of, last_event_date(canonical), date.today(),
-                                options.allow_late_as_of)
-
+            warnings = _validate(options, run)
+        call_results = _feed_call_results(options, run)
+        last_event = last_event_date(run.canonical)
+        warnings += check_as_of(options.as_of, last_event, date.today(), options.allow_late_as_of)
         with clock.stage("features", 2, total):
-            engine = open_engine(options.engine, staging, options.spark_master)
-            features = engine.features(canonical, options.as_of, staging / "features.parquet")
-            check_parquet(staging / "features.parquet", feature_schema(), f"{options.engine} features")
-
+            engine = open_engine(options.engine, run.path, options.spark_master)
+            features = engine.features(run.canonical, options.as_of, run.features)
+            check_parquet(run.features, feature_schema(), f"{options.engine} features")
         with clock.stage("tiers", 3, total):
-            rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
-            policy = default_model_policy()
-            model_version = "none"
-            drift = None
-            model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
-            model = None
-            if options.use_model and model_dir is not None:
-                from risk.tiers.model import check_model_drift, load_exported_model
-
-                model = load_exported_model(model_dir)
-                model.check_features(list(features.columns))
-                model_version = model.version
-                drift = check_model_drift(model, features, policy, accept=options.accept_model_drift)
-                warnings += drift.warnings
-            tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of, policy)
-            tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
-            # one global order (the Spark engine finishes tiers per batch)
-            tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
-            tiers.to_parquet(staging / "tiers.parquet", index=False)
-            check_parquet(staging / "tiers.parquet", TIER_SCHEMA, f"{options.engine} tiers")
-
+            tiered = _tiers(options, engine, run, features)
         with clock.stage("lists", 4, total):
-            persons = pd.read_parquet(canonical / "persons.parquet", columns=[
-                "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id",
-                "team_id",
-            ])
-            priority = build_priority_list(tiers, features, persons)
-            pending = PendingExport(priority, staging / "lists",
-                                    title=f"随访优先名单 {options.as_of.isoformat()}", xlsx=options.xlsx)
-            try:
-                unmanaged = find_unmanaged(engine.connection(canonical), options.as_of)
-                # who to look for and where: the village doctor contacts these residents for confirmation
-                unmanaged = persons.merge(unmanaged, on="person_id", how="inner").sort_values(
-                    ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
-                    ascending=[True, True, False, True, True], kind="mergesort",
-                ).reset_index(drop=True)
-            except BaseException:
-                pending.close()
-                raise
-            exported = pending.finish(unmanaged)
-            if options.calls:
-                from pipelines.calls import run_calls
-
-                calls_run = run_calls(staging, options.as_of, staging / "calls", results=call_results,
-                                      daily_capacity=options.call_capacity, xlsx=options.xlsx,
-                                      check_as_of=False)
-                if call_results is not None:
-                    from pipelines.calls import write_cascade
-                    from risk.indicators.periods import period_containing
-
-                    month_start = period_containing(options.as_of, "month").start
-                    write_cascade(staging, previous_run(out, month_start), options.as_of, call_results)
-            workload_table, workload_figures = export_workload(tiers, features, options.as_of,
-                                                               staging / "lists")
-
+            lists = _lists(options, engine, run, tiered.tiers, features, call_results)
         with clock.stage("report", 5, total):
-            previous_dir = options.previous_run or previous_run(out, options.as_of)
-            previous = None
-            previous_as_of = None
-            if previous_dir is not None and RunFolder(Path(previous_dir)).has_tiers:
-                before = RunFolder(Path(previous_dir))
-                previous = pd.read_parquet(before.tiers, columns=["person_id", "tier"])
-                previous_as_of = before.as_of.isoformat() if before.as_of else None
-            by_township = (
-                tiers.merge(features[["person_id", "township_id"]], on="person_id")
-                .groupby(["township_id", "tier"]).size().unstack(fill_value=0)
+            manifest = _manifest(
+                options, out, run, features, tiered, lists, warnings + tiered.warnings, id_key
             )
-            validation_json = json.loads((staging / "validation.json").read_text(encoding="utf-8"))
-            made_from = {
-                "data_fingerprint": validation_json["input_fingerprint"],
-                "rule_set_fingerprint": rule_estimator.rule_set_.fingerprint,
-                "model": model_version,
-                "code": provenance.code_version(),
-            }
-            fingerprint = provenance.text_fingerprint(json.dumps(made_from, sort_keys=True))
-            manifest = {
-                # data, rule set, model and code: changing any of them gives another run id
-                "run_id": f"{options.as_of.isoformat()}-{fingerprint}",
-                "as_of": options.as_of.isoformat(),
-                "input_dir": str(Path(options.input_dir).resolve().name),
-                "versions": {
-                    "data_fingerprint": validation_json["input_fingerprint"],
-                    "contract": validation_json["contract_version"],
-                    "rule_set": rule_estimator.rule_set_version_,
-                    "rule_set_fingerprint": made_from["rule_set_fingerprint"],
-                    "model": model_version,
-                    "feature_set": FEATURE_SET_VERSION,
-                    "code": made_from["code"],
-                    "run_fingerprint": fingerprint,
-                    "id_key": id_key,
-                },
-                "validation": {
-                    table: {"read": row["rows_read"], "accepted": row["rows_accepted"],
-                            "quarantined": row["rows_quarantined"]}
-                    for table, row in validation_json["tables"].items()
-                },
-                "counts": {
-                    "tiered": int(len(tiers)),
-                    "tier": _counts(tiers["tier"]),
-                    "tier_rules": _counts(tiers["tier_rules"]),
-                    "tier_model": _counts(tiers["tier_model"]),
-                    "priority_rows": exported.rows,
-                    # counted on disk (lists/ also holds workload.csv): what was written, not what was meant
-                    "list_files": sum(1 for p in (staging / "lists").rglob("*")
-                                      if p.suffix in (".csv", ".xlsx")),
-                    "unmanaged": int(len(unmanaged)),
-                    "calls": calls_run.counts() if options.calls else None,
-                },
-                "by_township": {
-                    str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()
-                },
-                "warnings": warnings,
-                "model_drift": drift.as_dict() if drift is not None else None,
-                "previous_run_as_of": previous_as_of,
-                "transitions": transitions_by_tier(tiers, previous),
-                **workload_figures,
-            }
-            manifest_text = json.dumps(manifest, indent=2, ensure_ascii=False)
-            (staging / "run.json").write_text(manifest_text, encoding="utf-8")
-            _write_summary(manifest, staging / "summary.md", workload_table)
-
+            run.write_manifest(manifest)
+            _write_summary(manifest, run.summary, lists.workload)
         with clock.stage("publish", 6, total):
-            (staging / "timings.json").write_text(
+            run.timings.write_text(
                 json.dumps({"seconds": clock.seconds, "peak_rss_mb": clock.peak_rss_mb}, indent=2),
                 encoding="utf-8",
             )
-            swap_into_place(staging, out)
+            run.publish(out)
             if options.store_url:
                 from risk.serving import publish_run
 
                 publish_run(out, options.store_url)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return NightlyResult(run_dir=out, manifest=manifest, timings=clock.seconds)
+    return NightlyResult(run_dir=out, manifest=manifest.to_dict(), timings=clock.seconds)
 
+
+def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
+    """Canonical tables, quarantine and validation.json into the run; the overrides used, as warnings."""
+    from risk.validate import validate_folder
+
+    # "In the future" means after the day the job runs, not after as_of: a backfill for an earlier date
+    # must not quarantine the later events the features simply do not look at.
+    validated = validate_folder(
+        Path(options.input_dir), run.path, as_of=None, allow_empty=options.allow_empty
+    )
+    return list(validated.overrides)
+
+
+def _feed_call_results(options: NightlyOptions, run: RunFolder) -> pd.DataFrame | None:
+    """The follow-up loop: visits recorded as call results enter this run's features (origin marked)."""
+    if not (options.calls and options.store_url):
+        return None
+    from pipelines.calls import feed_visit_readings, results_from_store
+
+    call_results = results_from_store(options.store_url, options.as_of)
+    fed = feed_visit_readings(run, call_results, options.as_of)
+    log.info("call results: %d read, visit readings fed as %s", len(call_results), fed)
+    return call_results
+
+
+@dataclass
+class _Tiered:
+    tiers: pd.DataFrame
+    versions: dict[str, str]  # rule set (version, fingerprint) and model that made the tiers
+    drift: DriftReport | None  # the model's drift check (None without a model)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.drift.warnings) if self.drift is not None else []
+
+
+def _load_model(
+    options: NightlyOptions, features: pd.DataFrame, policy: ModelPolicy
+) -> tuple[ExportedModel | None, DriftReport | None]:
+    """The model of --model, else models/CURRENT (none with --no-model or when none is approved), checked
+    against the features and, by PSI, against its training population."""
+    model_dir = options.model_dir or (default_model_dir() if options.use_model else None)
+    if not options.use_model or model_dir is None:
+        return None, None
+    from risk.tiers.model import check_model_drift, load_exported_model
+
+    model = load_exported_model(model_dir)
+    model.check_features(list(features.columns))
+    return model, check_model_drift(model, features, policy, accept=options.accept_model_drift)
+
+
+def _tiers(options: NightlyOptions, engine: Engine, run: RunFolder, features: pd.DataFrame) -> _Tiered:
+    """The tiers table (written to the run, checked against the schema), what made it, the drift check."""
+    from risk.tiers.priority import priority_rank
+    from risk.tiers.rules import RuleTierClassifier
+
+    policy = default_model_policy()
+    rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
+    model, drift = _load_model(options, features, policy)
+    tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of, policy)
+    tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
+    # one global order (the Spark engine finishes tiers per batch)
+    tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
+    tiers.to_parquet(run.tiers, index=False)
+    check_parquet(run.tiers, TIER_SCHEMA, f"{options.engine} tiers")
+    versions = {
+        "rule_set": rule_estimator.rule_set_version_,
+        "rule_set_fingerprint": rule_estimator.rule_set_fingerprint_,
+        "model": model.version if model is not None else "none",
+    }
+    return _Tiered(tiers, versions, drift)
+
+
+@dataclass
+class _Lists:
+    counts: dict[str, Any]
+    workload: pd.DataFrame  # per unit and week (lists/workload.csv)
+    workload_figures: dict[str, Any]  # run.json `workload` and `red_share`
+
+
+def _lists(
+    options: NightlyOptions,
+    engine: Engine,
+    run: RunFolder,
+    tiers: pd.DataFrame,
+    features: pd.DataFrame,
+    call_results: pd.DataFrame | None,
+) -> _Lists:
+    """Priority lists, the unmanaged key-population list, (with calls) the call lists and the workload per
+    unit and week, with their counts."""
+    from risk.products.lists import LIST_PERSON_COLUMNS, PendingExport, build_priority_list
+    from risk.products.unmanaged import find_unmanaged
+    from risk.products.workload import export_workload
+
+    persons = pd.read_parquet(run.table("persons"), columns=LIST_PERSON_COLUMNS)
+    priority = build_priority_list(tiers, features, persons)
+    title = f"随访优先名单 {options.as_of.isoformat()}"
+    pending = PendingExport(priority, run.lists, title=title, xlsx=options.xlsx)
+    try:
+        unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
+        # who to look for and where: the village doctor contacts these residents for confirmation
+        unmanaged = (
+            persons.merge(unmanaged, on="person_id", how="inner")
+            .sort_values(
+                ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
+                ascending=[True, True, False, True, True],
+                kind="mergesort",
+            )
+            .reset_index(drop=True)
+        )
+    except BaseException:
+        pending.close()
+        raise
+    exported = pending.finish(unmanaged)
+    calls = None
+    if options.calls:
+        from pipelines.calls import run_calls
+
+        calls = run_calls(
+            run.path,
+            options.as_of,
+            run.path / "calls",
+            results=call_results,
+            daily_capacity=options.call_capacity,
+            xlsx=options.xlsx,
+            check_as_of=False,
+        ).counts()
+        if call_results is not None:
+            _write_cascade(options, run, call_results)
+    workload, workload_figures = export_workload(tiers, features, options.as_of, run.lists)
+    counts = {
+        "priority_rows": exported.rows,
+        # counted on disk (lists/ also holds workload.csv): what was written, not what was meant
+        "list_files": sum(1 for p in run.lists.rglob("*") if p.suffix in (".csv", ".xlsx")),
+        "unmanaged": int(len(unmanaged)),
+        "calls": calls,
+    }
+    return _Lists(counts, workload, workload_figures)
+
+
+def _write_cascade(options: NightlyOptions, run: RunFolder, call_results: pd.DataFrame) -> None:
+    """calls/cascade.csv: the month to date, started from the run scored before the month (if any)."""
+    from pipelines.calls import write_cascade
+    from risk.indicators.periods import period_containing
+    from risk.run.history import previous_run
+
+    month_start = period_containing(options.as_of, "month").start
+    write_cascade(run.path, previous_run(options.out.resolve(), month_start), options.as_of, call_results)
+
+
+def _manifest(
+    options: NightlyOptions,
+    out: Path,
+    run: RunFolder,
+    features: pd.DataFrame,
+    tiered: _Tiered,
+    lists: _Lists,
+    warnings: list[str],
+    id_key: str,
+) -> RunManifest:
+    """run.json: what produced the run, validation counts, tier counts, transitions since the previous run."""
+    from risk.features import FEATURE_SET_VERSION
+    from risk.run.history import previous_run, transitions_by_tier
+
+    tiers = tiered.tiers
+    previous_dir = options.previous_run or previous_run(out, options.as_of)
+    previous, previous_as_of = None, None
+    if previous_dir is not None and RunFolder(Path(previous_dir)).has_tiers:
+        before = RunFolder(Path(previous_dir))
+        previous = pd.read_parquet(before.tiers, columns=["person_id", "tier"])
+        previous_as_of = before.as_of.isoformat() if before.as_of else None
+    by_township = (
+        tiers.merge(features[["person_id", "township_id"]], on="person_id")
+        .groupby(["township_id", "tier"])
+        .size()
+        .unstack(fill_value=0)
+    )
+    validation = run.validation_report()
+    made_from = {
+        "data_fingerprint": validation["input_fingerprint"],
+        "rule_set_fingerprint": tiered.versions["rule_set_fingerprint"],
+        "model": tiered.versions["model"],
+        "code": provenance.code_version(),
+    }
+    fingerprint = provenance.text_fingerprint(json.dumps(made_from, sort_keys=True))
+    return RunManifest(
+        # data, rule set, model and code: changing any of them gives another run id
+        run_id=f"{options.as_of.isoformat()}-{fingerprint}",
+        as_of=options.as_of,
+        input_dir=str(Path(options.input_dir).resolve().name),
+        versions={
+            "data_fingerprint": validation["input_fingerprint"],
+            "contract": validation["contract_version"],
+            **tiered.versions,
+            "feature_set": FEATURE_SET_VERSION,
+            "code": made_from["code"],
+            "run_fingerprint": fingerprint,
+            "id_key": id_key,
+        },
+        validation={
+            table: {
+                "read": row["rows_read"],
+                "accepted": row["rows_accepted"],
+                "quarantined": row["rows_quarantined"],
+            }
+            for table, row in validation["tables"].items()
+        },
+        counts={
+            "tiered": int(len(tiers)),
+            "tier": _counts(tiers["tier"]),
+            "tier_rules": _counts(tiers["tier_rules"]),
+            "tier_model": _counts(tiers["tier_model"]),
+            **lists.counts,
+        },
+        by_township={str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()},
+        warnings=warnings,
+        model_drift=tiered.drift.as_dict() if tiered.drift is not None else None,
+        previous_run_as_of=previous_as_of,
+        transitions=transitions_by_tier(tiers, previous),
+        workload=lists.workload_figures["workload"],
+        red_share=lists.workload_figures["red_share"],
+    )
 
 
 def _counts(series: pd.Series) -> dict[str, int]:

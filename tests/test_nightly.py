@@ -35,6 +35,20 @@ def test_run_folder_is_complete_and_records_versions(small_run: Path):
     assert len(unmanaged) == manifest["counts"]["unmanaged"] > 0
 
 
+def test_run_json_records_the_rule_set(small_run: Path):
+    """run.json names the rule set by version and by the fingerprint of its file, read back typed."""
+    from risk.run.folder import RunFolder
+    from risk.tiers.rule_set import load_rule_set
+
+    manifest = RunFolder(small_run).read_manifest()
+    rule_set = load_rule_set()
+    assert manifest.version("rule_set") == rule_set.version
+    assert manifest.version("rule_set_fingerprint") == rule_set.fingerprint
+    assert manifest.as_of == SMALL_COUNTY_AS_OF
+    on_disk = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
+    assert manifest.to_dict() == on_disk  # the typed manifest is all of run.json, nothing dropped
+
+
 def test_combined_tier_never_below_rule_red(small_run: Path):
     tiers = pd.read_parquet(small_run / "tiers.parquet")
     assert (tiers.loc[tiers["tier_rules"] == "red", "tier"] == "red").all()

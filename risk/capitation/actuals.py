@@ -19,10 +19,8 @@ import pandas as pd
 from risk.capitation.definitions import CapitationDefinitions
 from risk.run.folder import RunFolder
 from risk.run.history import find_runs
-
-
-def _list(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+from risk.run.tables import parquet_source
+from risk.sql import literal_list
 
 
 def observed_months(year: int, as_of: date | None) -> int:
@@ -61,7 +59,7 @@ def member_months(
         SELECT c.person_id, min(c.enrolled_on) AS enrolled_on,
                max(CASE WHEN c.ended_on <= {known} THEN c.ended_on ELSE DATE '9999-12-31' END) AS ended_on
         FROM conditions c
-        WHERE c.condition IN ({_list(defs.conditions)}) AND c.enrolled_on <= {known}
+        WHERE c.condition IN ({literal_list(defs.conditions)}) AND c.enrolled_on <= {known}
         GROUP BY c.person_id
     ),
     s AS (  -- last covered day: the day before ended_on / death_date
@@ -119,7 +117,8 @@ def monthly_spend(
                0 AS drugs
         FROM encounters
         WHERE admitted_on >= DATE '{start}' AND admitted_on <= last_day(DATE '{end}')
-          AND setting IN ({_list(defs.settings)}) AND facility_level IN ({_list(defs.facility_levels)})
+          AND setting IN ({literal_list(defs.settings)})
+          AND facility_level IN ({literal_list(defs.facility_levels)})
         {drugs_sql}
     ) GROUP BY ALL
     """
@@ -134,7 +133,7 @@ def tier_history(runs: Sequence[str | Path]) -> pd.DataFrame:
     for run in runs:
         path = RunFolder(Path(run)).tiers
         if path.is_file():
-            frames.append(duckdb.sql(f"SELECT person_id, as_of, tier FROM read_parquet('{path}')").df())
+            frames.append(duckdb.sql(f"SELECT person_id, as_of, tier FROM {parquet_source(path)}").df())
     if not frames:
         return pd.DataFrame(columns=["person_id", "as_of", "tier"])
     out = pd.concat(frames, ignore_index=True)

@@ -26,8 +26,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from risk.capitation.actuals import _list
 from risk.capitation.definitions import CapitationDefinitions
+from risk.sql import literal_list
 
 DEMOGRAPHIC = (
     "age",
@@ -65,7 +65,8 @@ def spend_in_window(
     sql = f"""SELECT person_id, sum(v) AS spend FROM (
         SELECT person_id, fund_paid AS v FROM encounters
         WHERE admitted_on BETWEEN DATE '{start}' AND DATE '{end}'
-          AND setting IN ({_list(defs.settings)}) AND facility_level IN ({_list(defs.facility_levels)})
+          AND setting IN ({literal_list(defs.settings)})
+          AND facility_level IN ({literal_list(defs.facility_levels)})
         {drugs}) GROUP BY person_id"""
     return con.execute(sql).df()
 

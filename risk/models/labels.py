@@ -33,7 +33,6 @@ LABEL_COLUMNS = [
 DATA_END_SOURCES = {"encounters": "admitted_on", "follow_ups": "followed_on"}
 
 
-
 def canonical_table(canonical_dir: Path, table: str) -> Path:
     path = Path(canonical_dir) / f"{table}.parquet"
     if not path.is_file():

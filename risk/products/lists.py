@@ -25,6 +25,10 @@ from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_frame, inert_table
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
 TIER_FILL = {"red": "#F8CBAD", "yellow": "#FFE699", "green": "#C6EFCE"}
 
+# The persons columns the lists show (read from the run's canonical persons table).
+LIST_PERSON_COLUMNS = [
+    "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id", "team_id",
+]
 LIST_COLUMNS = {
     # column -> (中文表头, English header)
     "team_id": ("团队", "Team"),

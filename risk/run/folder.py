@@ -20,6 +20,10 @@ else none (a validate output).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,7 +31,9 @@ from typing import Any
 
 import duckdb
 
+from risk.atomic import check_replaceable, remove_leftovers, swap_into_place
 from risk.errors import InputFileError
+from risk.run.manifest import RunManifest
 from risk.run.tables import parquet_source
 
 CANONICAL = "canonical"
@@ -95,9 +101,24 @@ class RunFolder:
     def has_tiers(self) -> bool:
         return self.tiers.is_file()
 
-    def manifest(self) -> dict[str, Any]:
-        """run.json as a dict ({} when absent)."""
-        return _read_json(self.manifest_path) if self.manifest_path.is_file() else {}
+    @property
+    def has_manifest(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> RunManifest:
+        """run.json, typed; InputFileError when absent or without an as_of."""
+        if not self.has_manifest:
+            raise InputFileError(str(self.manifest_path), "run manifest not found (is this a run folder?)")
+        return RunManifest.from_dict(_read_json(self.manifest_path), str(self.manifest_path))
+
+    def write_manifest(self, manifest: RunManifest) -> None:
+        self.manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+
+    def require(self, *paths: Path) -> None:
+        """InputFileError unless each of these files of the run exists."""
+        for path in paths:
+            if not path.is_file():
+                raise InputFileError(str(path), "missing from the run folder")
 
     def validation_report(self) -> dict[str, Any]:
         """validation.json as a dict ({} when absent)."""
@@ -106,17 +127,43 @@ class RunFolder:
     @property
     def as_of(self) -> date | None:
         """run.json's as_of; else the latest as_of in tiers.parquet; else None."""
-        try:
-            value = self.manifest().get("as_of")
-        except InputFileError:
-            value = None
-        if value:
-            return date.fromisoformat(str(value)[:10])
+        if self.has_manifest:
+            try:
+                return self.read_manifest().as_of
+            except InputFileError:
+                pass
         if self.has_tiers:
             found = duckdb.sql(f"SELECT max(as_of) FROM {parquet_source(self.tiers)}").fetchall()[0][0]
             if found is not None:
                 return found
         return None
+
+    # --- staging and publishing ---------------------------------------------------------------------
+    @classmethod
+    @contextmanager
+    def staged(cls, out: Path) -> Iterator[RunFolder]:
+        """A run assembled in a hidden sibling of `out` (.OUT.staging-PID) and deleted if anything fails;
+        the caller publishes it with `publish(out)` once every stage has finished. `out` may hold an
+        earlier run (replaced on publish), never a folder of something else."""
+        out = Path(out).resolve()
+        check_replaceable(out, MANIFEST, "an earlier run folder")
+        remove_leftovers(out)  # hidden work folders of a killed run (they can hold names and phones)
+        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            yield cls(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def publish(self, out: Path) -> RunFolder:
+        """Rename this finished (staged) run to `out` in one step; an earlier run there is replaced only
+        after this one is complete."""
+        out = Path(out).resolve()
+        swap_into_place(self.path, out)
+        return RunFolder(out)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from risk.privacy import hash_national_id, mask_national_id
+from risk.run.folder import CANONICAL, RunFolder
+from risk.run.manifest import RunManifest
 
 SURNAMES = list("王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕")
 GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红建国志文斌海燕淑")
@@ -49,8 +51,8 @@ def write_demo_run(
 ) -> Path:
     """Write canonical/{persons,vitals,labs}.parquet, features.parquet, tiers.parquet and run.json."""
     rng = np.random.default_rng(seed)
-    run_dir = Path(run_dir)
-    (run_dir / "canonical").mkdir(parents=True, exist_ok=True)
+    run = RunFolder(Path(run_dir))
+    (run.path / CANONICAL).mkdir(parents=True, exist_ok=True)
     index = np.arange(persons)
     person_id = np.array([demo_person_id(i) for i in index], dtype=object)
     township_no = index % townships
@@ -73,7 +75,7 @@ def write_demo_run(
         "national_id_hash": [hash_national_id(x) for x in clear_ids],
         "national_id_masked": [mask_national_id(x) for x in clear_ids],
         "source_row": index + 1,
-    }).to_parquet(run_dir / "canonical" / "persons.parquet", index=False)
+    }).to_parquet(run.table("persons"), index=False)
 
     has_htn = rng.random(persons) < 0.8
     has_dm = ~has_htn | (rng.random(persons) < 0.2)
@@ -85,12 +87,12 @@ def write_demo_run(
     dbp = np.clip(sbp * 0.6 + rng.normal(0, 6, reading_person.size), 50, 140).round()
     vitals = pd.DataFrame({"person_id": person_id[reading_person], "measured_at": measured_at,
                            "sbp": sbp, "dbp": dbp, "source": "follow_up"})
-    vitals.to_parquet(run_dir / "canonical" / "vitals.parquet", index=False)
+    vitals.to_parquet(run.table("vitals"), index=False)
     dm_rows = np.repeat(has_dm, readings)
     fpg = np.clip(rng.normal(7.2, 1.8, reading_person.size), 3.0, 25.0).round(1)
     labs = pd.DataFrame({"person_id": person_id[reading_person][dm_rows], "measured_at": measured_at[dm_rows],
                          "test": "fpg", "value": fpg[dm_rows], "unit": "mmol/L"})
-    labs.to_parquet(run_dir / "canonical" / "labs.parquet", index=False)
+    labs.to_parquet(run.table("labs"), index=False)
 
     last = np.arange(persons) * readings + readings - 1
     last_sbp, last_dbp, last_date = sbp[last], dbp[last], measured_at[last].date
@@ -114,19 +116,18 @@ def write_demo_run(
         "bp_last_sbp": last_sbp, "bp_last_dbp": last_dbp, "bp_last_date": last_date,
         "fpg_last": last_fpg, "fpg_last_date": np.where(has_dm, last_date, None),
         "bmi_last": rng.normal(25, 3, persons).round(1),
-    }).to_parquet(run_dir / "features.parquet", index=False)
+    }).to_parquet(run.features, index=False)
     pd.DataFrame({
         "person_id": person_id, "as_of": as_of, "tier_rules": tier_rules, "tier_model": tier_model,
         "tier": tier, "risk_score": rng.random(persons).round(3), "reasons": reason_json,
         "next_due_on": [as_of - timedelta(days=int(d)) for d in overdue],
         "days_overdue": np.maximum(overdue, 0), "rule_set_version": "demo-1", "model_version": "demo-m1",
-    }).to_parquet(run_dir / "tiers.parquet", index=False)
-    manifest = {
-        "run_id": run_id or f"{as_of.isoformat()}-demo{seed}",
-        "as_of": as_of.isoformat(),
-        "versions": {"data_fingerprint": f"demo-{seed}-{persons}", "rule_set": "demo-1", "model": "demo-m1",
-                     "code": "demo"},
-        "counts": {"tiered": persons},
-    }
-    (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return run_dir
+    }).to_parquet(run.tiers, index=False)
+    run.write_manifest(RunManifest(
+        run_id=run_id or f"{as_of.isoformat()}-demo{seed}",
+        as_of=as_of,
+        versions={"data_fingerprint": f"demo-{seed}-{persons}", "rule_set": "demo-1", "model": "demo-m1",
+                  "code": "demo"},
+        counts={"tiered": persons},
+    ))
+    return run.path

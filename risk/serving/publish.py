@@ -23,8 +23,9 @@ from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from risk import privacy
-from risk.errors import InputFileError, RiskUserError
+from risk.errors import RiskUserError
 from risk.provenance import text_fingerprint
+from risk.run.folder import RunFolder
 from risk.run.tables import parquet_source
 from risk.serving import schema
 from risk.serving.store import StoreError, db_error_message, open_store, run_write, safe_url
@@ -95,11 +96,12 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_curre
     published before with another run fingerprint (rule set, model, code or data changed) is replaced.
     """
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    manifest = _read_manifest(run_dir)
-    run_id = str(manifest.get("run_id") or run_dir.name)
-    as_of = date.fromisoformat(str(manifest["as_of"]))
-    versions = manifest.get("versions") or {}
+    run = RunFolder(Path(run_dir))
+    manifest = run.read_manifest()
+    run.require(run.tiers, run.table("persons"))
+    run_id = manifest.run_id or run.path.name
+    as_of = manifest.as_of
+    versions = manifest.versions
     _check_id_key(versions)
     result = PublishResult(run_id=run_id, as_of=as_of, store=safe_url(store_url))
     engine = open_store(store_url, create=True)
@@ -115,7 +117,7 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_curre
             result.replaced = action == "replace"
             source = duckdb.connect()
             try:
-                _register_run(source, run_dir)
+                _register_run(source, run)
 
                 def load(conn: Connection) -> tuple[int, int]:
                     if result.replaced:
@@ -126,7 +128,7 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_curre
                     persons = _load(conn, schema.patients, _patient_batches(source, run_id, as_of))
                     terms = _load(conn, schema.search_terms, _search_term_batches(source, run_id))
                     _load(conn, schema.tier_history, _history_batches(source, run_id, as_of))
-                    _load_cascade(conn, run_dir, run_id)
+                    _load_cascade(conn, run, run_id)
                     return persons, terms
 
                 result.persons, result.search_terms = run_write(engine, load)
@@ -195,35 +197,19 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)[:64]
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise InputFileError(str(path), "run manifest not found (is this a run folder?)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputFileError(str(path), f"not valid JSON ({exc})") from exc
-    if "as_of" not in manifest:
-        raise InputFileError(str(path), "manifest has no as_of")
-    for needed in ("tiers.parquet", "canonical/persons.parquet"):
-        if not (run_dir / needed).is_file():
-            raise InputFileError(str(run_dir / needed), "missing from the run folder")
-    return manifest
-
-
-def _register_run(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
+def _register_run(con: duckdb.DuckDBPyConnection, run: RunFolder) -> None:
     def view(name: str, path: Path) -> None:
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {parquet_source(path.resolve())}")
 
-    view("tiers", run_dir / "tiers.parquet")
-    view("persons", run_dir / "canonical" / "persons.parquet")
-    if (run_dir / "features.parquet").is_file():
-        view("features", run_dir / "features.parquet")
+    view("tiers", run.tiers)
+    view("persons", run.table("persons"))
+    if run.features.is_file():
+        view("features", run.features)
     else:
         con.execute("CREATE VIEW features AS SELECT NULL::VARCHAR AS person_id WHERE false")
     for table, columns in (("vitals", "person_id, measured_at, sbp, dbp"),
                            ("labs", "person_id, measured_at, test, value")):
-        path = run_dir / "canonical" / f"{table}.parquet"
+        path = run.table(table)
         if path.is_file():
             view(table, path)
         else:
@@ -388,11 +374,11 @@ def _load(conn: Connection, table: Table, batches: Iterator[pa.RecordBatch]) -> 
     return count
 
 
-def _load_cascade(conn: Connection, run_dir: Path, run_id: str) -> int:
+def _load_cascade(conn: Connection, run: RunFolder, run_id: str) -> int:
     """The run's call cascade (calls/cascade.csv: suppressed counts, no person) when the nightly wrote it."""
     import pandas as pd
 
-    path = run_dir / "calls" / "cascade.csv"
+    path = run.path / "calls" / "cascade.csv"
     if not path.is_file():
         return 0
     counts = {"numerator": [""], "denominator": [""], "value": [""]}

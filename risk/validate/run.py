@@ -105,7 +105,7 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
 def last_event_date(canonical_dir: Path) -> date | None:
     """The newest event date in the canonical tables (definitions/validation.yaml `event_date`)."""
     parts = [f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet("
-             f"{sql_string(str(Path(canonical_dir) / f'{table}.parquet'))})"
+             f"{literal(Path(canonical_dir) / f'{table}.parquet')})"
              for table, column in definitions.validation_rules()["event_date"].items()]
     con = duckdb.connect()
     try:

@@ -18,8 +18,6 @@ ASSIGNMENT_COLUMNS = ["person_id", "township_id", "village_id", "unit_id", "team
 CONTRACT_TABLES = ["persons", "conditions", "vitals", "labs", "follow_ups", "encounters", "prescriptions"]
 
 
-
-
 def _copy(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
     con.execute(f"COPY ({query}) TO {literal(target)} (FORMAT parquet)")
 
