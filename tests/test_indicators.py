@@ -22,7 +22,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -31,25 +30,12 @@ from risk.errors import DefinitionError, InputFileError, RiskUserError
 from risk.indicators import compute_indicator, open_run, parse_period, person_rows
 from risk.indicators.definitions import indicator_set, parse_indicator_set
 from risk.indicators.periods import split_period, trailing_periods
+from tests.support.canonical import CanonicalBuilder
 
 
 def write_canonical(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Path:
-    """Write canonical Parquet tables (contract columns with contract types + source_row)."""
-    canonical = folder / "canonical"
-    canonical.mkdir(parents=True, exist_ok=True)
-    for name, spec in definitions.contract().tables.items():
-        rows = tables.get(name, [])
-        columns = [c for c in spec.columns.values() if c.name != "national_id"]
-        frame = pd.DataFrame(rows, columns=[c.name for c in columns], dtype=object)
-        frame["source_row"] = range(1, len(frame) + 1)
-        con = duckdb.connect()
-        con.register("frame", frame)
-        select = ", ".join(f"CAST({c.name} AS {definitions.SQL_TYPES[c.type]}) AS {c.name}" for c in columns)
-        con.execute(
-            f"COPY (SELECT {select}, CAST(source_row AS BIGINT) AS source_row FROM frame) "
-            f"TO '{canonical / (name + '.parquet')}' (FORMAT parquet)"
-        )
-        con.close()
+    """The canonical tables of a run folder `folder` holding these rows."""
+    CanonicalBuilder.from_rows(tables).write(folder / "canonical")
     return folder
 
 

@@ -11,23 +11,13 @@ import pytest
 from risk.errors import DefinitionError, InputFileError
 from risk.models.labels import build_outcome_labels, data_end_date
 from risk.models.outcomes import expand_codes, outcome_definition
+from tests.support.canonical import CanonicalBuilder
 
 AS_OF = date(2023, 6, 30)
 
 
 def write_canonical(folder: Path, persons: list[dict], encounters: list[dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    persons_frame = pd.DataFrame(persons)
-    if "death_date" not in persons_frame:
-        persons_frame["death_date"] = None
-    persons_frame["death_date"] = pd.to_datetime(persons_frame["death_date"]).dt.date
-    persons_frame.to_parquet(folder / "persons.parquet")
-    columns = ["encounter_id", "person_id", "setting", "admitted_on", "primary_dx", "secondary_dx"]
-    frame = pd.DataFrame(encounters, columns=columns)
-    frame["admitted_on"] = pd.to_datetime(frame["admitted_on"]).dt.date
-    frame["secondary_dx"] = frame["secondary_dx"].astype("str")
-    frame.to_parquet(folder / "encounters.parquet")
-    return folder
+    return CanonicalBuilder.from_rows({"persons": persons, "encounters": encounters}).write(folder)
 
 
 def encounter(person: str, day: str, dx: str, setting: str = "inpatient", secondary: str | None = None):

@@ -50,6 +50,15 @@ class CanonicalBuilder:
         self.rows: dict[str, list[dict[str, Any]]] = {t: [] for t in definitions.contract().tables}
         self._encounter_seq = 0
 
+    @classmethod
+    def from_rows(cls, tables: dict[str, list[dict[str, Any]]]) -> CanonicalBuilder:
+        """A builder holding these rows as given (table name -> rows); no defaults are filled in."""
+        builder = cls()
+        for name, rows in tables.items():
+            for row in rows:
+                builder.add(name, **row)
+        return builder
+
     def add(self, table: str, **values: Any) -> CanonicalBuilder:
         self.rows[table].append(values)
         return self
