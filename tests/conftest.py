@@ -1,8 +1,13 @@
-"""Shared fixtures: one small synthetic county and one nightly run over it, built once per session."""
+"""Shared fixtures: one small synthetic county and one nightly run over it, built once per test session
+(once in all, not once per xdist worker: the first worker builds them under a file lock, the others reuse
+the folder). A test that uses a fixture generating a whole synthetic county is in the slow lane."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -32,18 +37,50 @@ def spark():  # type: ignore[no-untyped-def]
     return get_spark("local[2]")
 
 
+# Fixtures that generate a whole synthetic county (and validate or run it): the tests using them are slow.
+WHOLE_COUNTY_FIXTURES = frozenset({"small_county", "small_run", "counties", "patients"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if WHOLE_COUNTY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `name` filled by build(folder) once for the whole session, shared by the xdist workers.
+    Tests only read it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent  # the workers' common base folder
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (root / f"{name}.complete").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                (root / f"{name}.complete").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_county(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw input folder (data contract) of a 4,000-resident synthetic county, 2021-2024."""
     from risk.synth import SynthConfig, generate_county
 
-    out = tmp_path_factory.mktemp("county") / "input"
-    generate_county(
-        SynthConfig(persons=SMALL_COUNTY_PERSONS, seed=SMALL_COUNTY_SEED,
-                    start=date(2021, 1, 1), end=date(2024, 12, 31)),
-        out,
-    )
-    return out
+    def build(folder: Path) -> None:
+        years = {"start": date(2021, 1, 1), "end": date(2024, 12, 31)}
+        config = SynthConfig(persons=SMALL_COUNTY_PERSONS, seed=SMALL_COUNTY_SEED, **years)
+        generate_county(config, folder / "input")
+
+    return built_once(tmp_path_factory, "county", build) / "input"
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +88,10 @@ def small_run(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A nightly run folder over the small county (rules and the committed model, if any)."""
     from pipelines.nightly import NightlyOptions, run_nightly
 
-    out = tmp_path_factory.mktemp("runs") / "run"
     # accept_model_drift: the committed model predates the current synthetic generator (its follow-up
     # cadence changed); the drift it shows is recorded in run.json and summary.md (issue 12)
-    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=True,
-                               accept_model_drift=True))
-    return out
+    def build(folder: Path) -> None:
+        out = folder / "run"
+        run_nightly(NightlyOptions(small_county, SMALL_COUNTY_AS_OF, out, xlsx=True, accept_model_drift=True))
+
+    return built_once(tmp_path_factory, "runs", build) / "run"
