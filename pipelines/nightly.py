@@ -283,13 +283,15 @@ def _load_model(
 
 def _tiers(options: NightlyOptions, engine: Engine, run: RunFolder, features: pd.DataFrame) -> _Tiered:
     """The tiers table (written to the run, checked against the schema), what made it, the drift check."""
+    from risk.engines.base import TierInputs
     from risk.tiers.priority import priority_rank
     from risk.tiers.rules import RuleTierClassifier
 
     policy = default_model_policy()
     rule_estimator = RuleTierClassifier(rules=options.rules).fit(features)
     model, drift = _load_model(options, features, policy)
-    tiers = engine.tiers(features, rule_estimator.rule_set_, model, options.as_of, policy)
+    inputs = TierInputs(rule_estimator.rule_set_, model, options.as_of, policy)
+    tiers = engine.tiers(features, inputs)
     tiers = tiers.sort_values("person_id", kind="mergesort").reset_index(drop=True)
     # one global order (the Spark engine finishes tiers per batch)
     tiers["priority"] = priority_rank(tiers.assign(as_of=pd.Timestamp(options.as_of)))
@@ -298,7 +300,7 @@ def _tiers(options: NightlyOptions, engine: Engine, run: RunFolder, features: pd
     versions = {
         "rule_set": rule_estimator.rule_set_version_,
         "rule_set_fingerprint": rule_estimator.rule_set_fingerprint_,
-        "model": model.version if model is not None else "none",
+        "model": inputs.model_version,
     }
     return _Tiered(tiers, versions, drift)
 

@@ -3,6 +3,7 @@ canonical tables. The caller picks the engine (`open_engine`); nothing below bra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,18 +20,26 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb", "spark")
 
 
+@dataclass(frozen=True)
+class TierInputs:
+    """What turns features into tiers: the rule set, the exported model (or none), the as-of date and the
+    model policy (model tiers and combining)."""
+
+    rule_set: RuleSet
+    model: ExportedModel | None
+    as_of: date
+    policy: ModelPolicy
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version if self.model is not None else "none"
+
+
 class Engine(Protocol):
     def features(self, canonical_dir: Path, as_of: date, out: Path) -> pd.DataFrame:
         """The as-of features, written to `out` (features.parquet), returned sorted by person_id."""
 
-    def tiers(
-        self,
-        features: pd.DataFrame,
-        rule_set: RuleSet,
-        model: ExportedModel | None,
-        as_of: date,
-        policy: ModelPolicy,
-    ) -> pd.DataFrame:
+    def tiers(self, features: pd.DataFrame, inputs: TierInputs) -> pd.DataFrame:
         """The tiers table (rules, model, combined, next due) for the features rows."""
 
     def connection(self, canonical_dir: Path) -> Any:
@@ -45,23 +54,16 @@ class DuckDBEngine:
 
         return compute_features(canonical_dir, as_of, out=out)
 
-    def tiers(
-        self,
-        features: pd.DataFrame,
-        rule_set: RuleSet,
-        model: ExportedModel | None,
-        as_of: date,
-        policy: ModelPolicy,
-    ) -> pd.DataFrame:
+    def tiers(self, features: pd.DataFrame, inputs: TierInputs) -> pd.DataFrame:
         from risk.tiers.assemble import finish_tiers
         from risk.tiers.model import score_model_tiers
         from risk.tiers.rules import assign_rule_tiers
 
+        rule_set, model, policy = inputs.rule_set, inputs.model, inputs.policy
         rule_tiers = assign_rule_tiers(features, rules=rule_set)
         model_tiers = score_model_tiers(model, features, policy) if model is not None else None
-        model_version = model.version if model is not None else "none"
         return finish_tiers(
-            rule_tiers, model_tiers, features, rule_set.intervals, as_of, model_version, policy
+            rule_tiers, model_tiers, features, rule_set.intervals, inputs.as_of, inputs.model_version, policy
         )
 
     def connection(self, canonical_dir: Path) -> Any:

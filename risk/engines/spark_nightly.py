@@ -31,13 +31,11 @@ from risk.engines.spark_features import (
 from risk.engines.spark_sql import to_spark_sql
 from risk.engines.spark_tiers import tier_frame
 from risk.schema import TIER_SCHEMA
-from risk.tiers.rule_set import RuleSet
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from risk.models.export import ExportedModel
-    from risk.models.policy import ModelPolicy
+    from risk.engines.base import TierInputs
 
 
 class SparkResult:
@@ -100,27 +98,20 @@ class SparkNightly:
         frame = self.spark.read.schema(spark_schema()).parquet(str(self.features_path))
         return frame.select(*feature_schema().names)
 
-    def tiers(
-        self,
-        features: pd.DataFrame,
-        rule_set: RuleSet,
-        model: ExportedModel | None,
-        as_of: date,
-        policy: ModelPolicy,
-    ) -> pd.DataFrame:
+    def tiers(self, features: pd.DataFrame, inputs: TierInputs) -> pd.DataFrame:
         """The nightly tiers table, written partitioned by township; returned sorted by person_id. The
         pandas features are not shipped back (Spark reads its own partitioned features, the same rows);
         they serve the model's reasons, which compare each patient with everyone scored in the run."""
         from risk.tiers.priority import add_model_reasons
 
         stored = self.stored_features()
-        tiers = tier_frame(self.spark, stored, rule_set, as_of, model, policy)
+        tiers = tier_frame(self.spark, stored, inputs.rule_set, inputs.as_of, inputs.model, inputs.policy)
         townships = stored.select("person_id", PARTITION_COLUMN)
         write_partitioned(tiers.join(townships, on="person_id", how="left"), self.tiers_path)
         table = read_partitioned(self.tiers_path, TIER_SCHEMA)
         dates = {pa.date32(): pd.ArrowDtype(pa.date32())}
         frame = table.sort_by("person_id").to_pandas(types_mapper=dates.get)
-        if model is None:  # the same all-null columns as the embedded path writes
+        if inputs.model is None:  # the same all-null columns as the embedded path writes
             frame["tier_model"] = None
             frame["model_reasons"] = None
         else:
