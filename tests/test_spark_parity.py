@@ -181,14 +181,17 @@ def check_nobody_under_management_gives_empty_tables(validated: Path, tmp_path: 
     """Spark writes no data file for an empty frame; features and tiers must still come back typed."""
     from datetime import date
 
+    from risk.engines.base import TierInputs
     from risk.engines.spark_nightly import SparkNightly
     from risk.features import feature_names
+    from risk.models.policy import default_model_policy
     from risk.tiers import load_rule_set
 
     run = SparkNightly(tmp_path / "empty-run")
     features = run.features(validated / "canonical", date(2001, 1, 1))
     assert features.empty and list(features.columns) == feature_names()
-    assert run.tiers(load_rule_set(), None, date(2001, 1, 1)).empty
+    inputs = TierInputs(load_rule_set(), None, date(2001, 1, 1), default_model_policy())
+    assert run.tiers(features, inputs).empty
 
 
 def check_top_n_lists_keep_duckdb_semantics(spark) -> None:  # type: ignore[no-untyped-def]
