@@ -9,7 +9,6 @@ computation; `cascade_for_runs` reads them from two run folders and the call res
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -27,6 +26,7 @@ from risk.errors import DefinitionError, RiskUserError
 from risk.indicators.definitions import indicator_set
 from risk.indicators.periods import Period
 from risk.indicators.suppression import complementary_mask, primary_mask
+from risk.run.folder import RunFolder
 from risk.spreadsheet import write_csv, write_xlsx
 
 PLACES = {"township": "township_id", "team": "team_id", "village": "village_id"}
@@ -221,16 +221,16 @@ def cascade_table(
 
 def run_visits(run_dir: Path) -> pd.DataFrame:
     """Contact days in a run's canonical tables (follow-up forms, clinic BP, labs, admissions)."""
-    canonical = run_dir / "canonical"
+    run = RunFolder(Path(run_dir))
     sources = {
-        "follow_ups.parquet": "followed_on",
-        "vitals.parquet": "measured_at",
-        "labs.parquet": "measured_at",
-        "encounters.parquet": "admitted_on",
+        "follow_ups": "followed_on",
+        "vitals": "measured_at",
+        "labs": "measured_at",
+        "encounters": "admitted_on",
     }
     frames = []
     for name, column in sources.items():
-        path = canonical / name
+        path = run.table(name)
         if path.is_file():
             frame = pd.read_parquet(path, columns=["person_id", column])
             day = pd.to_datetime(frame[column], utc=isinstance(frame[column].dtype, pd.DatetimeTZDtype))
@@ -245,7 +245,7 @@ def run_visits(run_dir: Path) -> pd.DataFrame:
 
 
 def _as_of(run_dir: Path) -> date:
-    return date.fromisoformat(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["as_of"])
+    return RunFolder(run_dir).read_manifest().as_of
 
 
 def start_run_for(month: Period, runs_root: Path) -> Path:
@@ -253,7 +253,7 @@ def start_run_for(month: Period, runs_root: Path) -> Path:
     from risk.run.history import find_runs
 
     before = [
-        run for run in find_runs(runs_root) if (run / "run.json").is_file() and _as_of(run) < month.start
+        run for run in find_runs(runs_root) if RunFolder(run).has_manifest and _as_of(run) < month.start
     ]
     if not before:
         raise RiskUserError(f"no run under {runs_root} scored before {month.start} (the cascade's start)")
@@ -265,17 +265,15 @@ def cascade_for_runs(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-person frame, suppressed table) for `month` from the start run (due dates, places, phones,
     call lists), the call results and the visits recorded in `end_run`."""
-    start_run, end_run = Path(start_run), Path(end_run)
-    tiers = pd.read_parquet(start_run / "tiers.parquet", columns=["person_id", "next_due_on"])
-    features = start_run / "features.parquet"
+    start, end_run = RunFolder(Path(start_run)), Path(end_run)
+    tiers = pd.read_parquet(start.tiers, columns=["person_id", "next_due_on"])
+    features = start.features
     if features.is_file() and "fu_last_date" in pq.read_schema(features).names:
         fu = pd.read_parquet(features, columns=["person_id", "fu_last_date"])
         tiers = tiers.merge(fu, on="person_id", how="left")
-    persons = pd.read_parquet(
-        start_run / "canonical" / "persons.parquet", columns=["person_id", "phone", *PLACES.values()]
-    )
+    persons = pd.read_parquet(start.table("persons"), columns=["person_id", "phone", *PLACES.values()])
     listed = None
-    calls = start_run / "calls" / "calls.csv"
+    calls = start.path / "calls" / "calls.csv"
     if calls.is_file():
         listed = set(pd.read_csv(calls, usecols=["person_id"], dtype=str, encoding="utf-8-sig")["person_id"])
     people = cascade_people(month, tiers, persons, results, run_visits(end_run), listed=listed)
