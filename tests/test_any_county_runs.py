@@ -350,6 +350,7 @@ def _lone_diabetic() -> dict:
 
 # No shrinking (each example is a whole county run): a failure reports the example as drawn.
 # Explicit examples: the findings of issue 12 that crashed or misled, kept as regressions.
+@pytest.mark.slow  # validate, nightly, publish, report and lookup per generated county (about a minute)
 @example(county=_nine_person())  # pandas 3: str + all-NA Int64 in the unmanaged evidence text
 @example(county=_nine_person(fmt="parquet"))
 @example(
@@ -384,6 +385,7 @@ def test_any_contract_valid_county_runs_end_to_end(county: dict) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_a_patient_id_with_a_slash_is_reachable(tmp_path: Path) -> None:
     county = _nine_person()
     county["tables"] = {name: frame.replace({"P1": "a/b"}) for name, frame in county["tables"].items()}

@@ -57,6 +57,7 @@ def assert_everyone_listed_once(run: Path) -> None:
         assert sorted(listed) == sorted(tiered), folder
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_nine_person_csv_county_runs_with_an_unmanaged_candidate_without_claims(tmp_path: Path):
     """pandas 3: the all-NA Int64 claims count was concatenated with str in _evidence_text."""
     folder = write_county(nine_person_county(), tmp_path / "in")
@@ -70,6 +71,7 @@ def test_nine_person_csv_county_runs_with_an_unmanaged_candidate_without_claims(
     assert_everyone_listed_once(tmp_path / "run")
 
 
+@pytest.mark.slow  # a whole nightly run
 @pytest.mark.parametrize(
     "table", ["vitals", "labs", "conditions", "follow_ups", "encounters", "prescriptions"]
 )
@@ -87,6 +89,7 @@ def test_typed_empty_parquet_tables_run(tmp_path: Path, table: str):
     assert manifest["validation"][table]["read"] == 0
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_an_empty_parquet_table_written_by_pandas_has_null_typed_columns_and_runs(tmp_path: Path):
     """pandas writes an empty object column as Arrow type null: no value, so no wrong type either."""
     tables = nine_person_county()
@@ -97,6 +100,7 @@ def test_an_empty_parquet_table_written_by_pandas_has_null_typed_columns_and_run
     assert_clean_run(nightly(folder, tmp_path / "run", "--allow-empty", "labs"), tmp_path / "run")
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_a_header_with_sex_and_SEX_is_one_clear_error(tmp_path: Path):
     tables = nine_person_county()
     tables["persons"]["SEX"] = tables["persons"]["sex"]
@@ -105,6 +109,7 @@ def test_a_header_with_sex_and_SEX_is_one_clear_error(tmp_path: Path):
     assert "'sex' and 'SEX'" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_extra_columns_differing_only_in_case_are_ignored(tmp_path: Path):
     tables = nine_person_county()
     tables["persons"]["note"] = "a"
@@ -112,6 +117,7 @@ def test_extra_columns_differing_only_in_case_are_ignored(tmp_path: Path):
     assert_clean_run(nightly(write_county(tables, tmp_path / "in"), tmp_path / "run"), tmp_path / "run")
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_village_ids_equal_in_their_first_31_characters_get_distinct_sheets(tmp_path: Path):
     from openpyxl import load_workbook
 
@@ -126,6 +132,7 @@ def test_village_ids_equal_in_their_first_31_characters_get_distinct_sheets(tmp_
     assert all(len(s) <= 31 for s in sheets)
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_team_ids_that_slug_alike_get_different_files_and_everyone_is_listed_once(tmp_path: Path):
     tables = nine_person_county()
     tables["persons"]["team_id"] = ["TM/X", "TM_X", "TM/X", "TM_X", "TM/X", "TM_X", "TM/X", "TM_X", "tm_x"]
@@ -198,6 +205,7 @@ def assert_warned(out: Path, phrase: str) -> None:
     assert "## Warnings" in summary and phrase in summary
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_an_empty_persons_table_is_refused_unless_allowed(tmp_path: Path):
     tables = nine_person_county()
     tables["persons"] = tables["persons"].iloc[0:0]
@@ -212,6 +220,7 @@ def test_an_empty_persons_table_is_refused_unless_allowed(tmp_path: Path):
     assert_warned(tmp_path / "run", "accepted by --allow-empty persons")
 
 
+@pytest.mark.slow  # a whole nightly run
 @pytest.mark.parametrize("table", ["vitals", "conditions", "follow_ups", "labs"])
 def test_a_header_only_needed_table_is_refused_unless_allowed(tmp_path: Path, table: str):
     tables = nine_person_county()
@@ -224,6 +233,7 @@ def test_a_header_only_needed_table_is_refused_unless_allowed(tmp_path: Path, ta
     assert_warned(tmp_path / "run", f"--allow-empty {table}")
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_a_table_whose_every_row_is_quarantined_counts_as_empty(tmp_path: Path):
     tables = nine_person_county()
     tables["vitals"]["sbp"] = 999
@@ -231,6 +241,7 @@ def test_a_table_whose_every_row_is_quarantined_counts_as_empty(tmp_path: Path):
     assert_refused(nightly(folder, tmp_path / "run"), "table 'vitals' has no accepted row")
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_a_missing_labs_table_is_refused_as_the_data_contract_says(tmp_path: Path):
     from risk.docs import data_contract_markdown
 
@@ -252,11 +263,13 @@ def test_a_missing_labs_table_is_refused_as_the_data_contract_says(tmp_path: Pat
         assert manifest["warnings"] == []
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_allow_empty_names_a_contract_table(tmp_path: Path):
     folder = write_county(nine_person_county(), tmp_path / "in")
     assert_refused(nightly(folder, tmp_path / "run", "--allow-empty", "vital"), "not a contract table")
 
 
+@pytest.mark.slow  # a whole nightly run
 @pytest.mark.parametrize("as_of", ["2030-01-01", "2025-06-30"])
 def test_an_as_of_long_after_the_data_or_after_today_is_refused_unless_allowed(tmp_path: Path, as_of: str):
     folder = write_county(nine_person_county(), tmp_path / "in")
@@ -269,12 +282,14 @@ def test_an_as_of_long_after_the_data_or_after_today_is_refused_unless_allowed(t
     assert_warned(tmp_path / "run", "accepted by --allow-late-as-of")
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_an_as_of_within_a_month_of_the_newest_event_runs_without_warning(tmp_path: Path):
     folder = write_county(nine_person_county(), tmp_path / "in")
     manifest = assert_clean_run(nightly(folder, tmp_path / "run", as_of="2025-01-20"), tmp_path / "run")
     assert manifest["warnings"] == []
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_the_committed_model_is_refused_on_a_county_it_cannot_be_compared_with(tmp_path: Path):
     folder = write_county(nine_person_county(), tmp_path / "in")
     assert_refused(nightly(folder, tmp_path / "run", model=True), "--no-model", "--accept-model-drift")
@@ -299,6 +314,7 @@ def _rule_file(tmp_path: Path, edit) -> Path:
     return write_rule_file(tmp_path, data)
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_rules_check_refuses_an_implausible_threshold(tmp_path: Path):
     def typo(data):
         data["name"], data["version"] = "county", "county-1"
