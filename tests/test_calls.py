@@ -211,6 +211,7 @@ def test_file_import_quarantines_with_reasons_counts_and_is_idempotent(served: d
     assert set(frame["source"]) == {"file"}
 
 
+@pytest.mark.slow  # publishes runs while writers record results
 def test_results_recorded_while_runs_are_published_are_never_lost(served: dict) -> None:
     runs = [
         write_demo_run(served["tmp"] / f"r{i}", persons=160, seed=i, as_of=date(2025, 1, i), run_id=f"r{i}")

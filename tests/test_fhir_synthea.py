@@ -74,6 +74,7 @@ def test_validate_accepts_the_imported_sample(imported: Path, tmp_path: Path) ->
     assert set(canonical.loc[canonical["test"] == "fpg", "unit"]) == {"mmol/L"}  # mg/dL normalised
 
 
+@pytest.mark.slow  # a whole nightly run
 def test_nightly_tiers_and_lists_the_imported_sample(imported: Path, tmp_path: Path) -> None:
     """End to end on real third-party data: FHIR -> nightly (validate, features, tiers, lists, report)
     -> indicators."""

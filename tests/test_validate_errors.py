@@ -158,6 +158,7 @@ def test_rerun_into_a_folder_keeps_other_files(tmp_path: Path) -> None:
                                                      "validation.json"]
 
 
+@pytest.mark.slow  # starts a Python process
 def test_command_line_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     tables = good_tables()
     tables["encounters"] = tables["encounters"].drop(columns=["primary_dx"])
