@@ -58,7 +58,9 @@ def test_every_model_feature_has_plain_words():
 
 def test_reasons_compare_with_the_same_age_and_sex_and_never_show_codes():
     X, y = _county()
-    model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=1).fit(X, y)
+    Xc, yc = _county(2000, seed=4)
+    # an explicit calibration slice: every row of X is a training row, the population of the typical patient
+    model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=1).fit(X, y, Xc, yc)
     young = X["age"].between(40, 49.99) & (X["sex"] == "M")
     old = X["age"].between(80, 89.99) & (X["sex"] == "M")
     probe = X.copy()
@@ -69,8 +71,8 @@ def test_reasons_compare_with_the_same_age_and_sex_and_never_show_codes():
     reasons = top_reasons(model, probe, top_n=3)
     bp_young = next(r for r in reasons[i] if r["feature"] == "bp_last_sbp")
     bp_old = next(r for r in reasons[j] if r["feature"] == "bp_last_sbp")
-    typical_young = probe.loc[young, "bp_last_sbp"].median()
-    typical_old = probe.loc[old, "bp_last_sbp"].median()
+    typical_young = X.loc[young, "bp_last_sbp"].median()  # the training group's, stored with the model
+    typical_old = X.loc[old, "bp_last_sbp"].median()
     assert f"typical for the same age and sex: {typical_young:.0f} mmHg" in bp_young["en"]
     assert f"同龄同性别患者通常{typical_old:.0f} mmHg" in bp_old["zh"]
     assert bp_young["log_odds"] > bp_old["log_odds"]  # further from what is usual in his forties
@@ -100,3 +102,57 @@ def test_a_value_on_the_good_side_is_never_a_reason():
     assert describe("fu_consecutive_uncontrolled_bp", 1.0, typical=0.0) is None  # one visit is no pattern
     assert describe("fu_last_adherence", "regular") is None
     assert describe("chinapar_category", "high")[0].startswith("10年心脑血管病风险高")
+
+
+def _reasons_by_person(model: CalibratedRiskModel, frame: pd.DataFrame) -> dict[str, list[dict]]:
+    return dict(zip(frame["person_id"], top_reasons(model, frame, top_n=3), strict=True))
+
+
+def test_a_patients_reasons_do_not_depend_on_who_else_is_scored():
+    """The typical patient is a property of the model (its training rows), not of the scored batch: the
+    Spark engine scores per Arrow batch and must give every patient the same reasons as DuckDB."""
+    X, y = _county()
+    model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=1).fit(X, y)
+    scored, _ = _county(3000, seed=9)
+    scored["person_id"] = [f"s{i}" for i in range(len(scored))]
+    # a batch whose make-up differs from the training county: only old men with very high BP
+    odd = scored[(scored["sex"] == "M") & (scored["age"] >= 70)].copy()
+    odd["bp_last_sbp"] += 40
+    whole = _reasons_by_person(model, scored)
+    for part in (scored.iloc[:40], scored.iloc[1500:1700], scored.sample(frac=0.5, random_state=2)):
+        alone = _reasons_by_person(model, part)
+        assert alone == {p: whole[p] for p in part["person_id"]}
+    mixed = pd.concat([scored.iloc[:300], odd.assign(person_id="odd" + odd["person_id"])], ignore_index=True)
+    assert {p: r for p, r in _reasons_by_person(model, mixed).items() if p.startswith("s")} == {
+        p: whole[p] for p in scored["person_id"].iloc[:300]
+    }
+    one = scored.iloc[[7]]
+    assert _reasons_by_person(model, one) == {one["person_id"].iloc[0]: whole[one["person_id"].iloc[0]]}
+    # and the comparison is still within age and sex: the stored table has a value per group
+    assert any("typical for the same age and sex" in r["en"] for row in whole.values() for r in row)
+
+
+def test_a_model_exported_before_the_group_table_compares_with_its_overall_reference():
+    X, y = _county()
+    model = CalibratedRiskModel("logistic_regression", SPEC, {}, seed=1).fit(X, y)
+    del model.group_reference_  # what an older model.joblib unpickles to
+    probe = X.iloc[:200].copy()
+    probe["bp_last_sbp"] = 175.0
+    reasons = top_reasons(model, probe, top_n=3)
+    typical = f"{model.reference_['bp_last_sbp']:.0f}"
+    bp = [r for row in reasons for r in row if r["feature"] == "bp_last_sbp"]
+    assert bp and all(r["en"] == f"last systolic BP 175 mmHg (typical patient: {typical} mmHg)" for r in bp)
+    assert reasons == top_reasons(model, pd.concat([probe, X.iloc[200:1200]]), top_n=3)[:200]
+
+
+def test_the_group_table_keeps_only_groups_with_enough_training_values():
+    from risk.models.estimators import group_reference_values
+
+    X, _ = _county(4000)
+    X.loc[(X["sex"] == "F") & (X["age"] >= 80), "hba1c_last"] = np.nan  # no HbA1c in that group at all
+    table = group_reference_values(X, SPEC, min_group=30)
+    assert "hba1c_last" not in table["F|8"] and "bp_last_sbp" in table["F|8"]
+    men_in_fifties = X[(X["sex"] == "M") & (X["age"] // 10 == 5)]
+    assert table["M|5"]["bp_last_sbp"] == men_in_fifties["bp_last_sbp"].median()
+    assert table["M|5"]["fu_last_adherence"] == men_in_fifties["fu_last_adherence"].mode().iloc[0]
+    assert all(isinstance(v, (float, str)) for group in table.values() for v in group.values())

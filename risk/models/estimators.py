@@ -91,6 +91,51 @@ def reference_values(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, Any]:
     return reference
 
 
+def age_sex_groups(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's sex and 10-year age band ('M|6' = a man aged 60-69; band -1 = age unknown), the group a
+    typical patient is drawn from; None when the frame has no age or no sex."""
+    if "age" not in frame.columns or "sex" not in frame.columns:
+        return None
+    band = (pd.to_numeric(frame["age"], errors="coerce") // 10).fillna(-1).astype(int).astype(str)
+    return (frame["sex"].astype(str) + "|" + band).to_numpy()
+
+
+def group_reference_values(
+    frame: pd.DataFrame, spec: FeatureSpec, min_group: int
+) -> dict[str, dict[str, Any]]:
+    """A typical patient per sex and 10-year age band of `frame` (the training rows): group -> feature ->
+    median of a number / most common boolean or category, for the features with at least `min_group` known
+    values in that group (the others fall back to the overall reference_values). Plain Python values, so
+    the table outlives library versions inside the exported model."""
+    groups = age_sex_groups(frame)
+    if groups is None:
+        return {}
+    prepared = model_frame(frame, spec).reset_index(drop=True)
+    modal = set(spec.boolean) | set(spec.categorical)
+    table: dict[str, dict[str, Any]] = {}
+    for column in spec.columns:
+        by = prepared[column].groupby(groups)
+        counts = by.count()
+        enough = counts.index[counts >= min_group]
+        if not len(enough):
+            continue
+        if column in modal:
+            typical = by.agg(lambda v: v.mode().iloc[0] if v.notna().any() else np.nan)
+        else:
+            typical = by.median()
+        for group in enough:
+            value = typical[group]
+            table.setdefault(str(group), {})[column] = value.item() if hasattr(value, "item") else value
+    return dict(sorted(table.items()))
+
+
+def typical_min_group() -> int:
+    """Fewest known values for a same-age-sex typical value (definitions/reason_phrases.yaml min_group)."""
+    from risk.models.explanations import phrase_book  # the phrase book is the explanations' definition
+
+    return int(phrase_book().get("min_group", 30))
+
+
 class CalibratedRiskModel(ClassifierMixin, BaseEstimator):
     """A base pipeline fitted on the training rows, then calibrated on a separate calibration slice.
 
@@ -136,6 +181,9 @@ class CalibratedRiskModel(ClassifierMixin, BaseEstimator):
             self.base_ = base_pipeline(self.kind, self.spec, self.params or {}, self.seed).fit(X, y)
             self.calibrator_ = calibrate(self.base_, calibration_X, calibration_y, self.calibration_method)
         self.reference_ = reference_values(X, self.spec)
+        # the typical patient of each sex and age band is a property of the model (training rows), so a
+        # patient's reasons do not depend on who else is scored with them (issue 15; engine parity)
+        self.group_reference_ = group_reference_values(X, self.spec, typical_min_group())
         self.classes_ = np.array([0, 1])
         self.n_fit_rows_, self.n_calibration_rows_ = len(y), len(calibration_y)
         self.prevalence_fit_ = float(y.mean())

@@ -8,8 +8,10 @@ captures the feature's own effect at this patient's other values (cheap: one ext
 feature; no extra dependency such as SHAP).
 
 The typical patient is of the same sex and 10-year age band (issue 15): the median / most common value
-among the scored patients of that group (the training reference when the group is small), so a reason
-says what is unusual for someone like this patient, and age and sex themselves are never reasons. The
+among the model's TRAINING patients of that group, stored with the model (the overall training reference
+when the group was small, or for a model exported before the table existed), so a reason says what is
+unusual for someone like this patient, age and sex themselves are never reasons, and a patient's reasons
+do not depend on who else is scored in the same batch or engine. The
 words are data (definitions/reason_phrases.yaml, next to the feature catalogue): a reason reads
 "last systolic BP 172 mmHg (typical for the same age and sex: 138 mmHg)"; missing data is a reason only
 where the phrase book says it is the point ("no blood pressure on record"); a value without a phrase is
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from risk.models.estimators import CalibratedRiskModel
+from risk.models.estimators import CalibratedRiskModel, age_sex_groups
 from risk.models.features import catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
@@ -187,34 +189,29 @@ def describe(feature: str, value: Any, typical: Any = None, grouped: bool = True
 
 
 def typical_reference(model: CalibratedRiskModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per row and feature, the value of a typical patient of the same sex and 10-year age band among the
-    scored rows (median of a number, most common yes/no or category), and whether it came from that group;
-    where the group has fewer than `min_group` values, the model's training reference."""
+    """Per row and feature, the value of a typical patient of the same sex and 10-year age band in the
+    model's TRAINING population (stored with the model at fit time: median of a number, most common yes/no
+    or category), and whether it came from that group; where the training group had fewer than `min_group`
+    values, or the model predates the stored table, the model's overall training reference. Row by row:
+    a patient's typical value never depends on the other rows scored with them."""
     spec = model.spec
     working = model_frame(X, spec)
-    minimum = int(phrase_book().get("min_group", 30))
-    by_age_sex = "age" in X.columns and "sex" in X.columns
-    if by_age_sex:
-        band = (pd.to_numeric(X["age"], errors="coerce") // 10).fillna(-1).astype(int).astype(str)
-        key = (X["sex"].astype(str) + "|" + band).to_numpy()
-    else:
-        key = np.full(len(X), "")
-    codes, groups = pd.factorize(pd.Series(key), use_na_sentinel=False)
+    table: dict[str, dict[str, Any]] = getattr(model, "group_reference_", None) or {}
+    groups = age_sex_groups(X) if table else None
+    codes, distinct = pd.factorize(pd.Series(groups if groups is not None else np.full(len(X), "")))
     reference = pd.DataFrame(index=working.index)
     grouped = np.zeros((len(working), len(spec.columns)), dtype=bool)
-    modal = set(spec.boolean) | set(spec.categorical)
     for j, column in enumerate(spec.columns):
-        values = working[column].reset_index(drop=True)
-        by = values.groupby(codes)
-        count = by.count().reindex(range(len(groups)), fill_value=0).to_numpy()
-        if column in modal:
-            typical = by.agg(lambda v: v.mode().iloc[0] if v.notna().any() else np.nan)
-        else:
-            typical = by.median()
-        typical = typical.reindex(range(len(groups))).to_numpy(dtype=object)
-        enough = count >= minimum
-        per_row = np.where(enough[codes], typical[codes], model.reference_[column])
-        grouped[:, j] = enough[codes] & by_age_sex
+        overall = model.reference_[column]
+        per_group = np.full(len(distinct), overall, dtype=object)
+        found = np.zeros(len(distinct), dtype=bool)
+        if groups is not None:
+            for k, group in enumerate(distinct):
+                values = table.get(str(group), {})
+                if column in values:
+                    per_group[k], found[k] = values[column], True
+        per_row = per_group[codes] if len(distinct) else np.full(len(working), overall, dtype=object)
+        grouped[:, j] = found[codes] if len(distinct) else False
         reference[column] = pd.Series(per_row, index=working.index).astype(working[column].dtype)
     return reference, grouped
 
