@@ -65,8 +65,7 @@ def test_next_due_follows_the_combined_tier(small_run: Path):
 @pytest.mark.slow
 def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_path: Path):
     again = tmp_path / "again"
-    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False,
-                               accept_model_drift=True))
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=again, xlsx=False))
     for name in ("features.parquet", "tiers.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(small_run / name), pd.read_parquet(again / name))
     first = pd.read_csv(small_run / "lists" / "priority_all.csv", encoding="utf-8-sig")
@@ -78,13 +77,13 @@ def test_rerun_gives_identical_outputs(small_county: Path, small_run: Path, tmp_
 
 
 @pytest.mark.slow
-def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch):
+def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(
+    small_county: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import risk.products.lists as lists
 
     out = tmp_path / "run"
-    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False,
-                               accept_model_drift=True))
+    run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
     before = (out / "tiers.parquet").read_bytes()
 
     def explode(*args, **kwargs):
@@ -92,15 +91,13 @@ def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(small_county: Pat
 
     monkeypatch.setattr(lists, "build_priority_list", explode)
     with pytest.raises(RuntimeError, match="disk full"):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False,
-                               accept_model_drift=True))
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=False))
     assert (out / "tiers.parquet").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=fresh, xlsx=False,
-                               accept_model_drift=True))
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=fresh, xlsx=False))
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -109,7 +106,10 @@ def test_transitions_count_moves_new_and_left():
     previous = pd.DataFrame({"person_id": ["a", "b", "c"], "tier": ["green", "red", "yellow"]})
     current = pd.DataFrame({"person_id": ["a", "b", "d"], "tier": ["red", "red", "green"]})
     assert tier_transitions(current, previous) == {
-        "green": {"red": 1}, "red": {"red": 1}, "yellow": {"left": 1}, "new": {"green": 1},
+        "green": {"red": 1},
+        "red": {"red": 1},
+        "yellow": {"left": 1},
+        "new": {"green": 1},
     }
     assert tier_transitions(current, None) == {}
 
@@ -119,8 +119,9 @@ def test_cli_nightly_missing_input_is_one_clear_line(tmp_path: Path):
 
     from risk.cli import app
 
-    result = CliRunner().invoke(app, ["nightly", str(tmp_path / "nope"), "--as-of", "2024-06-30",
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app, ["nightly", str(tmp_path / "nope"), "--as-of", "2024-06-30", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
 
@@ -157,8 +158,14 @@ def test_a_previous_run_that_is_not_a_run_folder_is_refused_before_any_work(
 
     out = tmp_path / "run"
     with pytest.raises(RiskUserError, match="not a run folder"):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out,
-                                   previous_run=tmp_path / "no-such-run"))
+        run_nightly(
+            NightlyOptions(
+                input_dir=small_county,
+                as_of=SMALL_COUNTY_AS_OF,
+                out=out,
+                previous_run=tmp_path / "no-such-run",
+            )
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -176,5 +183,8 @@ def test_an_output_that_is_not_a_run_folder_is_never_replaced(
         (out / "notes.txt").write_text("notes", encoding="utf-8")
     with pytest.raises(RiskUserError, match="not a folder|not an earlier run folder"):
         run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out))
-    assert (out.read_text(encoding="utf-8") if existing == "file"
-            else (out / "notes.txt").read_text(encoding="utf-8")) == "notes"
+    assert (
+        out.read_text(encoding="utf-8")
+        if existing == "file"
+        else (out / "notes.txt").read_text(encoding="utf-8")
+    ) == "notes"

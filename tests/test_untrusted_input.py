@@ -370,9 +370,10 @@ def test_the_run_records_the_drift_of_every_model_feature(small_run: Path):
     assert set(drift["psi"]) == set(model["feature_columns"])
     assert drift["rows"] == manifest["counts"]["tiered"] >= drift["min_rows"]
     assert drift["max_psi"] == max(drift["psi"].values())
-    # the fixture runs with accept_model_drift: a drift above the threshold is a warning, else none
-    drifted = drift["max_psi"] > drift["psi_threshold"]
-    assert drifted == any("--accept-model-drift" in w for w in manifest["warnings"])
+    # the committed model was trained on the current generator's county: the default county resembles it
+    # (the fixture does not accept drift), so nothing is refused and there is no drift warning
+    assert drift["problem"] is None and drift["max_psi"] <= drift["psi_threshold"]
+    assert not any("--accept-model-drift" in w for w in manifest["warnings"])
 
 
 def _model_with_profile(tmp_path: Path, features: pd.DataFrame):
