@@ -37,6 +37,7 @@ def validated(small_county: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def model_dir(validated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small calibrated logistic model on the county's features, so model scoring is compared too."""
     from risk.features import FEATURE_SET_VERSION, compute_features
+    from risk.models.drift import training_profile
     from risk.models.estimators import CalibratedRiskModel
     from risk.models.export import write_exported_model
     from risk.models.features import select_model_features
@@ -52,22 +53,39 @@ def model_dir(validated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     label = (signal + rng.normal(0, 1.5, len(features)) > np.quantile(signal, 0.7)).astype(int)
     estimator = CalibratedRiskModel("logistic_regression", spec, {"C": 0.1}, "sigmoid", 0.3, seed=3)
     estimator.fit(features, label)
-    metadata = {"version": "parity-test", "feature_columns": spec.columns,
-                "feature_set_version": FEATURE_SET_VERSION}
-    return write_exported_model(estimator, metadata, "# parity test model\n", folder / "models")
+    metadata = {
+        "version": "parity-test",
+        "feature_columns": spec.columns,
+        "feature_set_version": FEATURE_SET_VERSION,
+    }
+    # its training profile, as `risk train --export` writes it: the nightly's drift check (issue 12) refuses
+    # a model without one, and the county it scores is its own training population
+    profile = training_profile(features, spec.number_columns, list(spec.categorical))
+    return write_exported_model(
+        estimator, metadata, "# parity test model\n", folder / "models", profile=profile
+    )
 
 
 @pytest.fixture(scope="module")
-def runs(spark, small_county: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-         ) -> dict[str, Path]:
+def runs(
+    spark, small_county: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     from pipelines.nightly import NightlyOptions, run_nightly
 
     root = tmp_path_factory.mktemp("parity")
     out = {}
     for engine in ("duckdb", "spark"):
         out[engine] = root / engine
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=AS_OF, out=out[engine], model_dir=model_dir,
-                                   xlsx=False, engine=engine))
+        run_nightly(
+            NightlyOptions(
+                input_dir=small_county,
+                as_of=AS_OF,
+                out=out[engine],
+                model_dir=model_dir,
+                xlsx=False,
+                engine=engine,
+            )
+        )
     return out
 
 
@@ -85,8 +103,9 @@ def assert_tables_equal(embedded: pa.Table, spark: pa.Table, key: str = "person_
             assert gap <= TOLERANCE, f"{column}: largest difference {gap}"
         else:
             differs = a[known] != b[known]
-            assert not differs.any(), f"{column}: {a[known][differs].head(3).tolist()} vs " \
-                                      f"{b[known][differs].head(3).tolist()}"
+            assert not differs.any(), (
+                f"{column}: {a[known][differs].head(3).tolist()} vs {b[known][differs].head(3).tolist()}"
+            )
 
 
 def check_features_are_identical(runs: dict[str, Path]) -> None:
@@ -146,9 +165,11 @@ def check_decimal_literals_keep_duckdb_double_semantics(spark) -> None:  # type:
 
     from risk.engines.spark_sql import to_spark_sql
 
-    sql = ("SELECT AVG(CASE WHEN x < 1 THEN 1.0 ELSE 0.0 END) AS share, SUM(x) / 365.0 AS per_day, "
-           "DATE_DIFF('day', DATE '2020-01-01', DATE '2024-06-30') / 365.25 AS years "
-           "FROM (SELECT 0 AS x UNION ALL SELECT 1 UNION ALL SELECT 2) t")
+    sql = (
+        "SELECT AVG(CASE WHEN x < 1 THEN 1.0 ELSE 0.0 END) AS share, SUM(x) / 365.0 AS per_day, "
+        "DATE_DIFF('day', DATE '2020-01-01', DATE '2024-06-30') / 365.25 AS years "
+        "FROM (SELECT 0 AS x UNION ALL SELECT 1 UNION ALL SELECT 2) t"
+    )
     expected = duckdb.sql(sql).fetchall()[0]
     got = spark.sql(to_spark_sql(sql)).collect()[0]
     assert got["share"] == pytest.approx(1 / 3, abs=1e-15) == expected[0]
@@ -168,8 +189,14 @@ def check_chosen_columns_match(validated: Path, tmp_path: Path) -> None:
 
     columns = ["bp_mean3_sbp", "fu_consecutive_uncontrolled_bp", "pdc_statin_12m", "chinapar_risk_10y"]
     embedded = compute_features_table(validated / "canonical", AS_OF, columns=columns)
-    assert embedded.column_names == ["person_id", "as_of", "bp_mean3_sbp", "fu_consecutive_uncontrolled_bp",
-                                     "pdc_statin_12m", "chinapar_risk_10y"]
+    assert embedded.column_names == [
+        "person_id",
+        "as_of",
+        "bp_mean3_sbp",
+        "fu_consecutive_uncontrolled_bp",
+        "pdc_statin_12m",
+        "chinapar_risk_10y",
+    ]
     assert_tables_equal(embedded, run_feature_query_spark(validated / "canonical", AS_OF, columns=columns))
     out = tmp_path / "chosen_by_township"
     assert compute_features_partitioned(validated, AS_OF, out, columns=["bp_last_sbp"]) == embedded.num_rows
@@ -200,33 +227,54 @@ def check_top_n_lists_keep_duckdb_semantics(spark) -> None:  # type: ignore[no-u
 
     from risk.engines.spark_sql import to_spark_sql
 
-    rows = ("SELECT p, k, CAST(x AS DOUBLE) AS x FROM (VALUES ('a', 1, 10), ('a', 2, 20), ('a', 3, NULL), "
-            "('a', 4, 40), ('a', NULL, 99), ('b', 7, 5)) t(p, k, x)")
-    sql = (f"SELECT p, MAX_BY(x, k, 3) AS top, MIN_BY(x, k, 2) AS bottom, "
-           f"LIST_AVG(MAX_BY(x, k, 3)) AS mean3, LIST_AVG(MAX_BY(x, k, 5)) AS mean_all "
-           f"FROM ({rows}) s GROUP BY p ORDER BY p")
+    rows = (
+        "SELECT p, k, CAST(x AS DOUBLE) AS x FROM (VALUES ('a', 1, 10), ('a', 2, 20), ('a', 3, NULL), "
+        "('a', 4, 40), ('a', NULL, 99), ('b', 7, 5)) t(p, k, x)"
+    )
+    sql = (
+        f"SELECT p, MAX_BY(x, k, 3) AS top, MIN_BY(x, k, 2) AS bottom, "
+        f"LIST_AVG(MAX_BY(x, k, 3)) AS mean3, LIST_AVG(MAX_BY(x, k, 5)) AS mean_all "
+        f"FROM ({rows}) s GROUP BY p ORDER BY p"
+    )
     expected = duckdb.sql(sql).fetchall()
     # DuckDB leaves out rows whose key or value is NULL, as the plain two-argument MAX_BY does.
-    assert expected == [("a", [40.0, 20.0, 10.0], [10.0, 20.0], 70.0 / 3, 70.0 / 3),
-                        ("b", [5.0], [5.0], 5.0, 5.0)]
+    assert expected == [
+        ("a", [40.0, 20.0, 10.0], [10.0, 20.0], 70.0 / 3, 70.0 / 3),
+        ("b", [5.0], [5.0], 5.0, 5.0),
+    ]
     got = [tuple(r) for r in spark.sql(to_spark_sql(sql)).collect()]
     assert got == expected
 
 
-def check_features_command_writes_township_partitions(validated: Path, runs: dict[str, Path],
-                                                      tmp_path: Path) -> None:
+def check_features_command_writes_township_partitions(
+    validated: Path, runs: dict[str, Path], tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from risk.cli import app
 
     out = tmp_path / "features_by_township"
-    result = CliRunner().invoke(app, ["features", str(validated), "--as-of", AS_OF.isoformat(), "--out",
-                                      str(out), "--engine", "spark", "--spark-master", "local[2]"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            str(validated),
+            "--as-of",
+            AS_OF.isoformat(),
+            "--out",
+            str(out),
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[2]",
+        ],
+    )
     assert result.exit_code == 0, result.output
     embedded = pq.read_table(runs["duckdb"] / "features.parquet")
     assert f"{embedded.num_rows} persons" in result.output
     assert sorted(p.name for p in out.glob("township_id=*")) == sorted(
-        f"township_id={t}" for t in set(embedded.column("township_id").to_pylist()))
+        f"township_id={t}" for t in set(embedded.column("township_id").to_pylist())
+    )
 
 
 def test_spark_matches_the_embedded_engine(  # type: ignore[no-untyped-def]
