@@ -19,7 +19,9 @@ from risk.synth.calls import simulate_call_month
 log = logging.getLogger("risk.demo")
 
 
-def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
+def run_demo(out: Path, persons: int, seed: int, as_of: date, accept_model_drift: bool = False) -> str:
+    """accept_model_drift: score although the drift check refuses (e.g. a county too small to tell: fewer
+    than the policy's min_rows managed patients); recorded as a warning in each run."""
     input_dir = out / "input"
     marker = input_dir / ".synth-params"
     params = f"persons={persons} seed={seed}"
@@ -33,9 +35,18 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
         marker.write_text(params)
     previous_as_of = (pd.Timestamp(as_of) - pd.offsets.QuarterEnd(1)).date()
     previous = out / f"run-{previous_as_of.isoformat()}"
-    # The committed model was trained on this generator's county, so the drift check (PSI per feature,
-    # recorded in each run's run.json) passes; a county unlike it is refused as in any nightly run.
-    run_nightly(NightlyOptions(input_dir=input_dir, as_of=previous_as_of, out=previous, xlsx=False))
+    # The committed model was trained on this generator's county, so on the default county the quarter-end
+    # run passes the drift check (PSI per feature, in run.json); a county unlike it, or too small to tell,
+    # is refused as in any nightly run unless accept_model_drift.
+    run_nightly(
+        NightlyOptions(
+            input_dir=input_dir,
+            as_of=previous_as_of,
+            out=previous,
+            xlsx=False,
+            accept_model_drift=accept_model_drift,
+        )
+    )
     loop = _call_month(out, input_dir, as_of, seed)
     current = run_nightly(
         NightlyOptions(
@@ -44,6 +55,11 @@ def run_demo(out: Path, persons: int, seed: int, as_of: date) -> str:
             out=out / f"run-{as_of.isoformat()}",
             previous_run=previous,
             store_url=loop["store"],
+            # The month's call-result visits enter as follow-up forms without adherence, smoking or adverse
+            # reaction (pipelines/calls.feed_visit_readings), so fu_last_adherence / fu_last_smoker /
+            # fu_last_adverse_reaction are missing far more often than in training (PSI ~0.5 on the
+            # default county; docs/model.md): this run scores with the drift recorded as a warning.
+            accept_model_drift=True,
         )
     )
     # the national control-rate indicators are annual (年内): headline the calendar year of the run
@@ -82,6 +98,10 @@ def _call_month(out: Path, input_dir: Path, as_of: date, seed: int) -> dict[str,
             out=start_dir,
             store_url=store,
             xlsx=False,
+            # A month end that is not a quarter end: the follow-up timing features differ from the model's
+            # quarter-end training snapshots (fu_days_since_last PSI 0.27 on the default county on
+            # 2024-11-30; docs/model.md), so this run scores with the drift recorded as a warning.
+            accept_model_drift=True,
         )
     )
     tiers = pd.read_parquet(start.run_dir / "tiers.parquet", columns=["person_id", "next_due_on"])

@@ -226,6 +226,7 @@ def demo(
     persons: Annotated[int, typer.Option(help="Residents in the synthetic county")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed")] = 20261125,
     as_of: Annotated[str, typer.Option(help="Scoring date of the latest run")] = "2024-12-31",
+    accept_model_drift: AcceptDriftOption = False,
 ) -> None:
     """End to end on the embedded default: synthetic county -> validate -> features -> tiers -> lists ->
     report, for the previous quarter and the scoring date (so tier transitions show)."""
@@ -234,7 +235,8 @@ def demo(
 
     if not privacy.key_kind_or_none():
         privacy.allow_dev_key()  # the demo county is synthetic; run.json and summary.md say which key
-    typer.echo(run_demo(out, persons=persons, seed=seed, as_of=parse_date(as_of)))
+    typer.echo(run_demo(out, persons=persons, seed=seed, as_of=parse_date(as_of),
+                        accept_model_drift=accept_model_drift))
 
 
 @app.command()

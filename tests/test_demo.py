@@ -14,16 +14,22 @@ from risk.cli import app
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--persons", "1500", "--seed", "3",
-                                      "--as-of", "2024-12-31"])
+    # 2,500 residents: enough managed patients (>= the drift check's min_rows, 200) for the model to be
+    # checked against its training population, which the committed model passes without accepting drift
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--persons", "2500", "--seed", "3", "--as-of", "2024-12-31"]
+    )
     assert result.exit_code == 0, result.output
+    # the quarter-end run passes the drift check; the call-month runs accept it (pipelines/demo.py)
+    assert "drift" not in (out / "run-2024-09-30" / "summary.md").read_text("utf-8")
+    current_summary = (out / "run-2024-12-31" / "summary.md").read_text("utf-8")
     assert "# Nightly run" in result.output and "county overview report" in result.output
     current, previous = out / "run-2024-12-31", out / "run-2024-09-30"
     for run in (current, previous):
         assert (run / "run.json").exists() and (run / "tiers.parquet").exists()
     assert any((current / "lists" / "xlsx").glob("*.xlsx"))
     assert (out / "county-overview.html").stat().st_size > 10_000
-    assert date(2024, 12, 31).isoformat() in (current / "summary.md").read_text(encoding="utf-8")
+    assert date(2024, 12, 31).isoformat() in current_summary
     # a month of the follow-up loop: the run before December, its results imported, the cascade in December
     assert (out / "run-2024-11-30" / "calls" / "calls.csv").exists()
     assert "## Call cascade 2024-12 (county)" in result.output
@@ -43,3 +49,10 @@ def test_demo_never_replaces_an_input_folder_it_did_not_write(tmp_path: Path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--persons", "200"])
     assert result.exit_code == 2 and "not an earlier synthetic county" in result.output
     assert (own / "persons.csv").read_text(encoding="utf-8") == "the county's real extract"
+
+
+def test_a_demo_county_too_small_to_check_the_model_is_refused_unless_drift_is_accepted(tmp_path: Path):
+    args = ["demo", "--out", str(tmp_path / "demo"), "--persons", "1500", "--seed", "3"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "patients to score" in refused.output
+    assert "--accept-model-drift" in refused.output  # the flag it names is one the demo has
