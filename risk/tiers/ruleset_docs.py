@@ -61,6 +61,10 @@ def rules_markdown() -> str:
         "",
         *_capacity_lines(),
         "",
+        "## How the colours perform",
+        "",
+        *performance_lines(),
+        "",
         "## How a tier is given",
         "",
         "- Each rule is an SQL condition over the feature columns (`docs/features.md`). "
@@ -89,44 +93,178 @@ def rules_markdown() -> str:
     for tier in tiers_worst_first:
         spec = rule_set.tiers[tier]
         lines.append(f"| {tier} | {spec.interval_days} | {spec.label_zh} | {spec.label_en} |")
-    lines += ["", "## Rules", "",
-              "| id | colour | urgency (due days) | group | condition (thresholds substituted) | 理由 "
-              "| reason "
-              "| source |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Rules",
+        "",
+        "| id | colour | urgency (due days) | group | condition (thresholds substituted) | 理由 "
+        "| reason "
+        "| source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for rule in sorted(rule_set.rules, key=lambda r: -r.rank):  # stable: file order within a tier
         condition = _cell(_condition_with_values(rule_set, rule.condition))
         urgency = f"{rule.urgency} ({rule.due_days})" if rule.urgency else ""
-        lines.append(f"| `{rule.id}` | {rule.tier} | {urgency} | {rule.group} | `{condition}` | "
-                     f"{_cell(rule.reason_zh)} | {_cell(rule.reason_en)} | {rule.source} |")
+        lines.append(
+            f"| `{rule.id}` | {rule.tier} | {urgency} | {rule.group} | `{condition}` | "
+            f"{_cell(rule.reason_zh)} | {_cell(rule.reason_en)} | {rule.source} |"
+        )
     default = rule_set.default_rule
-    lines.append(f"| `{default.id}` | {default.tier} | | {default.group} | *no rule colours* | "
-                 f"{_cell(default.reason_zh)} | {_cell(default.reason_en)} | {default.source} |")
+    lines.append(
+        f"| `{default.id}` | {default.tier} | | {default.group} | *no rule colours* | "
+        f"{_cell(default.reason_zh)} | {_cell(default.reason_en)} | {default.source} |"
+    )
     nested = [rule for rule in rule_set.rules if rule.supersedes]
     if nested:
         lines += ["", "Nested levels (a fired rule hides these from the reasons):", ""]
-        lines += [f"- `{rule.id}` hides " + ", ".join(f"`{x}`" for x in rule.supersedes)
-                  for rule in nested]
+        lines += [f"- `{rule.id}` hides " + ", ".join(f"`{x}`" for x in rule.supersedes) for rule in nested]
     notes = [rule for rule in rule_set.rules if rule.why]
     if notes:
         lines += ["", "Why some rules are as they are:", ""]
         lines += [f"- `{rule.id}`: {_cell(rule.why)}" for rule in notes]
-    lines += ["", "## Derived columns", "", "| name | meaning | expression (thresholds substituted) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "## Derived columns",
+        "",
+        "| name | meaning | expression (thresholds substituted) |",
+        "|---|---|---|",
+    ]
     for column in rule_set.derived:
-        lines.append(f"| `{column.name}` | {_cell(column.description)} | "
-                     f"`{_cell(_condition_with_values(rule_set, column.expression))}` |")
-    lines += ["", "## Thresholds", "",
-              "A value outside its plausible range is refused (`risk rules check`, every run).",
-              "", "| name | value | plausible | unit | why |", "|---|---:|---|---|---|"]
+        lines.append(
+            f"| `{column.name}` | {_cell(column.description)} | "
+            f"`{_cell(_condition_with_values(rule_set, column.expression))}` |"
+        )
+    lines += [
+        "",
+        "## Thresholds",
+        "",
+        "A value outside its plausible range is refused (`risk rules check`, every run).",
+        "",
+        "| name | value | plausible | unit | why |",
+        "|---|---:|---|---|---|",
+    ]
     for threshold in rule_set.thresholds.values():
         low, high = threshold.plausible or (float("nan"), float("nan"))
-        lines.append(f"| `{threshold.name}` | {threshold.value:g} | {low:g}–{high:g} | {threshold.unit} | "
-                     f"{_cell(threshold.why)} |")
+        lines.append(
+            f"| `{threshold.name}` | {threshold.value:g} | {low:g}–{high:g} | {threshold.unit} | "
+            f"{_cell(threshold.why)} |"
+        )
     lines += ["", "## Sources", ""]
     lines += [f"- `{key}`: {_cell(citation)}" for key, citation in rule_set.sources.items()]
     lines.append("")
     return "\n".join(lines)
+
+
+def _current_model_version() -> str | None:
+    from risk.models.export import CURRENT_POINTER, approved_models_dir
+
+    pointer = approved_models_dir() / CURRENT_POINTER
+    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _rate(cell: list[float | None]) -> str:
+    rate, low, high = cell
+    return _pct(rate) if low is None or high is None else f"{_pct(rate)} ({low:.1%}–{high:.1%})"
+
+
+def _ratio(cell: list[float | None]) -> str:
+    value, low, high = cell
+    return f"{value:.1f}" if low is None or high is None else f"{value:.1f} ({low:.1f}–{high:.1f})"
+
+
+def performance_lines(
+    record: dict | None = None,
+    rule_set_version: str | None = None,
+    model_version: str | None = None,
+    red_share_maximum: float | None = None,
+) -> list[str]:
+    """The measured figures of tier_performance.yaml as a table, the done-means of issue 15 judged from
+    them, and a warning when the measured rule set or model is not the current one."""
+    from risk.definitions import capacity_settings, definition_path, load_yaml
+
+    record = record if record is not None else load_yaml(definition_path("tier_performance.yaml"))
+    if rule_set_version is None:
+        rule_set_version = load_rule_set().version
+    if model_version is None:
+        model_version = _current_model_version()
+    if red_share_maximum is None:
+        red_share_maximum = float(capacity_settings()["red_share"]["maximum"])
+    target = float(record["targets"]["red_to_green_at_least"])
+    lines = [
+        f"Measured {record['measured_on']} with `risk evaluate-tiers` as of {record['as_of']} "
+        f"(outcome: {record['outcome']}) on the default synthetic county; "
+        f"generator {record['generator']}; rule set {record['rule_set']}, "
+        f"model `{record['model']}`. Command: `{_cell(record['command'])}` "
+        "(100k: `--persons 100000`). Figures from `risk/definitions/tier_performance.yaml`; "
+        "event rates with 95 % CIs.",
+        "",
+    ]
+    stale = []
+    if record["rule_set"] != rule_set_version:
+        stale.append(f"rule set {rule_set_version}")
+    if model_version is not None and record["model"] != model_version:
+        stale.append(f"model `{model_version}`")
+    if stale:
+        lines += [
+            f"**Out of date: the current {' and '.join(stale)} differ from the measured ones; "
+            "re-measure and update tier_performance.yaml.**",
+            "",
+        ]
+    lines += [
+        "| method | county | patients (events) | red / yellow / green share | event rate red | yellow "
+        "| green | red ÷ green | sex / age bands not red > yellow > green | events in each team's top 10 % |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
+    counties = [record["before"], *record["counties"]]
+    for method in ("rules", "model", "combined"):
+        for county in counties:
+            m = county["methods"][method]
+            share = m["share"]
+            bands = ", ".join(m["not_ordered"]) or "none"
+            lines.append(
+                f"| {method} | {county['label']} | {county['patients']:,} ({county['events']:,}) | "
+                f"{share['red']:.1%} / {share['yellow']:.1%} / {share['green']:.1%} | "
+                f"{_rate(m['event_rate']['red'])} | {_rate(m['event_rate']['yellow'])} | "
+                f"{_rate(m['event_rate']['green'])} | {_ratio(m['red_to_green'])} | {bands} | "
+                f"{m['top_10_percent']:.1%} |"
+            )
+    lines += [
+        "",
+        f"Done-means of issue 15 (red share ≤ {red_share_maximum:.0%}, red ≥ {target:g}× green, "
+        f"red > yellow > green in every sex and 10-year band from 35 with ≥ "
+        f"{record['targets']['min_events_per_subgroup']} events), after:",
+        "",
+    ]
+    for county in record["counties"]:
+        for method, m in county["methods"].items():
+            missed = []
+            if method != "model" and m["share"]["red"] > red_share_maximum:
+                missed.append(f"red share {m['share']['red']:.1%}")
+            if m["red_to_green"][0] < target:
+                missed.append(f"red ÷ green {m['red_to_green'][0]:.1f}")
+            if m["not_ordered"]:
+                missed.append("not ordered: " + ", ".join(m["not_ordered"]))
+            verdict = "met" if not missed else "missed (" + "; ".join(missed) + ")"
+            lines.append(f"- {county['label']}, {method}: {verdict}")
+    lines += [
+        "",
+        "Other seeds of the same command (50k), band 55–64, rules, event rate red / yellow / green:",
+        "",
+    ]
+    for rep in record.get("replicates", []):
+        red, yellow, green = rep["band_55_64"]
+        others = ", ".join(rep["not_ordered_rules"]) or "none"
+        lines.append(
+            f"- seed {rep['seed']}: {red:.1%} / {yellow:.1%} / {green:.1%}; "
+            f"bands not ordered (rules): {others}"
+        )
+    lines += ["", "Findings:", ""]
+    lines += [f"- {_cell(text)}" for text in record.get("findings", [])]
+    return lines
 
 
 def _capacity_lines() -> list[str]:
