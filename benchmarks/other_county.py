@@ -65,8 +65,8 @@ CONDITIONS = """
 SELECT pid(i) AS person_id, c AS condition,
        CAST(enrolled - CAST(floor(u(i, 21) * 400) AS INTEGER) AS DATE) AS diagnosed_on,
        CAST(enrolled AS DATE) AS enrolled_on,
-       CASE WHEN u(i, 22 + k) < 0.02 THEN CAST(DATE '2024-01-01' + CAST(floor(u(i, 24 + k) * 360) AS INTEGER) AS DATE)
-       END AS ended_on
+       CASE WHEN u(i, 22 + k) < 0.02
+            THEN CAST(DATE '2024-01-01' + CAST(floor(u(i, 24 + k) * 360) AS INTEGER) AS DATE) END AS ended_on
 FROM (SELECT i, kind, DATE '2012-01-01' + CAST(floor(u(i, 20) * 4000) AS INTEGER) AS enrolled FROM managed),
      (VALUES (0, 'hypertension'), (1, 'diabetes_t2')) c(k, c)
 WHERE (k = 0 AND kind IN (0, 2)) OR (k = 1 AND kind IN (1, 2))
@@ -77,9 +77,12 @@ def slotted(per: str, seconds: bool, salt: int) -> str:
     """The j-th of `per` events of a person falls in the j-th of `per` equal slots of the six years, so
     keys that include the time never repeat within a person."""
     if seconds:
-        return (f"TIMESTAMP '{START} 00:00:00' + to_seconds(CAST(floor((j + 0.9 * u(i * 613 + j, {salt})) "
-                f"* {DAYS} * 86400.0 / {per}) AS BIGINT))")
-    return f"CAST(DATE '{START}' + CAST(floor((j + 0.9 * u(i * 613 + j, {salt})) * {DAYS} / {per}) AS INTEGER) AS DATE)"
+        return (
+            f"TIMESTAMP '{START} 00:00:00' + to_seconds(CAST(floor((j + 0.9 * u(i * 613 + j, {salt})) "
+            f"* {DAYS} * 86400.0 / {per}) AS BIGINT))"
+        )
+    offset = f"CAST(floor((j + 0.9 * u(i * 613 + j, {salt})) * {DAYS} / {per}) AS INTEGER)"
+    return f"CAST(DATE '{START}' + {offset} AS DATE)"
 
 
 # Vitals: managed persons 170 readings each, the others 5 or 6 (mean 5.29): 85 % on managed persons.
@@ -99,9 +102,13 @@ FROM (SELECT i, j, per, 100 + CAST(u(i, 53) * 40 + u(i * 613 + j, 53) * 50 AS IN
 
 # Labs: tests by share (30 % HbA1c), canonical units, values inside the plausible ranges.
 LAB_TESTS = [  # test, share, unit, low, high
-    ("hba1c", 0.30, "%", 5.0, 11.0), ("fpg", 0.25, "mmol/L", 4.0, 12.0), ("tc", 0.10, "mmol/L", 3.0, 7.0),
-    ("ldl_c", 0.10, "mmol/L", 1.5, 5.0), ("hdl_c", 0.05, "mmol/L", 0.8, 2.0),
-    ("tg", 0.05, "mmol/L", 0.6, 4.0), ("creatinine", 0.10, "umol/L", 45.0, 160.0),
+    ("hba1c", 0.30, "%", 5.0, 11.0),
+    ("fpg", 0.25, "mmol/L", 4.0, 12.0),
+    ("tc", 0.10, "mmol/L", 3.0, 7.0),
+    ("ldl_c", 0.10, "mmol/L", 1.5, 5.0),
+    ("hdl_c", 0.05, "mmol/L", 0.8, 2.0),
+    ("tg", 0.05, "mmol/L", 0.6, 4.0),
+    ("creatinine", 0.10, "umol/L", 45.0, 160.0),
     ("egfr", 0.05, "mL/min/1.73m2", 30.0, 120.0),
 ]
 
@@ -112,10 +119,11 @@ def labs_sql() -> str:
         cumulative += share
         cases.append(f"WHEN r < {cumulative:.2f} THEN {k}")
     pick = f"CASE {' '.join(cases[:-1])} ELSE {len(LAB_TESTS) - 1} END"
-    values = ", ".join(f"({k}, '{t}', '{unit}', {low}, {high})"
-                       for k, (t, _s, unit, low, high) in enumerate(LAB_TESTS))
+    values = ", ".join(
+        f"({k}, '{t}', '{unit}', {low}, {high})" for k, (t, _s, unit, low, high) in enumerate(LAB_TESTS)
+    )
     return f"""
-SELECT pid(i) AS person_id, {slotted('per', True, 61)} AS measured_at, t.test,
+SELECT pid(i) AS person_id, {slotted("per", True, 61)} AS measured_at, t.test,
        round(t.lo + u(i * 613 + j, 62) * (t.hi - t.lo), 2) AS value, t.unit
 FROM (SELECT i, j, per, {pick} AS k
       FROM (SELECT i, j, per, u(i * 613 + j, 60) AS r
@@ -127,9 +135,34 @@ JOIN (VALUES {values}) t(k, test, unit, lo, hi) USING (k)
 
 
 # 26 ICD-10 codes; 10 % inpatient; ~40 % with secondary diagnoses like 'I10;E78.5'.
-ICD10 = ["I10", "E11.9", "E78.5", "I25.1", "I63.9", "I64", "I20.9", "I50.9", "N18.3", "E11.2", "E11.3",
-         "E11.4", "J44.9", "J18.9", "K29.7", "M54.5", "I48.9", "G45.9", "I69.3", "K80.2", "N39.0", "J06.9",
-         "R51", "E11.5", "I70.2", "Z00.0"]
+ICD10 = [
+    "I10",
+    "E11.9",
+    "E78.5",
+    "I25.1",
+    "I63.9",
+    "I64",
+    "I20.9",
+    "I50.9",
+    "N18.3",
+    "E11.2",
+    "E11.3",
+    "E11.4",
+    "J44.9",
+    "J18.9",
+    "K29.7",
+    "M54.5",
+    "I48.9",
+    "G45.9",
+    "I69.3",
+    "K80.2",
+    "N39.0",
+    "J06.9",
+    "R51",
+    "E11.5",
+    "I70.2",
+    "Z00.0",
+]
 SECONDARY = ["I10;E78.5", "E11.9", "I10", "E78.5;I25.1", "I10;E11.9;N18.3", "J44.9", "I48.9;I10"]
 
 
@@ -138,7 +171,7 @@ def encounters_sql() -> str:
     secondary = ", ".join(f"'{c}'" for c in SECONDARY)
     admitted = slotted("per", False, 71)
     return f"""
-SELECT printf('E%08d', row_number() OVER ()) AS encounter_id, pid(i) AS person_id,
+SELECT printf('E%07d%02d', i + 1, j) AS encounter_id, pid(i) AS person_id,
        CASE WHEN inpatient THEN 'inpatient' WHEN u(i * 613 + j, 73) < 0.05 THEN 'emergency'
             ELSE 'outpatient' END AS setting,
        CASE WHEN inpatient AND u(i * 613 + j, 74) < 0.15 THEN 'outside_county'
@@ -149,7 +182,8 @@ SELECT printf('E%08d', row_number() OVER ()) AS encounter_id, pid(i) AS person_i
                                            DATE '2024-12-31') ELSE admitted END AS DATE) AS discharged_on,
        ([{icd}])[1 + CAST(floor(u(i * 613 + j, 76) * {len(ICD10)}) AS INTEGER)] AS primary_dx,
        CASE WHEN u(i * 613 + j, 77) < 0.4
-            THEN ([{secondary}])[1 + CAST(floor(u(i * 613 + j, 78) * {len(SECONDARY)}) AS INTEGER)] END AS secondary_dx,
+            THEN ([{secondary}])[1 + CAST(floor(u(i * 613 + j, 78) * {len(SECONDARY)}) AS INTEGER)]
+       END AS secondary_dx,
        cost AS total_cost, round(cost * (0.3 + 0.5 * u(i * 613 + j, 79)), 2) AS fund_paid
 FROM (SELECT i, j, {admitted} AS admitted, inpatient,
              round(CASE WHEN inpatient THEN 2000 + u(i * 613 + j, 80) * 18000
@@ -175,8 +209,13 @@ SELECT pid(i) AS person_id, {day} AS followed_on,
 FROM managed, LATERAL (SELECT unnest(range(20)) AS j)
 """
 
-ATC = {"C08CA01": "氨氯地平", "C09CA01": "氯沙坦", "C03AA03": "氢氯噻嗪", "A10BA02": "二甲双胍",
-       "C10AA05": "阿托伐他汀"}
+ATC = {
+    "C08CA01": "氨氯地平",
+    "C09CA01": "氯沙坦",
+    "C03AA03": "氢氯噻嗪",
+    "A10BA02": "二甲双胍",
+    "C10AA05": "阿托伐他汀",
+}
 
 # Prescriptions: 13 or 14 dispensings per managed person; diabetics get metformin, others one of four.
 PRESCRIPTIONS = """
@@ -186,7 +225,9 @@ SELECT pid(i) AS person_id, {day} AS dispensed_on, atc AS atc_code,
        {names} AS drug_name
 FROM (SELECT i, j, per,
              CASE WHEN kind > 0 AND j % 2 = 0 THEN 'A10BA02'
-                  ELSE (['C08CA01', 'C09CA01', 'C03AA03', 'C10AA05'])[1 + CAST(floor(u(i, 92) * 4) AS INTEGER)] END AS atc
+                  ELSE (['C08CA01', 'C09CA01', 'C03AA03', 'C10AA05'])
+                         [1 + CAST(floor(u(i, 92) * 4) AS INTEGER)]
+             END AS atc
       FROM (SELECT i, kind, 13 + CAST(u(i, 90) < 0.333 AS INTEGER) AS per FROM managed),
            LATERAL (SELECT unnest(range(per)) AS j))
 """
@@ -196,8 +237,9 @@ def generate(out: Path, scale: float = 1.0, threads: int = 2) -> dict[str, int]:
     """Write the county's seven contract tables into `out` as Parquet; rows per table."""
     out.mkdir(parents=True, exist_ok=True)
     n = max(20, round(1_000_000 * scale))
-    con = duckdb.connect(config={"threads": threads, "memory_limit": "3GB",
-                                 "preserve_insertion_order": False})
+    con = duckdb.connect(
+        config={"threads": threads, "memory_limit": "3GB", "preserve_insertion_order": False}
+    )
     con.execute(MACROS)
     con.execute(MANAGED.format(n=n))
     names = "CASE atc " + " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in ATC.items()) + " END"
@@ -213,9 +255,13 @@ def generate(out: Path, scale: float = 1.0, threads: int = 2) -> dict[str, int]:
     rows = {}
     for table, sql in queries.items():
         target = out / f"{table}.parquet"
-        rows[table] = con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
+        rows[table] = con.execute(
+            f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()[0]
     con.close()
-    (out / "_other_county.json").write_text(json.dumps({"scale": scale, "persons": n, "rows": rows}, indent=2))
+    (out / "_other_county.json").write_text(
+        json.dumps({"scale": scale, "persons": n, "rows": rows}, indent=2)
+    )
     return rows
 
 
@@ -226,8 +272,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rows = generate(args.out, args.scale)
-    print(f"wrote {args.out} in {time.perf_counter() - started:.1f} s: "
-          + ", ".join(f"{table} {count:,}" for table, count in rows.items()))
+    print(
+        f"wrote {args.out} in {time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{table} {count:,}" for table, count in rows.items())
+    )
 
 
 if __name__ == "__main__":
