@@ -8,6 +8,10 @@ pruned to what those features need, typed and written the same way) over the 16-
 of going through the definitions rather than hand-writing SQL, like for like.
 
     .venv/bin/python benchmarks/features.py --persons 100000 1000000 --home-bp-per-year 24 [--by-group]
+    .venv/bin/python benchmarks/features.py --shape other --persons 100000     # benchmarks/other_county.py
+
+Whole processes, as a user runs them (issue 19): the wall time of the reference's whole process (Python,
+DuckDB import, query, write) against `risk features VALIDATED --as-of D --out F` (the whole catalogue).
 
 Data: `risk synth` + `risk validate` (the real pipeline) when both are available; otherwise (or with
 --source builtin) a built-in DuckDB generator writes canonical-shaped tables directly (~45 event rows per
@@ -175,9 +179,23 @@ def synth_available() -> bool:
         sys.modules["risk.validate"], "validate_folder")
 
 
-def prepare(persons: int, home_bp: float, work: Path, source: str) -> tuple[Path, str]:
+def prepare(persons: int, home_bp: float, work: Path, source: str, shape: str = "own") -> tuple[Path, str]:
     """Canonical folder for `persons` residents, reused when already built."""
-    risk = str(ROOT / ".venv" / "bin" / "risk")
+    risk = str(Path(sys.executable).with_name("risk"))
+    if shape == "other":  # benchmarks/other_county.py, then `risk validate`
+        tag = f"other_{persons}"
+        canonical = work / tag / "validated" / "canonical"
+        if not (canonical / "prescriptions.parquet").exists():
+            shutil.rmtree(work / tag, ignore_errors=True)
+            started = time.perf_counter()
+            raw = work / tag / "raw"
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "other_county.py"), "--out", str(raw),
+                            "--scale", str(persons / 1_000_000)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([risk, "validate", str(raw), "--out", str(work / tag / "validated"),
+                            "--as-of", str(AS_OF)], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            print(f"  prepared {tag} in {time.perf_counter() - started:.1f} s", flush=True)
+        return canonical, tag
     use_synth = source == "synth" or (source == "auto" and synth_available())
     tag = f"{'synth' if use_synth else 'builtin'}_{persons}_{home_bp:g}"
     canonical = work / tag / "validated" / "canonical"
@@ -198,14 +216,28 @@ def prepare(persons: int, home_bp: float, work: Path, source: str) -> tuple[Path
 
 
 def measure(mode: str, canonical: Path, out: Path) -> dict[str, float]:
-    """Run one stage in a fresh subprocess; wall time from the child, peak RSS from wait4."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--canonical", str(canonical),
-                             "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    """Run one stage in a fresh subprocess; seconds from the child, whole-process wall time around it, peak
+    RSS from wait4. Mode "cli" is `risk features` itself (the whole catalogue, as a user runs it)."""
+    if mode == "cli":
+        command = [str(Path(sys.executable).with_name("risk")), "features", str(canonical.parent),
+                   "--as-of", str(AS_OF), "--out", str(out)]
+    else:
+        command = [sys.executable, __file__, "--child", mode, "--canonical", str(canonical),
+                   "--out", str(out)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     output = proc.stdout.read() if proc.stdout else ""  # before waiting, so a full pipe cannot block it
     _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{mode} failed with status {status}")
-    result = json.loads(output.strip().splitlines()[-1])
+    if mode == "cli":
+        import pyarrow.parquet as pq
+
+        result = {"seconds": wall, "rows": pq.ParquetFile(out).metadata.num_rows}
+    else:
+        result = json.loads(output.strip().splitlines()[-1])
+    result["wall"] = wall
     result["peak_rss_mib"] = usage.ru_maxrss / 1024
     return result
 
@@ -213,11 +245,13 @@ def measure(mode: str, canonical: Path, out: Path) -> dict[str, float]:
 def child(mode: str, canonical: Path, out: Path) -> None:
     from datetime import timedelta
 
-    # Imports happen once per process in the nightly job: they are not part of the stage's time.
+    # Imports happen once per process in the nightly job: they are not part of the stage's time. The
+    # reference imports DuckDB only, so its whole process is what an analyst's script costs.
     import duckdb
 
-    from risk.features import compute_features, compute_features_table
-    from risk.features.pipeline import write_parquet_atomically
+    if mode != "reference":
+        from risk.features import compute_features, compute_features_table
+        from risk.features.pipeline import write_parquet_atomically
 
     started = time.perf_counter()
     if mode == "features":
@@ -263,6 +297,8 @@ def main() -> None:
     parser.add_argument("--home-bp-per-year", type=float, default=24.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/risk-bench-features"))
     parser.add_argument("--source", choices=["auto", "synth", "builtin"], default="auto")
+    parser.add_argument("--shape", nargs="+", choices=["own", "other"], default=["own"],
+                        help="own: the --source county; other: benchmarks/other_county.py (issue 19)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per stage; the fastest is reported")
     parser.add_argument("--by-group", action="store_true",
                         help="also time each feature group (catalogue groups) alone, at every size")
@@ -273,25 +309,30 @@ def main() -> None:
     if args.child:
         child(args.child, args.canonical, args.out)
         return
-    print("persons  events   source   stage                seconds  peak RSS MiB  rows")
-    for persons in args.persons:
-        canonical, tag = prepare(persons, args.home_bp_per_year, args.work, args.source)
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print("persons  events   source   stage                seconds  wall s  peak RSS MiB  rows")
+    for shape, persons in ((shape, persons) for shape in args.shape for persons in args.persons):
+        canonical, tag = prepare(persons, args.home_bp_per_year, args.work, args.source, shape)
         events = event_rows(canonical)
         best: dict[str, dict[str, float]] = {}
         for _ in range(args.repeat):
-            for mode in ("reference", "features_core", "features", "features_frame"):
+            for mode in ("reference", "features_core", "features", "features_frame", "cli"):
                 result = measure(mode, canonical, args.work / tag / f"{mode}.parquet")
                 if mode not in best or result["seconds"] < best[mode]["seconds"]:
                     best[mode] = result
         for mode, result in best.items():
             print(f"{persons:>8} {events / 1e6:5.1f}M  {tag.split('_')[0]:8} {mode:20} "
-                  f"{result['seconds']:7.2f}  {result['peak_rss_mib']:12.0f}  {int(result['rows'])}")
+                  f"{result['seconds']:7.2f}  {result['wall']:6.2f}  {result['peak_rss_mib']:12.0f}  "
+                  f"{int(result['rows'])}")
         reference = best["reference"]["seconds"]
         print(f"{persons:>8} ratio feature stage (whole catalogue) / hand-written 16-feature query: "
               f"{best['features']['seconds'] / reference:.2f} "
               f"(with pandas frame: {best['features_frame']['seconds'] / reference:.2f})", flush=True)
         print(f"{persons:>8} ratio same 16 features through the definitions / hand-written query: "
               f"{best['features_core']['seconds'] / reference:.2f}", flush=True)
+        print(f"{persons:>8} whole processes: `risk features` (whole catalogue) / the query's process: "
+              f"{best['cli']['wall'] / best['reference']['wall']:.2f} ({best['cli']['wall']:.2f} s / "
+              f"{best['reference']['wall']:.2f} s; load {os.getloadavg()[0]:.1f})", flush=True)
         if args.by_group:
             groups = measure("groups", canonical, args.work / tag / "groups.parquet")["groups"]
             print(f"{persons:>8} each feature group alone (s): "
