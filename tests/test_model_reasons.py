@@ -156,3 +156,19 @@ def test_the_group_table_keeps_only_groups_with_enough_training_values():
     assert table["M|5"]["bp_last_sbp"] == men_in_fifties["bp_last_sbp"].median()
     assert table["M|5"]["fu_last_adherence"] == men_in_fifties["fu_last_adherence"].mode().iloc[0]
     assert all(isinstance(v, (float, str)) for group in table.values() for v in group.values())
+
+
+def test_the_json_reasons_are_the_reasons_character_for_character():
+    """top_reasons_json (the tier stage's fast path, issue 19) writes exactly what json.dumps writes for
+    top_reasons, for both model families, with missing values, rows without a reason and non-ASCII text."""
+    from risk.models.explanations import reasons_json, top_reasons_json
+
+    X, y = _county(n=1500, seed=5)
+    X.loc[:40, "bp_last_sbp"] = np.nan  # missing: a reason only where the phrase book says so
+    for family in ("logistic_regression", "gradient_boosting"):
+        model = CalibratedRiskModel(family, SPEC, {}, seed=2).fit(X, y)
+        for top_n in (1, 3):
+            expected = reasons_json(top_reasons(model, X, top_n=top_n))
+            assert top_reasons_json(model, X, top_n=top_n) == expected
+            assert "[]" in expected and any(len(text) > 2 for text in expected)
+    assert top_reasons_json(model, X.iloc[:0]) == []

@@ -14,7 +14,7 @@ import pandas as pd
 
 from risk.errors import RiskUserError
 from risk.models.drift import DriftReport, assess_drift, load_profile
-from risk.models.explanations import reasons_json, top_reasons
+from risk.models.explanations import top_reasons_json
 from risk.models.export import ExportedModel, load_exported_model
 from risk.models.policy import ModelPolicy
 
@@ -85,13 +85,13 @@ def score_model_tiers(
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
     tiers = assign_probability_tiers(probability, policy, features[within] if within else None)
-    reasons = top_reasons(estimator, features, policy.explanations.top_n)
+    reasons = top_reasons_json(estimator, features, policy.explanations.top_n)
     return pd.DataFrame(
         {
             "person_id": features["person_id"].to_numpy(),
             "model_probability": probability,
             "tier_model": tiers,
-            "model_reasons": reasons_json(reasons),
+            "model_reasons": reasons,
         }
     )
 
