@@ -85,16 +85,19 @@ def slotted(per: str, seconds: bool, salt: int) -> str:
     return f"CAST(DATE '{START}' + {offset} AS DATE)"
 
 
-# Vitals: managed persons 170 readings each, the others 5 or 6 (mean 5.29): 85 % on managed persons.
+# Vitals: managed persons 170 readings each, the others 5 or 6 (mean 5.29): 85 % on managed persons. SBP is
+# a person's usual level (118-150) plus reading noise (+-15) and a rare spike (+35, 0.5 % of readings).
 VITALS = """
 SELECT pid(i) AS person_id, {ts} AS measured_at, CAST(sbp AS SMALLINT) AS sbp,
-       CAST(LEAST(sbp - 15, 55 + u(i * 613 + j, 54) * 50) AS SMALLINT) AS dbp,
+       CAST(LEAST(sbp - 15, round(0.45 * sbp + 18 + u(i * 613 + j, 54) * 12)) AS SMALLINT) AS dbp,
        CAST(55 + u(i * 613 + j, 55) * 45 AS SMALLINT) AS heart_rate,
        CASE WHEN j % 12 = 0 THEN round(45 + u(i, 56) * 45 + u(i * 613 + j, 57) * 3, 1) END AS weight_kg,
        CASE WHEN j % 12 = 0 THEN round(148 + u(i, 58) * 35, 1) END AS height_cm,
        CASE WHEN j % 12 = 0 THEN round(68 + u(i, 59) * 40, 1) END AS waist_cm,
        CASE WHEN j % 4 = 0 THEN 'follow_up' WHEN j % 4 = 1 THEN 'clinic' ELSE 'home' END AS source
-FROM (SELECT i, j, per, 100 + CAST(u(i, 53) * 40 + u(i * 613 + j, 53) * 50 AS INTEGER) AS sbp
+FROM (SELECT i, j, per,
+             CAST(floor(118 + u(i, 53) * 32 + (u(i * 613 + j, 53) + u(i * 613 + j, 58) - 1) * 15
+                        + CASE WHEN u(i * 613 + j, 59) < 0.005 THEN 35 ELSE 0 END) AS INTEGER) AS sbp
       FROM (SELECT i, 170 AS per FROM managed
             UNION ALL SELECT i, 5 + CAST(u(i, 50) < 0.294 AS INTEGER) AS per FROM unmanaged),
            LATERAL (SELECT unnest(range(per)) AS j))
@@ -102,14 +105,14 @@ FROM (SELECT i, j, per, 100 + CAST(u(i, 53) * 40 + u(i * 613 + j, 53) * 50 AS IN
 
 # Labs: tests by share (30 % HbA1c), canonical units, values inside the plausible ranges.
 LAB_TESTS = [  # test, share, unit, low, high
-    ("hba1c", 0.30, "%", 5.0, 11.0),
-    ("fpg", 0.25, "mmol/L", 4.0, 12.0),
-    ("tc", 0.10, "mmol/L", 3.0, 7.0),
-    ("ldl_c", 0.10, "mmol/L", 1.5, 5.0),
-    ("hdl_c", 0.05, "mmol/L", 0.8, 2.0),
-    ("tg", 0.05, "mmol/L", 0.6, 4.0),
-    ("creatinine", 0.10, "umol/L", 45.0, 160.0),
-    ("egfr", 0.05, "mL/min/1.73m2", 30.0, 120.0),
+    ("hba1c", 0.30, "%", 5.0, 8.5),
+    ("fpg", 0.25, "mmol/L", 4.5, 9.0),
+    ("tc", 0.10, "mmol/L", 3.5, 6.2),
+    ("ldl_c", 0.10, "mmol/L", 1.8, 4.0),
+    ("hdl_c", 0.05, "mmol/L", 0.9, 1.8),
+    ("tg", 0.05, "mmol/L", 0.7, 2.8),
+    ("creatinine", 0.10, "umol/L", 50.0, 120.0),
+    ("egfr", 0.05, "mL/min/1.73m2", 55.0, 120.0),
 ]
 
 
@@ -134,40 +137,45 @@ JOIN (VALUES {values}) t(k, test, unit, lo, hi) USING (k)
 """
 
 
-# 26 ICD-10 codes; 10 % inpatient; ~40 % with secondary diagnoses like 'I10;E78.5'.
-ICD10 = [
+# 26 ICD-10 codes: 12 everyday ones (98.5 % of encounters) and 14 complication codes (1.5 %, so about one
+# managed person in six has one in six years); 10 % inpatient; 40 % with secondary diagnoses like 'I10;E78.5'.
+COMMON_ICD10 = [
     "I10",
     "E11.9",
     "E78.5",
-    "I25.1",
+    "J06.9",
+    "Z00.0",
+    "K29.7",
+    "M54.5",
+    "R51",
+    "J18.9",
+    "N39.0",
+    "K80.2",
+    "J44.9",
+]
+COMPLICATION_ICD10 = [
     "I63.9",
     "I64",
+    "G45.9",
+    "I69.3",
     "I20.9",
+    "I25.1",
     "I50.9",
+    "I48.9",
     "N18.3",
     "E11.2",
     "E11.3",
     "E11.4",
-    "J44.9",
-    "J18.9",
-    "K29.7",
-    "M54.5",
-    "I48.9",
-    "G45.9",
-    "I69.3",
-    "K80.2",
-    "N39.0",
-    "J06.9",
-    "R51",
     "E11.5",
     "I70.2",
-    "Z00.0",
 ]
-SECONDARY = ["I10;E78.5", "E11.9", "I10", "E78.5;I25.1", "I10;E11.9;N18.3", "J44.9", "I48.9;I10"]
+ICD10 = COMMON_ICD10 + COMPLICATION_ICD10
+SECONDARY = ["I10;E78.5", "E11.9", "I10", "E78.5;K29.7", "I10;E11.9;E78.5", "J44.9", "I10;J44.9"]
 
 
 def encounters_sql() -> str:
-    icd = ", ".join(f"'{c}'" for c in ICD10)
+    common = ", ".join(f"'{c}'" for c in COMMON_ICD10)
+    rare = ", ".join(f"'{c}'" for c in COMPLICATION_ICD10)
     secondary = ", ".join(f"'{c}'" for c in SECONDARY)
     admitted = slotted("per", False, 71)
     return f"""
@@ -180,7 +188,10 @@ SELECT printf('E%07d%02d', i + 1, j) AS encounter_id, pid(i) AS person_id,
        admitted AS admitted_on,
        CAST(CASE WHEN inpatient THEN LEAST(admitted + 1 + CAST(floor(u(i * 613 + j, 75) * 12) AS INTEGER),
                                            DATE '2024-12-31') ELSE admitted END AS DATE) AS discharged_on,
-       ([{icd}])[1 + CAST(floor(u(i * 613 + j, 76) * {len(ICD10)}) AS INTEGER)] AS primary_dx,
+       CASE WHEN u(i * 613 + j, 76) < 0.985
+            THEN ([{common}])[1 + CAST(floor(u(i * 613 + j, 89) * {len(COMMON_ICD10)}) AS INTEGER)]
+            ELSE ([{rare}])[1 + CAST(floor(u(i * 613 + j, 89) * {len(COMPLICATION_ICD10)}) AS INTEGER)]
+       END AS primary_dx,
        CASE WHEN u(i * 613 + j, 77) < 0.4
             THEN ([{secondary}])[1 + CAST(floor(u(i * 613 + j, 78) * {len(SECONDARY)}) AS INTEGER)]
        END AS secondary_dx,
@@ -204,7 +215,7 @@ SELECT pid(i) AS person_id, {day} AS followed_on,
        u(i, 82) < 0.25 AS smoker,
        CASE WHEN u(i * 613 + j, 83) < 0.7 THEN 'regular' WHEN u(i * 613 + j, 83) < 0.93 THEN 'intermittent'
             ELSE 'none' END AS adherence,
-       CASE WHEN u(i * 613 + j, 84) < 0.03 THEN 'dizziness' ELSE '' END AS symptoms,
+       CASE WHEN u(i * 613 + j, 84) < 0.003 THEN 'dizziness' ELSE '' END AS symptoms,
        u(i * 613 + j, 85) < 0.02 AS adverse_reaction, u(i * 613 + j, 86) < 0.01 AS referred
 FROM managed, LATERAL (SELECT unnest(range(20)) AS j)
 """
