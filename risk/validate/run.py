@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -103,15 +103,62 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
 
 
 def last_event_date(canonical_dir: Path) -> date | None:
-    """The newest event date in the canonical tables (definitions/validation.yaml `event_date`)."""
-    parts = [f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet("
-             f"{literal(Path(canonical_dir) / f'{table}.parquet')})"
-             for table, column in definitions.validation_rules()["event_date"].items()]
-    con = duckdb.connect()
+    """The newest event date in the canonical tables (definitions/validation.yaml `event_date`).
+
+    Read from the Parquet row-group statistics that validation wrote (a file's footer, not its rows); a
+    table whose statistics lack the column's maximum is scanned instead."""
+    parts = []
+    newest: list[date] = []
+    for table, column in definitions.validation_rules()["event_date"].items():
+        path = Path(canonical_dir) / f"{table}.parquet"
+        found = _max_from_statistics(path, column)
+        if found is None:
+            parts.append(f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet("
+                         f"{literal(path)})")
+        elif found is not _EMPTY:
+            newest.append(found)
+    if parts:
+        con = duckdb.connect()
+        try:
+            scanned = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
+        finally:
+            con.close()
+        if scanned is not None:
+            newest.append(scanned)
+    return max(newest, default=None)
+
+
+_EMPTY = object()  # a table file without rows: no date, and nothing to scan
+
+
+def _max_from_statistics(path: Path, column: str) -> object:
+    """max(CAST(column AS DATE)) from the file's row-group statistics: a date, _EMPTY when the column has
+    no value (no rows, or every row group all null), None when the statistics cannot say."""
+    import pyarrow.parquet as pq
+
     try:
-        return con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
-    finally:
-        con.close()
+        metadata = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException):
+        return None
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    if column not in names:
+        return None
+    index = names.index(column)
+    newest = None
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group).column(index)
+        stats = chunk.statistics
+        if chunk.num_values == 0 or (stats is not None and stats.null_count == chunk.num_values):
+            continue  # nothing in this row group
+        if stats is None or not stats.has_min_max:
+            return None
+        value = stats.max
+        if isinstance(value, datetime):
+            value = value.date()
+        if not isinstance(value, date):
+            return None
+        newest = value if newest is None else max(newest, value)
+    return _EMPTY if newest is None else newest
 
 
 def check_as_of(as_of: date, newest_event: date | None, today: date, allow_late: bool) -> list[str]:
