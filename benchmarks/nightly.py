@@ -38,13 +38,18 @@ RISK = str(Path(sys.executable).with_name("risk"))
 AS_OF = "2024-12-31"
 
 
+CPU: dict[str, float] = {}  # CPU seconds (user + system, all threads) of the last run() per command name
+
+
 def run(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of a child process."""
+    """(wall seconds, peak RSS MiB) of a child process; its CPU seconds go to CPU[name]. On a shared,
+    loaded machine CPU seconds move much less than wall seconds, so both are printed."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read() if proc.stderr else ''}")
+    CPU[" ".join(cmd[:2])] = usage.ru_utime + usage.ru_stime
     return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
@@ -72,17 +77,22 @@ def event_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet") if p.stem != "persons")
 
 
-def feature_child(mode: str, run_dir: Path, out: Path) -> tuple[float, float]:
-    """(seconds inside, whole-process wall seconds) of one benchmarks/features.py measurement on the run's
-    canonical folder, own process."""
+def feature_child(mode: str, run_dir: Path, out: Path) -> tuple[float, float, float]:
+    """(seconds inside, whole-process wall seconds, whole-process CPU seconds) of one benchmarks/features.py
+    measurement on the run's canonical folder, own process."""
     started = time.perf_counter()
-    child = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "benchmarks" / "features.py"), "--child", mode,
          "--canonical", str(run_dir / "canonical"), "--out", str(out)],
-        check=True, capture_output=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    output = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"features.py --child {mode} failed")
     wall = time.perf_counter() - started
-    return float(json.loads(child.stdout.strip().splitlines()[-1])["seconds"]), wall
+    inside = float(json.loads(output.strip().splitlines()[-1])["seconds"])
+    return inside, wall, usage.ru_utime + usage.ru_stime
 
 
 def copy_reference(folder: Path, work: Path) -> float:
@@ -116,8 +126,10 @@ def bench(shape: str, persons: int, args: argparse.Namespace) -> None:
     load_before = os.getloadavg()
     run_dir = args.work / f"run-{shape}-{persons}"
     copy_seconds = copy_reference(folder, args.work)
+    copy_cpu = CPU[f"{sys.executable} -c"]
     validate_wall, _ = run([RISK, "validate", str(folder), "--out", str(args.work / "validate-alone"),
                             "--as-of", AS_OF])
+    validate_cpu = CPU[f"{RISK} validate"]
     shutil.rmtree(args.work / "validate-alone", ignore_errors=True)
     cmd = [RISK, "nightly", str(folder), "--as-of", AS_OF, "--out", str(run_dir)]
     if args.no_xlsx:
@@ -126,36 +138,42 @@ def bench(shape: str, persons: int, args: argparse.Namespace) -> None:
     # stress-size home BP): the model scores everybody anyway, as in a real run with the flag.
     cmd.append("--accept-model-drift")
     wall, peak = run(cmd)
+    nightly_cpu = CPU[f"{RISK} nightly"]
     timings = json.loads((run_dir / "timings.json").read_text())
-    ref_seconds, ref_wall = feature_child("reference", run_dir, args.work / f"reference-{persons}.parquet")
-    core_seconds, _ = feature_child("features_core", run_dir, args.work / f"core-{persons}.parquet")
-    started = time.perf_counter()
-    run([RISK, "features", str(run_dir), "--as-of", AS_OF,
-         "--out", str(args.work / f"features-{persons}.parquet")])
-    features_wall = time.perf_counter() - started
+    ref_seconds, ref_wall, ref_cpu = feature_child("reference", run_dir,
+                                                   args.work / f"reference-{persons}.parquet")
+    core_seconds, _, _ = feature_child("features_core", run_dir, args.work / f"core-{persons}.parquet")
+    features_wall, _ = run([RISK, "features", str(run_dir), "--as-of", AS_OF,
+                            "--out", str(args.work / f"features-{persons}.parquet")])
+    features_cpu = CPU[f"{RISK} features"]
     manifest = json.loads((run_dir / "run.json").read_text())
     load_after = os.getloadavg()
     seconds = timings["seconds"]
+    cpu = timings.get("cpu_seconds", {})
     print(f"\n{shape} shape, {persons:,} persons, {event_rows(folder) / 1e6:.1f}M event rows, "
-          f"{manifest['counts']['tiered']:,} tiered; nightly wall {wall:.1f} s, peak RSS {peak:,.0f} MiB; "
-          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    print("  stage        seconds  peak RSS so far (MiB)")
+          f"{manifest['counts']['tiered']:,} tiered; nightly wall {wall:.1f} s (CPU {nightly_cpu:.1f} s), "
+          f"peak RSS {peak:,.0f} MiB; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print("  stage        seconds  CPU s  peak RSS so far (MiB)")
     for stage, stage_seconds in seconds.items():
-        print(f"  {stage:10} {stage_seconds:9.2f}  {timings['peak_rss_mb'].get(stage, float('nan')):10,.0f}")
-    print(f"  plain DuckDB copy of the input files (whole process): {copy_seconds:.2f} s; `risk validate` "
-          f"(whole process) {validate_wall:.2f} s; validate / copy = {validate_wall / copy_seconds:.2f}")
-    print(f"  hand-written 16-feature DuckDB query: {ref_seconds:.2f} s in process, {ref_wall:.2f} s whole "
-          f"process; feature stage (whole catalogue) / reference = {seconds['features'] / ref_seconds:.2f}")
-    print(f"  `risk features` (whole catalogue, whole process): {features_wall:.2f} s; "
-          f"/ reference whole process = {features_wall / ref_wall:.2f}")
-    print(f"  the same 16 features through the definitions: {core_seconds:.2f} s; "
-          f"/ reference = {core_seconds / ref_seconds:.2f}")
+        print(f"  {stage:10} {stage_seconds:9.2f} {cpu.get(stage, float('nan')):6.2f}  "
+              f"{timings['peak_rss_mb'].get(stage, float('nan')):10,.0f}")
+    print(f"  `risk validate` {validate_wall:.2f} s (CPU {validate_cpu:.2f}) / a plain DuckDB copy of the "
+          f"input files {copy_seconds:.2f} s (CPU {copy_cpu:.2f}), whole processes: "
+          f"{validate_wall / copy_seconds:.2f} (CPU {validate_cpu / copy_cpu:.2f})")
+    print(f"  `risk features` (whole catalogue) {features_wall:.2f} s (CPU {features_cpu:.2f}) / the "
+          f"hand-written 16-feature query {ref_wall:.2f} s (CPU {ref_cpu:.2f}), whole processes: "
+          f"{features_wall / ref_wall:.2f} (CPU {features_cpu / ref_cpu:.2f})")
+    print(f"  in process: feature stage {seconds['features']:.2f} s / query {ref_seconds:.2f} s = "
+          f"{seconds['features'] / ref_seconds:.2f}; the same 16 features through the definitions "
+          f"{core_seconds:.2f} s = {core_seconds / ref_seconds:.2f}")
     print("  JSON " + json.dumps({
         "shape": shape, "persons": persons, "event_rows": event_rows(folder), "wall": round(wall, 2),
-        "peak_mib": round(peak), "stages": seconds, "copy_reference": round(copy_seconds, 2),
-        "validate_process": round(validate_wall, 2),
-        "feature_reference": round(ref_seconds, 2), "feature_reference_process": round(ref_wall, 2),
-        "features_process": round(features_wall, 2), "core": round(core_seconds, 2),
+        "cpu": round(nightly_cpu, 2), "peak_mib": round(peak), "stages": seconds, "stage_cpu": cpu,
+        "copy_reference": [round(copy_seconds, 2), round(copy_cpu, 2)],
+        "validate_process": [round(validate_wall, 2), round(validate_cpu, 2)],
+        "feature_reference_process": [round(ref_wall, 2), round(ref_cpu, 2)],
+        "features_process": [round(features_wall, 2), round(features_cpu, 2)],
+        "feature_reference": round(ref_seconds, 2), "core": round(core_seconds, 2),
         "load": [round(load_before[0], 1), round(load_after[0], 1)]}), flush=True)
 
 if __name__ == "__main__":
