@@ -168,3 +168,23 @@ def test_xlsx_csv_web_list_and_api_give_the_same_order(small_run: Path, tmp_path
     listed = client.get(f"/api/teams/{team}/priority", headers={"Authorization": f"Bearer {token}"}).json()
     assert [p["person_id"] for p in listed["patients"]] == expected[: len(listed["patients"])]
     client.close()
+
+
+def test_model_reasons_go_on_exactly_the_raised_rows_of_a_larger_table():
+    """add_model_reasons edits a plain array (issue 19: per-cell edits of the Arrow column were quadratic);
+    every raised row, and only those, gets the model's sentence in place of the rules' colour sentence."""
+    from risk.tiers.priority import add_model_reasons
+
+    features = frame(*(base_row(person_id=f"Q{i:03d}", age=55.0 + i % 20) for i in range(60)))
+    tiers = assign_rule_tiers(features)
+    raised = np.arange(60) % 3 == 1
+    tiers["tier"] = np.where(raised, "red", tiers["tier_rules"])
+    tiers["model_probability"] = np.linspace(0.01, 0.4, 60)
+    tiers.index = tiers.index + 100  # not a 0..n-1 index
+    out = add_model_reasons(tiers, features)
+    assert list(out.index) == list(tiers.index) and out.dtype == tiers["reasons"].dtype
+    for was, now, up in zip(tiers["reasons"], out, raised, strict=True):
+        if up:
+            assert json.loads(now)[0]["id"] == "model_risk" and json.loads(now)[1:] == json.loads(was)[1:]
+        else:
+            assert now == was

@@ -169,17 +169,18 @@ def add_model_reasons(tiers: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
         return tiers["reasons"]
     person = features.set_index("person_id").reindex(tiers["person_id"])
     typical = typical_risk(tiers["model_probability"], person["age"], person["sex"]).to_numpy()
-    reasons = tiers["reasons"].copy()
+    # Edited as a plain object array: setting one cell of an Arrow-backed column copies the whole column,
+    # which made this loop quadratic (issue 19: 1 s for 570 raised rows of 15k).
+    reasons = tiers["reasons"].to_numpy(dtype=object).copy()
+    probability = tiers["model_probability"].to_numpy(dtype=float)
+    tier = tiers["tier"].to_numpy(dtype=object)
     for i in np.flatnonzero(raised.to_numpy()):
-        listed = json.loads(reasons.iat[i]) if reasons.iat[i] else []
-        listed = listed[
-            1:
-        ]  # the rules' colour sentence names a lower level: the model's sentence replaces it
-        extra = model_reason(
-            float(tiers["model_probability"].iat[i]), float(typical[i]), tiers["tier"].iat[i]
-        )
-        reasons.iat[i] = json.dumps([extra, *listed], ensure_ascii=False)
-    return reasons
+        listed = json.loads(reasons[i]) if reasons[i] else []
+        # the rules' colour sentence names a lower level: the model's sentence replaces it
+        listed = listed[1:]
+        extra = model_reason(float(probability[i]), float(typical[i]), tier[i])
+        reasons[i] = json.dumps([extra, *listed], ensure_ascii=False)
+    return pd.Series(reasons, index=tiers.index, name=tiers["reasons"].name, dtype=tiers["reasons"].dtype)
 
 
 COMBINE_PHRASES = {
