@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--home-bp-per-year", type=float, default=24.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/risk-bench-features"))
     parser.add_argument("--source", choices=["auto", "synth", "builtin"], default="auto")
-    parser.add_argument("--shape", nargs="+", choices=["own", "other"], default=["own"],
+    parser.add_argument("--shape", nargs="+", choices=["own", "other"], default=["own", "other"],
                         help="own: the --source county; other: benchmarks/other_county.py (issue 19)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per stage; the fastest is reported")
     parser.add_argument("--by-group", action="store_true",
