@@ -17,8 +17,10 @@ EVENT_DATES = definitions.validation_rules()["event_date"]
 
 
 def _scanned(canonical: Path) -> date | None:
-    parts = [f"SELECT max(CAST({column} AS DATE)) AS d FROM read_parquet('{canonical / f'{table}.parquet'}')"
-             for table, column in EVENT_DATES.items()]
+    parts = [
+        f"SELECT max(CAST({column} AS DATE)) AS d FROM read_parquet('{canonical / f'{table}.parquet'}')"
+        for table, column in EVENT_DATES.items()
+    ]
     return duckdb.connect().execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
 
 
@@ -28,10 +30,16 @@ def _write(canonical: Path, newest: dict[str, list], **options) -> None:
         values = newest.get(table, [date(2020, 1, 1)])
         kind = pa.timestamp("us") if column == "measured_at" else pa.date32()
         if kind == pa.timestamp("us"):
-            values = [v if v is None or isinstance(v, datetime) else datetime(v.year, v.month, v.day)
-                      for v in values]
-        pq.write_table(pa.table({column: pa.array(values, type=kind)}), canonical / f"{table}.parquet",
-                       row_group_size=2, **options)
+            values = [
+                v if v is None or isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+                for v in values
+            ]
+        pq.write_table(
+            pa.table({column: pa.array(values, type=kind)}),
+            canonical / f"{table}.parquet",
+            row_group_size=2,
+            **options,
+        )
 
 
 def test_the_footer_gives_what_a_scan_gives(tmp_path: Path):

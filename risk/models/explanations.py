@@ -272,8 +272,9 @@ def top_reasons_json(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3
         at = np.flatnonzero(features == j)
         i = rows[at]
         value_codes, _ = pd.factorize(pd.Series(values[i, j], dtype=object), use_na_sentinel=False)
-        typical_codes, typical_uniques = pd.factorize(pd.Series(typical[i, j], dtype=object),
-                                                      use_na_sentinel=False)
+        typical_codes, typical_uniques = pd.factorize(
+            pd.Series(typical[i, j], dtype=object), use_na_sentinel=False
+        )
         group = grouped[i, j].astype(np.int64)
         combined = (value_codes.astype(np.int64) * len(typical_uniques) + typical_codes) * 2 + group
         distinct, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
@@ -281,14 +282,18 @@ def top_reasons_json(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3
         texts = np.empty(len(distinct), dtype=object)
         for d, e in enumerate(first):
             zh, en = describe(column, values[i[e], j], typical[i[e], j], bool(grouped[i[e], j]))
-            texts[d] = (f'{{"feature": {json.dumps(column, ensure_ascii=False)}, '
-                        f'"zh": {json.dumps(zh, ensure_ascii=False)}, '
-                        f'"en": {json.dumps(en, ensure_ascii=False)}, "log_odds": ')
+            texts[d] = (
+                f'{{"feature": {json.dumps(column, ensure_ascii=False)}, '
+                f'"zh": {json.dumps(zh, ensure_ascii=False)}, '
+                f'"en": {json.dumps(en, ensure_ascii=False)}, "log_odds": '
+            )
         prefixes[at] = texts[inverse.ravel()]
-    pieces = [prefix + _json_float(round(float(w), 3)) + "}"
-              for prefix, w in zip(prefixes, weights[rows, ranks], strict=True)]
+    pieces = [
+        prefix + _json_float(round(float(w), 3)) + "}"
+        for prefix, w in zip(prefixes, weights[rows, ranks], strict=True)
+    ]
     bounds = np.searchsorted(rows, np.arange(len(order) + 1))
-    return ["[" + ", ".join(pieces[bounds[r]:bounds[r + 1]]) + "]" for r in range(len(order))]
+    return ["[" + ", ".join(pieces[bounds[r] : bounds[r + 1]]) + "]" for r in range(len(order))]
 
 
 def _json_float(value: float) -> str:
