@@ -306,6 +306,8 @@ def main() -> None:
     parser.add_argument("--canonical", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    # Synthetic counties only: validation refuses to run without a county ID key.
+    os.environ.setdefault("RISK_ID_KEY", "benchmark-key")
     if args.child:
         child(args.child, args.canonical, args.out)
         return
