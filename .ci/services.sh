@@ -16,6 +16,9 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # CJK glyphs for readable screenshots of the (Chinese-first) page; the tests do not depend on them.
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing+=(fonts-wqy-zenhei)
+# LibreOffice renders the printed team workbook to PDF and poppler reads it back (tests/test_workbook_print.py).
+command -v soffice >/dev/null || missing+=(libreoffice-calc-nogui)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql-common)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from risk.models.drift import DriftReport
     from risk.models.export import ExportedModel
     from risk.models.policy import ModelPolicy
+    from risk.tiers.rule_set import RuleSet
 
 log = logging.getLogger("risk.nightly")
 
@@ -56,6 +57,7 @@ class NightlyOptions:
     allow_empty: frozenset[str] = frozenset()  # needed tables the user accepts missing or empty
     allow_late_as_of: bool = False  # as_of after today or long after the newest event
     accept_model_drift: bool = False  # score although the data do not resemble the training population
+    lang: str = "zh"  # language of the printed team workbooks (zh or en)
 
 
 @dataclass
@@ -213,7 +215,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         with clock.stage("tiers", 3, total):
             tiered = _tiers(options, engine, run, features)
         with clock.stage("lists", 4, total):
-            lists = _lists(options, engine, run, tiered.tiers, features, call_results)
+            lists = _lists(options, engine, run, tiered, features, call_results)
         with clock.stage("report", 5, total):
             manifest = _manifest(
                 options, out, run, features, tiered, lists, warnings + tiered.warnings, id_key
@@ -261,6 +263,7 @@ def _feed_call_results(options: NightlyOptions, run: RunFolder) -> pd.DataFrame 
 @dataclass
 class _Tiered:
     tiers: pd.DataFrame
+    rule_set: RuleSet  # the rule set that made the tiers (its tier labels are the workbook's legend)
     versions: dict[str, str]  # rule set (version, fingerprint) and model that made the tiers
     drift: DriftReport | None  # the model's drift check (None without a model)
 
@@ -305,7 +308,7 @@ def _tiers(options: NightlyOptions, engine: Engine, run: RunFolder, features: pd
         "rule_set_fingerprint": rule_estimator.rule_set_fingerprint_,
         "model": inputs.model_version,
     }
-    return _Tiered(tiers, versions, drift)
+    return _Tiered(tiers, rule_estimator.rule_set_, versions, drift)
 
 
 @dataclass
@@ -319,7 +322,7 @@ def _lists(
     options: NightlyOptions,
     engine: Engine,
     run: RunFolder,
-    tiers: pd.DataFrame,
+    tiered: _Tiered,
     features: pd.DataFrame,
     call_results: pd.DataFrame | None,
 ) -> _Lists:
@@ -329,10 +332,22 @@ def _lists(
     from risk.products.unmanaged import find_unmanaged
     from risk.products.workload import export_workload
 
+    tiers = tiered.tiers
     persons = pd.read_parquet(run.table("persons"), columns=LIST_PERSON_COLUMNS)
     priority = build_priority_list(tiers, features, persons)
-    title = f"随访优先名单 {options.as_of.isoformat()}"
-    pending = PendingExport(priority, run.lists, title=title, xlsx=options.xlsx)
+    # the printed workbook's colour legend: the rule set's tier labels in the workbook's language
+    legend = {
+        tier: spec.label_en if options.lang == "en" else spec.label_zh
+        for tier, spec in tiered.rule_set.tiers.items()
+    }
+    pending = PendingExport(
+        priority,
+        run.lists,
+        run_date=options.as_of.isoformat(),
+        xlsx=options.xlsx,
+        lang=options.lang,
+        legend=legend,
+    )
     try:
         unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
         # who to look for and where: the village doctor contacts these residents for confirmation

@@ -178,15 +178,18 @@ def nightly(
     allow_empty: AllowEmptyOption = None,
     allow_late_as_of: AllowLateAsOfOption = False,
     accept_model_drift: AcceptDriftOption = False,
+    lang: Annotated[str, typer.Option(help="Printed team workbooks in zh (default) or en")] = "zh",
 ) -> None:
     """Nightly job: validate -> features -> tiers -> lists -> run report."""
+    if lang not in ("zh", "en"):
+        raise RiskUserError(f"--lang must be zh or en, not '{lang}'")
     from pipelines.nightly import NightlyOptions, run_nightly
 
     result = run_nightly(NightlyOptions(
         input_dir=input_dir, as_of=parse_date(as_of), out=out, rules=rules, model_dir=model,
         use_model=not no_model, previous_run=previous, xlsx=xlsx, store_url=store,
         engine=engine, spark_master=spark_master, allow_empty=frozenset(allow_empty or ()),
-        allow_late_as_of=allow_late_as_of, accept_model_drift=accept_model_drift,
+        allow_late_as_of=allow_late_as_of, accept_model_drift=accept_model_drift, lang=lang,
     ))
     typer.echo(result.render())
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from risk.products.lists import build_priority_list, export_lists, file_stem
+from risk.products.lists import LIST_COLUMNS, build_priority_list, export_lists, file_stem
 
 
 def _reasons(*items: tuple[str, str]) -> str:
@@ -103,7 +103,7 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
     unmanaged = pd.DataFrame(
         {"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]}
     )
-    exported = export_lists(listing, unmanaged, tmp_path, title="测试")
+    exported = export_lists(listing, unmanaged, tmp_path, run_date="2024-12-31")
     # file names: the ID's slug plus a short hash of the ID (IDs that slug alike never share a file)
     def names(folder: str, ids: list[str]) -> None:
         written = sorted(p.name for p in (tmp_path / folder).iterdir())
@@ -115,13 +115,26 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
     names("units", ["U1", "U2", "U3"])
     assert exported.rows == 5 and exported.xlsx_files == 2
     team_csv = pd.read_csv(tmp_path / "teams" / f"{file_stem('TM1')}.csv", encoding="utf-8-sig")
-    assert team_csv["person_id"].tolist() == ["p3", "p2", "p1", "p4"]
+    assert team_csv["档案号"].tolist() == ["p3", "p2", "p1", "p4"]  # every field, Chinese headers
+    assert list(team_csv.columns) == [LIST_COLUMNS[c][0] for c in listing.columns]
+    village_csv = pd.read_csv(tmp_path / "villages" / f"{file_stem('V1')}.csv", encoding="utf-8-sig")
+    assert list(village_csv.columns) == list(listing.columns)
     book = load_workbook(tmp_path / "xlsx" / f"{file_stem('TM1')}.xlsx")
     assert book.sheetnames == ["V1", "V2"]
     sheet = book["V1"]
     assert sheet.page_setup.orientation == "landscape"
-    assert sheet.print_title_rows.replace("$", "") == "1:1"
-    assert sheet["A1"].value == "乡镇"
+    header_row = next(r for r in range(1, 20) if sheet.cell(r, 1).value == "序号")
+    assert sheet.print_title_rows.replace("$", "") == f"{header_row}:{header_row}"
+    assert [sheet.cell(header_row, c).value for c in range(1, 11)] == [
+        "序号", "姓名", "村", "电话", "分级", "主要原因", "最近血压 / 血糖", "应随访 / 逾期",
+        "电话、随访记录",
+        "完成",
+    ]
+    assert sheet.max_column == 10
+    # V1 holds p2 then p1: numbered 1, 2 on the sheet (no gaps from the team-wide rank)
+    assert [sheet.cell(header_row + i, 1).value for i in (1, 2)] == [1, 2]
+    assert sheet.cell(header_row + 1, 5).value == "红"
+    assert "逾期 30 天" in sheet.cell(header_row + 2, 8).value
     assert (tmp_path / "unmanaged_key_population.csv").exists()
 
 
@@ -150,7 +163,15 @@ def test_export_of_a_county_with_nobody_to_list_writes_headers_only(frames, tmp_
     tiers, features, persons = frames
     listing = build_priority_list(tiers.iloc[:0], features, persons)
     unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str), "condition": pd.Series([], dtype=str)})
-    exported = export_lists(listing, unmanaged, tmp_path, title="测试")
+    exported = export_lists(listing, unmanaged, tmp_path, run_date="2024-12-31")
     assert exported.rows == 0 and exported.xlsx_files == 0
     assert list(pd.read_csv(tmp_path / "priority_all.csv", encoding="utf-8-sig").columns) == list(listing)
     assert [p for p in (tmp_path / "teams").iterdir()] == []
+
+
+def test_list_column_layout_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "lists.md").read_text(encoding="utf-8")
+    for column, (zh, en) in LIST_COLUMNS.items():
+        assert f"| {zh} | `{column}` | {en} |" in doc

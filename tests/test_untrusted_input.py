@@ -44,9 +44,13 @@ def assert_clean_run(result, out: Path) -> dict:
 
 
 def listed_persons(run: Path, folder: str) -> list[str]:
+    from risk.products.lists import LIST_COLUMNS
+
+    # team CSVs are headed in Chinese (docs/lists.md); village and unit CSVs keep the machine names
+    column = LIST_COLUMNS["person_id"][0] if folder == "teams" else "person_id"
     ids: list[str] = []
     for path in sorted((run / "lists" / folder).glob("*.csv")):
-        ids += pd.read_csv(path, dtype=str, encoding="utf-8-sig")["person_id"].tolist()
+        ids += pd.read_csv(path, dtype=str, encoding="utf-8-sig")[column].tolist()
     return ids
 
 

@@ -19,11 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from risk.products.workbook import PrintRow, PrintSettings, write_team_workbook
 from risk.schema import TIER_RANK
-from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_frame, inert_table
+from risk.spreadsheet import inert_frame, inert_table
 
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
-TIER_FILL = {"red": "#F8CBAD", "yellow": "#FFE699", "green": "#C6EFCE"}
 
 # The persons columns the lists show (read from the run's canonical persons table).
 LIST_PERSON_COLUMNS = [
@@ -227,57 +227,29 @@ def _runs(sorted_keys: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
-def workbook_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in LIST_COLUMNS if c in frame and c not in ("team_id", "top_reasons_en")]
+def team_csv_table(table: pa.Table) -> pa.Table:
+    """The per-team CSV as people open it: every field, headed in Chinese (LIST_COLUMNS; the column layout
+    is documented in docs/lists.md). The county-wide, village and unit CSVs keep the machine names."""
+    return table.rename_columns([LIST_COLUMNS.get(name, (name,))[0] for name in table.column_names])
 
 
-def write_team_workbook(team_list: pd.DataFrame, path: Path, title: str) -> None:
-    """One sheet per village, landscape A4, one page wide, header row repeated on every printed page."""
-    columns = workbook_columns(team_list)
-    rows = team_list[columns].astype(object).where(team_list[columns].notna(), "").to_numpy()
-    write_workbook_rows(columns, rows, team_list["village_id"].to_numpy(), path, title)
+PRINT_SOURCE_COLUMNS = [
+    "team_id", "name", "village_id", "phone", "tier", "top_reasons", "top_reasons_en", "last_bp",
+    "last_bp_date", "last_fpg", "last_fpg_date", "next_due_on", "days_overdue",
+]
 
 
-def write_workbook_rows(columns: list[str], rows, villages, path: Path, title: str) -> None:
-    """Plain-Python inner loop: pandas per-sheet slicing cost more than writing the cells."""
-    import xlsxwriter
-
-    tier_col = columns.index("tier")
-    widths = {"name": 8, "top_reasons": 40, "national_id_masked": 20, "phone": 13, "person_id": 12}
-    # in_memory: no temporary files per sheet, which dominated run time for hundreds of workbooks
-    book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
-    try:
-        header_fmt = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "border": 1,
-                                      "bg_color": "#D9E1F2"})
-        tier_fmt = {
-            tier: book.add_format({"bg_color": colour, "border": 1, "bold": True})
-            for tier, colour in TIER_FILL.items()
-        }
-        by_village: dict[str, list] = {}
-        for village, row in zip(villages, rows, strict=True):
-            by_village.setdefault(village, []).append(row)
-        sheets = sheet_names(sorted(by_village))
-        for village in sorted(by_village):
-            sheet = book.add_worksheet(sheets[village])
-            sheet.write_row(0, 0, [LIST_COLUMNS[c][0] for c in columns], header_fmt)
-            village_rows = by_village[village]
-            for row_idx, values in enumerate(village_rows, start=1):
-                sheet.write_row(row_idx, 0, values.tolist())
-                tier = values[tier_col]
-                sheet.write_string(row_idx, tier_col, f"{TIER_ZH.get(tier, tier)} {tier}", tier_fmt.get(tier))
-            for idx, column in enumerate(columns):
-                sheet.set_column(idx, idx, widths.get(column, 11))
-            sheet.freeze_panes(1, 0)
-            sheet.autofilter(0, 0, len(village_rows), len(columns) - 1)
-            sheet.set_landscape()
-            sheet.set_paper(9)  # A4
-            sheet.fit_to_pages(1, 0)
-            sheet.repeat_rows(0)
-            sheet.set_margins(left=0.3, right=0.3, top=0.6, bottom=0.5)
-            sheet.set_header(f"&L{title}&R{village}")
-            sheet.set_footer("&C第 &P / &N 页")
-    finally:
-        book.close()
+def print_rows(frame: pd.DataFrame, lang: str = "zh") -> list[PrintRow]:
+    """Priority-list rows (in list order) as the printed workbook shows them."""
+    reasons = frame["top_reasons_en" if lang == "en" else "top_reasons"].fillna("")
+    values = zip(
+        frame["name"].fillna(""), frame["village_id"], frame["phone"].fillna(""), frame["tier"], reasons,
+        frame["last_bp"].fillna(""), frame["last_bp_date"].fillna(""), frame["last_fpg"].fillna(""),
+        frame["last_fpg_date"].fillna(""), frame["next_due_on"].fillna(""), frame["days_overdue"],
+        strict=True,
+    )
+    return [PrintRow(str(n), str(v), str(p), str(t), str(r), str(b), str(bd), str(f), str(fd), str(d), int(o))
+            for n, v, p, t, r, b, bd, f, fd, d, o in values]
 
 
 class PendingExport:
@@ -286,18 +258,18 @@ class PendingExport:
     and write the CSV files meanwhile; `finish` waits for the workbooks. Cell writing is pure Python and
     was the longest part of the lists stage."""
 
-    def __init__(self, priority: pd.DataFrame, out_dir: Path, title: str, xlsx: bool = True,
-                 workers: int = 2) -> None:
+    def __init__(self, priority: pd.DataFrame, out_dir: Path, run_date: str, xlsx: bool = True,
+                 workers: int = 2, lang: str = "zh", legend: dict[str, str] | None = None) -> None:
         self.priority, self.out_dir = priority, out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = _workbook_jobs(priority, out_dir / "xlsx", title) if xlsx else []
+        self.jobs = _workbook_jobs(priority, out_dir / "xlsx", run_date, lang, legend or {}) if xlsx else []
         self.pool = None
         self.futures: list = []
         if self.jobs and workers > 1:
             from risk.workers import process_pool
 
             self.pool = process_pool(workers)  # workers die with this process, even on kill -9
-            self.futures = [self.pool.submit(write_workbook_rows, *job) for job in self.jobs]
+            self.futures = [self.pool.submit(write_team_workbook, *job) for job in self.jobs]
 
     def finish(self, unmanaged: pd.DataFrame) -> ListExport:
         try:
@@ -308,11 +280,12 @@ class PendingExport:
             ranks = priority["rank"].to_numpy()
             for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
                 keys = priority[by].to_numpy(dtype=object)
-                csv_files += _write_csv_groups(table, keys, ranks, out_dir / folder)
+                grouped = team_csv_table(table) if folder == "teams" else table
+                csv_files += _write_csv_groups(grouped, keys, ranks, out_dir / folder)
             write_csv(unmanaged, out_dir / "unmanaged_key_population.csv")
             if self.pool is None:
                 for job in self.jobs:
-                    write_workbook_rows(*job)
+                    write_team_workbook(*job)
             for future in self.futures:
                 future.result()
         finally:
@@ -332,24 +305,26 @@ class PendingExport:
             self.pool = None
 
 
-def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, title: str,
-                 xlsx: bool = True, workers: int = 2) -> ListExport:
+def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, run_date: str,
+                 xlsx: bool = True, workers: int = 2, lang: str = "zh",
+                 legend: dict[str, str] | None = None) -> ListExport:
     """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list."""
-    return PendingExport(priority, out_dir, title, xlsx=xlsx, workers=workers).finish(unmanaged)
+    return PendingExport(priority, out_dir, run_date, xlsx=xlsx, workers=workers, lang=lang,
+                         legend=legend).finish(unmanaged)
 
 
-def _workbook_jobs(priority: pd.DataFrame, folder: Path, title: str) -> list[tuple]:
+def _workbook_jobs(priority: pd.DataFrame, folder: Path, run_date: str, lang: str,
+                   legend: dict[str, str]) -> list[tuple]:
     folder.mkdir(parents=True, exist_ok=True)
-    columns = workbook_columns(priority)
-    priority = inert_frame(priority[list(dict.fromkeys([*columns, "team_id", "village_id"]))])
-    rows = priority[columns].astype(object).where(priority[columns].notna(), "").to_numpy()
+    # text cells inert (a leading = + - @ escaped), like every spreadsheet the project writes
+    priority = inert_frame(priority[[c for c in PRINT_SOURCE_COLUMNS if c in priority]])
     teams = priority["team_id"].to_numpy()
-    villages = priority["village_id"].to_numpy()
     order = np.argsort(teams, kind="stable")
     jobs = []
     for start, stop in _runs(teams[order]):
         index = order[start:stop]
         team = teams[index[0]]
-        jobs.append((columns, rows[index], villages[index], folder / f"{file_stem(team)}.xlsx",
-                     f"{title} 团队 {team}"))
+        rows = print_rows(priority.iloc[index], lang)
+        jobs.append((rows, folder / f"{file_stem(team)}.xlsx",
+                     PrintSettings(team=str(team), run_date=run_date, lang=lang, legend=legend)))
     return jobs
