@@ -506,12 +506,13 @@ def overview(
     runs_root: Annotated[Path | None, typer.Option(help="Folder of runs for tier mix over time")] = None,
     min_count: Annotated[int | None, typer.Option(help="Hide cells about fewer people")] = None,
     no_capitation: Annotated[bool, typer.Option(help="Leave out the capitation (小包干) section")] = False,
+    lang: Annotated[str, typer.Option(help="Page language: zh (default) or en")] = "zh",
 ) -> None:
     """County overview: indicators vs targets, township league table, trends, tier mix, capitation (HTML)."""
     from risk.indicators.overview import build_overview
 
     page = build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count,
-                          capitation=not no_capitation)
+                          capitation=not no_capitation, lang=lang)
     typer.echo(f"wrote {page}")
 
 

@@ -4,6 +4,8 @@ the rule file may differ on purpose; the packaged files must not drift apart by 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from risk import definitions
 from risk.tiers import load_rule_set
 
@@ -29,3 +31,18 @@ def test_complication_and_condition_value_sets_are_well_formed():
                 "peripheral_arterial"}
     assert set(complications["group"]) == expected
     assert complications["icd10_prefix"].str.fullmatch(r"[A-Z][0-9]{2}(\.[0-9])?").all()
+
+
+def test_contract_column_specs_have_only_known_keys():
+    """An unquoted comma in a flow-style YAML description silently splits it into junk keys (the ended_on
+    description was cut at "(moved" in docs/data-contract.md)."""
+    import yaml
+
+    from risk import definitions
+
+    path = Path(definitions.__file__).parent / "contract.yaml"
+    contract = yaml.safe_load(path.read_text(encoding="utf-8"))
+    known = {"type", "required", "nullable", "description", "allowed", "value_set", "range", "format", "unit"}
+    for table, spec in contract["tables"].items():
+        for column, column_spec in spec["columns"].items():
+            assert set(column_spec) <= known, (table, column, set(column_spec) - known)

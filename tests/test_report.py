@@ -116,11 +116,60 @@ def test_overview_is_self_contained(runs: tuple[Path, Path], tmp_path: Path) -> 
                                  str(tmp_path / "o.html"), "--min-count", "2"])
     assert result.exit_code == 0, result.output
     html = (tmp_path / "o.html").read_text(encoding="utf-8")
-    for text in ("Township league table", "Tier transitions 2024-09-30 → 2024-12-31", "WHO HEARTS",
-                 "@media print", "≥ 60%"):
+    for text in ("乡镇排名", "分级变化 2024-09-30 → 2024-12-31", "WHO HEARTS", "@media print", "≥ 60%"):
         assert text in html
+    assert "Township league table" not in html  # Chinese only by default
+    result = runner.invoke(app, ["overview", "--run", str(runs[1]), "--period", "2024Q4", "--out",
+                                 str(tmp_path / "en.html"), "--min-count", "2", "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    english = (tmp_path / "en.html").read_text(encoding="utf-8")
+    assert "Township league table" in english and "乡镇排名" not in english
     assert html.count("data:image/png;base64,") >= 3
     assert "<script" not in html and "src=\"http" not in html
+
+
+@pytest.fixture(scope="module")
+def named_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny runs with township names in persons (optional contract column township_name)."""
+    names = {"T1": "东岭镇", "T2": "南湖镇"}
+    tables = {**TINY, "persons": [{**row, "township_name": names.get(row["township_id"])}
+                                  for row in TINY["persons"]]}
+    root = tmp_path_factory.mktemp("named")
+    earlier = write_canonical(root / "run-2024-09-30", tables)
+    later = write_canonical(root / "run-2024-12-31", tables)
+    _tiers(earlier, "2024-09-30", {"H1": "red", "H2": "red", "H3": "green", "D1": "yellow"})
+    _tiers(later, "2024-12-31", {"H1": "yellow", "H2": "red", "H9": "green", "D1": "yellow"})
+    return earlier, later
+
+
+def test_overview_is_a_directors_page(named_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    page = build_overview(named_runs[1], tmp_path / "o.html", period="2024Q4", min_count=2)
+    html = page.read_text(encoding="utf-8")
+    assert "东岭镇" in html and "南湖镇" in html and ">T1<" not in html  # names, not ids
+    # no developer references or raw ids anywhere on the page
+    for text in ("issue ", ".md", ".yaml", ".parquet", "chinese_national", "who_hearts", "--by", "RUN_DIR"):
+        assert text not in html, text
+    # the transition table is complete: every one of the 4 x 4 cells has a number or "< k"
+    table = html.split("分级变化")[1].split("</table>")[0]
+    cells = [c.split("<")[0] for c in table.split("<td>")[1:]]
+    assert len(cells) == 16 and "—" not in cells
+    # the five transitions of one person each read "< 2" (not a dash, not the exact count); zeros stay 0
+    assert cells.count("&lt; 2") == 5 and set(cells) == {"&lt; 2", "0"}
+
+
+def test_overview_draws_both_targets_and_explains_the_first_quarter() -> None:
+    from risk.indicators.definitions import indicator_set
+    from risk.indicators.overview import _target_lines, first_quarter_gap, public_text
+
+    lines = _target_lines(indicator_set().get("bp_control_cn"), "zh")
+    assert lines == {"2023 年目标 ≥ 60%": 0.6, "2025 年目标 ≥ 80%": 0.8}
+    series = pd.DataFrame({"period": ["2023Q1", "2023Q2", "2023Q3", "2023Q4", "2024Q1", "2024Q2"],
+                           "value": [0.31, 0.50, 0.47, 0.45, 0.32, 0.49]})
+    assert first_quarter_gap(series) == pytest.approx(16.25)
+    assert first_quarter_gap(series.assign(value=0.5)) is None
+    assert public_text("国家基本公共卫生服务规范 (3rd ed., 2017); variant requested in issue 6") == (
+        "国家基本公共卫生服务规范 (3rd ed., 2017)")
+    assert public_text("WHO HEARTS package (domain-reference.md section 2)") == "WHO HEARTS package"
 
 
 def _chromium() -> str | None:

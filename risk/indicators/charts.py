@@ -1,7 +1,7 @@
 """Charts rendered with matplotlib (Agg) and embedded in HTML as base64 PNG, so reports are one file.
 
-Axis labels are English: the build machines have no CJK font, and the HTML around each chart carries the
-Chinese names, which any browser renders.
+Labels are Chinese when a CJK font is installed (`cjk_font()`; Debian: fonts-wqy-zenhei or
+fonts-noto-cjk); without one, callers pass English labels so no glyph is drawn as a box.
 """
 
 from __future__ import annotations
@@ -17,6 +17,45 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 TIER_COLOURS = {"red": "#c0392b", "yellow": "#e6b800", "green": "#27ae60"}
+TARGET_STYLES = ["--", ":", "-."]
+CJK_FONTS = (
+    "WenQuanYi Zen Hei",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "Microsoft YaHei",
+    "SimHei",
+    "PingFang SC",
+)
+
+
+def cjk_font() -> str | None:
+    """The first installed font that draws Chinese, or None."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    found = next((name for name in CJK_FONTS if name in installed), None)
+    if found is None:
+        # matplotlib's font cache may predate the font's installation: look at the system files once
+        for path in font_manager.findSystemFonts():
+            if any(key in path.lower() for key in ("wqy", "notosanscjk", "noto-cjk", "sourcehansans")):
+                font_manager.fontManager.addfont(path)
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+        found = next((name for name in CJK_FONTS if name in installed), None)
+    return found
+
+
+def use_cjk_font() -> bool:
+    """Put an installed CJK font first in matplotlib's sans-serif list; False when there is none."""
+    font = cjk_font()
+    if font is None:
+        return False
+    families = list(matplotlib.rcParams["font.sans-serif"])
+    if families[:1] != [font]:
+        matplotlib.rcParams["font.sans-serif"] = [font, *[f for f in families if f != font]]
+    matplotlib.rcParams["font.family"] = "sans-serif"
+    matplotlib.rcParams["axes.unicode_minus"] = False
+    return True
 
 
 def _data_uri(fig: plt.Figure) -> str:
@@ -31,8 +70,11 @@ def _percent_axis(ax: plt.Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
 
 
-def units_chart(table: pd.DataFrame, title: str, is_rate: bool, target: float | None) -> str | None:
-    """Horizontal bars per unit with Wilson whiskers and the target line; hidden cells are left out.
+def units_chart(
+    table: pd.DataFrame, title: str, is_rate: bool, target: float | dict[str, float] | None
+) -> str | None:
+    """Horizontal bars per unit with Wilson whiskers and the target line(s) (a value, or label -> value);
+    hidden cells are left out. Units are labelled by the `name` column when there is one, else `unit`.
 
     None when every cell is hidden (nothing to draw)."""
     shown = table.dropna(subset=["value"]).sort_values("value")
@@ -42,15 +84,20 @@ def units_chart(table: pd.DataFrame, title: str, is_rate: bool, target: float | 
     values = shown["value"].to_numpy(float)
     positions = np.arange(len(shown))
     ax.barh(positions, values, color="#4a78b5")
-    ax.set_yticks(positions, shown["unit"].astype(str))
+    labels = shown["name"] if "name" in shown else shown["unit"]
+    ax.set_yticks(positions, labels.astype(str))
     if shown["ci_low"].notna().any():
         err = np.vstack([values - shown["ci_low"].to_numpy(float), shown["ci_high"].to_numpy(float) - values])
         ax.errorbar(values, np.arange(len(shown)), xerr=err, fmt="none", ecolor="#333", capsize=2, lw=0.8)
     if target is not None:
-        ax.axvline(
-            target, color="#c0392b", ls="--", lw=1, label=f"target {target:.0%}" if is_rate else "target"
+        targets = (
+            target if isinstance(target, dict) else {f"target {target:.0%}" if is_rate else "target": target}
         )
+        for index, (label, value) in enumerate(targets.items()):
+            ax.axvline(value, color="#c0392b", ls=TARGET_STYLES[index % 3], lw=1.2, label=label)
         ax.legend(loc="lower right", fontsize=8)
+        if is_rate:
+            ax.set_xlim(0, max(1.0, float(np.nanmax(values))))
     if is_rate:
         _percent_axis(ax, "x")
     ax.set_title(title, fontsize=10)
@@ -67,9 +114,9 @@ def trend_chart(series: dict[str, pd.DataFrame], title: str, targets: dict[str, 
         if frame["ci_low"].notna().any():
             ax.fill_between(x, frame["ci_low"].to_numpy(float), frame["ci_high"].to_numpy(float), alpha=0.15)
         ax.set_xticks(x, frame["period"].astype(str), rotation=45, fontsize=8)
-    for label, value in (targets or {}).items():
-        ax.axhline(value, color="#c0392b", ls="--", lw=1)
-        ax.annotate(label, (0, value), fontsize=7, color="#c0392b", va="bottom")
+    for index, (label, value) in enumerate((targets or {}).items()):
+        ax.axhline(value, color="#c0392b", ls=TARGET_STYLES[index % 3], lw=1.2)
+        ax.annotate(label, (0, value), fontsize=8, color="#c0392b", va="bottom")
     _percent_axis(ax)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
@@ -78,7 +125,11 @@ def trend_chart(series: dict[str, pd.DataFrame], title: str, targets: dict[str, 
     return _data_uri(fig)
 
 
-def tier_mix_chart(mix: pd.DataFrame) -> str | None:
+def tier_mix_chart(
+    mix: pd.DataFrame,
+    title: str = "Tier mix of managed patients by run date",
+    names: dict[str, str] | None = None,
+) -> str | None:
     """Stacked bars of tier shares, one bar per run (as_of); None when every share is hidden."""
     if mix["share"].isna().all():
         return None
@@ -87,11 +138,12 @@ def tier_mix_chart(mix: pd.DataFrame) -> str | None:
     bottom = np.zeros(len(pivot))
     for tier, colour in TIER_COLOURS.items():
         if tier in pivot:
-            ax.bar(np.arange(len(pivot)), pivot[tier], bottom=bottom, color=colour, label=tier)
+            label = (names or {}).get(tier, tier)
+            ax.bar(np.arange(len(pivot)), pivot[tier], bottom=bottom, color=colour, label=label)
             bottom += pivot[tier].to_numpy(float)
     ax.set_xticks(np.arange(len(pivot)), pivot.index.astype(str))
     _percent_axis(ax)
-    ax.set_title("Tier mix of managed patients by run date", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     ax.tick_params(labelsize=8)
     return _data_uri(fig)

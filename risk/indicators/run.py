@@ -44,6 +44,17 @@ class Run:
     def as_of(self) -> date | None:
         return RunFolder(self.path).as_of
 
+    def place_names(self, level: str) -> dict[str, str]:
+        """id -> name of each township / unit / village from the optional `*_name` columns of persons
+        (the most frequent name per id); ids without a name are left out (reports then show the id)."""
+        if level not in ("township", "unit", "village"):
+            return {}
+        rows = self.con.execute(
+            f"SELECT {level}_id, mode({level}_name) FROM persons "
+            f"WHERE {level}_name IS NOT NULL AND trim({level}_name) <> '' GROUP BY 1"
+        ).fetchall()
+        return {str(key): str(name) for key, name in rows}
+
     def last_data_date(self) -> date | None:
         found = self.con.execute("SELECT max(CAST(measured_at AS DATE)) FROM vitals").fetchone()
         return found[0] if found else None

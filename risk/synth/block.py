@@ -168,6 +168,9 @@ def _persons(ctx: Context, rng: np.random.Generator, res: Residents, life: care.
         "name": chinese_names(rng, res.male, ctx.params["names"]),
         "urban": res.urban,
         "family_history_ascvd": res.family_history,
+        "township_name": Cat(geo.village_township[res.village].astype(np.int32), geo.township_names),
+        "unit_name": Cat(geo.village_unit[res.village].astype(np.int32), geo.unit_names),
+        "village_name": Cat(res.village.astype(np.int32), geo.village_names),
     }
 
 

@@ -20,6 +20,9 @@ class Geography:
     team_ids: list[str]
     weight: np.ndarray  # sums to 1
     urban_share: np.ndarray
+    township_names: list[str]
+    village_names: list[str]
+    unit_names: list[str]  # a unit (行政村) is named after its first village
 
     @property
     def n_villages(self) -> int:
@@ -60,6 +63,8 @@ def build_geography(rng: np.random.Generator, params: dict) -> Geography:
     seat = number_in_town == 0
     weight = rng.lognormal(0.0, params["village_size_sigma"], size=n_village) * np.where(seat, 3.0, 1.0)
     urban = np.where(seat, params["town_seat_urban_share"], params["other_urban_share"])
+    township_names, village_names = _place_names(rng, params, n_town, n_village)
+    unit_first_village = np.flatnonzero(starts_unit)
     return Geography(
         township_ids=township_ids,
         village_ids=village_ids,
@@ -70,4 +75,24 @@ def build_geography(rng: np.random.Generator, params: dict) -> Geography:
         team_ids=[f"TM{t + 1:03d}" for t in range(village_team.max() + 1)],
         weight=weight / weight.sum(),
         urban_share=urban,
+        township_names=township_names,
+        village_names=village_names,
+        unit_names=[village_names[v] for v in unit_first_village],
     )
+
+
+def _place_names(rng: np.random.Generator, params: dict, n_town: int, n_village: int) -> tuple[list, list]:
+    """Invented township names from the parameters (numbered when the list is short) and distinct village
+    names "<surname><place>村" (numbered when the combinations run out)."""
+    listed = list(params.get("township_names", []))
+    towns = [listed[t] if t < len(listed) else f"第{t + 1}乡镇" for t in range(n_town)]
+    first, second = params.get("village_name_first", ["新"]), params.get("village_name_second", ["庄"])
+    combos = [a + b for a in first for b in second]
+    order = rng.permutation(len(combos))
+    villages = [
+        f"{combos[order[v]]}村"
+        if v < len(combos)
+        else f"{combos[order[v % len(combos)]]}{v // len(combos) + 1}村"
+        for v in range(n_village)
+    ]
+    return towns, villages
