@@ -450,6 +450,8 @@ def report(
     store: Annotated[str | None, typer.Option(
         help="Serving store: capitation also stores its table for the API; call_cascade is recomputed "
              "from its call results")] = None,
+    lang: Annotated[str, typer.Option(help="CSV/XLSX headers: zh (default; XLSX adds the machine names as "
+                                           "a second row) or en (machine names only)")] = "zh",
 ) -> None:
     """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression.
     `capitation`: budget vs fund spend by township, O/E, projection and split (--year).
@@ -493,7 +495,7 @@ def report(
         if over is not None and over not in GRAINS:
             raise RiskUserError(f"--over must be one of {', '.join(GRAINS)}")
         path = write_indicator_report(run, indicator, period, out, by=by, fmt=file_format,
-                                      over=over, min_count=min_count)  # type: ignore[arg-type]
+                                      over=over, min_count=min_count, lang=lang)  # type: ignore[arg-type]
     typer.echo(f"wrote {path}")
 
 

@@ -40,11 +40,16 @@ def test_csv_is_utf8_with_bom_and_suppressed(runs: tuple[Path, Path], tmp_path: 
     raw = out.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     table = pd.read_csv(out, encoding="utf-8-sig")
-    assert "高血压患者血压控制率（国家基本公卫口径）" in set(table["name_zh"])
+    assert list(table.columns)[:4] == ["指标代码", "指标名称", "指标名称（英文）", "口径"]  # Chinese headers
+    assert "高血压患者血压控制率（国家基本公卫口径）" in set(table["指标名称"])
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r.csv", by="township",
+                                 lang="en")
+    table = pd.read_csv(out, encoding="utf-8-sig")
     # Default k = 10: T1 (7 patients), T2 (3) and even the county (4 controlled < 10) are hidden.
     assert table["numerator"].isna().all() and set(table["suppressed"]) == {"primary"}
     # k = 4: county 4 controlled / 6 not is shown; T1 (3 controlled) and T2 (3 patients) are hidden.
-    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r4.csv", min_count=4)
+    out = write_indicator_report(runs[1], "bp_control_cn", "2024Q4", tmp_path / "r4.csv", min_count=4,
+                                 lang="en")
     table = pd.read_csv(out, encoding="utf-8-sig").set_index("unit")
     assert (table.loc["county", "numerator"], table.loc["county", "denominator"]) == (4, 10)
     assert table.loc["T1", "suppressed"] == "primary" and table.loc["T2", "suppressed"] == "primary"
@@ -52,19 +57,39 @@ def test_csv_is_utf8_with_bom_and_suppressed(runs: tuple[Path, Path], tmp_path: 
 
 def test_min_count_and_over(runs: tuple[Path, Path], tmp_path: Path) -> None:
     out = write_indicator_report(runs[1], "bp_control_cn", "2024", tmp_path / "r.csv", by="township",
-                                 over="quarter", min_count=1)
+                                 over="quarter", min_count=1, lang="en")
     table = pd.read_csv(out, encoding="utf-8-sig")
     assert list(table.loc[table["level"] == "county", "period"]) == ["2024Q1", "2024Q2", "2024Q3", "2024Q4"]
     t1 = table[(table["unit"] == "T1") & (table["period"] == "2024Q4")].iloc[0]
     assert (t1["numerator"], t1["denominator"]) == (3, 7)
 
 
-def test_xlsx_has_data_and_about_sheets(runs: tuple[Path, Path], tmp_path: Path) -> None:
-    out = write_indicator_report(runs[1], "bp_control_hearts", "2024Q4", tmp_path / "r.xlsx", by="county")
+def test_xlsx_has_data_about_and_indicator_sheets(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    out = write_indicator_report(runs[1], "bp_control_hearts", "2024Q4", tmp_path / "r.xlsx", by="county",
+                                 min_count=1)
     sheets = pd.read_excel(out, sheet_name=None)
-    assert set(sheets) == {"indicator", "about"}
-    about = dict(zip(sheets["about"]["item"], sheets["about"]["value"], strict=True))
+    assert list(sheets) == ["指标", "本表说明", "指标定义"]
+    about = dict(zip(sheets["本表说明"]["项目"], sheets["本表说明"]["内容"], strict=True))
     assert "HEARTS" in about["definition"] and about["indicator_definitions_version"]
+    guide = sheets["指标定义"].set_index("指标代码")
+    assert {"bp_control_cn", "cost_per_patient", "signing_rate"} <= set(guide.index)
+    assert guide.loc["cost_per_patient", "数值单位"] == "元 / 人"
+    sheet = load_workbook(out)["指标"]
+    headers = [c.value for c in sheet[1]]
+    assert headers[:2] == ["指标代码", "指标名称"]
+    assert [c.value for c in sheet[2]][:2] == ["indicator_id", "name_zh"]  # machine names second
+    value = sheet.cell(3, headers.index("数值") + 1)
+    assert isinstance(value.value, float) and 0 <= value.value <= 1 and value.number_format == "0.0%"
+    assert sheet.cell(3, headers.index("分母（人）") + 1).number_format == "#,##0"
+    # money is a number with a thousands format, not a string
+    out = write_indicator_report(runs[1], "cost_per_patient", "2024Q4", tmp_path / "c.xlsx", by="county",
+                                 min_count=1, lang="en")
+    sheet = load_workbook(out)["indicator"]
+    headers = [c.value for c in sheet[1]]
+    cost = sheet.cell(2, headers.index("value") + 1)
+    assert isinstance(cost.value, float) and cost.number_format == "#,##0.00"
 
 
 def test_html_report_names_its_definition(runs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -11,8 +11,15 @@ HEADER = """# Indicators
 Generated from `risk/definitions/indicators.yaml` (version **{version}**) by `risk docs`; edit the YAML,
 not this file. Compute with
 `risk report INDICATOR --run RUN_DIR --period 2024Q4 --by township --format html|csv|xlsx --out FILE`,
-or the county overview `risk overview --run RUN_DIR --out overview.html`; in Python with
+or the county overview `risk overview --run RUN_DIR --out overview.html [--lang en]`; in Python with
 `risk.indicators.open_run` and `risk.indicators.compute_indicator`.
+
+Exports: CSV headers are Chinese (`--lang en`: the English machine names `indicator_id, name_zh, name_en,
+definition, period, period_start, period_end, level, unit, numerator, denominator, persons, value, ci_low,
+ci_high, target, meets_target, suppressed`). XLSX has the Chinese header with the machine names as a second
+header row, rates as `0.0%`, yuan as `#,##0.00` and counts as `#,##0` number formats (real numbers, not
+text), a sheet describing the run (本表说明 / about) and a sheet describing every indicator (指标定义 /
+indicators).
 
 ## Decisions that apply to every indicator
 - **Managed during the period** (在管): a registered condition with `enrolled_on` <= period end, not ended

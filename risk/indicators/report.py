@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from risk.errors import RiskUserError
@@ -20,13 +21,35 @@ from risk.indicators.engine import RESULT_COLUMNS, compute_indicator
 from risk.indicators.periods import Grain, Period, parse_period, split_period
 from risk.indicators.run import Run, open_run
 from risk.indicators.suppression import suppress_indicator_table
-from risk.spreadsheet import write_csv, write_xlsx
+from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_frame, inert_text, write_csv, write_xlsx
 
 FORMATS = ("html", "csv", "xlsx")
 # the engine's result columns, with the names in both languages first and the suppression flag last
 EXPORT_COLUMNS = [
     "indicator_id", "name_zh", "name_en", *RESULT_COLUMNS[1:], "suppressed",
 ]
+# Column headers of the analyst exports: Chinese (CSV and XLSX by default), the machine name in English.
+EXPORT_HEADERS_ZH = {
+    "indicator_id": "指标代码",
+    "name_zh": "指标名称",
+    "name_en": "指标名称（英文）",
+    "definition": "口径",
+    "period": "统计期",
+    "period_start": "开始日期",
+    "period_end": "结束日期",
+    "level": "层级",
+    "unit": "地区 / 单位",
+    "numerator": "分子（人）",
+    "denominator": "分母（人）",
+    "persons": "人数",
+    "value": "数值",
+    "ci_low": "95% 置信区间下限",
+    "ci_high": "95% 置信区间上限",
+    "target": "目标",
+    "meets_target": "是否达标",
+    "suppressed": "隐藏原因",
+}
+LANGUAGES = ("zh", "en")
 
 
 def template_environment() -> jinja2.Environment:
@@ -152,30 +175,121 @@ def write_indicator_report(
     fmt: str | None = None,
     over: Grain | None = None,
     min_count: int | None = None,
+    lang: str = "zh",
 ) -> Path:
     """Write one indicator for `period` by `by` (county / township / unit / team / village / tier).
 
     fmt: html | csv | xlsx (default: from the file suffix). `over` splits the period into months,
-    quarters or years. CSV is UTF-8 with a byte-order mark so Excel (zh-CN) opens it correctly.
+    quarters or years. CSV is UTF-8 with a byte-order mark so Excel (zh-CN) opens it correctly; its header
+    is Chinese, or the English machine names with lang="en". XLSX: Chinese header with the machine names
+    as a second header row, rates and money as number formats, sheets describing the run and every
+    indicator.
     """
     out = Path(out)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise RiskUserError(f"unknown report format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if lang not in LANGUAGES:
+        raise RiskUserError(f"--lang must be zh or en, not '{lang}'")
     with open_run(run_dir) as run:
         indicator = run.definitions.get(indicator_id)
         k = run.definitions.min_count if min_count is None else min_count
         table = indicator_table(run, indicator_id, period, by=by, over=over, min_count=k)
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
-            write_csv(table, out)
+            headed = table if lang == "en" else table.rename(columns=EXPORT_HEADERS_ZH)
+            write_csv(headed, out)  # inert text, UTF-8 with BOM
         elif fmt == "xlsx":
-            write_xlsx(out, {"indicator": table, "about": _about_sheet(run, indicator, period, by, k)})
+            about = _about_sheet(run, indicator, period, by, k)
+            catalogue = list(run.definitions.indicators.values())
+            write_indicator_xlsx(out, table, indicator, about, catalogue, lang)
         else:
             out.write_text(
                 render_indicator_html(run, table, indicator, str(period), by, over, k), encoding="utf-8"
             )
     return out
+
+
+def write_indicator_xlsx(
+    out: Path, table: pd.DataFrame, indicator: Indicator, about: pd.DataFrame, catalogue: list[Indicator],
+    lang: str = "zh",
+) -> None:
+    """The XLSX an analyst opens: numbers stay numbers with number formats (0.0 % for rates, #,##0.00 for
+    yuan, #,##0 for counts), text is always written as text (never a formula), dates as dates."""
+    import xlsxwriter
+
+    zh = lang == "zh"
+    table = inert_frame(table)  # a text cell starting with = + - @ is escaped like every export
+    book = xlsxwriter.Workbook(str(out), {**XLSXWRITER_OPTIONS, "nan_inf_to_errors": False})
+    try:
+        head = book.add_format({"bold": True, "bg_color": "#D9E1F2", "border": 1, "text_wrap": True})
+        sub = book.add_format({"italic": True, "font_color": "#555555", "bg_color": "#EEF2F8", "border": 1})
+        pct = book.add_format({"num_format": "0.0%"})
+        money = book.add_format({"num_format": "#,##0.00"})
+        count = book.add_format({"num_format": "#,##0"})
+        day = book.add_format({"num_format": "yyyy-mm-dd"})
+        wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        value_fmt = pct if indicator.is_rate else money
+        formats = {"numerator": count, "denominator": count, "persons": count, "value": value_fmt,
+                   "ci_low": pct, "ci_high": pct, "target": pct, "period_start": day, "period_end": day}
+        sheet = book.add_worksheet("指标" if zh else "indicator")
+        columns = list(table.columns)
+        header_rows = 2 if zh else 1
+        for c, column in enumerate(columns):
+            sheet.write_string(0, c, EXPORT_HEADERS_ZH.get(column, column) if zh else column, head)
+            if zh:
+                sheet.write_string(1, c, column, sub)
+        for r, row in enumerate(table.itertuples(index=False), start=header_rows):
+            for c, (column, value) in enumerate(zip(columns, row, strict=True)):
+                _write_cell(sheet, r, c, value, formats.get(column), zh)
+        sheet.freeze_panes(header_rows, 0)
+        sheet.autofilter(header_rows - 1, 0, header_rows - 1 + len(table), len(columns) - 1)
+        for c, column in enumerate(columns):
+            sheet.set_column(c, c, 34 if column.startswith("name") else 14)
+
+        about_sheet = book.add_worksheet("本表说明" if zh else "about")
+        about_sheet.write_row(0, 0, ["项目" if zh else "item", "内容" if zh else "value"], head)
+        for r, (item, value) in enumerate(zip(about["item"], about["value"], strict=True), start=1):
+            about_sheet.write_string(r, 0, str(item))
+            about_sheet.write_string(r, 1, inert_text(str(value)), wrap)
+        about_sheet.set_column(0, 0, 26)
+        about_sheet.set_column(1, 1, 100)
+
+        guide = book.add_worksheet("指标定义" if zh else "indicators")
+        guide_columns = [
+            ("id", "指标代码"), ("name_zh", "指标名称"), ("name_en", "名称（英文）"), ("definition", "口径"),
+            ("unit", "数值单位"), ("rule", "计算方法"), ("target", "目标"), ("source", "来源"),
+        ]
+        for c, (en, zh_name) in enumerate(guide_columns):
+            guide.write_string(0, c, zh_name if zh else en, head)
+        for r, item in enumerate(catalogue, start=1):
+            if item.is_rate:
+                unit = "比例（%）" if zh else "proportion (%)"
+            else:
+                unit = "元 / 人" if zh else "yuan / person"
+            rule = " ".join(item.period_rule.split())
+            values = [item.id, item.zh, item.en, item.definition_label, unit, rule, target_text(item),
+                      item.source]
+            for c, value in enumerate(values):
+                guide.write_string(r, c, inert_text(str(value)), wrap)
+        for c, width in enumerate([26, 30, 36, 30, 12, 80, 40, 50]):
+            guide.set_column(c, c, width)
+        guide.freeze_panes(1, 1)
+    finally:
+        book.close()
+
+
+def _write_cell(sheet: Any, row: int, col: int, value: Any, fmt: Any, zh: bool) -> None:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        sheet.write_blank(row, col, None)
+    elif isinstance(value, bool | np.bool_):
+        sheet.write_string(row, col, ("是" if value else "否") if zh else ("yes" if value else "no"))
+    elif isinstance(value, int | float | np.integer | np.floating):
+        sheet.write_number(row, col, float(value), fmt)
+    elif hasattr(value, "year") and hasattr(value, "month"):
+        sheet.write_datetime(row, col, pd.Timestamp(value).to_pydatetime(), fmt)
+    else:
+        sheet.write_string(row, col, str(value))
 
 
 def _about_sheet(run: Run, indicator: Indicator, period: str, by: str, k: int) -> pd.DataFrame:
