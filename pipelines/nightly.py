@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pipelines.run_record import RunRecord, library_versions, write_quarantine_exports
 from risk import privacy, provenance
 from risk.errors import RiskUserError
 from risk.models.policy import default_model_policy
@@ -119,9 +120,11 @@ def _write_summary(manifest: RunManifest, path: Path, workload: pd.DataFrame | N
         f"# Nightly run {manifest.run_id}",
         "",
         f"- as of: {manifest.as_of.isoformat()}",
+        f"- status: **{manifest.status or 'succeeded'}**; started {manifest.started_at or '?'}, "
+        f"ended {manifest.ended_at or '?'}",
         f"- data snapshot: `{versions['data_fingerprint']}`",
-        f"- contract {versions['contract']}, rule set {versions['rule_set']}, "
-        f"model {versions['model']}, code {versions['code']}",
+        "- versions: "
+        + ", ".join(f"{key} {value}" for key, value in versions.items() if key != "data_fingerprint"),
         f"- national-ID key: {_ID_KEY_TEXT.get(versions.get('id_key'), 'unknown')}",
         "",
     ]
@@ -201,35 +204,43 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     if options.as_of > date.today() and not options.allow_late_as_of:
         check_as_of(options.as_of, None, date.today(), allow_late=False)  # refused before any work
     id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
-    out, clock, total = options.out.resolve(), StageClock(), 6
-    with RunFolder.staged(out) as run:
+    out, clock, record = options.out.resolve(), StageClock(), RunRecord()
+    total = 6 if options.store_url else 5  # "publish" is a stage only when there is a store to publish to
+    # one warnings list for the run record: overrides of refusals, the as-of check, model drift, Python
+    # warnings, the ID key
+    with record.collect_warnings(), RunFolder.staged(out) as run:
         with clock.stage("validate", 1, total):
-            warnings = _validate(options, run)
+            record.extend(_validate(options, run))
         call_results = _feed_call_results(options, run)
         last_event = last_event_date(run.canonical)
-        warnings += check_as_of(options.as_of, last_event, date.today(), options.allow_late_as_of)
+        record.extend(check_as_of(options.as_of, last_event, date.today(), options.allow_late_as_of))
         with clock.stage("features", 2, total):
             engine = open_engine(options.engine, run.path, options.spark_master)
             features = engine.features(run.canonical, options.as_of, run.features)
             check_parquet(run.features, feature_schema(), f"{options.engine} features")
         with clock.stage("tiers", 3, total):
             tiered = _tiers(options, engine, run, features)
+            record.extend(tiered.warnings)
         with clock.stage("lists", 4, total):
             lists = _lists(options, engine, run, tiered, features, call_results)
         with clock.stage("report", 5, total):
-            manifest = _manifest(
-                options, out, run, features, tiered, lists, warnings + tiered.warnings, id_key
-            )
+            manifest = _manifest(options, out, run, features, tiered, lists, record, id_key)
             run.write_manifest(manifest)
             _write_summary(manifest, run.summary, lists.workload)
-        with clock.stage("publish", 6, total):
-            run.timings.write_text(
-                json.dumps({"seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds,
-                            "peak_rss_mb": clock.peak_rss_mb}, indent=2),
-                encoding="utf-8",
-            )
-            run.publish(out)
-            if options.store_url:
+        run.timings.write_text(
+            json.dumps(
+                {
+                    "seconds": clock.seconds,
+                    "cpu_seconds": clock.cpu_seconds,
+                    "peak_rss_mb": clock.peak_rss_mb,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        run.publish(out)
+        if options.store_url:
+            with clock.stage("publish", 6, total):
                 from risk.serving import publish_run
 
                 publish_run(out, options.store_url)
@@ -237,7 +248,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
 
 
 def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
-    """Canonical tables, quarantine and validation.json into the run; the overrides used, as warnings."""
+    """Canonical tables, quarantine (Parquet, and CSV/XLSX for people) and validation.json into the run;
+    the overrides used, as warnings."""
     from risk.validate import validate_folder
 
     # "In the future" means after the day the job runs, not after as_of: a backfill for an earlier date
@@ -245,6 +257,7 @@ def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
     validated = validate_folder(
         Path(options.input_dir), run.path, as_of=None, allow_empty=options.allow_empty
     )
+    write_quarantine_exports(run.path)
     return list(validated.overrides)
 
 
@@ -407,10 +420,12 @@ def _manifest(
     features: pd.DataFrame,
     tiered: _Tiered,
     lists: _Lists,
-    warnings: list[str],
+    record: RunRecord,
     id_key: str,
 ) -> RunManifest:
-    """run.json: what produced the run, validation counts, tier counts, transitions since the previous run."""
+    """run.json: what produced the run (every version), when it ran and how it ended (the run record:
+    start/end time, status, warnings, ID key), validation counts, tier counts, transitions since the
+    previous run, the quarantine files."""
     from risk.features import FEATURE_SET_VERSION
     from risk.run.history import previous_run, transitions_by_tier
 
@@ -435,10 +450,15 @@ def _manifest(
         "code": provenance.code_version(),
     }
     fingerprint = provenance.text_fingerprint(json.dumps(made_from, sort_keys=True))
+    recorded = record.fields(id_key)
     return RunManifest(
         # data, rule set, model and code: changing any of them gives another run id
         run_id=f"{options.as_of.isoformat()}-{fingerprint}",
         as_of=options.as_of,
+        started_at=recorded["started_at"],
+        ended_at=recorded["ended_at"],
+        status=recorded["status"],
+        id_key=recorded["id_key"],
         input_dir=str(Path(options.input_dir).resolve().name),
         versions={
             "data_fingerprint": validation["input_fingerprint"],
@@ -448,6 +468,9 @@ def _manifest(
             "code": made_from["code"],
             "run_fingerprint": fingerprint,
             "id_key": id_key,
+            "validation_rules": validation.get("validation_rules_version", ""),
+            "indicators": _indicator_version(),
+            **library_versions(),
         },
         validation={
             table: {
@@ -465,13 +488,20 @@ def _manifest(
             **lists.counts,
         },
         by_township={str(t): {str(k): int(v) for k, v in row.items()} for t, row in by_township.iterrows()},
-        warnings=warnings,
+        warnings=recorded["warnings"],
         model_drift=tiered.drift.as_dict() if tiered.drift is not None else None,
         previous_run_as_of=previous_as_of,
         transitions=transitions_by_tier(tiers, previous),
         workload=lists.workload_figures["workload"],
         red_share=lists.workload_figures["red_share"],
+        quarantine_files=sorted(p.name for p in run.path.glob("quarantine.*")),
     )
+
+
+def _indicator_version() -> str:
+    from risk.indicators.definitions import indicator_set
+
+    return indicator_set().version
 
 
 def _counts(series: pd.Series) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -80,6 +81,12 @@ def main(
         privacy.allow_dev_key()
     if not verbose:  # Alembic narrates every schema comparison of the serving store at INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.showwarning = _warning_as_log_line
+
+
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """A warning is one readable log line, not Python's two lines with the source file and code."""
+    logging.getLogger("risk").warning("%s", " ".join(str(message).split()))
 
 
 @app.command()

@@ -64,6 +64,10 @@ def require_key() -> str:
     kind = key_kind()
     _key()
     return kind
+DEV_KEY_WARNING = (
+    "national IDs were hashed with the development key (--dev-id-key): RISK_ID_KEY is not set; for synthetic "
+    "or test data only, never publish real patients hashed with it"
+)
 
 
 @functools.cache

@@ -188,3 +188,44 @@ def test_an_output_that_is_not_a_run_folder_is_never_replaced(
         if existing == "file"
         else (out / "notes.txt").read_text(encoding="utf-8")
     ) == "notes"
+
+
+def test_run_record_for_the_county_it_person(small_run: Path):
+    manifest = json.loads((small_run / "run.json").read_text(encoding="utf-8"))
+    assert manifest["started_at"] <= manifest["ended_at"] and manifest["started_at"][:4] >= "2025"
+    assert manifest["status"] in ("succeeded", "succeeded with warnings")
+    assert manifest["id_key"] in ("county", "development")
+    if manifest["id_key"] == "development":
+        assert any("RISK_ID_KEY" in w for w in manifest["warnings"])
+        assert manifest["status"] == "succeeded with warnings"
+    for key in ("validation_rules", "indicators", "python", "duckdb", "pandas"):
+        assert manifest["versions"][key], key
+    summary = (small_run / "summary.md").read_text(encoding="utf-8")
+    assert "- status: **" in summary and "national-ID key" in summary and "duckdb" in summary
+    # quarantine for people: CSV with Chinese headers and XLSX, the same rows as the Parquet file
+    quarantine = pd.read_parquet(small_run / "quarantine.parquet")
+    as_csv = pd.read_csv(small_run / "quarantine.csv", encoding="utf-8-sig")
+    assert list(as_csv.columns)[:4] == ["表", "原文件行号", "档案号", "原因代码"] and len(as_csv) == len(quarantine)
+    assert len(pd.read_excel(small_run / "quarantine.xlsx")) == len(quarantine)
+    assert set(manifest["quarantine_files"]) == {"quarantine.parquet", "quarantine.csv", "quarantine.xlsx"}
+
+
+def test_warnings_are_one_line_and_publish_is_only_reported_when_it_runs(
+    small_county: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    import warnings
+
+    from pipelines.run_record import RunRecord
+
+    record = RunRecord()
+    with caplog.at_level("WARNING"), record.collect_warnings():
+        warnings.warn("something   odd\n happened", UserWarning, stacklevel=1)
+    assert record.warnings == ["something odd happened"]
+    assert [r.getMessage() for r in caplog.records] == ["something odd happened"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="risk.nightly"):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=tmp_path / "r",
+                                   xlsx=False, use_model=False))
+    stages = [r.getMessage() for r in caplog.records if r.name == "risk.nightly"]
+    assert any(m.startswith("[5/5] report") for m in stages)
+    assert not any("publish" in m for m in stages)

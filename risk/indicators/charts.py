@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 import matplotlib
 
@@ -50,6 +51,8 @@ def use_cjk_font() -> bool:
     font = cjk_font()
     if font is None:
         return False
+    # WenQuanYi Zen Hei has only a "medium" weight; matplotlib says so at WARNING for every chart
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     families = list(matplotlib.rcParams["font.sans-serif"])
     if families[:1] != [font]:
         matplotlib.rcParams["font.sans-serif"] = [font, *[f for f in families if f != font]]
