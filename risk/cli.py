@@ -377,23 +377,47 @@ app.add_typer(users_app, name="users")
 @users_app.command("add")
 @user_errors_are_clean
 def users_add(
-    name: Annotated[str, typer.Argument(help="User name (shown in the audit trail)")],
-    role: Annotated[str, typer.Option(help="village_doctor, team, township, county_admin or analyst")],
+    name: Annotated[str, typer.Argument(help="User name (shown in the audit trail) / 用户名")],
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
+    role: Annotated[str | None, typer.Option(help="village_doctor, team, township, county_admin or analyst "
+                                                  "(needed to create a user)")] = None,
     team: Annotated[str | None, typer.Option(help="Team id (village_doctor, team)")] = None,
     township: Annotated[str | None, typer.Option(help="Township id (township)")] = None,
+    password: Annotated[bool, typer.Option(
+        "--password",
+        help="Ask for a password for the web page (sets it, or resets it and unlocks an existing user)",
+    )] = False,
 ) -> None:
-    """Create a user and print its bearer token once (only a salted hash is stored)."""
-    from risk.serving.auth import add_user
+    """Create a user (prints its bearer token once) and/or set or reset its web-page password.
+
+    新建用户（只显示一次访问令牌）并/或设置、重置网页登录密码。
+
+    Example / 示例: risk users add doctor1 --role village_doctor --team TM001 --store risk.db --password
+    """
+    from risk.serving.auth import add_user, set_password, user_exists
     from risk.serving.store import open_store
 
     engine = open_store(store, create=True)
     try:
-        token = add_user(engine, name, role, team_id=team, township_id=township)
+        exists = user_exists(engine, name.strip())
+        if exists and not password:
+            raise RiskUserError(f"user '{name}' already exists (add --password to reset its password, or "
+                                "revoke it first to issue a new token)")
+        token = None
+        if not exists:
+            if role is None:
+                raise RiskUserError("--role is needed to create a user")
+            token = add_user(engine, name, role, team_id=team, township_id=township)
+        if password:
+            secret = typer.prompt("password / 密码", hide_input=True, confirmation_prompt=True)
+            set_password(engine, name.strip(), secret)
     finally:
         engine.dispose()
-    typer.echo(f"user {name} ({role}) created; token, shown only now:")
-    typer.echo(token)
+    if token:
+        typer.echo(f"user {name} ({role}) created; token for machine clients, shown only now:")
+        typer.echo(token)
+    if password:
+        typer.echo(f"password for {name} {'reset' if exists else 'set'}; the user logs in on the web page")
 
 
 @users_app.command("revoke")

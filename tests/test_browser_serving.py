@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from risk.serving.api import create_app
-from risk.serving.auth import add_user
+from risk.serving.auth import add_user, set_password
 from risk.serving.demo import write_demo_run
 from risk.serving.publish import publish_run
 from risk.serving.store import open_store
@@ -65,6 +65,7 @@ def served(tmp_path: Path) -> Iterator[dict]:
     publish_run(run, store)
     engine = open_store(store)
     token = add_user(engine, "doctor-li", "team", team_id="TEAM000")
+    set_password(engine, "doctor-li", "li-correct-horse")
     engine.dispose()
     port = _free_port()
     server = uvicorn.Server(
@@ -101,11 +102,13 @@ def test_log_in_search_open_patient_and_see_colour_and_chart(served: dict, tmp_p
             page.goto(served["url"] + "/")
             expect(page.locator("h1")).to_have_text("慢病风险分层查询")  # Chinese by default
 
-            page.fill("#token", "rk_bad.token")
+            page.fill("#username", "doctor-li")
+            page.fill("#password", "wrong-password")
             page.click("#login-form button")
-            expect(page.locator("#login-error")).to_have_text("令牌无效或已过期")
+            expect(page.locator("#login-error")).to_have_text("用户名或密码不对")
 
-            page.fill("#token", served["token"])
+            page.fill("#username", "doctor-li")
+            page.fill("#password", "li-correct-horse")
             page.click("#login-form button")
             expect(page.locator("#workspace")).to_be_visible()
             expect(page.locator("#team-list tr.row").first).to_be_visible()
@@ -132,6 +135,9 @@ def test_log_in_search_open_patient_and_see_colour_and_chart(served: dict, tmp_p
             ]
             assert chart.locator("polyline.series-sbp").count() == 1
             expect(card.locator("#history tr")).to_have_count(2)  # header + one run
+            if target["phone"]:
+                expect(card.locator("a.tel")).to_have_attribute("href", f"tel:{target['phone']}")
+            assert "_" not in card.inner_text()  # no raw codes (model_raised, rule_only, ...) on the card
             page.screenshot(path=str(tmp_path / "patient-zh.png"), full_page=True)
 
             page.click("#lang-toggle")
@@ -158,7 +164,8 @@ def test_record_call_results_from_a_phone_width_page(served: dict, tmp_path: Pat
         try:
             page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
             page.goto(served["url"] + "/")
-            page.fill("#token", served["token"])
+            page.fill("#username", "doctor-li")  # password login; results go with the session's CSRF token
+            page.fill("#password", "li-correct-horse")
             page.click("#login-form button")
             first = page.locator("#team-list tr.row").first
             expect(first).to_be_visible()
@@ -209,3 +216,42 @@ def test_record_call_results_from_a_phone_width_page(served: dict, tmp_path: Pat
     assert stored["person_id"].tolist() == [person, person]
     assert sorted(stored["result_type"]) == ["agreed_to_visit", "visited"]
     assert set(stored["source"]) == {"web"} and stored["sbp"].max() == 128.0
+
+
+def test_password_login_at_phone_width(served: dict, tmp_path: Path) -> None:
+    """A village doctor on a phone: logs in with a password, sees the list, opens a patient, dials, logs out;
+    the session lives in an HttpOnly cookie the page's script cannot read."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                          has_touch=True, device_scale_factor=2)
+            page = context.new_page()
+            page.goto(served["url"] + "/")
+            page.fill("#username", "doctor-li")
+            page.fill("#password", "li-correct-horse")
+            page.click("#login-form button")
+            expect(page.locator("#workspace")).to_be_visible()
+            cookie = next(c for c in context.cookies() if c["name"] == "risk_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""  # not readable by script
+            # nothing overflows the phone's width
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+            page.locator("#team-list tr.row").first.click()
+            card = page.locator("#patient")
+            expect(card).to_be_visible()
+            # a search is a POST: it works only with the CSRF token the page got at login
+            page.fill("#search", "a")
+            page.click("#search-form button")
+            expect(page.locator("#search-status")).not_to_have_text("出错了")
+            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            shots = os.environ.get("RISK_SCREENSHOT_DIR")
+            if shots:
+                Path(shots, "phone-login.png").write_bytes((tmp_path / "phone.png").read_bytes())
+            page.click("#logout")
+            expect(page.locator("#login")).to_be_visible()
+            assert not [c for c in context.cookies() if c["name"] == "risk_session"]
+        finally:
+            browser.close()

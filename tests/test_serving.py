@@ -541,3 +541,69 @@ def test_a_store_from_an_older_version_is_upgraded_by_publish_keeping_users(
         assert conn.execute(text("SELECT count(*) FROM serving_users")).scalar_one() == 1
     engine.dispose()
     open_store(store_url).dispose()  # readers are satisfied again
+
+
+def test_password_login_session_cookie_csrf_and_bearer_kept(published: dict) -> None:
+    from risk.serving.auth import set_password
+
+    set_password(published["engine"], "vd-a", "village-pass-1")
+    client = published["client"]
+    assert client.post("/api/login", json={"username": "vd-a", "password": "nope-nope"}).status_code == 401
+    assert client.post("/api/login", json={"username": "nobody", "password": "nope-nope"}).status_code == 401
+    answer = client.post("/api/login", json={"username": "vd-a", "password": "village-pass-1"})
+    assert answer.status_code == 200
+    header = answer.headers["set-cookie"]
+    assert "risk_session=" in header and "HttpOnly" in header and "SameSite=strict" in header
+    csrf = answer.json()["csrf_token"]
+    assert client.get("/api/me").json()["name"] == "vd-a"  # the cookie alone reads
+    # a POST with the cookie but without the session's CSRF token is refused; with it, it works
+    assert client.post("/api/search", json={"q": "a"}).status_code == 403
+    assert client.post("/api/search", json={"q": "a"}, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/api/search", json={"q": "a"}, headers={"X-CSRF-Token": csrf}).status_code == 200
+    # machine clients keep their bearer tokens
+    assert _get(published, "team", "/api/me").json()["name"] == "team-a"
+    assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    client.cookies.clear()
+    assert client.get("/api/me").status_code == 401
+    # the stored session is a hash, never the cookie value
+    with published["engine"].connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT session_hash FROM serving_sessions"))]
+    assert header.split("risk_session=")[1].split(";")[0] not in stored
+
+
+def test_lock_out_after_repeated_failures_and_reset_unlocks(published: dict) -> None:
+    from risk.serving.auth import MAX_FAILED_LOGINS, set_password
+
+    set_password(published["engine"], "vd-a", "village-pass-1")
+    client = published["client"]
+    codes = [client.post("/api/login", json={"username": "vd-a", "password": f"wrong-{i}"}).status_code
+             for i in range(MAX_FAILED_LOGINS)]
+    assert codes == [401] * (MAX_FAILED_LOGINS - 1) + [423]
+    # locked: even the right password is refused until the lock ends or the password is reset
+    right = {"username": "vd-a", "password": "village-pass-1"}
+    assert client.post("/api/login", json=right).status_code == 423
+    set_password(published["engine"], "vd-a", "village-pass-2")
+    assert client.post("/api/login", json={**right, "password": "village-pass-2"}).status_code == 200
+
+
+def test_cli_users_add_sets_and_resets_a_password(published: dict) -> None:
+    from risk.serving.auth import check_password
+
+    runner = CliRunner()
+    app = cli_app
+    store = published["store"]
+    made = runner.invoke(app, ["users", "add", "doctor-wang", "--role", "village_doctor", "--team", "TEAM000",
+                               "--store", store, "--password"], input="first-pass-1\nfirst-pass-1\n")
+    assert made.exit_code == 0, made.output
+    assert "rk_" in made.output and "password for doctor-wang set" in made.output
+    assert check_password(published["engine"], "doctor-wang", "first-pass-1") is not None
+    again = runner.invoke(app, ["users", "add", "doctor-wang", "--store", store])
+    assert again.exit_code == 2 and "already exists" in again.output
+    reset = runner.invoke(app, ["users", "add", "doctor-wang", "--store", store, "--password"],
+                          input="second-pass-2\nsecond-pass-2\n")
+    assert reset.exit_code == 0 and "reset" in reset.output and "rk_" not in reset.output
+    assert check_password(published["engine"], "doctor-wang", "first-pass-1") is None
+    assert check_password(published["engine"], "doctor-wang", "second-pass-2") is not None
+    short = runner.invoke(app, ["users", "add", "doctor-wang", "--store", store, "--password"],
+                          input="short\nshort\n")
+    assert short.exit_code == 2 and "at least 8" in short.output

@@ -7,6 +7,7 @@ exist. Every patient-level read is audited before the data leaves the server.
 """
 
 
+import hmac
 import json
 import logging
 import os
@@ -29,12 +30,22 @@ from swagger_ui_bundle import swagger_ui_path
 from risk import privacy
 from risk.serving import call_results, hardening, queries
 from risk.serving.audit import AuditWriter, audit_rows
-from risk.serving.auth import User, authenticate
+from risk.serving.auth import (
+    AccountLocked,
+    User,
+    authenticate,
+    check_password,
+    end_session,
+    session_user,
+    start_session,
+)
 from risk.serving.models import (
     Aggregates,
     CallResultIn,
     ErrorDetail,
     Health,
+    LoginRequest,
+    LoginResult,
     Me,
     PatientView,
     PriorityList,
@@ -47,6 +58,9 @@ from risk.serving.store import open_store
 STATIC_DIR = Path(str(resources.files("risk.serving") / "static"))
 NOT_PERMITTED = "not permitted"
 TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this long (saves a query per request)
+SESSION_COOKIE = "risk_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -88,6 +102,12 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _utcnow():  # noqa: ANN202
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
 def _denied() -> HTTPException:
     return HTTPException(status_code=403, detail=NOT_PERMITTED)
 
@@ -115,7 +135,8 @@ def create_app(store_url: str) -> FastAPI:
     app = FastAPI(
         title="risk clinician lookup", version="1",
         description="Red / yellow / green tiers of patients under chronic-disease management, within the "
-                    "caller's scope. Bearer tokens are created with `risk users add`.",
+                    "caller's scope. People log in with a password (POST /api/login sets a session "
+                    "cookie); machine clients send a bearer token. Both are created with `risk users add`.",
         lifespan=lifespan, openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
         responses=COMMON_RESPONSES,
     )
@@ -138,11 +159,23 @@ def create_app(store_url: str) -> FastAPI:
 
     # Async dependencies: a cached token costs no thread hop (the endpoints themselves run in the pool).
     async def current_user(
+        request: Request,
         response: Response,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> User:
+        """A bearer token (machine clients) or the session cookie of a logged-in person. With the cookie,
+        a request that changes something must carry the session's CSRF token in X-CSRF-Token."""
         response.headers["Cache-Control"] = "no-store"
         user = await cached_authenticate(credentials.credentials) if credentials else None
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if user is None and credentials is None and cookie:
+            found = await run_in_threadpool(session_user, engine, cookie)
+            if found is not None:
+                user, csrf = found
+                if request.method not in SAFE_METHODS and not hmac.compare_digest(
+                    request.headers.get(CSRF_HEADER, ""), csrf
+                ):
+                    raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
         if user is None:
             raise HTTPException(status_code=401, detail="missing or invalid token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -178,6 +211,37 @@ def create_app(store_url: str) -> FastAPI:
             return Health(status="empty")
         return Health(status="ok", run_id=run["run_id"], as_of=run["as_of"], published_at=run["published_at"],
                       persons=run["n_persons"])
+
+    @app.post("/api/login", response_model=LoginResult, tags=["service"],
+              responses={401: {"description": "Wrong user name or password"},
+                         423: {"description": "Locked after too many wrong passwords"}})
+    def login(body: LoginRequest, request: Request, response: Response) -> LoginResult:
+        """Log in with a user name and password: sets the HttpOnly session cookie and returns the CSRF
+        token the page sends back in X-CSRF-Token on POST requests."""
+        try:
+            user = check_password(engine, body.username, body.password)
+        except AccountLocked as exc:
+            raise HTTPException(status_code=423, detail="account locked after too many wrong passwords; "
+                                f"try again after {exc.until:%H:%M} UTC or ask for a reset") from None
+        if user is None:
+            raise HTTPException(status_code=401, detail="wrong user name or password")
+        session = start_session(engine, user)
+        response.set_cookie(
+            SESSION_COOKIE, session.token, httponly=True, samesite="strict", path="/",
+            secure=request.url.scheme == "https",
+            max_age=int((session.expires_at - _utcnow()).total_seconds()),
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return LoginResult(csrf_token=session.csrf_token, name=user.name, role=user.role)
+
+    @app.post("/api/logout", status_code=204, tags=["service"])
+    def logout(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            end_session(engine, cookie)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
 
     @app.get("/api/me", response_model=Me, tags=["service"])
     def me(user: Annotated[User, Depends(current_user)]) -> Me:

@@ -184,3 +184,14 @@ class CallResultIn(BaseModel):
     fpg: float | None = None
     note: str | None = Field(default=None, max_length=500)
     channel: Literal["api", "web"] = Field(default="api", description="web: recorded on the web page")
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginResult(BaseModel):
+    csrf_token: str
+    name: str
+    role: str

@@ -151,6 +151,20 @@ users = Table(
     Column("token_hash", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # web-page login (added later: nullable, so Alembic adds them to an existing store)
+    Column("password_hash", String(256)),
+    Column("failed_logins", Integer),
+    Column("locked_until", UTCDateTime),
+)
+
+sessions = Table(
+    "serving_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the cookie value; never the value
+    Column("user_name", String(128), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 audit = Table(

@@ -3,7 +3,10 @@
 
 const TEXT = {
   zh: {
-    title: "慢病风险分层查询", login: "登录", logout: "退出", token: "访问令牌", search: "搜索",
+    title: "慢病风险分层查询", login: "登录", logout: "退出", username: "用户名", password: "密码",
+    bad_login: "用户名或密码不对", locked: "密码错误次数过多，账户已暂时锁定。请稍后再试，或请管理员重置密码。",
+    session_ended: "登录已过期，请重新登录", search: "搜索",
+    combine_other: "见分层原因",
     search_hint: "姓名、电话、编号或完整身份证号", team_list: "团队优先名单", team_id: "团队编号", show: "显示",
     aggregates: "分层汇总", bad_token: "令牌无效或已过期", no_results: "没有找到符合条件的患者",
     results: "条结果", not_permitted: "无权查看", error: "出错了", tier: "综合分层", tier_rules: "规则分层",
@@ -22,7 +25,11 @@ const TEXT = {
     call_history: "呼叫记录", dial: "拨打", no_calls: "暂无呼叫记录", invalid: "请检查填写内容",
   },
   en: {
-    title: "Chronic-disease risk lookup", login: "Log in", logout: "Log out", token: "Access token",
+    title: "Chronic-disease risk lookup", login: "Log in", logout: "Log out", username: "User name",
+    password: "Password", bad_login: "Wrong user name or password",
+    locked: "Too many wrong passwords: the account is locked for a while. Try later or ask for a reset.",
+    session_ended: "Session ended, please log in again",
+    combine_other: "See the reasons",
     search: "Search", search_hint: "Name, phone, person ID or full national ID", team_list: "Team priority list",
     team_id: "Team ID", show: "Show", aggregates: "Tier counts", bad_token: "Invalid or expired token",
     no_results: "No matching patient", results: "results", not_permitted: "Not permitted", error: "Error",
@@ -71,11 +78,14 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
+// The session is an HttpOnly cookie the page cannot read; requests that change something carry the
+// session's CSRF token (returned by /api/login) in a header another site cannot set.
 async function api(path, options = {}) {
-  const token = sessionStorage.getItem("risk_token");
-  const headers = { Authorization: `Bearer ${token}`, ...(options.headers || {}) };
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { logout(t("bad_token")); throw new Error("401"); }
+  const headers = { ...(options.headers || {}) };
+  const csrf = sessionStorage.getItem("risk_csrf");
+  if (csrf && (options.method || "GET") !== "GET") headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
+  if (response.status === 401) { showLogin(t("session_ended")); throw new Error("401"); }
   if (!response.ok) {
     const error = new Error(String(response.status));
     error.status = response.status;
@@ -102,8 +112,20 @@ function renderWho() {
   $("who").textContent = `${me.name} · ${me.scope}`;
 }
 
-async function login(token) {
-  sessionStorage.setItem("risk_token", token);
+async function login(username, password) {
+  const response = await fetch("/api/login", {
+    method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
+    body: JSON.stringify({ username, password }),
+  });
+  if (!response.ok) {
+    $("login-error").textContent = response.status === 423 ? t("locked") : t("bad_login");
+    return;
+  }
+  sessionStorage.setItem("risk_csrf", (await response.json()).csrf_token);
+  await startWorkspace();
+}
+
+async function startWorkspace() {
   try {
     state.me = await api("/api/me");
   } catch (error) {
@@ -124,8 +146,13 @@ async function login(token) {
   $("search").focus();
 }
 
-function logout(message = "") {
-  sessionStorage.removeItem("risk_token");
+async function logout() {
+  try { await api("/api/logout", { method: "POST" }); } catch (error) { /* already logged out */ }
+  showLogin("");
+}
+
+function showLogin(message = "") {
+  sessionStorage.removeItem("risk_csrf");
   Object.assign(state, { me: null, patient: null, team: null });
   $("workspace").hidden = true;
   $("login").hidden = false;
@@ -175,7 +202,7 @@ async function openPatient(personId) {
 function shortNumber(value) {
   return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : value;
 }
-function reasonText(reason) { return reason[state.lang] || reason.en || reason.zh || reason.id; }
+function reasonText(reason) { return reason[state.lang] || reason.en || reason.zh || t("combine_other"); }
 
 function renderPatient(p) {
   const card = $("patient");
@@ -282,12 +309,13 @@ function callForm(personId, onDone) {
     for (const r of ["sbp", "dbp", "fpg"]) if (value(r)) body[r] = Number(value(r));
     if (value("note")) body.note = value("note");
     try {
-      const token = sessionStorage.getItem("risk_token");
+      // the session cookie goes with the request; the CSRF token proves the page itself sent it
       const response = await fetch(`/api/patients/${encodeURIComponent(personId)}/calls`, {
-        method: "POST", body: JSON.stringify(body),
-        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        method: "POST", body: JSON.stringify(body), credentials: "same-origin",
+        headers: { "X-CSRF-Token": sessionStorage.getItem("risk_csrf") || "",
+                   "Content-Type": "application/json" },
       });
-      if (response.status === 401) { logout(t("bad_token")); return; }
+      if (response.status === 401) { showLogin(t("session_ended")); return; }
       if (response.status === 201 || response.status === 200) {
         status.textContent = response.status === 201 ? t("recorded") : t("already");
         form.dataset.recorded = "1";
@@ -449,8 +477,8 @@ async function loadAggregates() {
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
   $("login-error").textContent = "";
-  login($("token").value.trim());
-  $("token").value = "";
+  login($("username").value.trim(), $("password").value);
+  $("password").value = "";
 });
 $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -470,4 +498,4 @@ $("lang-toggle").addEventListener("click", () => {
 $("logout").addEventListener("click", () => logout());
 
 applyLanguage();
-if (sessionStorage.getItem("risk_token")) login(sessionStorage.getItem("risk_token"));
+if (sessionStorage.getItem("risk_csrf")) startWorkspace();  // still logged in after a reload
