@@ -20,7 +20,9 @@ from risk.errors import RiskUserError
 
 app = typer.Typer(
     name="risk",
-    help="Red / yellow / green chronic-disease risk stratification for county primary care.",
+    help="Red / yellow / green chronic-disease risk stratification for county primary care.\n\n"
+    "县域慢病（高血压、2型糖尿病）红黄绿三色风险分级：名单、查询和指标报表。\n\n"
+    "Example / 示例:  risk demo --out runs/demo",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -56,6 +58,22 @@ def user_errors_are_clean(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def must_exist(path: Path | str, what: str, folder: bool = True) -> None:
+    """Fail at once, before any heavy import, when a path the command needs is missing."""
+    path = Path(path)
+    if not (path.is_dir() if folder else path.exists()):
+        kind = "folder" if folder else "file"
+        raise RiskUserError(f"{path}: {what} {kind} not found / 找不到{'文件夹' if folder else '文件'}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import risk
+
+        typer.echo(f"risk {risk.__version__}")
+        raise typer.Exit()
+
+
 def parse_date(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -65,10 +83,13 @@ def parse_date(value: str) -> date:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging / 详细日志")] = False,
     dev_id_key: Annotated[bool, typer.Option(
         "--dev-id-key", help="Hash national IDs with the development key when RISK_ID_KEY is not set "
-                             "(synthetic or test data only; recorded in run.json and summary.md)")] = False,
+                             "(synthetic or test data only; recorded in run.json and summary.md) / "
+                             "未设置 RISK_ID_KEY 时用开发密钥（仅限模拟或测试数据）")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit / 显示版本")] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -124,6 +145,7 @@ def validate(
     allow_empty: AllowEmptyOption = None,
 ) -> None:
     """Validate an input folder: canonical tables + quarantine with reason codes, counts that add up."""
+    must_exist(input_dir, "input")
     from risk.validate import validate_folder
 
     result = validate_folder(input_dir, out, as_of=parse_date(as_of) if as_of else None,
@@ -144,6 +166,7 @@ def features(
                                                      "whole catalogue)")] = None,
 ) -> None:
     """As-of features: one row per person under chronic-disease management (docs/features.md)."""
+    must_exist(input_dir, "validated")
     from risk.features import FEATURE_SET_VERSION, compute_features_table
     from risk.features.pipeline import write_parquet_atomically
     from risk.run.folder import RunFolder
@@ -190,6 +213,7 @@ def nightly(
     """Nightly job: validate -> features -> tiers -> lists -> run report."""
     if lang not in ("zh", "en"):
         raise RiskUserError(f"--lang must be zh or en, not '{lang}'")
+    must_exist(input_dir, "input")
     from pipelines.nightly import NightlyOptions, run_nightly
 
     result = run_nightly(NightlyOptions(
@@ -217,6 +241,7 @@ def backfill(
     accept_model_drift: AcceptDriftOption = False,
 ) -> None:
     """The nightly job at past month ends, for tier mix and transitions over time."""
+    must_exist(input_dir, "input")
     from pipelines.backfill import backfill_dates, run_backfill
     from pipelines.nightly import NightlyOptions
 
@@ -262,6 +287,7 @@ def publish(
         "--make-current", help="Serve this run even though it is older than the current one")] = False,
 ) -> None:
     """Publish a run to the serving store atomically (readers see the old run or the new, never a mix)."""
+    must_exist(run_dir, "run")
     from risk.serving import publish_run
 
     typer.echo(publish_run(run_dir, store, keep_runs=keep_runs, make_current=make_current).render())
@@ -388,12 +414,7 @@ def users_add(
         help="Ask for a password for the web page (sets it, or resets it and unlocks an existing user)",
     )] = False,
 ) -> None:
-    """Create a user (prints its bearer token once) and/or set or reset its web-page password.
-
-    新建用户（只显示一次访问令牌）并/或设置、重置网页登录密码。
-
-    Example / 示例: risk users add doctor1 --role village_doctor --team TM001 --store risk.db --password
-    """
+    """Create a user (prints its bearer token once) and/or set or reset its web-page password."""
     from risk.serving.auth import add_user, set_password, user_exists
     from risk.serving.store import open_store
 
@@ -453,6 +474,7 @@ def import_fhir_command(
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
 ) -> None:
     """Import HL7 FHIR (STU3/R4) bundles or NDJSON into the input tables (docs/fhir-import.md)."""
+    must_exist(path, "FHIR source", folder=False)
     from risk.interop.fhir import import_fhir
 
     report = import_fhir(path, out, assignments=assignments, force=force)
@@ -487,6 +509,7 @@ def report(
     """Export one indicator by period and breakdown, with Wilson intervals and small-cell suppression.
     `capitation`: budget vs fund spend by township, O/E, projection and split (--year).
     `call_cascade`: the monthly follow-up call cascade (the run's own, or recomputed with --store)."""
+    must_exist(run, "run")
     from risk.indicators.periods import GRAINS
     from risk.indicators.report import write_indicator_report, write_tier_report
 
@@ -542,6 +565,7 @@ def overview(
     lang: Annotated[str, typer.Option(help="Page language: zh (default) or en")] = "zh",
 ) -> None:
     """County overview: indicators vs targets, township league table, trends, tier mix, capitation (HTML)."""
+    must_exist(run, "run")
     from risk.indicators.overview import build_overview
 
     page = build_overview(run, out, period=period, runs_root=runs_root, min_count=min_count,
@@ -651,6 +675,55 @@ def docs(out: Annotated[Path, typer.Option(help="docs folder")] = Path("docs")) 
 
     for path in write_generated_docs(out):
         typer.echo(f"wrote {path}")
+
+
+# Chinese help and one example for every command (shown under the English description in --help).
+HELP: dict[str, tuple[str, str]] = {
+    "synth": ("生成与公开数据校准的合成县数据（符合输入数据规范）。",
+              "risk synth --persons 20000 --seed 1 --out county/"),
+    "validate": ("校验输入文件夹：生成规范表和隔离记录（含原因代码），各表行数可核对。",
+                 "risk validate county/ --out validated/"),
+    "features": ("按截止日期计算每位在管患者的特征（不使用截止日之后的数据）。",
+                 "risk features validated/ --as-of 2024-12-31 --out f.parquet"),
+    "nightly": ("每晚任务：校验 → 特征 → 分级 → 名单 → 运行报告；打印的名单默认中文。",
+                "risk nightly county/ --as-of 2024-12-31 --out runs/2024-12-31"),
+    "backfill": ("按过去的月末或季末补跑每晚任务，用于分级构成和变化趋势。",
+                 "risk backfill county/ --start 2023-01-01 --end 2024-12-31 --runs-root runs/"),
+    "demo": ("一条命令跑通演示：合成县、两次季度运行和县域概览。", "risk demo --out runs/demo"),
+    "publish": ("把一次运行发布到查询数据库（原子切换，读者不会看到一半）。",
+                "risk publish runs/2024-12-31 --store sqlite:///risk.db"),
+    "serve": ("启动查询服务和网页（接口文档在 /api/docs）。", "risk serve --store sqlite:///risk.db"),
+    "users add": ("新建用户并设置或重置网页登录密码。",
+                  "risk users add doctor1 --role village_doctor --team TM001 --store risk.db --password"),
+    "users revoke": ("立即停用一个用户。", "risk users revoke doctor1 --store risk.db"),
+    "import fhir": ("把 HL7 FHIR 数据导入为输入表。", "risk import fhir bundles.tar.gz --out synthea/"),
+    "report": ("导出一个指标（中文表头；--lang en 为英文字段名），含置信区间和小格隐藏。",
+               "risk report bp_control_cn --run runs/2024-12-31 --period 2024Q4 --format xlsx --out r.xlsx"),
+    "overview": ("县域概览网页（默认中文，--lang en 为英文），可打印为 A4。",
+                 "risk overview --run runs/2024-12-31 --out overview.html"),
+    "rules check": ("检查分级规则文件（如县里修改的副本）并汇总。", "risk rules check --rules my-county.yaml"),
+    "rules apply": ("对特征文件逐行计算规则分级。",
+                    "risk rules apply f.parquet --out rule_tiers.parquet"),
+    "train": ("训练并评估风险模型，与规则比较。", "risk train validated/ --as-of 2023-12-31 --export models/"),
+    "docs": ("根据定义文件重新生成文档。", "risk docs"),
+}
+
+
+def _add_bilingual_help() -> None:
+    import inspect
+
+    groups = [("", app)] + [(g.name + " ", g.typer_instance) for g in app.registered_groups]
+    for prefix, group in groups:
+        for command in group.registered_commands:
+            name = prefix + (command.name or command.callback.__name__.replace("_", "-"))
+            if name not in HELP or command.callback is None:
+                continue
+            zh, example = HELP[name]
+            english = inspect.cleandoc(command.help or command.callback.__doc__ or "")
+            command.help = f"{english}\n\n{zh}\n\nExample / 示例:  {example}"
+
+
+_add_bilingual_help()
 
 
 if __name__ == "__main__":
