@@ -701,10 +701,12 @@ HELP: dict[str, tuple[str, str]] = {
                "risk report bp_control_cn --run runs/2024-12-31 --period 2024Q4 --format xlsx --out r.xlsx"),
     "overview": ("县域概览网页（默认中文，--lang en 为英文），可打印为 A4。",
                  "risk overview --run runs/2024-12-31 --out overview.html"),
-    "rules check": ("检查分级规则文件（如县里修改的副本）并汇总。", "risk rules check --rules my-county.yaml"),
+    "rules check": ("检查分级规则文件（如县里修改的副本）并汇总。",
+                    "risk rules check --rules my-county.yaml"),
     "rules apply": ("对特征文件逐行计算规则分级。",
                     "risk rules apply f.parquet --out rule_tiers.parquet"),
-    "train": ("训练并评估风险模型，与规则比较。", "risk train validated/ --as-of 2023-12-31 --export models/"),
+    "train": ("训练并评估风险模型，与规则比较。",
+              "risk train validated/ --as-of 2023-12-31 --export models/"),
     "docs": ("根据定义文件重新生成文档。", "risk docs"),
 }
 

@@ -20,7 +20,8 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 def _commands() -> list[list[str]]:
     names = [[c.name or c.callback.__name__.replace("_", "-")] for c in app.registered_commands]
     for group in app.registered_groups:
-        names += [[group.name, c.name or c.callback.__name__] for c in group.typer_instance.registered_commands]
+        commands = group.typer_instance.registered_commands
+        names += [[group.name, c.name or c.callback.__name__] for c in commands]
     return names
 
 
