@@ -219,8 +219,8 @@ def test_record_call_results_from_a_phone_width_page(served: dict, tmp_path: Pat
 
 
 def test_password_login_at_phone_width(served: dict, tmp_path: Path) -> None:
-    """A village doctor on a phone: logs in with a password, sees the list, opens a patient, dials, logs out;
-    the session lives in an HttpOnly cookie the page's script cannot read."""
+    """A village doctor on a phone: logs in with a password, sees the list, opens a patient, records a visit,
+    logs out; the session lives in an HttpOnly cookie the page's script cannot read."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as pw:
@@ -242,6 +242,13 @@ def test_password_login_at_phone_width(served: dict, tmp_path: Path) -> None:
             page.locator("#team-list tr.row").first.click()
             card = page.locator("#patient")
             expect(card).to_be_visible()
+            # record a visit with readings from the phone (a POST carrying the session's CSRF token)
+            form = card.locator("form.call-form")
+            form.locator("select[name=result]").select_option("visited")
+            form.locator("input[name=sbp]").fill("152")
+            form.locator("input[name=dbp]").fill("94")
+            form.locator("button[type=submit]").click()
+            expect(form.locator(".call-status")).to_have_text("已记录")
             # a search is a POST: it works only with the CSRF token the page got at login
             page.fill("#search", "a")
             page.click("#search-form button")
@@ -250,6 +257,9 @@ def test_password_login_at_phone_width(served: dict, tmp_path: Path) -> None:
             shots = os.environ.get("RISK_SCREENSHOT_DIR")
             if shots:
                 Path(shots, "phone-login.png").write_bytes((tmp_path / "phone.png").read_bytes())
+            person = page.locator("#team-list tr.row").first.get_attribute("data-person")
+            calls = page.evaluate(f"fetch('/api/patients/{person}/calls').then(r => r.json())")
+            assert any("visited" in str(c.values()) for c in calls["calls"]), calls
             page.click("#logout")
             expect(page.locator("#login")).to_be_visible()
             assert not [c for c in context.cookies() if c["name"] == "risk_session"]
