@@ -61,9 +61,10 @@ def user_errors_are_clean(func: Callable[..., Any]) -> Callable[..., Any]:
 def must_exist(path: Path | str, what: str, folder: bool = True) -> None:
     """Fail at once, before any heavy import, when a path the command needs is missing."""
     path = Path(path)
-    if not (path.is_dir() if folder else path.exists()):
-        kind = "folder" if folder else "file"
-        raise RiskUserError(f"{path}: {what} {kind} not found / 找不到{'文件夹' if folder else '文件'}")
+    if folder and not path.is_dir():
+        raise RiskUserError(f"{path}: {what} folder does not exist or is not a folder / 找不到文件夹")
+    if not folder and not path.exists():
+        raise RiskUserError(f"{path}: {what}: no such file or folder / 找不到文件或文件夹")
 
 
 def _print_version(value: bool) -> None:
@@ -367,6 +368,7 @@ def calls(
     xlsx: Annotated[bool, typer.Option(help="Also write a printable workbook per team")] = True,
 ) -> None:
     """Call lists for village doctors (外呼): calls.csv (docs/call-lists.md), workbooks, home-visit tasks."""
+    must_exist(run_dir, "run")
     from pipelines.calls import results_from_store, run_calls
 
     if window not in ("day", "week"):
@@ -690,6 +692,10 @@ HELP: dict[str, tuple[str, str]] = {
     "backfill": ("按过去的月末或季末补跑每晚任务，用于分级构成和变化趋势。",
                  "risk backfill county/ --start 2023-01-01 --end 2024-12-31 --runs-root runs/"),
     "demo": ("一条命令跑通演示：合成县、两次季度运行和县域概览。", "risk demo --out runs/demo"),
+    "calls": ("给村医的外呼名单（calls.csv、可打印工作簿、入户随访任务）。",
+              "risk calls runs/2024-12-31 --date 2025-01-06 --out calls/"),
+    "results import": ("导入村医填好的外呼名单或外呼平台导出的结果。",
+                       "risk results import calls_filled.xlsx --store risk.db"),
     "publish": ("把一次运行发布到查询数据库（原子切换，读者不会看到一半）。",
                 "risk publish runs/2024-12-31 --store sqlite:///risk.db"),
     "serve": ("启动查询服务和网页（接口文档在 /api/docs）。", "risk serve --store sqlite:///risk.db"),

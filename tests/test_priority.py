@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from risk import definitions
 from risk.evaluation.tier_judgement import capture_at_capacity, judge_tiers, ten_year_bands
-from risk.products.lists import file_stem
+from risk.products.lists import file_stem, sheet_names
 from risk.serving.api import create_app
 from risk.serving.auth import add_user
 from risk.serving.publish import publish_run
@@ -143,8 +143,12 @@ def test_xlsx_csv_web_list_and_api_give_the_same_order(small_run: Path, tmp_path
         .value_counts()
         .index[0]
     )
-    csv = pd.read_csv(small_run / "lists" / "teams" / f"{file_stem(team)}.csv", dtype=str)
-    csv_order = csv.sort_values("rank", key=lambda s: s.astype(int))["person_id"].tolist()
+    # the team CSV carries every field under Chinese headers (docs/lists.md)
+    csv = pd.read_csv(
+        small_run / "lists" / "teams" / f"{file_stem(team)}.csv", dtype=str, keep_default_na=False
+    )
+    csv = csv.sort_values("序号", key=lambda s: s.astype(int))
+    csv_order = csv["档案号"].tolist()
     expected = (
         tiers.merge(pd.read_parquet(small_run / "features.parquet", columns=["person_id", "team_id"]))
         .query("team_id == @team")
@@ -152,14 +156,21 @@ def test_xlsx_csv_web_list_and_api_give_the_same_order(small_run: Path, tmp_path
         .tolist()
     )
     assert csv_order == expected
+    # the printed workbook: one sheet per village, numbered 1..n in the same order (name and phone printed);
+    # sheet names come from sheet_names() (the village ID when it is a safe, unique, short name)
     book = openpyxl.load_workbook(small_run / "lists" / "xlsx" / f"{file_stem(team)}.xlsx", read_only=True)
-    rank_at, person_at = None, None
-    xlsx_rows = []
+    village_of_sheet = {name: village for village, name in sheet_names(sorted(set(csv["村"]))).items()}
+    printed_villages = set()
     for sheet in book.worksheets:
         rows = list(sheet.iter_rows(values_only=True))
-        rank_at, person_at = rows[0].index("序号"), rows[0].index("档案号")
-        xlsx_rows += [(int(r[rank_at]), r[person_at]) for r in rows[1:]]
-    assert [p for _, p in sorted(xlsx_rows)] == expected
+        header = next(i for i, r in enumerate(rows) if r and r[0] == "序号")
+        body = rows[header + 1 :]
+        assert [int(r[0]) for r in body] == list(range(1, len(body) + 1))
+        village = csv[csv["村"] == village_of_sheet[sheet.title]]
+        listed = list(zip(village["姓名"], village["电话"], strict=True))
+        assert [(r[1] or "", r[3] or "") for r in body] == listed
+        printed_villages.add(village_of_sheet[sheet.title])
+    assert printed_villages == set(csv["村"])
     store = f"sqlite:///{tmp_path / 'store.db'}"
     publish_run(small_run, store)
     token = add_user(open_store(store), "admin", "county_admin")
