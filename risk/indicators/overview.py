@@ -83,9 +83,9 @@ TEXT: dict[str, dict[str, str]] = {
         "trend_bp": "血压控制率（全县，按季度）",
         "trend_glucose": "血糖控制率（全县，按季度）",
         "target_label": "{year} 年目标 ≥ {value:.0%}",
-        "seasonal": "每年第一季度的控制率明显偏低（平均低 {gap:.0f} 个百分点）。原因：春节前后随访少，"
-                    "季度内没有血压记录的患者按“未控制”计；冬季血压本身也偏高。请与上年同一季度比较，"
-                    "不要与上一季度比较。",
+        "seasonal": "每年第一季度的控制率明显偏低（平均低 {gap:.0f} 个百分点）。主要原因是冬季血压本身偏高"
+                    "（1 月最高，夏季最低）；春节前后随访也较少，季度内没有血压记录的患者按“未控制”计。"
+                    "请与上年同一季度比较，不要与上一季度比较。",
         "s4": "4. 风险分级",
         "mix_title": "在管患者红黄绿构成（按运行日期）",
         "as_of_col": "截至日期",
@@ -147,9 +147,10 @@ TEXT: dict[str, dict[str, str]] = {
         "trend_glucose": "Glucose control, county, by quarter",
         "target_label": "{year} target ≥ {value:.0%}",
         "seasonal": "The first quarter of each year is clearly lower (by {gap:.0f} percentage points on "
-                    "average): fewer follow-ups around the Spring Festival, patients with no BP in the "
-                    "quarter count as not controlled, and BP itself is higher in winter. Compare a quarter "
-                    "with the same quarter a year earlier, not with the quarter before.",
+                    "average), mainly because blood pressure itself is higher in winter (highest in "
+                    "January); fewer follow-ups around the Spring Festival add to it, as patients with no BP "
+                    "in the quarter count as not controlled. Compare a quarter with the same quarter a year "
+                    "earlier, not with the quarter before.",
         "s4": "4. Risk tiers",
         "mix_title": "Tier mix of managed patients by run date",
         "as_of_col": "As of",
