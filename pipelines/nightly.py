@@ -360,6 +360,7 @@ def _lists(
         xlsx=options.xlsx,
         lang=options.lang,
         legend=legend,
+        village_names=_village_names(run),
     )
     try:
         unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
@@ -496,6 +497,17 @@ def _manifest(
         red_share=lists.workload_figures["red_share"],
         quarantine_files=sorted(p.name for p in run.path.glob("quarantine.*")),
     )
+
+
+def _village_names(run: RunFolder) -> dict[str, str]:
+    """Village id -> name from the optional persons.village_name column, for the printed lists."""
+    import pyarrow.parquet as pq
+
+    path = run.table("persons")
+    if "village_name" not in pq.read_schema(path).names:
+        return {}
+    frame = pd.read_parquet(path, columns=["village_id", "village_name"]).dropna()
+    return frame.drop_duplicates("village_id").set_index("village_id")["village_name"].astype(str).to_dict()
 
 
 def _indicator_version() -> str:

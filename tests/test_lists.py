@@ -175,3 +175,22 @@ def test_list_column_layout_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "lists.md").read_text(encoding="utf-8")
     for column, (zh, en) in LIST_COLUMNS.items():
         assert f"| {zh} | `{column}` | {en} |" in doc
+
+
+def test_printed_village_is_the_name_when_the_geography_has_one(frames, tmp_path):
+    from openpyxl import load_workbook
+
+    from risk.products.lists import PendingExport
+
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str)})
+    PendingExport(listing, tmp_path, run_date="2024-12-31", workers=1,
+                  village_names={"V1": "张庄村"}).finish(unmanaged)
+    book = load_workbook(tmp_path / "xlsx" / "TM1.xlsx")
+    assert book.sheetnames == ["V1", "V2"]  # sheets keep the id (stable), the page shows the name
+    sheet = book["V1"]
+    header_row = next(r for r in range(1, 20) if sheet.cell(r, 1).value == "序号")
+    assert sheet.cell(header_row + 1, 3).value == "张庄村"
+    assert "张庄村" in sheet.cell(1, 1).value and "张庄村" in sheet.oddHeader.left.text
+    assert book["V2"].cell(header_row + 1, 3).value == "V2"  # no name: the id

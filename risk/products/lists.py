@@ -259,10 +259,13 @@ class PendingExport:
     was the longest part of the lists stage."""
 
     def __init__(self, priority: pd.DataFrame, out_dir: Path, run_date: str, xlsx: bool = True,
-                 workers: int = 2, lang: str = "zh", legend: dict[str, str] | None = None) -> None:
+                 workers: int = 2, lang: str = "zh", legend: dict[str, str] | None = None,
+                 village_names: dict[str, str] | None = None) -> None:
         self.priority, self.out_dir = priority, out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = _workbook_jobs(priority, out_dir / "xlsx", run_date, lang, legend or {}) if xlsx else []
+        settings = {"run_date": run_date, "lang": lang, "legend": legend or {},
+                    "village_names": village_names or {}}
+        self.jobs = _workbook_jobs(priority, out_dir / "xlsx", settings) if xlsx else []
         self.pool = None
         self.futures: list = []
         if self.jobs and workers > 1:
@@ -313,8 +316,7 @@ def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path,
                          legend=legend).finish(unmanaged)
 
 
-def _workbook_jobs(priority: pd.DataFrame, folder: Path, run_date: str, lang: str,
-                   legend: dict[str, str]) -> list[tuple]:
+def _workbook_jobs(priority: pd.DataFrame, folder: Path, settings: dict) -> list[tuple]:
     folder.mkdir(parents=True, exist_ok=True)
     # text cells inert (a leading = + - @ escaped), like every spreadsheet the project writes
     priority = inert_frame(priority[[c for c in PRINT_SOURCE_COLUMNS if c in priority]])
@@ -324,7 +326,6 @@ def _workbook_jobs(priority: pd.DataFrame, folder: Path, run_date: str, lang: st
     for start, stop in _runs(teams[order]):
         index = order[start:stop]
         team = teams[index[0]]
-        rows = print_rows(priority.iloc[index], lang)
-        jobs.append((rows, folder / f"{file_stem(team)}.xlsx",
-                     PrintSettings(team=str(team), run_date=run_date, lang=lang, legend=legend)))
+        rows = print_rows(priority.iloc[index], settings["lang"])
+        jobs.append((rows, folder / f"{file_stem(team)}.xlsx", PrintSettings(team=str(team), **settings)))
     return jobs

@@ -92,6 +92,10 @@ class PrintSettings:
     lang: str = "zh"
     print_date: str = field(default_factory=lambda: date.today().isoformat())
     legend: dict[str, str] = field(default_factory=dict)  # tier -> what the colour asks (rule set text)
+    village_names: dict[str, str] = field(default_factory=dict)  # village id -> name printed (else the id)
+
+    def village(self, village_id: str) -> str:
+        return self.village_names.get(village_id) or village_id
 
 
 @dataclass
@@ -124,7 +128,7 @@ def wrapped_lines(text: str, width: float) -> int:
     return sum(max(1, math.ceil(display_width(part) / usable)) for part in text.split("\n"))
 
 
-def _cells(row: PrintRow, number: int, lang: str) -> list[str | int]:
+def _cells(row: PrintRow, number: int, lang: str, village: str) -> list[str | int]:
     text = TEXT[lang]
     last = []
     if row.bp:
@@ -137,7 +141,7 @@ def _cells(row: PrintRow, number: int, lang: str) -> list[str | int]:
     return [
         number,
         row.name,
-        row.village,
+        village,
         row.phone,
         TIER_NAME[lang].get(row.tier, row.tier),
         row.reasons,
@@ -197,7 +201,8 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
             sheet.set_default_row(LINE_PT)
             for idx, width in enumerate(widths):
                 sheet.set_column(idx, idx, width)
-            heading = f"{text['title']} · {text['team']} {settings.team} · {text['village']} {village}"
+            shown = settings.village(village)
+            heading = f"{text['title']} · {text['team']} {settings.team} · {text['village']} {shown}"
             sheet.write_string(0, 0, heading, title_fmt)
             line = 1
             for tier in ("red", "yellow", "green"):
@@ -217,7 +222,7 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
                 header_row, LINE_PT * max(wrapped_lines(c[header_idx], c[3]) for c in PRINT_COLUMNS) + 2
             )
             for number, row in enumerate(by_village[village], start=1):
-                values = _cells(row, number, lang)
+                values = _cells(row, number, lang, shown)
                 r = header_row + number
                 lines = MIN_LINES
                 for idx, value in enumerate(values):
@@ -237,7 +242,7 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
             sheet.print_area(0, 0, header_row + len(by_village[village]), len(widths) - 1)
             sheet.set_print_scale(100)
             sheet.set_header(
-                f"&L&10{text['team']} {_escape(settings.team)} · {text['village']} {_escape(village)}"
+                f"&L&10{text['team']} {_escape(settings.team)} · {text['village']} {_escape(shown)}"
                 f"&R&10{text['printed']} {settings.print_date} · {text['run']} {settings.run_date}",
                 {"margin": 0.3},
             )
