@@ -32,8 +32,12 @@ def run_fingerprint(run: Path) -> dict[str, str]:
     for path in sorted((run / "lists").rglob("*.csv")):
         prints[path.relative_to(run).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    # the code version, and the run fingerprint made from it, change with every commit
-    versions = {k: v for k, v in manifest["versions"].items() if k not in ("code", "run_fingerprint")}
+    # the code version (and the run fingerprint made from it) changes with every commit; the installed
+    # libraries are recorded in run.json but are not behaviour
+    from pipelines.run_record import LIBRARIES
+
+    unstable = {"code", "run_fingerprint", "python", *LIBRARIES}
+    versions = {k: v for k, v in manifest["versions"].items() if k not in unstable}
     kept = {key: manifest[key] for key in ("as_of", "validation", "counts", "by_township", "transitions")}
     kept["versions"] = versions
     prints["run.json"] = hashlib.sha256(json.dumps(kept, sort_keys=True).encode("utf-8")).hexdigest()
