@@ -692,6 +692,8 @@ HELP: dict[str, tuple[str, str]] = {
     "backfill": ("按过去的月末或季末补跑每晚任务，用于分级构成和变化趋势。",
                  "risk backfill county/ --start 2023-01-01 --end 2024-12-31 --runs-root runs/"),
     "demo": ("一条命令跑通演示：合成县、两次季度运行和县域概览。", "risk demo --out runs/demo"),
+    "evaluate-tiers": ("用结局检验红黄绿分级：各层事件率（按性别、年龄段、乡镇）及按团队能力能覆盖的事件。",
+                       "risk evaluate-tiers validated/ --as-of 2023-12-31 --out runs/tier-judgement"),
     "calls": ("给村医的外呼名单（calls.csv、可打印工作簿、入户随访任务）。",
               "risk calls runs/2024-12-31 --date 2025-01-06 --out calls/"),
     "results import": ("导入村医填好的外呼名单或外呼平台导出的结果。",
