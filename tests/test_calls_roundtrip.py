@@ -138,16 +138,21 @@ def test_results_by_api_and_by_file_steer_the_next_nightly(county: Path, tmp_pat
     assert client.get("/api/cascade", headers=auth).status_code == 403
     client.close()
     from risk.indicators.cascade import overview_block
+    from risk.indicators.overview import TEXT
     from risk.indicators.report import template_environment
 
     block = overview_block(r2)
-    assert block["month"] == "2024-07" and block["units"][0] == "county"
+    assert block["month"] == "2024-07" and block["units"][0] == "county" and block["headers"][0] == "全县"
     assert block["rows"][0]["cells"][0] == f"{overdue:,}/{len(tiers1):,} ({overdue / len(tiers1):.0%})"
     html = template_environment().get_template("overview.html.j2").render(
         period="2024Q3", headline=[], league=[], league_columns=[], trends=[], league_chart=None, tiers=None,
-        cascade=block, min_count=10, methods=[], tier_definitions={}, provenance={}, trend_span="",
+        cascade=block, min_count=10, methods=[], provenance={}, trend_span="", t=TEXT["zh"], lang="zh",
     )  # fmt: skip
-    assert "外呼级联 Call cascade (2024-07)" in html and "Overdue at the start of the month" in html
+    # Chinese first on the director's page: the step names in Chinese, no file names or English labels
+    assert "随访外呼进展（2024-07" in html and block["rows"][0]["name"] in html
+    assert "Overdue at the start of the month" not in html and ".yaml" not in html
+    english = overview_block(r2, lang="en")
+    assert english["headers"][0] == "County" and english["rows"][0]["name"].startswith("Overdue")
     # `risk report call_cascade --store` recomputes the same table from r1, r2 and the stored results
     from typer.testing import CliRunner
 

@@ -354,7 +354,13 @@ def test_capitation_report_end_to_end(small_run: Path, tmp_path: Path) -> None:
     from risk.indicators.overview import build_overview
 
     page = build_overview(small_run, tmp_path / "o.html", period="2024Q2").read_text(encoding="utf-8")
-    assert "慢病小包干" in page and "O/E league table" in page and 'alt="burn-down"' in page
+    # Chinese first like the rest of the overview: no English table names, township names not ids
+    assert "慢病小包干" in page and "风险调整排名" in page and 'alt="全县预算余额（按月）"' in page
+    assert "O/E league table" not in page and "gradient boosting" not in page
+    english = build_overview(small_run, tmp_path / "en.html", period="2024Q2", lang="en").read_text(
+        encoding="utf-8"
+    )
+    assert "Risk-adjusted ranking" in english and "慢病小包干" not in english
     plain = build_overview(small_run, tmp_path / "p.html", period="2024Q2", capitation=False)
     assert "慢病小包干" not in plain.read_text(encoding="utf-8")
     assert missing.exit_code == 2 and "--year" in missing.output

@@ -187,7 +187,7 @@ def test_printed_village_is_the_name_when_the_geography_has_one(frames, tmp_path
     unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str)})
     PendingExport(listing, tmp_path, run_date="2024-12-31", workers=1,
                   village_names={"V1": "张庄村"}).finish(unmanaged)
-    book = load_workbook(tmp_path / "xlsx" / "TM1.xlsx")
+    book = load_workbook(tmp_path / "xlsx" / f"{file_stem('TM1')}.xlsx")
     assert book.sheetnames == ["V1", "V2"]  # sheets keep the id (stable), the page shows the name
     sheet = book["V1"]
     header_row = next(r for r in range(1, 20) if sheet.cell(r, 1).value == "序号")

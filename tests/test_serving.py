@@ -571,6 +571,27 @@ def test_password_login_session_cookie_csrf_and_bearer_kept(published: dict) -> 
     assert header.split("risk_session=")[1].split(";")[0] not in stored
 
 
+def test_a_call_result_from_the_web_page_needs_the_sessions_csrf_token(published: dict) -> None:
+    """The result form on the patient card / team list posts with the session cookie (password login): a
+    forged or missing CSRF token is refused before anything is recorded; the page's token records it."""
+    from risk.serving.auth import set_password
+
+    set_password(published["engine"], "vd-a", "village-pass-1")
+    client = published["client"]
+    login = {"username": "vd-a", "password": "village-pass-1"}
+    csrf = client.post("/api/login", json=login).json()["csrf_token"]
+    persons = published["persons"]
+    person = persons.loc[persons["team_id"] == "TEAM001", "person_id"].iloc[0]
+    path = f"/api/patients/{person}/calls"
+    body = {"result_id": "web-csrf-1", "result": "visited", "sbp": 128, "dbp": 82, "channel": "web"}
+    assert client.post(path, json=body).status_code == 403
+    assert client.post(path, json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.get(path).json()["calls"] == []  # nothing recorded by the refused posts
+    assert client.post(path, json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
+    calls = client.get(path).json()["calls"]
+    assert [c["result_id"] for c in calls] == ["web-csrf-1"] and calls[0]["sbp"] == 128
+
+
 def test_lock_out_after_repeated_failures_and_reset_unlocks(published: dict) -> None:
     from risk.serving.auth import MAX_FAILED_LOGINS, set_password
 

@@ -258,12 +258,75 @@ def html_rows(table: pd.DataFrame, columns: dict[str, tuple[str, str]]) -> list[
     return [[_fmt(row[c], formats[c]) for c in table.columns] for _, row in table.iterrows()]
 
 
-def league_rows(report: CapitationReport) -> list[dict[str, str]]:
-    """Townships ordered by O/E (worst first) with the interval and the raw vs risk-adjusted surplus."""
+# The capitation section as a person reads it (county overview: one language; the analyst report: Chinese).
+SECTION_TEXT: dict[str, dict[str, str]] = {
+    "zh": {
+        "heading": "慢病小包干：定额预算与基金支出（结余留用，合理超支分担）",
+        "sub": "{year} 年 · 数据截至 {as_of}（{months} 个完整月）· 定额 {quota} 元/人/年，"
+        "签约另加 {supplement} 元 · 结余留用 县:乡:村 = {split}",
+        "league": "风险调整排名（实际 / 预期基金支出，95% 区间）",
+        "township": "乡镇",
+        "oe": "实际 / 预期",
+        "ci": "95% 区间",
+        "surplus": "累计结余（元）",
+        "surplus_ra": "风险调整结余（元）",
+        "projected": "预计全年结余（元）",
+        "note": "实际 / 预期 大于 1：该乡镇患者花费的基金多于同年龄、性别、病种和并发症的患者"
+        "预期应花费的（预期不含既往支出）；红色 = 整个区间高于 1，绿色 = 整个区间低于 1。"
+        "风险调整结余：全县累计预算按各乡镇预期支出分配后，减去实际支出。",
+        "budget_alt": "各乡镇预算与基金支出",
+        "burn_alt": "全县预算余额（按月）",
+        "county": "全县",
+        "chart_budget_title": "各乡镇全年预算与基金支出",
+        "chart_budget": "全年预算",
+        "chart_spend": "累计支出",
+        "chart_projected": "预计全年支出（95% 区间）",
+        "chart_unit": "万元",
+        "chart_burn_title": "全县预算余额",
+        "chart_burn_plan": "按进度使用时的余额",
+        "chart_burn_actual": "实际余额",
+        "chart_month": "月",
+    },
+    "en": {
+        "heading": "Chronic-disease capitation: budget and fund spend "
+        "(surplus kept, reasonable overspend shared)",
+        "sub": "{year} · data as of {as_of} ({months} complete months) · quota {quota} yuan per person-year, "
+        "{supplement} more when signed · surplus kept county:township:village = {split}",
+        "league": "Risk-adjusted ranking (observed / expected fund spend, 95 % interval)",
+        "township": "Township",
+        "oe": "Observed / expected",
+        "ci": "95 % interval",
+        "surplus": "Surplus to date (yuan)",
+        "surplus_ra": "Risk-adjusted surplus (yuan)",
+        "projected": "Projected year-end surplus (yuan)",
+        "note": "Observed / expected above 1: the township's patients cost the fund more than patients "
+        "of their age, sex, conditions and complications are expected to (prior spend not used); red = "
+        "the whole interval above 1, green = below 1. Risk-adjusted surplus: the county budget to date "
+        "shared by expected spend, minus spend.",
+        "budget_alt": "Budget and fund spend by township",
+        "burn_alt": "County budget remaining by month",
+        "county": "County",
+        "chart_budget_title": "Year budget and fund spend by township",
+        "chart_budget": "year budget",
+        "chart_spend": "spend to date",
+        "chart_projected": "projected year-end spend (95 % interval)",
+        "chart_unit": "10,000 yuan",
+        "chart_burn_title": "Budget remaining, county",
+        "chart_burn_plan": "remaining if spent as prorated",
+        "chart_burn_actual": "remaining (actual)",
+        "chart_month": "month",
+    },
+}
+
+
+def league_rows(report: CapitationReport, names: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Townships ordered by O/E (worst first) with the interval and the raw vs risk-adjusted surplus; the
+    township's name from the geography when there is one."""
+    names = names or {}
     t = report.township[report.township["township_id"] != "county"].sort_values("oe", ascending=False)
     return [
         {
-            "township": r["township_id"],
+            "township": names.get(str(r["township_id"])) or str(r["township_id"]),
             "oe": _fmt(r["oe"], RATIO),
             "ci": f"{_fmt(r['oe_low'], RATIO)}–{_fmt(r['oe_high'], RATIO)}",
             "flag": "high" if r["oe_low"] > 1 else "low" if r["oe_high"] < 1 else "",
@@ -275,22 +338,56 @@ def league_rows(report: CapitationReport) -> list[dict[str, str]]:
     ]
 
 
-def capitation_section(run_dir: str | Path, year: int, runs_root: str | Path | None = None) -> dict[str, Any]:
-    """What the county overview's capitation section shows: league table and the two charts."""
-    from risk.capitation.charts import budget_chart, burn_down_chart
-    from risk.capitation.report import build_capitation_report
+def section_text(report: CapitationReport, lang: str) -> dict[str, str]:
+    text = dict(SECTION_TEXT[lang])
+    rule = report.definitions.year(report.year)
+    split = report.split
+    text["sub"] = text["sub"].format(
+        year=report.year,
+        as_of=report.as_of,
+        months=report.months_observed,
+        quota=f"{rule.quota:,.0f}",
+        supplement=f"{rule.signing_supplement:,.0f}",
+        split=":".join(f"{v * 10:g}" for v in (split.county, split.township, split.village)),
+    )
+    return text
 
-    report = build_capitation_report(run_dir, year, runs_root=runs_root)
+
+def section(
+    report: CapitationReport, lang: str = "zh", names: dict[str, str] | None = None, notes: bool = False
+) -> dict[str, Any]:
+    """The capitation section's content in one language: text, league table (names, not ids), charts."""
+    from risk.capitation.charts import budget_chart, burn_down_chart
+    from risk.indicators.charts import use_cjk_font
+
+    names = report.township_names if names is None else names
+    chart_text = SECTION_TEXT["zh" if lang == "zh" and use_cjk_font() else "en"]
     return {
         "report": report,
-        "league": league_rows(report),
-        "budget_chart": budget_chart(report.township),
-        "burn_chart": burn_down_chart(report.monthly),
+        "text": section_text(report, lang),
+        "league": league_rows(report, names),
+        "budget_chart": budget_chart(report.township, chart_text, names),
+        "burn_chart": burn_down_chart(report.monthly, chart_text),
+        "notes": report.notes if notes else [],
     }
 
 
+def capitation_section(
+    run_dir: str | Path,
+    year: int,
+    runs_root: str | Path | None = None,
+    lang: str = "zh",
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the county overview's capitation section shows: league table and the two charts, in `lang`, with
+    township names; the modelling notes stay in the analyst report."""
+    from risk.capitation.report import build_capitation_report
+
+    report = build_capitation_report(run_dir, year, runs_root=runs_root)
+    return section(report, lang, names)
+
+
 def render_html(report: CapitationReport, tables: dict[str, tuple[pd.DataFrame, dict]]) -> str:
-    from risk.capitation.charts import budget_chart, burn_down_chart
     from risk.indicators.report import template_environment
 
     env = template_environment()
@@ -312,9 +409,7 @@ def render_html(report: CapitationReport, tables: dict[str, tuple[pd.DataFrame, 
         report=report,
         sections=sections,
         about=about_rows(report),
-        league=league_rows(report),
-        budget_chart=budget_chart(report.township),
-        burn_chart=burn_down_chart(report.monthly),
+        cap=section(report, "zh", notes=True),
     )
 
 

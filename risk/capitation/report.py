@@ -55,6 +55,7 @@ class CapitationReport:
     evaluation: Evaluation | None
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    township_names: dict[str, str] = field(default_factory=dict)  # id -> name (optional geography columns)
 
     @property
     def split(self) -> Any:
@@ -150,6 +151,7 @@ def build_capitation_report(
             canonical_dir(run.path), run.con, defs, year, months_obs, notes
         )
         provenance = run.provenance()
+        township_names = run.place_names("township")
     if rows.empty:
         raise RiskUserError(f"no pilot patient counts in {year} up to {as_of}")
     provenance["capitation_definitions_version"] = defs.version
@@ -262,6 +264,7 @@ def build_capitation_report(
         evaluation=evaluation,
         notes=notes,
         provenance=provenance,
+        township_names=township_names,
     )
 
 

@@ -280,13 +280,23 @@ def cascade_for_runs(
     return people, cascade_table(people, month, min_count=min_count)
 
 
-def overview_block(run_dir: str | Path, defs: CascadeDefinitions | None = None) -> dict[str, Any] | None:
+UNIT_DAYS = {"zh": "{days:.0f} 天", "en": "{days:.0f} d"}
+
+
+def overview_block(
+    run_dir: str | Path,
+    defs: CascadeDefinitions | None = None,
+    lang: str = "zh",
+    names: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
     """The county overview's call-cascade section from the run's calls/cascade.csv (None without one):
-    county and township rows of each step, already suppressed."""
+    county and township rows of each step, already suppressed, labelled in `lang`; `units` are the ids,
+    `headers` what the page shows (township names from the geography when known)."""
     path = Path(run_dir) / "calls" / "cascade.csv"
     if not path.is_file():
         return None
     defs = defs or cascade_definitions()
+    names = names or {}
     table = pd.read_csv(
         path,
         dtype={"unit": str, "result": str, "month": str},
@@ -297,12 +307,14 @@ def overview_block(run_dir: str | Path, defs: CascadeDefinitions | None = None) 
     table = table[table["level"].isin(["county", "township"])]
     labels = call_definitions()
     units = ["county", *sorted(set(table.loc[table["level"] == "township", "unit"]))]
+    county = defs.level_labels["county"][lang]
+    headers = [county if unit == "county" else names.get(unit) or unit for unit in units]
     rows = []
     for (step, result), cells in table.groupby(["step", "result"], sort=False):
         median = defs.steps[step].get("kind") == "median"
-        name = defs.label(step, "zh") + " · " + defs.label(step, "en")
+        name = defs.label(step, lang)
         if result:
-            name += f": {labels.label(result, 'zh')} · {labels.label(result, 'en')}"
+            name += f"：{labels.label(result, lang)}" if lang == "zh" else f": {labels.label(result, lang)}"
         by_unit = cells.set_index("unit")
         row = []
         for unit in units:
@@ -311,7 +323,7 @@ def overview_block(run_dir: str | Path, defs: CascadeDefinitions | None = None) 
                 continue
             cell = by_unit.loc[unit]
             if median:
-                row.append("–" if pd.isna(cell["value"]) else f"{cell['value']:.0f} d")
+                row.append("–" if pd.isna(cell["value"]) else UNIT_DAYS[lang].format(days=cell["value"]))
             else:
                 share = "" if pd.isna(cell["value"]) else f" ({cell['value']:.0%})"
                 row.append(f"{int(cell['numerator']):,}/{int(cell['denominator']):,}{share}")
@@ -319,6 +331,7 @@ def overview_block(run_dir: str | Path, defs: CascadeDefinitions | None = None) 
     return {
         "month": str(table["month"].iloc[0]) if len(table) else "",
         "units": units,
+        "headers": headers,
         "rows": rows,
         "version": defs.version,
         "k": defs.min_count,

@@ -97,6 +97,9 @@ TEXT: dict[str, dict[str, str]] = {
         "yuan": "元 / 人",
         "patients": "人数",
         "no_tiers": "本次运行没有分级结果，不显示分级构成、变化和分级费用。",
+        "cascade_title": "随访外呼进展（{month}，本月截至数据日）",
+        "cascade_step": "步骤",
+        "cascade_note": "人数：分子 / 分母（比例）。“·” = 不显示：少于 {k} 人，或可由全县合计反推。",
         "s5": "5. 指标定义与来源",
         "rule": "计算方法",
         "source": "来源",
@@ -162,6 +165,10 @@ TEXT: dict[str, dict[str, str]] = {
         "yuan": "Yuan / patient",
         "patients": "Patients",
         "no_tiers": "This run has no tiers; tier mix, changes and cost by tier are not shown.",
+        "cascade_title": "Follow-up calls ({month}, month to the data date)",
+        "cascade_step": "Step",
+        "cascade_note": "Patients: numerator / denominator (share). \"·\" = hidden: fewer than {k} "
+                        "people, or recoverable from the county total.",
         "s5": "5. Definitions and sources",
         "rule": "How it is computed",
         "source": "Source",
@@ -275,8 +282,10 @@ def build_overview(
             for i in HEADLINE
         ]
         provenance = {text.get(f"prov_{key}", key): value for key, value in run.provenance().items()}
-        cap = _capitation_section(run.path, target_period.end.year, runs_root) if capitation else None
-        cascade = overview_block(run_dir)
+        cap = None
+        if capitation:
+            cap = _capitation_section(run.path, target_period.end.year, runs_root, lang, names)
+        cascade = overview_block(run_dir, lang=lang, names=names)
         html = (
             template_environment()
             .get_template("overview.html.j2")
@@ -306,13 +315,15 @@ def build_overview(
     return out
 
 
-def _capitation_section(run_dir: Path, year: int, runs_root: str | Path | None) -> dict[str, Any] | None:
+def _capitation_section(
+    run_dir: Path, year: int, runs_root: str | Path | None, lang: str, names: dict[str, str]
+) -> dict[str, Any] | None:
     """The capitation section (risk/capitation); when the run cannot give one (no rule for the year, no
     complete month of it, no pilot patient) the overview leaves it out and logs why."""
     from risk.capitation.render import capitation_section
 
     try:
-        return capitation_section(run_dir, year, runs_root)
+        return capitation_section(run_dir, year, runs_root, lang=lang, names=names)
     except RiskUserError as exc:
         log.info("capitation section left out: %s", exc)
         return None
