@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from risk import definitions
 from risk.cli import app
+from risk.products.lists import LIST_COLUMNS
 
 pytestmark = pytest.mark.filterwarnings("ignore:RISK_ID_KEY", "ignore::DeprecationWarning")
 
@@ -241,10 +242,10 @@ def run_end_to_end(county: dict, root: Path) -> None:
 
     tiers = pd.read_parquet(run / "tiers.parquet")
     listed: list[str] = []
+    person_id = LIST_COLUMNS["person_id"][0]  # team CSVs are headed in Chinese (docs/lists.md)
     for path in (run / "lists" / "teams").glob("*.csv"):
-        listed += pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False)[
-            "person_id"
-        ].tolist()
+        team_csv = pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+        listed += team_csv[person_id].tolist()
     assert sorted(listed) == sorted(tiers["person_id"])  # every managed patient on exactly one team list
     on_disk = [p for p in (run / "lists").rglob("*") if p.suffix in (".csv", ".xlsx")]
     assert manifest["counts"]["list_files"] == len(on_disk)

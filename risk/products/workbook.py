@@ -254,4 +254,3 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
 def _escape(value: str) -> str:
     """An ampersand in a header is a control code in Excel's header syntax."""
     return str(value).replace("&", "&&")
-
