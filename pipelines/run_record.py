@@ -110,13 +110,13 @@ def write_quarantine_exports(folder: Path) -> int:
 def _write_xlsx(frame, path: Path, truncated: bool) -> None:
     import xlsxwriter
 
+    from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
+
     book = xlsxwriter.Workbook(
         str(path),
         {
             "constant_memory": True,
-            "strings_to_formulas": False,
-            "strings_to_numbers": False,
-            "strings_to_urls": False,
+            **XLSXWRITER_OPTIONS,
         },
     )
     try:
@@ -133,7 +133,7 @@ def _write_xlsx(frame, path: Path, truncated: bool) -> None:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     sheet.write_number(r, c, value)
                 else:
-                    sheet.write_string(r, c, str(value))
+                    sheet.write_string(r, c, inert_text(str(value)))  # quarantined text stays inert
         if truncated:
             note = book.add_worksheet("说明")
             note.write_string(0, 0, "行数超过 Excel 上限，完整记录见 quarantine.csv / quarantine.parquet。")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from risk.spreadsheet import XLSXWRITER_OPTIONS
+from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
 FONT_PT = 10
 LINE_PT = 13.5  # row height per line of 10 pt text
@@ -201,7 +201,7 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
             sheet.set_default_row(LINE_PT)
             for idx, width in enumerate(widths):
                 sheet.set_column(idx, idx, width)
-            shown = settings.village(village)
+            shown = inert_text(settings.village(village))  # a name from the data: never a formula
             heading = f"{text['title']} · {text['team']} {settings.team} · {text['village']} {shown}"
             sheet.write_string(0, 0, heading, title_fmt)
             line = 1
