@@ -65,8 +65,8 @@ def require_key() -> str:
     _key()
     return kind
 DEV_KEY_WARNING = (
-    "national IDs were hashed with the development key (--dev-id-key): RISK_ID_KEY is not set; for synthetic "
-    "or test data only, never publish real patients hashed with it"
+    "national IDs were hashed with the development key (--dev-id-key): RISK_ID_KEY is not set; for "
+    "synthetic or test data only, never for real patients"
 )
 
 
