@@ -203,7 +203,9 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         raise RiskUserError(f"unknown engine '{options.engine}' (duckdb or spark)")
     if options.as_of > date.today() and not options.allow_late_as_of:
         check_as_of(options.as_of, None, date.today(), allow_late=False)  # refused before any work
-    id_key = privacy.require_key()  # before any work: nothing is hashed or published without a key
+    # before any work: nothing is hashed or published without a key (the run record reports the
+    # development key, once)
+    id_key = privacy.require_key(report_dev_key=False)
     out, clock, record = options.out.resolve(), StageClock(), RunRecord()
     total = 6 if options.store_url else 5  # "publish" is a stage only when there is a store to publish to
     # one warnings list for the run record: overrides of refusals, the as-of check, model drift, Python

@@ -59,21 +59,33 @@ def key_kind_or_none() -> str | None:
         return None
 
 
-def require_key() -> str:
-    """Check a key is available before any work starts; returns key_kind()."""
+def require_key(*, report_dev_key: bool = True) -> str:
+    """Check a key is available before any work starts; returns key_kind(). With report_dev_key=False
+    the caller reports the development key itself (the nightly job's run record: DEV_KEY_WARNING, one
+    log line per run), so it is not logged here a second time."""
+    global _dev_key_reported_by_caller
     kind = key_kind()
-    _key()
+    _dev_key_reported_by_caller = not report_dev_key
+    try:
+        _key()
+    finally:
+        _dev_key_reported_by_caller = False
     return kind
+
+
 DEV_KEY_WARNING = (
     "national IDs were hashed with the development key (--dev-id-key): RISK_ID_KEY is not set; for "
     "synthetic or test data only, never for real patients"
 )
+_dev_key_reported_by_caller = False
 
 
 @functools.cache
 def _key() -> bytes:
     if key_kind() == "county":
         return os.environ[KEY_ENV].encode()
+    if _dev_key_reported_by_caller:
+        return _DEV_KEY.encode()
     log.warning(
         "%s is not set: national IDs are hashed with the development key (%s=1); never use this on real data",
         KEY_ENV,

@@ -230,3 +230,31 @@ def test_warnings_are_one_line_and_publish_is_only_reported_when_it_runs(
     stages = [r.getMessage() for r in caplog.records if r.name == "risk.nightly"]
     assert any(m.startswith("[5/5] report") for m in stages)
     assert not any("publish" in m for m in stages)
+
+
+def test_the_development_key_is_logged_once_per_run(
+    small_county: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    from risk import privacy
+
+    monkeypatch.delenv(privacy.KEY_ENV, raising=False)
+    monkeypatch.setenv(privacy.DEV_KEY_ENV, "1")
+    privacy._key.cache_clear()  # as in a fresh process: the key is read (and reported) by this run
+    try:
+        with caplog.at_level("WARNING"):
+            result = run_nightly(
+                NightlyOptions(
+                    input_dir=small_county,
+                    as_of=SMALL_COUNTY_AS_OF,
+                    out=tmp_path / "r",
+                    xlsx=False,
+                    use_model=False,
+                    calls=False,
+                )
+            )
+    finally:
+        privacy._key.cache_clear()
+    about_the_key = [r.getMessage() for r in caplog.records if "development key" in r.getMessage()]
+    assert about_the_key == [privacy.DEV_KEY_WARNING]
+    assert privacy.DEV_KEY_WARNING in result.manifest["warnings"]
+    assert result.manifest["id_key"] == "development"
