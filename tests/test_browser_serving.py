@@ -226,8 +226,9 @@ def test_password_login_at_phone_width(served: dict, tmp_path: Path) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                          has_touch=True, device_scale_factor=2)
+            context = browser.new_context(
+                viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
+            )
             page = context.new_page()
             page.goto(served["url"] + "/")
             page.fill("#username", "doctor-li")

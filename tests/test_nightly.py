@@ -225,8 +225,15 @@ def test_warnings_are_one_line_and_publish_is_only_reported_when_it_runs(
     assert [r.getMessage() for r in caplog.records] == ["something odd happened"]
     caplog.clear()
     with caplog.at_level("INFO", logger="risk.nightly"):
-        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=tmp_path / "r",
-                                   xlsx=False, use_model=False))
+        run_nightly(
+            NightlyOptions(
+                input_dir=small_county,
+                as_of=SMALL_COUNTY_AS_OF,
+                out=tmp_path / "r",
+                xlsx=False,
+                use_model=False,
+            )
+        )
     stages = [r.getMessage() for r in caplog.records if r.name == "risk.nightly"]
     assert any(m.startswith("[5/5] report") for m in stages)
     assert not any("publish" in m for m in stages)
