@@ -15,9 +15,10 @@ from risk.calls.definitions import call_definitions
 from risk.calls.lists import CallExport, build_call_lists, export_call_lists
 from risk.errors import RiskUserError
 from risk.run.folder import RunFolder
+from risk.run.tables import ORIGIN_CALL_RESULT
 from risk.spreadsheet import write_csv
 
-ORIGIN_INPUT, ORIGIN_CALL = "input", "call_result"
+ORIGIN_INPUT, ORIGIN_CALL = "input", ORIGIN_CALL_RESULT  # the feature SQL reads origin (40_follow_ups.sql)
 
 
 def results_from_store(store_url: str, until: date) -> pd.DataFrame:
@@ -63,10 +64,15 @@ def feed_visit_readings(run: RunFolder, results: pd.DataFrame, as_of: date) -> d
     fu = visits[["person_id", "called_on"]].merge(conditions.drop_duplicates(), on="person_id")
     fu = fu.rename(columns={"called_on": "followed_on"}).assign(mode=mode)
     fu = fu.drop_duplicates(["person_id", "followed_on", "condition"])
-    at = visits["called_on"].map(lambda d: datetime(d.year, d.month, d.day, 12, 0))
-    bp = visits[visits["sbp"].notna() & visits["dbp"].notna()].assign(measured_at=at)
-    bp = bp[["person_id", "measured_at", "sbp", "dbp"]].assign(source="follow_up")
-    fpg = visits[visits["fpg"].notna()].assign(measured_at=at)
+
+    # noon of the call date; computed on each filtered frame (a Series assigned to an empty frame would
+    # bring its own index in: rows without a person when no visit had an FPG)
+    def at_noon(frame: pd.DataFrame) -> pd.Series:
+        return frame["called_on"].map(lambda d: datetime(d.year, d.month, d.day, 12, 0))
+
+    bp = visits[visits["sbp"].notna() & visits["dbp"].notna()]
+    bp = bp.assign(measured_at=at_noon)[["person_id", "measured_at", "sbp", "dbp"]].assign(source="follow_up")
+    fpg = visits[visits["fpg"].notna()].assign(measured_at=at_noon)
     fpg = (
         fpg[["person_id", "measured_at", "fpg"]]
         .rename(columns={"fpg": "value"})

@@ -5,23 +5,28 @@
 -- uncontrolled visits are counted among the visits of the 12-month window. A visit's BP is controlled by
 -- the patient's own target (thresholds.yaml bp_controlled / bp_controlled_elderly: < 150/90 from the age
 -- of 65, as the rule set's last-reading check), so a count and a last reading never disagree.
+-- The answers of the last form (smoker, adherence, danger symptoms, adverse reaction) come from the last form
+-- that asked them: a visit fed back as a call result (origin = 'call_result', risk/run/tables.py) counts as
+-- a visit (dates, counts, streaks) but asked none of those questions, so it does not blank them. Forms of
+-- the input (origin 'input', or no origin column: NULL) are all asked forms.
 
 -- cte: fu_summary
 SELECT person_id,
        COUNT(DISTINCT CASE WHEN followed_on >= :window_start THEN followed_on END) AS fu_count_12m,
        MAX(followed_on) AS fu_last_date,
        CASE MAX_BY(CASE WHEN smoker THEN 1 WHEN NOT smoker THEN 0 ELSE -1 END,
-                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row)
+                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) FILTER (WHERE asked)
             WHEN 1 THEN TRUE WHEN 0 THEN FALSE END AS fu_last_smoker,
        NULLIF(MAX_BY(COALESCE(adherence, '-'),
-                     DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row), '-')
+                     DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) FILTER (WHERE asked), '-')
            AS fu_last_adherence,
        MAX_BY(COALESCE(TRIM(symptoms), '') <> '',
-              DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) AS fu_last_danger_symptoms,
+              DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) FILTER (WHERE asked)
+           AS fu_last_danger_symptoms,
        CASE MAX_BY(CASE WHEN adverse_reaction THEN 1 WHEN NOT adverse_reaction THEN 0 ELSE -1 END,
-                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row)
+                   DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) FILTER (WHERE asked)
             WHEN 1 THEN TRUE WHEN 0 THEN FALSE END AS fu_last_adverse_reaction
-FROM follow_ups
+FROM (SELECT *, origin IS DISTINCT FROM 'call_result' AS asked FROM follow_ups) f
 WHERE followed_on <= :as_of
 GROUP BY person_id
 
