@@ -283,6 +283,17 @@ def cascade_for_runs(
 UNIT_DAYS = {"zh": "{days:.0f} 天", "en": "{days:.0f} d"}
 
 
+def read_cascade_csv(path: Path) -> pd.DataFrame:
+    """A run's calls/cascade.csv as written: ids and result codes as text, empty counts as missing."""
+    return pd.read_csv(
+        path,
+        dtype={"unit": str, "result": str, "month": str},
+        keep_default_na=False,
+        na_values={"numerator": [""], "denominator": [""], "value": [""]},
+        encoding="utf-8-sig",
+    )
+
+
 def overview_block(
     run_dir: str | Path,
     defs: CascadeDefinitions | None = None,
@@ -297,13 +308,7 @@ def overview_block(
         return None
     defs = defs or cascade_definitions()
     names = names or {}
-    table = pd.read_csv(
-        path,
-        dtype={"unit": str, "result": str, "month": str},
-        keep_default_na=False,
-        na_values={"numerator": [""], "denominator": [""], "value": [""]},
-        encoding="utf-8-sig",
-    )
+    table = read_cascade_csv(path)
     table = table[table["level"].isin(["county", "township"])]
     labels = call_definitions()
     units = ["county", *sorted(set(table.loc[table["level"] == "township", "unit"]))]
@@ -358,13 +363,7 @@ def write_cascade_report(
         path = run_dir / "calls" / "cascade.csv"
         if not path.is_file():
             raise RiskUserError(f"{run_dir}: no calls/cascade.csv; pass --store to compute the cascade")
-        table = pd.read_csv(
-            path,
-            dtype={"unit": str, "result": str, "month": str},
-            keep_default_na=False,
-            na_values={"numerator": [""], "denominator": [""], "value": [""]},
-            encoding="utf-8-sig",
-        )
+        table = read_cascade_csv(path)
         if month is not None and set(table["month"]) != {parse_period(month).id}:
             raise RiskUserError(
                 f"{path} holds {', '.join(sorted(set(table['month'])))}; pass --store for {month}"
