@@ -6,7 +6,7 @@ store holding a published run, and the call-list stage (priority list -> call li
     .venv/bin/python benchmarks/calls.py --run runs/2024-12-31 --rows 100000   # call-list stage on a real run
 
 Data: the seeded demo run writer (`risk.serving.demo`) for the import; result rows mix codes, Chinese and
-English labels and bare removal reasons, 1% invalid. Not run at 1M on the shared development machine.
+English labels and bare removal reasons, 1% invalid. The call-list stage on a 1M run: docs/performance.md.
 """
 
 from __future__ import annotations

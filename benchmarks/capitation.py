@@ -4,8 +4,8 @@
 
 The run is a `risk nightly` folder (e.g. of `risk synth --persons 100000`). The report runs in its own
 subprocess; peak RSS is that process's maxrss (ru_maxrss of the child). Stages are logged by the report
-itself (features twice, model fits, bootstrap). Measured at 100k persons only on the shared 2-core
-development machine; the 1M-person target (<= 30 s, <= 2 GiB) was not run there (docs/performance.md).
+itself (features twice, model fits, bootstrap). Figures at 100k and 1M persons (target <= 30 s, <= 2 GiB)
+are in docs/performance.md.
 """
 
 from __future__ import annotations
