@@ -134,6 +134,23 @@ def run_calls(
     tiers = pd.read_parquet(run.tiers)
     features = pd.read_parquet(run.features)
     priority = build_priority_list(tiers, features, persons)
+    return calls_from_priority(priority, tiers, on, out, results=results, window_days=window_days,
+                               daily_capacity=daily_capacity, xlsx=xlsx)
+
+
+def calls_from_priority(
+    priority: pd.DataFrame,
+    tiers: pd.DataFrame,
+    on: date,
+    out: Path,
+    *,
+    results: pd.DataFrame | None = None,
+    window_days: int | None = None,
+    daily_capacity: int | None = None,
+    xlsx: bool = True,
+) -> CallsRun:
+    """Call lists for `on` from a priority list already built (the nightly's own, so it is not read back
+    from the run folder and rebuilt)."""
     result = build_call_lists(
         priority, tiers, results, on, window_days=window_days, daily_capacity=daily_capacity
     )

@@ -382,16 +382,16 @@ def _lists(
     exported = pending.finish(unmanaged)
     calls = None
     if options.calls:
-        from pipelines.calls import run_calls
+        from pipelines.calls import calls_from_priority
 
-        calls = run_calls(
-            run.path,
+        calls = calls_from_priority(
+            priority,
+            tiers,
             options.as_of,
             run.path / "calls",
             results=call_results,
             daily_capacity=options.call_capacity,
             xlsx=options.xlsx,
-            check_as_of=False,
         ).counts()
         if call_results is not None:
             _write_cascade(options, run, call_results)
