@@ -59,7 +59,7 @@ def other_shape_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("other-shape")
     county = folder / "county"
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "other_county.py"), "--out", str(county), "--scale", SCALE],
+        [sys.executable, str(ROOT / "benchmarks/other_county.py"), "--out", str(county), "--scale", SCALE],
         check=True,
         capture_output=True,
         cwd=ROOT,
