@@ -1,0 +1,169 @@
+"""The bulk publish path (issue 19, part 4) loads the same rows as the path it replaced, and keeps the
+history semantics: the published tables of a seeded run match digests recorded with the old code (table by
+table, on SQLite and PostgreSQL); a changed run re-published under its id holds exactly the new content; a
+publish that fails while its rows stream in leaves the previous run current and readable, with no row of
+the failed run visible.
+
+Regenerate the digests (only for an intended change of published content, and say so in the commit):
+    RISK_WRITE_PUBLISH_DIGEST=1 python -m pytest tests/test_publish_bulk.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+import risk.serving.publish as publish_module
+from risk.serving import queries, schema
+from risk.serving.auth import User
+from risk.serving.demo import write_demo_run
+from risk.serving.publish import publish_run
+from risk.serving.store import open_store
+from tests.test_serving import store_url  # noqa: F401  (the SQLite / PostgreSQL store fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore:RISK_ID_KEY")
+
+STORED = Path(__file__).parent / "data" / "publish_digest.json"
+PERSONS = 300
+TABLES = (schema.patients, schema.search_terms, schema.tier_history, schema.call_cascade)
+
+
+def _run(path: Path, *, seed: int = 19, run_id: str = "r19", as_of: date = date(2024, 12, 31)) -> Path:
+    """A demo run with more readings than the series keep (70 BP readings > 60, fpg and HbA1c > 40 each),
+    so the caps, the three-year window and both glucose tests are exercised."""
+    run = write_demo_run(path, persons=PERSONS, seed=seed, as_of=as_of, run_id=run_id, townships=3,
+                         teams_per_township=2, readings=70)
+    labs = pd.read_parquet(run / "canonical" / "labs.parquet")
+    rng = np.random.default_rng(seed)
+    hba1c = labs.assign(test="hba1c", value=rng.normal(7.0, 1.2, len(labs)).round(1), unit="%")
+    # distinct times so that no two readings of a person tie (a tie has no defined order)
+    hba1c["measured_at"] = hba1c["measured_at"] + pd.to_timedelta(rng.integers(1, 50, len(labs)), unit="min")
+    pd.concat([labs, hba1c]).to_parquet(run / "canonical" / "labs.parquet", index=False)
+    (run / "calls").mkdir(exist_ok=True)
+    (run / "calls" / "cascade.csv").write_text(
+        "month,level,unit,step,result,numerator,denominator,value,suppressed\n"
+        "2024-12,county,county,called,,12,40,0.3,\n"
+        "2024-12,team,TEAM000,reached,,,,,small\n", encoding="utf-8")
+    return run
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 9)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _series(text: str) -> list:
+    items = json.loads(text)
+    dates = [item["date"] for item in items]
+    assert dates == sorted(dates), "a series is not in date order"
+    # readings of one day may come in either order (no time in the series)
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+
+
+def table_digests(store: str, run_id: str) -> dict[str, str]:
+    """Content hash of each table's rows of `run_id`, ordered by key; JSON columns parsed (a text's key
+    order or spacing is not content)."""
+    engine = open_store(store)
+    digests = {}
+    try:
+        with engine.connect() as conn:
+            for table in TABLES:
+                key = [c for c in table.primary_key.columns]
+                rows = conn.execute(select(table).where(table.c.run_id == run_id).order_by(*key)).mappings()
+                lines = []
+                for row in rows:
+                    record = {k: _canonical(v) for k, v in row.items()}
+                    for column in ("conditions", "reasons", "last_measurements"):
+                        if column in record and record[column] is not None:
+                            record[column] = json.loads(record[column])
+                    for column in ("bp_series", "glucose_series"):
+                        if column in record:
+                            record[column] = _series(record[column])
+                    lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
+                digests[table.name] = f"{len(lines)}:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    finally:
+        engine.dispose()
+    return digests
+
+
+def test_published_tables_match_the_content_of_the_old_path(tmp_path: Path, store_url: str) -> None:  # noqa: F811
+    publish_run(_run(tmp_path / "run"), store_url)
+    digests = table_digests(store_url, "r19")
+    if os.environ.get("RISK_WRITE_PUBLISH_DIGEST") == "1" and store_url.endswith(".db"):
+        STORED.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    assert digests == json.loads(STORED.read_text(encoding="utf-8"))
+
+
+def test_a_changed_run_republished_holds_exactly_the_new_content(tmp_path: Path, store_url: str) -> None:  # noqa: F811
+    old = _run(tmp_path / "old", seed=1, run_id="same")
+    new = _run(tmp_path / "new", seed=2, run_id="same")
+    manifest = json.loads((new / "run.json").read_text(encoding="utf-8"))
+    manifest["versions"]["data_fingerprint"] = "changed"
+    (new / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    publish_run(old, store_url)
+    assert publish_run(new, store_url).replaced
+    fresh = str(tmp_path / "fresh.db")
+    publish_run(new, fresh)
+    assert table_digests(store_url, "same") == table_digests(fresh, "same")
+
+
+def test_a_publish_failing_while_rows_stream_in_leaves_the_previous_run_current(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    old = _run(tmp_path / "old", seed=1, run_id="old", as_of=date(2024, 11, 30))
+    publish_run(old, store_url)
+    before = table_digests(store_url, "old")
+    original = publish_module._search_term_batches
+
+    def failing(*args, **kwargs):  # the patients are loaded by now; the terms fail part-way
+        batches = original(*args, **kwargs)
+        yield next(batches)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(publish_module, "_search_term_batches", failing)
+    monkeypatch.setattr(publish_module, "BATCH_ROWS", 100)
+    with pytest.raises(OSError):
+        publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store_url)
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            assert queries.current_run(conn)["run_id"] == "old"
+            run_id, rows = queries.team_priority_list(conn, User("admin", "county_admin"), "TEAM000")
+            assert run_id == "old" and rows
+            for table in TABLES:
+                stray = select(func.count()).select_from(table).where(table.c.run_id == "new")
+                assert conn.execute(stray).scalar_one() == 0
+    finally:
+        engine.dispose()
+    assert table_digests(store_url, "old") == before
+
+
+def test_the_series_keep_the_newest_readings_of_the_last_three_years(tmp_path: Path) -> None:
+    run = _run(tmp_path / "run")
+    store = str(tmp_path / "store.db")
+    publish_run(run, store)
+    vitals = pd.read_parquet(run / "canonical" / "vitals.parquet")
+    labs = pd.read_parquet(run / "canonical" / "labs.parquet")
+    start = pd.Timestamp(date(2024, 12, 31) - timedelta(days=3 * 365 + 1))
+    engine = open_store(store)
+    with engine.connect() as conn:
+        row = conn.execute(select(schema.patients).where(schema.patients.c.person_id == "P0000007")).one()
+    engine.dispose()
+    mine = vitals[(vitals.person_id == "P0000007") & (vitals.measured_at >= start)].sort_values("measured_at")
+    expected = [d.strftime("%Y-%m-%d") for d in mine.measured_at.tail(60)]
+    assert [item["date"] for item in json.loads(row.bp_series)] == expected
+    glucose = json.loads(row.glucose_series)
+    mine_labs = labs[(labs.person_id == "P0000007") & (labs.measured_at >= start)]
+    for test in ("fpg", "hba1c"):
+        assert sum(item["test"] == test for item in glucose) == min(40, int((mine_labs.test == test).sum()))
