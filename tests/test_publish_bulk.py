@@ -27,9 +27,10 @@ from risk.serving.auth import User
 from risk.serving.demo import write_demo_run
 from risk.serving.publish import publish_run
 from risk.serving.store import open_store
-from tests.test_serving import store_url  # noqa: F401  (the SQLite / PostgreSQL store fixture)
+from tests import test_serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:RISK_ID_KEY")
+store_url = test_serving.store_url  # the SQLite / PostgreSQL store fixture
 
 STORED = Path(__file__).parent / "data" / "publish_digest.json"
 PERSONS = 300
@@ -39,8 +40,16 @@ TABLES = (schema.patients, schema.search_terms, schema.tier_history, schema.call
 def _run(path: Path, *, seed: int = 19, run_id: str = "r19", as_of: date = date(2024, 12, 31)) -> Path:
     """A demo run with more readings than the series keep (70 BP readings > 60, fpg and HbA1c > 40 each),
     so the caps, the three-year window and both glucose tests are exercised."""
-    run = write_demo_run(path, persons=PERSONS, seed=seed, as_of=as_of, run_id=run_id, townships=3,
-                         teams_per_township=2, readings=70)
+    run = write_demo_run(
+        path,
+        persons=PERSONS,
+        seed=seed,
+        as_of=as_of,
+        run_id=run_id,
+        townships=3,
+        teams_per_township=2,
+        readings=70,
+    )
     labs = pd.read_parquet(run / "canonical" / "labs.parquet")
     rng = np.random.default_rng(seed)
     hba1c = labs.assign(test="hba1c", value=rng.normal(7.0, 1.2, len(labs)).round(1), unit="%")
@@ -51,7 +60,9 @@ def _run(path: Path, *, seed: int = 19, run_id: str = "r19", as_of: date = date(
     (run / "calls" / "cascade.csv").write_text(
         "month,level,unit,step,result,numerator,denominator,value,suppressed\n"
         "2024-12,county,county,called,,12,40,0.3,\n"
-        "2024-12,team,TEAM000,reached,,,,,small\n", encoding="utf-8")
+        "2024-12,team,TEAM000,reached,,,,,small\n",
+        encoding="utf-8",
+    )
     return run
 
 
@@ -97,7 +108,7 @@ def table_digests(store: str, run_id: str) -> dict[str, str]:
     return digests
 
 
-def test_published_tables_match_the_content_of_the_old_path(tmp_path: Path, store_url: str) -> None:  # noqa: F811
+def test_published_tables_match_the_content_of_the_old_path(tmp_path: Path, store_url: str) -> None:
     publish_run(_run(tmp_path / "run"), store_url)
     digests = table_digests(store_url, "r19")
     if os.environ.get("RISK_WRITE_PUBLISH_DIGEST") == "1" and store_url.endswith(".db"):
@@ -105,7 +116,7 @@ def test_published_tables_match_the_content_of_the_old_path(tmp_path: Path, stor
     assert digests == json.loads(STORED.read_text(encoding="utf-8"))
 
 
-def test_a_changed_run_republished_holds_exactly_the_new_content(tmp_path: Path, store_url: str) -> None:  # noqa: F811
+def test_a_changed_run_republished_holds_exactly_the_new_content(tmp_path: Path, store_url: str) -> None:
     old = _run(tmp_path / "old", seed=1, run_id="same")
     new = _run(tmp_path / "new", seed=2, run_id="same")
     manifest = json.loads((new / "run.json").read_text(encoding="utf-8"))
@@ -119,7 +130,9 @@ def test_a_changed_run_republished_holds_exactly_the_new_content(tmp_path: Path,
 
 
 def test_a_publish_failing_while_rows_stream_in_leaves_the_previous_run_current(
-    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     old = _run(tmp_path / "old", seed=1, run_id="old", as_of=date(2024, 11, 30))
     publish_run(old, store_url)
@@ -167,3 +180,16 @@ def test_the_series_keep_the_newest_readings_of_the_last_three_years(tmp_path: P
     mine_labs = labs[(labs.person_id == "P0000007") & (labs.measured_at >= start)]
     for test in ("fpg", "hba1c"):
         assert sum(item["test"] == test for item in glucose) == min(40, int((mine_labs.test == test).sum()))
+
+
+def test_a_run_without_readings_publishes_empty_series(tmp_path: Path) -> None:
+    run = write_demo_run(tmp_path / "run", persons=40)
+    (run / "canonical" / "vitals.parquet").unlink()
+    (run / "canonical" / "labs.parquet").unlink()
+    store = str(tmp_path / "store.db")
+    assert publish_run(run, store).persons == 40
+    engine = open_store(store)
+    with engine.connect() as conn:
+        series = conn.execute(select(schema.patients.c.bp_series, schema.patients.c.glucose_series)).all()
+    engine.dispose()
+    assert set(series) == {("[]", "[]")}

@@ -110,8 +110,9 @@ class PublishError(StoreError):
     """Publishing failed; the message carries no row values."""
 
 
-def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_current: bool = False
-                ) -> PublishResult:
+def publish_run(
+    run_dir: Path, store_url: str, *, keep_runs: int = 2, make_current: bool = False
+) -> PublishResult:
     """Load RUN_DIR into the store and make it the current run; keep patient rows of `keep_runs` runs.
 
     A run older (earlier as-of) than the current one is refused unless `make_current`. The same run_id
@@ -160,13 +161,15 @@ def publish_run(run_dir: Path, store_url: str, *, keep_runs: int = 2, make_curre
                 source.close()
             run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
         except SQLAlchemyError as exc:
-            raise PublishError(f"publishing run {run_id} failed, the current run is unchanged: "
-                               f"{db_error_message(exc)}") from None
+            raise PublishError(
+                f"publishing run {run_id} failed, the current run is unchanged: {db_error_message(exc)}"
+            ) from None
         try:  # the run is live now: a failure to tidy up must not report the publish as failed
             result.pruned_runs = _prune(engine, keep_runs)
         except SQLAlchemyError as exc:
-            result.warnings.append(f"older runs were not pruned ({db_error_message(exc)}); the next "
-                                   "publish prunes them")
+            result.warnings.append(
+                f"older runs were not pruned ({db_error_message(exc)}); the next publish prunes them"
+            )
     finally:
         engine.dispose()
     result.seconds = time.perf_counter() - started
@@ -178,8 +181,10 @@ def _check_id_key(versions: dict[str, Any]) -> None:
     """The county key must be set to publish; a run hashed with the development key needs the dev flag."""
     privacy.require_key()
     if versions.get("id_key") == "development" and not privacy.dev_key_allowed():
-        raise RiskUserError("this run's national IDs were hashed with the development key; re-run it with "
-                            f"{privacy.KEY_ENV} set (or pass --dev-id-key for synthetic data)")
+        raise RiskUserError(
+            "this run's national IDs were hashed with the development key; re-run it with "
+            f"{privacy.KEY_ENV} set (or pass --dev-id-key for synthetic data)"
+        )
 
 
 def run_fingerprint(versions: dict[str, Any]) -> str | None:
@@ -191,18 +196,22 @@ def run_fingerprint(versions: dict[str, Any]) -> str | None:
     return text_fingerprint(json.dumps(known, default=str)) if any(known) else None
 
 
-def _begin_load(conn: Connection, run_id: str, as_of: date, versions: dict[str, Any], make_current: bool
-                ) -> str:
+def _begin_load(
+    conn: Connection, run_id: str, as_of: date, versions: dict[str, Any], make_current: bool
+) -> str:
     """Decide what publishing means for this run and, for a load, register it in state `loading`:
     'current' (nothing to do), 'make_current' (flip only), 'load' or 'replace'."""
     R = schema.runs
     fingerprint = run_fingerprint(versions)
     existing = conn.execute(select(R.c.state, R.c.run_fingerprint).where(R.c.run_id == run_id)).first()
-    current = conn.execute(select(R.c.run_id, R.c.as_of).join(
-        schema.current_run, schema.current_run.c.run_id == R.c.run_id)).first()
+    current = conn.execute(
+        select(R.c.run_id, R.c.as_of).join(schema.current_run, schema.current_run.c.run_id == R.c.run_id)
+    ).first()
     if current is not None and current.run_id != run_id and as_of < current.as_of and not make_current:
-        raise RiskUserError(f"run {run_id} (as of {as_of}) is older than the current run {current.run_id} "
-                            f"(as of {current.as_of}); pass --make-current to serve the older run")
+        raise RiskUserError(
+            f"run {run_id} (as of {as_of}) is older than the current run {current.run_id} "
+            f"(as of {current.as_of}); pass --make-current to serve the older run"
+        )
     same = existing is not None and existing.run_fingerprint == fingerprint
     if same and existing.state == "published":
         return "current" if current is not None and current.run_id == run_id else "make_current"
@@ -211,9 +220,15 @@ def _begin_load(conn: Connection, run_id: str, as_of: date, versions: dict[str, 
         # other content under the same id, or a pruned run: the load transaction deletes its rows and
         # inserts the new ones, so readers of a current run see the old rows or the new, never none
         return "replace"
-    conn.execute(R.insert().values(
-        run_id=run_id, as_of=as_of, state="loading", loaded_at=datetime.now(UTC), n_persons=0,
-    ))
+    conn.execute(
+        R.insert().values(
+            run_id=run_id,
+            as_of=as_of,
+            state="loading",
+            loaded_at=datetime.now(UTC),
+            n_persons=0,
+        )
+    )
     return "load"
 
 
@@ -231,17 +246,18 @@ def _register_run(con: duckdb.DuckDBPyConnection, run: RunFolder) -> None:
         view("features", run.features)
     else:
         con.execute("CREATE VIEW features AS SELECT NULL::VARCHAR AS person_id WHERE false")
-    for table, columns in (("vitals", "person_id, measured_at, sbp, dbp"),
-                           ("labs", "person_id, measured_at, test, value")):
+    for table, columns in (
+        ("vitals", "person_id VARCHAR, measured_at TIMESTAMP, sbp DOUBLE, dbp DOUBLE"),
+        ("labs", "person_id VARCHAR, measured_at TIMESTAMP, test VARCHAR, value DOUBLE"),
+    ):
         path = run.table(table)
         if path.is_file():
             view(table, path)
-        else:
-            typed = ", ".join(f"NULL::VARCHAR AS {c}" for c in columns.split(", "))
+        else:  # typed, so the series queries bind (a run without readings publishes empty series)
+            typed = ", ".join(f"NULL::{c.split()[1]} AS {c.split()[0]}" for c in columns.split(", "))
             con.execute(f"CREATE VIEW {table} AS SELECT {typed} WHERE false")
     if "national_id" in _columns(con, "persons"):
         raise RiskUserError("persons.parquet carries clear national IDs; publish only validated runs")
-
 
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
@@ -273,19 +289,29 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
 
 def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str:
     """One serving_patients row per person of tiers.parquet, ordered by person_id."""
-    tiers_cols, persons_cols, features_cols = _columns(con, "tiers"), _columns(con, "persons"), \
-        _columns(con, "features")
+    tiers_cols, persons_cols, features_cols = (
+        _columns(con, "tiers"),
+        _columns(con, "persons"),
+        _columns(con, "features"),
+    )
     geo = {
         col: f"coalesce({_pick(features_cols, 'f', col)}, {_pick(persons_cols, 'p', col)})"
         for col in ("team_id", "township_id", "village_id", "unit_id")
     }
-    age = _pick(features_cols, "f", "age",
-                f"date_diff('day', p.birth_date, {literal(as_of)}) / 365.25" if "birth_date" in persons_cols
-                else "NULL")
+    age = _pick(
+        features_cols,
+        "f",
+        "age",
+        f"date_diff('day', p.birth_date, {literal(as_of)}) / 365.25"
+        if "birth_date" in persons_cols
+        else "NULL",
+    )
     conditions = "[]"
     if {"has_hypertension", "has_diabetes_t2"} <= features_cols:
-        conditions = ("list_filter([CASE WHEN f.has_hypertension THEN 'hypertension' END, "
-                      "CASE WHEN f.has_diabetes_t2 THEN 'diabetes_t2' END], lambda x: x IS NOT NULL)")
+        conditions = (
+            "list_filter([CASE WHEN f.has_hypertension THEN 'hypertension' END, "
+            "CASE WHEN f.has_diabetes_t2 THEN 'diabetes_t2' END], lambda x: x IS NOT NULL)"
+        )
     measurement_pairs = []
     for label, value_col, date_col in LAST_MEASUREMENTS:
         if value_col in features_cols:
@@ -293,23 +319,28 @@ def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str
             measurement_pairs.append(f"'{label}', json_object('value', f.{value_col}, 'date', {when})")
     last = f"json_object({', '.join(measurement_pairs)})" if measurement_pairs else "'{}'"
     reasons = "t.reasons" if "reasons" in tiers_cols else "'[]'"
-    if "reasons" in tiers_cols and con.execute(
-        "SELECT data_type FROM information_schema.columns "
-        "WHERE table_name = 'tiers' AND column_name = 'reasons'"
-    ).fetchall()[0][0] != "VARCHAR":
+    if (
+        "reasons" in tiers_cols
+        and con.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'tiers' AND column_name = 'reasons'"
+        ).fetchall()[0][0]
+        != "VARCHAR"
+    ):
         reasons = "to_json(t.reasons)"
-    window = (f"measured_at < {literal(as_of)} + INTERVAL 1 DAY "
-              f"AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR "
-              "AND person_id IN (SELECT person_id FROM tiers)")
+    window = (
+        f"measured_at < {literal(as_of)} + INTERVAL 1 DAY "
+        f"AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR "
+        "AND person_id IN (SELECT person_id FROM tiers)"
+    )
     # The newest BP_SERIES_MAX readings by a top-N aggregate (newest first, reversed to date order), and
-    # only for tiered persons: a window over every reading of the county cost most of a 1M publish.
+    # only for tiered persons: a window over every reading of the county cost most of a 1M publish. A DATE
+    # in to_json is written as "YYYY-MM-DD", the same text strftime gave.
     sql = f"""
     WITH bp AS (
         SELECT person_id,
-               to_json(list_transform(
-                   list_reverse(arg_max({{'at': measured_at, 'sbp': sbp, 'dbp': dbp}}, measured_at,
-                                        {BP_SERIES_MAX})),
-                   lambda r: {{'date': strftime(r.at, '%Y-%m-%d'), 'sbp': r.sbp, 'dbp': r.dbp}})) AS series
+               to_json(list_reverse(arg_max({{'date': measured_at::DATE, 'sbp': sbp, 'dbp': dbp}},
+                                            measured_at, {BP_SERIES_MAX}))) AS series
         FROM vitals WHERE {window}
         GROUP BY person_id
     ), glucose AS (
@@ -323,33 +354,33 @@ def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str
     )
     SELECT
         {literal(run_id)} AS run_id, t.person_id,
-        {geo['team_id']} AS team_id, {geo['township_id']} AS township_id,
-        {geo['village_id']} AS village_id, {geo['unit_id']} AS unit_id,
-        {_pick(persons_cols, 'p', 'name')} AS name,
-        coalesce({_pick(features_cols, 'f', 'sex')}, {_pick(persons_cols, 'p', 'sex')}) AS sex,
+        {geo["team_id"]} AS team_id, {geo["township_id"]} AS township_id,
+        {geo["village_id"]} AS village_id, {geo["unit_id"]} AS unit_id,
+        {_pick(persons_cols, "p", "name")} AS name,
+        coalesce({_pick(features_cols, "f", "sex")}, {_pick(persons_cols, "p", "sex")}) AS sex,
         round({age}, 1)::DOUBLE AS age,
-        {_pick(persons_cols, 'p', 'phone')} AS phone,
-        {_pick(persons_cols, 'p', 'national_id_masked')} AS national_id_masked,
-        {_pick(persons_cols, 'p', 'national_id_hash')} AS national_id_hash,
+        {_pick(persons_cols, "p", "phone")} AS phone,
+        {_pick(persons_cols, "p", "national_id_masked")} AS national_id_masked,
+        {_pick(persons_cols, "p", "national_id_hash")} AS national_id_hash,
         to_json({conditions}) AS conditions,
-        t.tier, {_pick(tiers_cols, 't', 'tier_rules')} AS tier_rules,
-        {_pick(tiers_cols, 't', 'tier_model')} AS tier_model,
+        t.tier, {_pick(tiers_cols, "t", "tier_rules")} AS tier_rules,
+        {_pick(tiers_cols, "t", "tier_model")} AS tier_model,
         CASE t.tier WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END AS tier_rank,
-        coalesce({_pick(tiers_cols, 't', 'risk_score')}, {_pick(tiers_cols, 't', 'model_probability')},
-                 {_pick(tiers_cols, 't', 'rule_score')})::DOUBLE AS risk_score,
+        coalesce({_pick(tiers_cols, "t", "risk_score")}, {_pick(tiers_cols, "t", "model_probability")},
+                 {_pick(tiers_cols, "t", "rule_score")})::DOUBLE AS risk_score,
         {reasons}::VARCHAR AS reasons,
-        {_pick(tiers_cols, 't', 'model_probability')}::DOUBLE AS model_probability,
-        {_pick(tiers_cols, 't', 'model_reasons')}::VARCHAR AS model_reasons,
-        {_pick(tiers_cols, 't', 'combine_reason')}::VARCHAR AS combine_reason,
-        {_pick(tiers_cols, 't', 'next_due_on')}::DATE AS next_due_on,
-        {_pick(tiers_cols, 't', 'days_overdue')}::INTEGER AS days_overdue,
-        {_pick(tiers_cols, 't', 'priority')}::BIGINT AS priority,
-        {_pick(tiers_cols, 't', 'urgency')}::INTEGER AS urgency,
+        {_pick(tiers_cols, "t", "model_probability")}::DOUBLE AS model_probability,
+        {_pick(tiers_cols, "t", "model_reasons")}::VARCHAR AS model_reasons,
+        {_pick(tiers_cols, "t", "combine_reason")}::VARCHAR AS combine_reason,
+        {_pick(tiers_cols, "t", "next_due_on")}::DATE AS next_due_on,
+        {_pick(tiers_cols, "t", "days_overdue")}::INTEGER AS days_overdue,
+        {_pick(tiers_cols, "t", "priority")}::BIGINT AS priority,
+        {_pick(tiers_cols, "t", "urgency")}::INTEGER AS urgency,
         {last}::VARCHAR AS last_measurements,
         coalesce(bp.series::VARCHAR, '[]') AS bp_series,
         coalesce(glucose.series::VARCHAR, '[]') AS glucose_series,
-        {_pick(tiers_cols, 't', 'rule_set_version')}::VARCHAR AS rule_set_version,
-        {_pick(tiers_cols, 't', 'model_version')}::VARCHAR AS model_version
+        {_pick(tiers_cols, "t", "rule_set_version")}::VARCHAR AS rule_set_version,
+        {_pick(tiers_cols, "t", "model_version")}::VARCHAR AS model_version
     FROM tiers t
     LEFT JOIN persons p USING (person_id)
     LEFT JOIN features f USING (person_id)
@@ -364,13 +395,13 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
     """Prefix-searchable terms: person ID, name, phone digits, last 4 of phone. Nothing of the national ID
     (a full ID typed in is matched on its keyed hash), so the store holds no part of it beside birth data."""
     persons_cols, features_cols = _columns(con, "persons"), _columns(con, "features")
-    phone = ("regexp_replace(p.phone, '[^0-9]', '', 'g')" if "phone" in persons_cols else "NULL")
-    name = ("regexp_replace(upper(p.name), '\\s', '', 'g')" if "name" in persons_cols else "NULL")
+    phone = "regexp_replace(p.phone, '[^0-9]', '', 'g')" if "phone" in persons_cols else "NULL"
+    name = "regexp_replace(upper(p.name), '\\s', '', 'g')" if "name" in persons_cols else "NULL"
     sql = f"""
     WITH base AS (
         SELECT t.person_id,
-               coalesce({_pick(features_cols, 'f', 'team_id')}, p.team_id) AS team_id,
-               coalesce({_pick(features_cols, 'f', 'township_id')}, p.township_id) AS township_id,
+               coalesce({_pick(features_cols, "f", "team_id")}, p.team_id) AS team_id,
+               coalesce({_pick(features_cols, "f", "township_id")}, p.township_id) AS township_id,
                {name} AS name, {phone} AS phone
         FROM tiers t LEFT JOIN persons p USING (person_id) LEFT JOIN features f USING (person_id)
     ), terms AS (
@@ -390,7 +421,7 @@ def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
     cols = _columns(con, "tiers")
     sql = f"""
     SELECT person_id, {literal(run_id)} AS run_id, {literal(as_of)} AS as_of, tier,
-           {_pick(cols, 't', 'tier_rules')} AS tier_rules, {_pick(cols, 't', 'tier_model')} AS tier_model
+           {_pick(cols, "t", "tier_rules")} AS tier_rules, {_pick(cols, "t", "tier_model")} AS tier_model
     FROM tiers t
     ORDER BY person_id
     """
@@ -481,15 +512,30 @@ def _load_cascade(conn: Connection, run: RunFolder, run_id: str) -> int:
     if not path.is_file():
         return 0
     counts = {"numerator": [""], "denominator": [""], "value": [""]}
-    frame = pd.read_csv(path, dtype={"month": str, "unit": str, "result": str, "suppressed": str},
-                        keep_default_na=False, na_values=counts, encoding="utf-8-sig")
+    frame = pd.read_csv(
+        path,
+        dtype={"month": str, "unit": str, "result": str, "suppressed": str},
+        keep_default_na=False,
+        na_values=counts,
+        encoding="utf-8-sig",
+    )
 
     def number(value: Any, kind: type) -> Any:
         return None if pd.isna(value) else kind(value)
 
     rows = [
-        (run_id, r.month, r.level, restore_text(r.unit), r.step, r.result, number(r.numerator, int),
-         number(r.denominator, int), number(r.value, float), r.suppressed)
+        (
+            run_id,
+            r.month,
+            r.level,
+            restore_text(r.unit),
+            r.step,
+            r.result,
+            number(r.numerator, int),
+            number(r.denominator, int),
+            number(r.value, float),
+            r.suppressed,
+        )
         for r in frame.itertuples(index=False)
     ]
     if rows:
@@ -499,24 +545,35 @@ def _load_cascade(conn: Connection, run: RunFolder, run_id: str) -> int:
 
 def _flip_current(conn: Connection, run_id: str, persons: int, versions: dict[str, Any]) -> None:
     """Mark the run published with what it was made from, then point readers at it."""
-    conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
-        state="published", published_at=datetime.now(UTC), n_persons=persons,
-        rule_set_version=_text(versions.get("rule_set")), model_version=_text(versions.get("model")),
-        code_version=_text(versions.get("code")), data_fingerprint=_text(versions.get("data_fingerprint")),
-        run_fingerprint=_text(run_fingerprint(versions))))
+    conn.execute(
+        update(schema.runs)
+        .where(schema.runs.c.run_id == run_id)
+        .values(
+            state="published",
+            published_at=datetime.now(UTC),
+            n_persons=persons,
+            rule_set_version=_text(versions.get("rule_set")),
+            model_version=_text(versions.get("model")),
+            code_version=_text(versions.get("code")),
+            data_fingerprint=_text(versions.get("data_fingerprint")),
+            run_fingerprint=_text(run_fingerprint(versions)),
+        )
+    )
     _point_to(conn, run_id)
 
 
 def _point_to(conn: Connection, run_id: str) -> None:
-    changed = conn.execute(update(schema.current_run).where(schema.current_run.c.slot == 1)
-                           .values(run_id=run_id)).rowcount
+    changed = conn.execute(
+        update(schema.current_run).where(schema.current_run.c.slot == 1).values(run_id=run_id)
+    ).rowcount
     if changed == 0:
         conn.execute(schema.current_run.insert().values(slot=1, run_id=run_id))
 
 
 def _delete_run_rows(conn: Connection, run_id: str, *, history: bool) -> None:
     tables = [schema.patients, schema.search_terms, schema.call_cascade] + (
-        [schema.tier_history] if history else [])
+        [schema.tier_history] if history else []
+    )
     for table in tables:
         conn.execute(delete(table).where(table.c.run_id == run_id))
 
@@ -535,11 +592,16 @@ def _prune(engine: Any, keep_runs: int) -> list[str]:
 
     def prune(conn: Connection) -> list[str]:
         current = conn.execute(select(schema.current_run.c.run_id)).scalar_one()
-        published = conn.execute(
-            select(schema.runs.c.run_id).where(schema.runs.c.state == "published")
-            .order_by(schema.runs.c.published_at.desc())
-        ).scalars().all()
-        stale = [run_id for run_id in published[max(keep_runs, 1):] if run_id != current]
+        published = (
+            conn.execute(
+                select(schema.runs.c.run_id)
+                .where(schema.runs.c.state == "published")
+                .order_by(schema.runs.c.published_at.desc())
+            )
+            .scalars()
+            .all()
+        )
+        stale = [run_id for run_id in published[max(keep_runs, 1) :] if run_id != current]
         for run_id in stale:
             _delete_run_rows(conn, run_id, history=False)
             conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(state="pruned"))
@@ -554,8 +616,15 @@ def list_runs(store_url: str) -> list[dict[str, Any]]:
     try:
         with engine.connect() as conn:
             current = conn.execute(select(schema.current_run.c.run_id)).scalar_one_or_none()
-            rows = conn.execute(select(schema.runs).order_by(
-                schema.runs.c.as_of.desc(), schema.runs.c.published_at.desc())).mappings().all()
+            rows = (
+                conn.execute(
+                    select(schema.runs).order_by(
+                        schema.runs.c.as_of.desc(), schema.runs.c.published_at.desc()
+                    )
+                )
+                .mappings()
+                .all()
+            )
     finally:
         engine.dispose()
     return [{**dict(row), "current": row["run_id"] == current} for row in rows]
@@ -566,14 +635,18 @@ def set_current_run(store_url: str, run_id: str) -> None:
     privacy.require_key()
     engine = open_store(store_url)
     try:
+
         def point(conn: Connection) -> None:
-            state = conn.execute(select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
-                                 ).scalar_one_or_none()
+            state = conn.execute(
+                select(schema.runs.c.state).where(schema.runs.c.run_id == run_id)
+            ).scalar_one_or_none()
             if state is None:
                 raise RiskUserError(f"run {run_id} is not in the store (see `risk runs list`)")
             if state != "published":
-                raise RiskUserError(f"run {run_id} is {state}; publish its run folder again "
-                                    "(`risk publish RUN_DIR --make-current`)")
+                raise RiskUserError(
+                    f"run {run_id} is {state}; publish its run folder again "
+                    "(`risk publish RUN_DIR --make-current`)"
+                )
             _point_to(conn, run_id)
 
         run_write(engine, point)
