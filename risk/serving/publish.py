@@ -372,7 +372,7 @@ def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str
         {_pick(tiers_cols, "t", "model_probability")}::DOUBLE AS model_probability,
         {_pick(tiers_cols, "t", "model_reasons")}::VARCHAR AS model_reasons,
         {_pick(tiers_cols, "t", "combine_reason")}::VARCHAR AS combine_reason,
-        {_pick(tiers_cols, "t", "next_due_on")}::DATE AS next_due_on,
+        {_pick(tiers_cols, "t", "next_due_on")}::DATE::VARCHAR AS next_due_on,  -- ISO text, as stored
         {_pick(tiers_cols, "t", "days_overdue")}::INTEGER AS days_overdue,
         {_pick(tiers_cols, "t", "priority")}::BIGINT AS priority,
         {_pick(tiers_cols, "t", "urgency")}::INTEGER AS urgency,
@@ -420,7 +420,7 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
 def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[Batch]:
     cols = _columns(con, "tiers")
     sql = f"""
-    SELECT person_id, {literal(run_id)} AS run_id, {literal(as_of)} AS as_of, tier,
+    SELECT person_id, {literal(run_id)} AS run_id, {literal(as_of)}::VARCHAR AS as_of, tier,
            {_pick(cols, "t", "tier_rules")} AS tier_rules, {_pick(cols, "t", "tier_model")} AS tier_model
     FROM tiers t
     ORDER BY person_id
