@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -193,3 +194,46 @@ def test_a_run_without_readings_publishes_empty_series(tmp_path: Path) -> None:
         series = conn.execute(select(schema.patients.c.bp_series, schema.patients.c.glucose_series)).all()
     engine.dispose()
     assert set(series) == {("[]", "[]")}
+
+
+def test_a_failed_insert_stops_the_row_producer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = str(tmp_path / "store.db")
+    publish_run(_run(tmp_path / "old", seed=1, run_id="old", as_of=date(2024, 11, 30)), store)
+    original, calls = publish_module.insert_rows, {"n": 0}
+
+    def dying_insert(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(publish_module, "insert_rows", dying_insert)
+    monkeypatch.setattr(publish_module, "BATCH_ROWS", 50)
+    with pytest.raises(OSError):
+        publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store)
+    assert not [t for t in threading.enumerate() if t.name == "publish-rows"]
+    monkeypatch.setattr(publish_module, "insert_rows", original)
+    assert publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store).persons == PERSONS
+
+
+def test_the_prefetching_producer_stops_with_its_consumer_and_hands_over_its_errors() -> None:
+    closed = threading.Event()
+
+    def source():
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    items = publish_module._prefetched(source(), depth=2)
+    assert [next(items), next(items)] == [0, 1]
+    items.close()  # what publish does when an insert fails
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "publish-rows"]
+
+    def failing():
+        yield "row"
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(publish_module._prefetched(failing()))
