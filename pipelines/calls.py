@@ -3,9 +3,11 @@ with origin = 'call_result'), call lists out (`risk calls`, and the nightly's `c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -148,13 +150,15 @@ def calls_from_priority(
     window_days: int | None = None,
     daily_capacity: int | None = None,
     xlsx: bool = True,
+    submit: Callable[..., Any] | None = None,
 ) -> CallsRun:
     """Call lists for `on` from a priority list already built (the nightly's own, so it is not read back
-    from the run folder and rebuilt)."""
+    from the run folder and rebuilt). With `submit` (the nightly's PendingExport.submit) the team workbooks
+    go to the list workers, and the caller waits for them."""
     result = build_call_lists(
         priority, tiers, results, on, window_days=window_days, daily_capacity=daily_capacity
     )
-    export = export_call_lists(result, Path(out), on, xlsx=xlsx)
+    export = export_call_lists(result, Path(out), on, xlsx=xlsx, submit=submit)
     return CallsRun(export=export)
 
 

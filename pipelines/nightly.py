@@ -78,6 +78,7 @@ class StageClock:
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}  # this process, all threads (not forked workers)
         self.peak_rss_mb: dict[str, float] = {}
+        self.parts: dict[str, dict[str, float]] = {}  # parts of a stage: {"seconds", "cpu_seconds"}
 
     @contextmanager
     def stage(self, name: str, number: int, total: int) -> Iterator[None]:
@@ -88,6 +89,17 @@ class StageClock:
         self.cpu_seconds[name] = round(time.process_time() - cpu_start, 3)
         self.peak_rss_mb[name] = round(_peak_rss_mb(), 1)
         log.info("[%d/%d] %s done in %.1f s", number, total, name, self.seconds[name])
+
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        """Seconds of one part of a stage (e.g. lists.calls), in timings.json `parts`."""
+        start, cpu_start = time.perf_counter(), time.process_time()
+        yield
+        self.parts[name] = {
+            "seconds": round(time.perf_counter() - start, 3),
+            "cpu_seconds": round(time.process_time() - cpu_start, 3),
+        }
 
 
 def _peak_rss_mb() -> float:
@@ -224,7 +236,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             tiered = _tiers(options, engine, run, features)
             record.extend(tiered.warnings)
         with clock.stage("lists", 4, total):
-            lists = _lists(options, engine, run, tiered, features, call_results)
+            lists = _lists(options, engine, run, tiered, features, call_results, clock)
         with clock.stage("report", 5, total):
             manifest = _manifest(options, out, run, features, tiered, lists, record, id_key)
             run.write_manifest(manifest)
@@ -235,6 +247,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
                     "seconds": clock.seconds,
                     "cpu_seconds": clock.cpu_seconds,
                     "peak_rss_mb": clock.peak_rss_mb,
+                    "parts": clock.parts,
                 },
                 indent=2,
             ),
@@ -340,62 +353,71 @@ def _lists(
     tiered: _Tiered,
     features: pd.DataFrame,
     call_results: pd.DataFrame | None,
+    clock: StageClock | None = None,
 ) -> _Lists:
     """Priority lists, the unmanaged key-population list, (with calls) the call lists and the workload per
-    unit and week, with their counts."""
+    unit and week, with their counts. The team workbooks of the priority and the call lists are written by
+    the list workers while this process does the rest; `clock` gets the seconds of each part."""
     from risk.products.lists import LIST_PERSON_COLUMNS, PendingExport, build_priority_list
     from risk.products.unmanaged import find_unmanaged
     from risk.products.workload import export_workload
 
+    clock = clock or StageClock()
     tiers = tiered.tiers
-    persons = pd.read_parquet(run.table("persons"), columns=LIST_PERSON_COLUMNS)
-    priority = build_priority_list(tiers, features, persons)
-    # the printed workbook's colour legend: the rule set's tier labels in the workbook's language
-    legend = {
-        tier: spec.label_en if options.lang == "en" else spec.label_zh
-        for tier, spec in tiered.rule_set.tiers.items()
-    }
-    pending = PendingExport(
-        priority,
-        run.lists,
-        run_date=options.as_of.isoformat(),
-        xlsx=options.xlsx,
-        lang=options.lang,
-        legend=legend,
-        village_names=_village_names(run),
-    )
-    try:
-        unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
-        # who to look for and where: the village doctor contacts these residents for confirmation
-        unmanaged = (
-            persons.merge(unmanaged, on="person_id", how="inner")
-            .sort_values(
-                ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
-                ascending=[True, True, False, True, True],
-                kind="mergesort",
-            )
-            .reset_index(drop=True)
+    with clock.part("lists.priority"):
+        persons = pd.read_parquet(run.table("persons"), columns=LIST_PERSON_COLUMNS)
+        priority = build_priority_list(tiers, features, persons)
+        # the printed workbook's colour legend: the rule set's tier labels in the workbook's language
+        legend = {
+            tier: spec.label_en if options.lang == "en" else spec.label_zh
+            for tier, spec in tiered.rule_set.tiers.items()
+        }
+        pending = PendingExport(
+            priority,
+            run.lists,
+            run_date=options.as_of.isoformat(),
+            xlsx=options.xlsx,
+            lang=options.lang,
+            legend=legend,
+            village_names=_village_names(run),
         )
+    try:
+        with clock.part("lists.unmanaged"):
+            unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
+            # who to look for and where: the village doctor contacts these residents for confirmation
+            unmanaged = (
+                persons.merge(unmanaged, on="person_id", how="inner")
+                .sort_values(
+                    ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
+                    ascending=[True, True, False, True, True],
+                    kind="mergesort",
+                )
+                .reset_index(drop=True)
+            )
+        calls = None
+        if options.calls:
+            from pipelines.calls import calls_from_priority
+
+            with clock.part("lists.calls"):  # the call workbooks themselves: in lists.workbooks
+                calls = calls_from_priority(
+                    priority,
+                    tiers,
+                    options.as_of,
+                    run.path / "calls",
+                    results=call_results,
+                    daily_capacity=options.call_capacity,
+                    xlsx=options.xlsx,
+                    submit=pending.submit,
+                ).counts()
+                if call_results is not None:
+                    _write_cascade(options, run, call_results)
     except BaseException:
         pending.close()
         raise
-    exported = pending.finish(unmanaged)
-    calls = None
-    if options.calls:
-        from pipelines.calls import calls_from_priority
-
-        calls = calls_from_priority(
-            priority,
-            tiers,
-            options.as_of,
-            run.path / "calls",
-            results=call_results,
-            daily_capacity=options.call_capacity,
-            xlsx=options.xlsx,
-        ).counts()
-        if call_results is not None:
-            _write_cascade(options, run, call_results)
-    workload, workload_figures = export_workload(tiers, features, options.as_of, run.lists)
+    with clock.part("lists.csv_and_workbooks"):  # CSV files, then waiting for the workers' workbooks
+        exported = pending.finish(unmanaged)
+    with clock.part("lists.workload"):
+        workload, workload_figures = export_workload(tiers, features, options.as_of, run.lists)
     counts = {
         "priority_rows": exported.rows,
         # counted on disk (lists/ also holds workload.csv): what was written, not what was meant

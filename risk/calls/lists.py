@@ -13,15 +13,17 @@ the patient's last follow-up.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
-from risk.products.lists import TIER_RANK, TIER_ZH, file_stem, sheet_names, write_csv
+from risk.products.lists import TIER_RANK, TIER_ZH, _runs, file_stem, sheet_names, write_csv
 from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
@@ -278,9 +280,18 @@ class CallExport:
     files: int
 
 
-def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: bool = True) -> CallExport:
+def export_call_lists(
+    result: CallListResult,
+    out_dir: Path,
+    on: date,
+    xlsx: bool = True,
+    submit: Callable[..., Any] | None = None,
+) -> CallExport:
     """calls.csv (platform layout), home_visits.csv, registry_suggestions.csv, and a printable workbook per
-    team (one sheet per village, Chinese and English headers, empty result columns to fill in)."""
+    team (one sheet per village, Chinese and English headers, empty result columns to fill in).
+
+    With `submit` (an executor's submit, e.g. PendingExport.submit), the workbooks are handed to it and
+    written by its workers; the caller waits for them. Without, they are written here."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(result.calls.astype(str), out_dir / "calls.csv")
@@ -288,10 +299,11 @@ def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: boo
     write_csv(result.registry_suggestions.astype(str), out_dir / "registry_suggestions.csv")
     files = 3
     if xlsx:
-        for team, rows in result.calls.groupby("team_id", sort=True):
-            write_call_workbook(
-                rows, out_dir / "xlsx" / f"{file_stem(str(team))}.xlsx", f"外呼名单 {on.isoformat()} {team}"
-            )
+        for job in call_workbook_jobs(result.calls, out_dir / "xlsx", on):
+            if submit is None:
+                write_call_workbook(*job)
+            else:
+                submit(write_call_workbook, *job)
             files += 1
     return CallExport(
         calls=len(result.calls),
@@ -302,29 +314,65 @@ def export_call_lists(result: CallListResult, out_dir: Path, on: date, xlsx: boo
     )
 
 
-def write_call_workbook(rows: pd.DataFrame, path: Path, title: str) -> None:
+def _cell_text(series: pd.Series) -> np.ndarray:
+    """Each value as its workbook cell shows it, inert_text(_fmt(value)), worked out per column: text
+    columns per distinct value, integers at once (per-cell formatting was most of the call workbooks)."""
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
+        return series.astype(str).to_numpy(dtype=object)
+    if pd.api.types.is_string_dtype(series.dtype):
+        codes, distinct = pd.factorize(series, use_na_sentinel=True)
+        texts = [inert_text(_fmt(value)) for value in distinct]
+        return np.array(texts + [""], dtype=object)[codes]  # code -1 (missing) -> "" as _fmt gives
+    return np.array([inert_text(_fmt(value)) for value in series], dtype=object)
+
+
+def call_workbook_jobs(calls: pd.DataFrame, folder: Path, on: date) -> list[tuple]:
+    """(villages, path, title) per team for write_call_workbook: villages in ID order, each with its rows
+    (in list order) as the cell texts, computed here at once for every team."""
+    cells = np.column_stack([_cell_text(calls[name]) for name in CALL_COLUMNS]) if len(calls) else None
+    teams = calls["team_id"].astype(str).to_numpy(dtype=object)
+    villages = calls["village_id"].astype(str).to_numpy(dtype=object)
+    keys = pd.DataFrame({"team": teams, "village": villages})
+    order = keys.sort_values(["team", "village"], kind="mergesort").index.to_numpy()
+    teams, villages = teams[order], villages[order]
+    jobs = []
+    for start, stop in _runs(teams):
+        groups = [
+            (villages[start + a], cells[order[start + a : start + b]].tolist())
+            for a, b in _runs(villages[start:stop])
+        ]
+        team = teams[start]
+        jobs.append((groups, folder / f"{file_stem(team)}.xlsx", f"外呼名单 {on.isoformat()} {team}"))
+    return jobs
+
+
+def write_call_workbook(villages: list[tuple[str, list[list[str]]]], path: Path, title: str) -> None:
+    """One sheet per village: title, Chinese and English headers, the rows' cell texts (call_workbook_jobs)
+    with the result columns filled yellow to be written in."""
     import xlsxwriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(CALL_COLUMNS)
+    # the result columns come last: the cells before them carry no format
+    plain = len(columns) - len(RESULT_COLUMNS)
+    assert columns[plain:] == RESULT_COLUMNS
     book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
     bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
     fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
-    sheets = sheet_names(sorted(str(v) for v in rows["village_id"].unique()))
-    for village, group in rows.groupby("village_id", sort=True):
-        sheet = book.add_worksheet(sheets[str(village)])
-        sheet.write_string(0, 0, f"{title} {village}")
+    sheets = sheet_names([village for village, _ in villages])
+    for village, rows in villages:
+        sheet = book.add_worksheet(sheets[village])
+        write = sheet.write_string
+        write(0, 0, f"{title} {village}")
         for col, name in enumerate(columns):
             zh, en = CALL_COLUMNS[name]
-            sheet.write_string(1, col, zh, bold)
-            sheet.write_string(2, col, en, bold)
-        for r, record in enumerate(group[columns].itertuples(index=False), start=3):
-            for col, value in enumerate(record):
-                text = inert_text(_fmt(value))  # the importer restores it (restore_text)
-                if columns[col] in RESULT_COLUMNS:
-                    sheet.write_string(r, col, text, fill)
-                else:
-                    sheet.write_string(r, col, text)
+            write(1, col, zh, bold)
+            write(2, col, en, bold)
+        for r, record in enumerate(rows, start=3):
+            for col in range(plain):
+                write(r, col, record[col])
+            for col in range(plain, len(record)):
+                write(r, col, record[col], fill)
         sheet.freeze_panes(3, 7)
         sheet.set_landscape()
         sheet.fit_to_pages(1, 0)

@@ -274,6 +274,14 @@ class PendingExport:
             self.pool = process_pool(workers)  # workers die with this process, even on kill -9
             self.futures = [self.pool.submit(write_team_workbook, *job) for job in self.jobs]
 
+    def submit(self, function: Callable[..., None], *args: object) -> None:
+        """One more workbook for the same workers (the call lists' team workbooks), queued behind the
+        priority workbooks; `finish` waits for it too. Written at once when there are no workers."""
+        if self.pool is None:
+            function(*args)
+        else:
+            self.futures.append(self.pool.submit(function, *args))
+
     def finish(self, unmanaged: pd.DataFrame) -> ListExport:
         try:
             priority, out_dir = self.priority, self.out_dir

@@ -3,9 +3,12 @@ diabetes who are not registered for it on the as-of date. Criteria live in defin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from risk import definitions
@@ -151,24 +154,32 @@ def _joined(parts: list[pd.Series], sep: str) -> pd.Series:
     return out
 
 
-def _text(values: list[str | None], index: pd.Index) -> pd.Series:
+def _text(values: list[str | None] | np.ndarray, index: pd.Index) -> pd.Series:
     """Text with missing values as NA, in pandas' string dtype: concatenating it with literals and other
     such series propagates NA. (An all-NA evidence column comes back from DuckDB as Int64 / object, and
     pandas 3 refuses `str + Int64` and `str + object`.)"""
     return pd.Series(values, index=index, dtype="str")
 
 
+def _per_distinct(values: pd.Series, to_text: Callable[[Any], str]) -> pd.Series:
+    """to_text of each value, NA for a missing one, worked out once per distinct value: the evidence
+    columns hold a few thousand distinct counts, maxima, dates and codes, and formatting every row in
+    Python took most of the unmanaged list (660k rows on the other-shape county at 1M persons)."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    texts = np.array([to_text(v) for v in distinct] + [None], dtype=object)  # code -1 (missing) -> None
+    return _text(texts[codes], values.index)
+
+
 def _evidence_text(found: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     def num(column: str, fmt: str) -> pd.Series:
         values = pd.to_numeric(found[column], errors="coerce").astype("float64")
-        return _text([None if pd.isna(v) else format(v, fmt) for v in values], found.index)
+        return _per_distinct(values, lambda v: format(v, fmt))
 
     def day(column: str) -> pd.Series:
-        dates = pd.to_datetime(found[column])
-        return _text([None if pd.isna(v) else v.strftime("%Y-%m-%d") for v in dates], found.index)
+        return _per_distinct(pd.to_datetime(found[column]), lambda v: v.strftime("%Y-%m-%d"))
 
     def code(column: str) -> pd.Series:
-        return _text([None if pd.isna(v) else str(v) for v in found[column]], found.index)
+        return _per_distinct(found[column], str)
 
     htn = found["condition"] == "hypertension"
     has_raised = found["raised_days"].notna()

@@ -10,6 +10,7 @@ never as a formula. The CSV files keep every field for machines (see risk.produc
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from collections.abc import Sequence
@@ -122,8 +123,11 @@ def display_width(text: str) -> float:
     return sum(1.8 if unicodedata.east_asian_width(ch) in "WF" else 0.9 for ch in text)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def wrapped_lines(text: str, width: float) -> int:
-    """Lines `text` takes when wrapped in a column `width` units wide (less the cell padding)."""
+    """Lines `text` takes when wrapped in a column `width` units wide (less the cell padding). Cached: the
+    row heights of the printed lists measured every character of every cell, and most cells repeat
+    (reasons, colours, villages, dates)."""
     usable = max(1.0, width - 1.0)
     return sum(max(1, math.ceil(display_width(part) / usable)) for part in text.split("\n"))
 
