@@ -136,8 +136,16 @@ def run_calls(
     tiers = pd.read_parquet(run.tiers)
     features = pd.read_parquet(run.features)
     priority = build_priority_list(tiers, features, persons)
-    return calls_from_priority(priority, tiers, on, out, results=results, window_days=window_days,
-                               daily_capacity=daily_capacity, xlsx=xlsx)
+    return calls_from_priority(
+        priority,
+        tiers,
+        on,
+        out,
+        results=results,
+        window_days=window_days,
+        daily_capacity=daily_capacity,
+        xlsx=xlsx,
+    )
 
 
 def calls_from_priority(

@@ -90,7 +90,6 @@ class StageClock:
         self.peak_rss_mb[name] = round(_peak_rss_mb(), 1)
         log.info("[%d/%d] %s done in %.1f s", number, total, name, self.seconds[name])
 
-
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
         """Seconds of one part of a stage (e.g. lists.calls), in timings.json `parts`."""
@@ -359,7 +358,7 @@ def _lists(
     unit and week, with their counts. The team workbooks of the priority and the call lists are written by
     the list workers while this process does the rest; `clock` gets the seconds of each part."""
     from risk.products.lists import LIST_PERSON_COLUMNS, PendingExport, build_priority_list
-    from risk.products.unmanaged import find_unmanaged
+    from risk.products.unmanaged import find_unmanaged, unmanaged_list
     from risk.products.workload import export_workload
 
     clock = clock or StageClock()
@@ -383,17 +382,9 @@ def _lists(
         )
     try:
         with clock.part("lists.unmanaged"):
-            unmanaged = find_unmanaged(engine.connection(run.canonical), options.as_of)
+            found = find_unmanaged(engine.connection(run.canonical), options.as_of)
             # who to look for and where: the village doctor contacts these residents for confirmation
-            unmanaged = (
-                persons.merge(unmanaged, on="person_id", how="inner")
-                .sort_values(
-                    ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
-                    ascending=[True, True, False, True, True],
-                    kind="mergesort",
-                )
-                .reset_index(drop=True)
-            )
+            unmanaged = unmanaged_list(persons, found)
         calls = None
         if options.calls:
             from pipelines.calls import calls_from_priority

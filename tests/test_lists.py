@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,44 +21,54 @@ def _reasons(*items: tuple[str, str]) -> str:
 @pytest.fixture()
 def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     people = ["p1", "p2", "p3", "p4", "p5"]
-    tiers = pd.DataFrame({
-        "person_id": people,
-        "tier": ["yellow", "red", "red", "green", "yellow"],
-        "tier_rules": ["yellow", "red", "yellow", "green", "yellow"],
-        "tier_model": ["green", "red", "red", "green", "yellow"],
-        "rule_score": [1.2, 2.5, 1.1, 0.0, 1.2],
-        "model_probability": [0.10, 0.30, 0.30, 0.02, 0.10],
-        "reasons": [_reasons(("bp_uncontrolled_first", "yellow"), ("overdue", "yellow")),
-                    _reasons(("bp_emergency", "red")), _reasons(("fu_overdue", "yellow")),
-                    _reasons(("controlled", "green")), _reasons(("fu_overdue", "yellow"))],
-        "next_due_on": [date(2024, 12, 1)] * 5,
-        "days_overdue": [30, 0, 5, 0, 10],
-    })
-    features = pd.DataFrame({
-        "person_id": people,
-        "team_id": ["TM1", "TM1", "TM1", "TM1", "TM2"],
-        "township_id": ["T1"] * 5,
-        "unit_id": ["U1", "U1", "U2", "U2", "U3"],
-        "village_id": ["V1", "V1", "V2", "V2", "V3"],
-        "age": [66.4, 70.0, 58.9, 45.0, 80.0],
-        "sex": ["M", "F", "F", "M", "F"],
-        "has_hypertension": [True, True, False, True, True],
-        "has_diabetes_t2": [False, True, True, False, False],
-        "bp_last_sbp": [150.0, 185.0, None, 128.0, 145.0],
-        "bp_last_dbp": [92.0, 112.0, None, 80.0, 85.0],
-        "bp_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", None, "2024-10-01", "2024-09-01"]),
-        "fpg_last": [None, 8.2, 6.1, None, None],
-        "fpg_last_date": pd.to_datetime([None, "2024-12-20", "2024-06-01", None, None]),
-        "fu_last_date": pd.to_datetime(
-            ["2024-11-01", "2024-12-20", "2024-06-01", "2024-10-01", "2024-09-01"]
-        ),
-    })
-    persons = pd.DataFrame({
-        "person_id": people,
-        "name": ["张伟", "王芳", "李娜", "刘强", "陈静"],
-        "phone": ["13800000001", "13800000002", None, "13800000004", "13800000005"],
-        "national_id_masked": ["340621********1234"] * 5,
-    })
+    tiers = pd.DataFrame(
+        {
+            "person_id": people,
+            "tier": ["yellow", "red", "red", "green", "yellow"],
+            "tier_rules": ["yellow", "red", "yellow", "green", "yellow"],
+            "tier_model": ["green", "red", "red", "green", "yellow"],
+            "rule_score": [1.2, 2.5, 1.1, 0.0, 1.2],
+            "model_probability": [0.10, 0.30, 0.30, 0.02, 0.10],
+            "reasons": [
+                _reasons(("bp_uncontrolled_first", "yellow"), ("overdue", "yellow")),
+                _reasons(("bp_emergency", "red")),
+                _reasons(("fu_overdue", "yellow")),
+                _reasons(("controlled", "green")),
+                _reasons(("fu_overdue", "yellow")),
+            ],
+            "next_due_on": [date(2024, 12, 1)] * 5,
+            "days_overdue": [30, 0, 5, 0, 10],
+        }
+    )
+    features = pd.DataFrame(
+        {
+            "person_id": people,
+            "team_id": ["TM1", "TM1", "TM1", "TM1", "TM2"],
+            "township_id": ["T1"] * 5,
+            "unit_id": ["U1", "U1", "U2", "U2", "U3"],
+            "village_id": ["V1", "V1", "V2", "V2", "V3"],
+            "age": [66.4, 70.0, 58.9, 45.0, 80.0],
+            "sex": ["M", "F", "F", "M", "F"],
+            "has_hypertension": [True, True, False, True, True],
+            "has_diabetes_t2": [False, True, True, False, False],
+            "bp_last_sbp": [150.0, 185.0, None, 128.0, 145.0],
+            "bp_last_dbp": [92.0, 112.0, None, 80.0, 85.0],
+            "bp_last_date": pd.to_datetime(["2024-11-01", "2024-12-20", None, "2024-10-01", "2024-09-01"]),
+            "fpg_last": [None, 8.2, 6.1, None, None],
+            "fpg_last_date": pd.to_datetime([None, "2024-12-20", "2024-06-01", None, None]),
+            "fu_last_date": pd.to_datetime(
+                ["2024-11-01", "2024-12-20", "2024-06-01", "2024-10-01", "2024-09-01"]
+            ),
+        }
+    )
+    persons = pd.DataFrame(
+        {
+            "person_id": people,
+            "name": ["张伟", "王芳", "李娜", "刘强", "陈静"],
+            "phone": ["13800000001", "13800000002", None, "13800000004", "13800000005"],
+            "national_id_masked": ["340621********1234"] * 5,
+        }
+    )
     return tiers, features, persons
 
 
@@ -104,6 +115,7 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
         {"person_id": ["x9"], "condition": ["hypertension"], "evidence_zh": ["2天血压升高"]}
     )
     exported = export_lists(listing, unmanaged, tmp_path, run_date="2024-12-31")
+
     # file names: the ID's slug plus a short hash of the ID (IDs that slug alike never share a file)
     def names(folder: str, ids: list[str]) -> None:
         written = sorted(p.name for p in (tmp_path / folder).iterdir())
@@ -126,7 +138,14 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
     header_row = next(r for r in range(1, 20) if sheet.cell(r, 1).value == "序号")
     assert sheet.print_title_rows.replace("$", "") == f"{header_row}:{header_row}"
     assert [sheet.cell(header_row, c).value for c in range(1, 11)] == [
-        "序号", "姓名", "村", "电话", "分级", "主要原因", "最近血压 / 血糖", "应随访 / 逾期",
+        "序号",
+        "姓名",
+        "村",
+        "电话",
+        "分级",
+        "主要原因",
+        "最近血压 / 血糖",
+        "应随访 / 逾期",
         "电话、随访记录",
         "完成",
     ]
@@ -141,13 +160,15 @@ def test_export_writes_csv_per_group_and_printable_workbook(frames, tmp_path):
 def test_csv_has_a_byte_order_mark_dates_and_round_trips(tmp_path):
     from risk.products.lists import write_csv
 
-    frame = pd.DataFrame({
-        "person_id": ["p1", "p2"],
-        "reasons": ["血压≥180/110, 转诊", "a \"quoted\" reason"],
-        "seen_on": pd.to_datetime(["2024-06-30", None]),
-        "measured_at": pd.to_datetime(["2024-06-30 09:15", "2024-06-29 00:00"]),
-        "days": pd.array([3, None], dtype="Int64"),
-    })
+    frame = pd.DataFrame(
+        {
+            "person_id": ["p1", "p2"],
+            "reasons": ["血压≥180/110, 转诊", 'a "quoted" reason'],
+            "seen_on": pd.to_datetime(["2024-06-30", None]),
+            "measured_at": pd.to_datetime(["2024-06-30 09:15", "2024-06-29 00:00"]),
+            "days": pd.array([3, None], dtype="Int64"),
+        }
+    )
     write_csv(frame, tmp_path / "x.csv")
     raw = (tmp_path / "x.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
@@ -185,8 +206,9 @@ def test_printed_village_is_the_name_when_the_geography_has_one(frames, tmp_path
     tiers, features, persons = frames
     listing = build_priority_list(tiers, features, persons)
     unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str)})
-    PendingExport(listing, tmp_path, run_date="2024-12-31", workers=1,
-                  village_names={"V1": "张庄村"}).finish(unmanaged)
+    PendingExport(listing, tmp_path, run_date="2024-12-31", workers=1, village_names={"V1": "张庄村"}).finish(
+        unmanaged
+    )
     book = load_workbook(tmp_path / "xlsx" / f"{file_stem('TM1')}.xlsx")
     assert book.sheetnames == ["V1", "V2"]  # sheets keep the id (stable), the page shows the name
     sheet = book["V1"]
@@ -194,3 +216,79 @@ def test_printed_village_is_the_name_when_the_geography_has_one(frames, tmp_path
     assert sheet.cell(header_row + 1, 3).value == "张庄村"
     assert "张庄村" in sheet.cell(1, 1).value and "张庄村" in sheet.oddHeader.left.text
     assert book["V2"].cell(header_row + 1, 3).value == "V2"  # no name: the id
+
+
+def _cells_of(path) -> list:
+    book = load_workbook(path, read_only=True)
+    cells = [(sheet.title, list(sheet.iter_rows(values_only=True))) for sheet in book.worksheets]
+    book.close()
+    return cells
+
+
+def _fail(*_args: object) -> None:
+    raise RuntimeError("a workbook job failed")
+
+
+def test_list_workers_write_the_call_workbooks_as_written_in_process(frames, tmp_path):
+    """The nightly hands the call lists' team workbooks to the list workers (PendingExport.submit): the
+    same files and cells as writing them in this process."""
+    from risk.calls.lists import build_call_lists, export_call_lists
+    from risk.products.lists import PendingExport
+
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    calls = build_call_lists(listing, tiers, None, date(2024, 12, 31))
+    assert calls.calls["team_id"].nunique() == 2
+    inline = export_call_lists(calls, tmp_path / "inline", date(2024, 12, 31))
+    pending = PendingExport(listing, tmp_path / "lists", run_date="2024-12-31", workers=2)
+    assert pending.pool is not None
+    pooled = export_call_lists(calls, tmp_path / "pooled", date(2024, 12, 31), submit=pending.submit)
+    pending.finish(pd.DataFrame({"person_id": pd.Series([], dtype=str)}))
+    assert pending.pool is None and inline == pooled
+    books = sorted(p.name for p in (tmp_path / "inline" / "xlsx").glob("*.xlsx"))
+    assert len(books) == 2 and books == sorted(p.name for p in (tmp_path / "pooled" / "xlsx").glob("*.xlsx"))
+    for name in books:
+        assert _cells_of(tmp_path / "pooled" / "xlsx" / name) == _cells_of(
+            tmp_path / "inline" / "xlsx" / name
+        )
+
+
+def test_a_failed_workbook_job_fails_the_export_and_stops_the_workers(frames, tmp_path):
+    import multiprocessing
+
+    from risk.products.lists import PendingExport
+
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    before = set(multiprocessing.active_children())
+    pending = PendingExport(listing, tmp_path, run_date="2024-12-31", workers=2)
+    pending.submit(_fail)
+    with pytest.raises(RuntimeError, match="a workbook job failed"):
+        pending.finish(pd.DataFrame({"person_id": pd.Series([], dtype=str)}))
+    assert pending.pool is None
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_call_workbook_cells_are_the_values_formatted_and_made_inert():
+    from risk.calls.lists import CALL_COLUMNS, _fmt, call_workbook_jobs
+    from risk.spreadsheet import inert_text
+
+    calls = pd.DataFrame({name: [f"{name}{i}" for i in range(4)] for name in CALL_COLUMNS})
+    calls = calls.astype("str")
+    calls["team_id"] = ["T2", "T1", "T2", "T1"]
+    calls["village_id"] = ["V2", "V1", "V1", "V1"]
+    calls["name"] = pd.Series(["=cmd", None, "+1", "李娜"], dtype="str")
+    calls["rank"] = [1, 2, 3, 4]
+    calls["attempts"] = pd.Series([0.0, None, 2.0, 1.0])  # not an integer column: formatted per value
+    jobs = call_workbook_jobs(calls, Path("out"), date(2024, 12, 31))
+    assert [(path.name.split("-")[0], [v for v, _ in groups]) for groups, path, _ in jobs] == [
+        ("T1", ["V1"]),
+        ("T2", ["V1", "V2"]),
+    ]
+    rows = {v + t: rows for groups, path, t in jobs for v, rows in groups}
+    expected = [[inert_text(_fmt(v)) for v in row] for row in calls.itertuples(index=False)]
+    assert rows["V1外呼名单 2024-12-31 T1"] == [expected[1], expected[3]]
+    assert rows["V1外呼名单 2024-12-31 T2"] == [expected[2]]
+    assert rows["V2外呼名单 2024-12-31 T2"] == [expected[0]]
+    name = list(CALL_COLUMNS).index("name")
+    assert expected[0][name] == "'=cmd" and expected[1][name] == ""

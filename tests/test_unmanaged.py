@@ -21,40 +21,74 @@ def _connection(**tables: pd.DataFrame) -> duckdb.DuckDBPyConnection:
 
 
 def _tables() -> dict[str, pd.DataFrame]:
-    persons = pd.DataFrame({
-        "person_id": ["bp2", "bp1", "rx", "dx", "reg", "dead", "fpg2", "old"],
-        "birth_date": pd.to_datetime(["1950-01-01"] * 8).date,
-        "death_date": pd.to_datetime([None, None, None, None, None, "2024-06-01", None, None]).date,
-    })
-    conditions = pd.DataFrame({
-        "person_id": ["reg"], "condition": ["hypertension"],
-        "enrolled_on": [date(2022, 1, 1)], "ended_on": [None],
-    })
-    vitals = pd.DataFrame({
-        "person_id": ["bp2", "bp2", "bp2", "bp1", "reg", "reg", "dead", "dead", "old", "old"],
-        "measured_at": pd.to_datetime([
-            "2024-03-01 09:00", "2024-03-01 15:00", "2024-05-01 00:00", "2024-05-01 00:00",
-            "2024-01-01 00:00", "2024-02-01 00:00", "2024-01-01 00:00", "2024-02-01 00:00",
-            "2021-01-01 00:00", "2021-02-01 00:00",  # outside the 730-day lookback
-        ]),
-        "sbp": [150.0, 152.0, 138.0, 170.0, 160.0, 162.0, 160.0, 165.0, 170.0, 170.0],
-        "dbp": [85.0, 86.0, 95.0, 100.0, 95.0, 96.0, 90.0, 95.0, 100.0, 100.0],
-    })
-    labs = pd.DataFrame({
-        "person_id": ["fpg2", "fpg2", "fpg2"],
-        "measured_at": pd.to_datetime(["2024-01-10", "2024-04-10", "2025-02-01"]),
-        "test": ["fpg", "fpg", "fpg"], "value": [7.4, 8.1, 9.0],
-    })
-    prescriptions = pd.DataFrame({
-        "person_id": ["rx", "rx"], "dispensed_on": [date(2024, 7, 1), date(2024, 8, 1)],
-        "atc_code": ["C08CA01", "C08CA01"], "days_supply": [30, 30],
-    })
-    encounters = pd.DataFrame({
-        "person_id": ["dx"], "admitted_on": [date(2024, 9, 9)],
-        "primary_dx": ["J18.9"], "secondary_dx": ["E78.0;E11.9"],
-    })
-    return dict(persons=persons, conditions=conditions, vitals=vitals, labs=labs,
-                prescriptions=prescriptions, encounters=encounters)
+    persons = pd.DataFrame(
+        {
+            "person_id": ["bp2", "bp1", "rx", "dx", "reg", "dead", "fpg2", "old"],
+            "birth_date": pd.to_datetime(["1950-01-01"] * 8).date,
+            "death_date": pd.to_datetime([None, None, None, None, None, "2024-06-01", None, None]).date,
+        }
+    )
+    conditions = pd.DataFrame(
+        {
+            "person_id": ["reg"],
+            "condition": ["hypertension"],
+            "enrolled_on": [date(2022, 1, 1)],
+            "ended_on": [None],
+        }
+    )
+    vitals = pd.DataFrame(
+        {
+            "person_id": ["bp2", "bp2", "bp2", "bp1", "reg", "reg", "dead", "dead", "old", "old"],
+            "measured_at": pd.to_datetime(
+                [
+                    "2024-03-01 09:00",
+                    "2024-03-01 15:00",
+                    "2024-05-01 00:00",
+                    "2024-05-01 00:00",
+                    "2024-01-01 00:00",
+                    "2024-02-01 00:00",
+                    "2024-01-01 00:00",
+                    "2024-02-01 00:00",
+                    "2021-01-01 00:00",
+                    "2021-02-01 00:00",  # outside the 730-day lookback
+                ]
+            ),
+            "sbp": [150.0, 152.0, 138.0, 170.0, 160.0, 162.0, 160.0, 165.0, 170.0, 170.0],
+            "dbp": [85.0, 86.0, 95.0, 100.0, 95.0, 96.0, 90.0, 95.0, 100.0, 100.0],
+        }
+    )
+    labs = pd.DataFrame(
+        {
+            "person_id": ["fpg2", "fpg2", "fpg2"],
+            "measured_at": pd.to_datetime(["2024-01-10", "2024-04-10", "2025-02-01"]),
+            "test": ["fpg", "fpg", "fpg"],
+            "value": [7.4, 8.1, 9.0],
+        }
+    )
+    prescriptions = pd.DataFrame(
+        {
+            "person_id": ["rx", "rx"],
+            "dispensed_on": [date(2024, 7, 1), date(2024, 8, 1)],
+            "atc_code": ["C08CA01", "C08CA01"],
+            "days_supply": [30, 30],
+        }
+    )
+    encounters = pd.DataFrame(
+        {
+            "person_id": ["dx"],
+            "admitted_on": [date(2024, 9, 9)],
+            "primary_dx": ["J18.9"],
+            "secondary_dx": ["E78.0;E11.9"],
+        }
+    )
+    return dict(
+        persons=persons,
+        conditions=conditions,
+        vitals=vitals,
+        labs=labs,
+        prescriptions=prescriptions,
+        encounters=encounters,
+    )
 
 
 def test_each_kind_of_evidence_is_found_and_only_outside_the_registry():
@@ -62,8 +96,12 @@ def test_each_kind_of_evidence_is_found_and_only_outside_the_registry():
     pairs = set(zip(found["person_id"], found["condition"], strict=True))
     # bp2: two raised days (two readings on 2024-03-01 count as one day, plus DBP 95 on 05-01)
     # bp1: only one raised day; reg: registered; dead: died before as_of; old: outside lookback
-    assert pairs == {("bp2", "hypertension"), ("rx", "hypertension"), ("dx", "diabetes_t2"),
-                     ("fpg2", "diabetes_t2")}
+    assert pairs == {
+        ("bp2", "hypertension"),
+        ("rx", "hypertension"),
+        ("dx", "diabetes_t2"),
+        ("fpg2", "diabetes_t2"),
+    }
     bp2 = found.set_index("person_id").loc["bp2"]
     assert bp2["raised_days"] == 2 and bp2["raised_max_value"] == 152.0
     fpg2 = found.set_index("person_id").loc["fpg2"]
@@ -82,3 +120,63 @@ def test_no_evidence_gives_empty_frame_with_columns():
     found = find_unmanaged(_connection(**tables), AS_OF)
     assert found.empty
     assert {"evidence_zh", "evidence_en"} <= set(found.columns)
+
+
+def _five_key_order(persons: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """The unmanaged list's order as the nightly job first wrote it: persons merged, five-key sort."""
+    return (
+        persons.merge(found, on="person_id", how="inner")
+        .sort_values(
+            ["team_id", "village_id", "evidence_kinds", "person_id", "condition"],
+            ascending=[True, True, False, True, True],
+            kind="mergesort",
+        )
+        .reset_index(drop=True)
+    )
+
+
+def test_unmanaged_list_order_is_the_five_key_order_whatever_order_the_rows_come_in():
+    import numpy as np
+
+    from risk.products.unmanaged import unmanaged_list
+
+    rng = np.random.default_rng(7)
+    n = 400
+    persons = pd.DataFrame(
+        {
+            "person_id": [f"P{i:04d}" for i in rng.permutation(n)],  # not in ID order
+            "name": [f"n{i}" for i in range(n)],
+            "team_id": rng.choice(["T2", "T1", "T10"], n),
+            "village_id": rng.choice(["V3", "V1", "V20", "V2"], n),
+        }
+    )
+    found = pd.DataFrame(
+        {
+            "person_id": [f"P{i:04d}" for i in rng.choice(n + 50, 300)],  # some persons unknown
+            "condition": rng.choice(["hypertension", "diabetes_t2"], 300),
+            "evidence_kinds": rng.integers(1, 4, 300),
+        }
+    ).drop_duplicates(["person_id", "condition"])
+    in_order = found.sort_values(["person_id", "condition"]).reset_index(drop=True)
+    shuffled = found.sample(frac=1, random_state=3).reset_index(drop=True)
+    expected = _five_key_order(persons, found)
+    assert len(expected) > 100
+    for rows in (in_order, shuffled):
+        pd.testing.assert_frame_equal(unmanaged_list(persons, rows), expected)
+
+
+def test_evidence_text_is_formatted_as_row_by_row(monkeypatch):
+    """Formatting once per distinct value gives the text formatting each row gave."""
+    from risk.products import unmanaged
+
+    found = find_unmanaged(_connection(**_tables()), AS_OF)
+    monkeypatch.setattr(
+        unmanaged,
+        "_per_distinct",
+        lambda values, to_text: unmanaged._text(
+            [None if pd.isna(v) else to_text(v) for v in values], values.index
+        ),
+    )
+    zh, en = unmanaged._evidence_text(found)
+    pd.testing.assert_series_equal(zh, found["evidence_zh"], check_names=False)
+    pd.testing.assert_series_equal(en, found["evidence_en"], check_names=False)

@@ -21,13 +21,20 @@ import pyarrow.csv as pa_csv
 
 from risk.products.workbook import PrintRow, PrintSettings, write_team_workbook
 from risk.schema import TIER_RANK
-from risk.spreadsheet import inert_frame, inert_table
+from risk.spreadsheet import inert_frame, inert_table, inert_text
 
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
 
 # The persons columns the lists show (read from the run's canonical persons table).
 LIST_PERSON_COLUMNS = [
-    "person_id", "name", "phone", "national_id_masked", "township_id", "village_id", "unit_id", "team_id",
+    "person_id",
+    "name",
+    "phone",
+    "national_id_masked",
+    "township_id",
+    "village_id",
+    "unit_id",
+    "team_id",
 ]
 LIST_COLUMNS = {
     # column -> (中文表头, English header)
@@ -81,8 +88,10 @@ def _fmt_date(series: pd.Series) -> pd.Series:
 
 def build_priority_list(tiers: pd.DataFrame, features: pd.DataFrame, persons: pd.DataFrame) -> pd.DataFrame:
     """One row per tiered person with everything a village doctor needs on paper."""
-    people = persons[["person_id", "name", "phone", "national_id_masked"]] if "name" in persons else (
-        persons.assign(name="")[["person_id", "name", "phone", "national_id_masked"]]
+    people = (
+        persons[["person_id", "name", "phone", "national_id_masked"]]
+        if "name" in persons
+        else (persons.assign(name="")[["person_id", "name", "phone", "national_id_masked"]])
     )
     frame = tiers.merge(features, on=["person_id"], how="left", suffixes=("", "_f")).merge(
         people, on="person_id", how="left"
@@ -90,38 +99,41 @@ def build_priority_list(tiers: pd.DataFrame, features: pd.DataFrame, persons: pd
     risk = frame.get("model_probability")
     if risk is None or risk.isna().all():
         risk = frame["rule_score"]
-    out = pd.DataFrame({
-        "team_id": frame["team_id"],
-        "township_id": frame["township_id"],
-        "unit_id": frame["unit_id"],
-        "village_id": frame["village_id"],
-        "person_id": frame["person_id"],
-        "name": frame["name"].fillna(""),
-        "national_id_masked": frame["national_id_masked"].fillna(""),
-        "phone": frame["phone"].fillna(""),
-        "age": frame["age"].round(0).astype("Int64"),
-        "sex": frame["sex"],
-        "conditions": (
-            frame["has_hypertension"].map({True: "高血压", False: ""}).fillna("")
-            + frame["has_diabetes_t2"].map({True: " 糖尿病", False: ""}).fillna("")
-        ).str.strip(),
-        "tier": frame["tier"],
-        "tier_rules": frame["tier_rules"],
-        "tier_model": frame.get("tier_model"),
-        "risk": risk.astype(float).round(4),
-        "top_reasons": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "zh")),
-        "top_reasons_en": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "en")),
-        "last_bp": (
-            frame["bp_last_sbp"].round(0).astype("Int64").astype(str)
-            + "/" + frame["bp_last_dbp"].round(0).astype("Int64").astype(str)
-        ).where(frame["bp_last_sbp"].notna(), ""),
-        "last_bp_date": _fmt_date(frame["bp_last_date"]),
-        "last_fpg": frame["fpg_last"].round(1).astype(str).where(frame["fpg_last"].notna(), ""),
-        "last_fpg_date": _fmt_date(frame["fpg_last_date"]),
-        "last_follow_up": _fmt_date(frame["fu_last_date"]),
-        "next_due_on": _fmt_date(frame["next_due_on"]),
-        "days_overdue": frame["days_overdue"].fillna(0).astype(int),
-    })
+    out = pd.DataFrame(
+        {
+            "team_id": frame["team_id"],
+            "township_id": frame["township_id"],
+            "unit_id": frame["unit_id"],
+            "village_id": frame["village_id"],
+            "person_id": frame["person_id"],
+            "name": frame["name"].fillna(""),
+            "national_id_masked": frame["national_id_masked"].fillna(""),
+            "phone": frame["phone"].fillna(""),
+            "age": frame["age"].round(0).astype("Int64"),
+            "sex": frame["sex"],
+            "conditions": (
+                frame["has_hypertension"].map({True: "高血压", False: ""}).fillna("")
+                + frame["has_diabetes_t2"].map({True: " 糖尿病", False: ""}).fillna("")
+            ).str.strip(),
+            "tier": frame["tier"],
+            "tier_rules": frame["tier_rules"],
+            "tier_model": frame.get("tier_model"),
+            "risk": risk.astype(float).round(4),
+            "top_reasons": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "zh")),
+            "top_reasons_en": _per_distinct(frame["reasons"], lambda r: _top_reasons(r, "en")),
+            "last_bp": (
+                frame["bp_last_sbp"].round(0).astype("Int64").astype(str)
+                + "/"
+                + frame["bp_last_dbp"].round(0).astype("Int64").astype(str)
+            ).where(frame["bp_last_sbp"].notna(), ""),
+            "last_bp_date": _fmt_date(frame["bp_last_date"]),
+            "last_fpg": frame["fpg_last"].round(1).astype(str).where(frame["fpg_last"].notna(), ""),
+            "last_fpg_date": _fmt_date(frame["fpg_last_date"]),
+            "last_follow_up": _fmt_date(frame["fu_last_date"]),
+            "next_due_on": _fmt_date(frame["next_due_on"]),
+            "days_overdue": frame["days_overdue"].fillna(0).astype(int),
+        }
+    )
     if "priority" in frame.columns and frame["priority"].notna().all():
         out["_priority"] = frame["priority"].to_numpy()
         out = out.sort_values(["team_id", "_priority"], kind="mergesort").drop(columns="_priority")
@@ -173,25 +185,34 @@ def sheet_names(villages: list[str]) -> dict[str, str]:
     taken: set[str] = set()
     for village in villages:
         name = plain[village]
-        if (name != str(village) or len(name) > SHEET_CHARS or seen[name.lower()] > 1
-                or name.lower() == "history"):  # "History" is reserved by Excel
-            name = f"{name[:SHEET_CHARS - 9]}-{_short_hash(village)}"
+        if (
+            name != str(village)
+            or len(name) > SHEET_CHARS
+            or seen[name.lower()] > 1
+            or name.lower() == "history"
+        ):  # "History" is reserved by Excel
+            name = f"{name[: SHEET_CHARS - 9]}-{_short_hash(village)}"
         counter = 1
         base = name
         while name.lower() in taken:  # only if two hashes met: still unique
             counter += 1
-            name = f"{base[:SHEET_CHARS - len(str(counter)) - 1]}~{counter}"
+            name = f"{base[: SHEET_CHARS - len(str(counter)) - 1]}~{counter}"
         taken.add(name.lower())
         names[village] = name
     return names
 
 
-def write_csv(table: pa.Table | pd.DataFrame, path: Path) -> None:
+def write_csv(table: pa.Table | pd.DataFrame, path: Path, *, already_inert: bool = False) -> None:
     """UTF-8 CSV with a byte-order mark (so Excel shows Chinese correctly), written by Arrow: pandas'
-    to_csv took 6 s of the 1M-person lists stage. Text values are always quoted, numbers never."""
+    to_csv took 6 s of the 1M-person lists stage. Text values are always quoted, numbers never.
+    `already_inert`: the table's text values went through inert_table already (a slice of a table made inert
+    once), so only the header is checked here."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    table = inert_table(table)  # no cell a spreadsheet would run as a formula
+    if already_inert:
+        table = table.rename_columns([inert_text(name) for name in table.column_names])
+    else:
+        table = inert_table(table)  # no cell a spreadsheet would run as a formula
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type) and _all_midnight(table.column(index)):
             table = table.set_column(index, field.name, table.column(index).cast(pa.date32()))
@@ -209,13 +230,16 @@ def _all_midnight(column: pa.ChunkedArray) -> bool:
 
 
 def _write_csv_groups(table: pa.Table, keys: np.ndarray, ranks: np.ndarray, folder: Path) -> int:
-    """One file per key, rows by rank; equal ranks keep the table's order (np.lexsort is stable)."""
+    """One file per key, rows by rank; equal ranks keep the table's order (np.lexsort is stable). The
+    table's text values are inert already (inert_table): escaping each file again cost a scan per file."""
     folder.mkdir(parents=True, exist_ok=True)
     order = np.lexsort((ranks, keys))
     sorted_keys = keys[order]
     runs = _runs(sorted_keys)
     for start, stop in runs:
-        write_csv(table.take(order[start:stop]), folder / f"{file_stem(sorted_keys[start])}.csv")
+        write_csv(
+            table.take(order[start:stop]), folder / f"{file_stem(sorted_keys[start])}.csv", already_inert=True
+        )
     return len(runs)
 
 
@@ -234,8 +258,19 @@ def team_csv_table(table: pa.Table) -> pa.Table:
 
 
 PRINT_SOURCE_COLUMNS = [
-    "team_id", "name", "village_id", "phone", "tier", "top_reasons", "top_reasons_en", "last_bp",
-    "last_bp_date", "last_fpg", "last_fpg_date", "next_due_on", "days_overdue",
+    "team_id",
+    "name",
+    "village_id",
+    "phone",
+    "tier",
+    "top_reasons",
+    "top_reasons_en",
+    "last_bp",
+    "last_bp_date",
+    "last_fpg",
+    "last_fpg_date",
+    "next_due_on",
+    "days_overdue",
 ]
 
 
@@ -243,13 +278,23 @@ def print_rows(frame: pd.DataFrame, lang: str = "zh") -> list[PrintRow]:
     """Priority-list rows (in list order) as the printed workbook shows them."""
     reasons = frame["top_reasons_en" if lang == "en" else "top_reasons"].fillna("")
     values = zip(
-        frame["name"].fillna(""), frame["village_id"], frame["phone"].fillna(""), frame["tier"], reasons,
-        frame["last_bp"].fillna(""), frame["last_bp_date"].fillna(""), frame["last_fpg"].fillna(""),
-        frame["last_fpg_date"].fillna(""), frame["next_due_on"].fillna(""), frame["days_overdue"],
+        frame["name"].fillna(""),
+        frame["village_id"],
+        frame["phone"].fillna(""),
+        frame["tier"],
+        reasons,
+        frame["last_bp"].fillna(""),
+        frame["last_bp_date"].fillna(""),
+        frame["last_fpg"].fillna(""),
+        frame["last_fpg_date"].fillna(""),
+        frame["next_due_on"].fillna(""),
+        frame["days_overdue"],
         strict=True,
     )
-    return [PrintRow(str(n), str(v), str(p), str(t), str(r), str(b), str(bd), str(f), str(fd), str(d), int(o))
-            for n, v, p, t, r, b, bd, f, fd, d, o in values]
+    return [
+        PrintRow(str(n), str(v), str(p), str(t), str(r), str(b), str(bd), str(f), str(fd), str(d), int(o))
+        for n, v, p, t, r, b, bd, f, fd, d, o in values
+    ]
 
 
 class PendingExport:
@@ -258,13 +303,25 @@ class PendingExport:
     and write the CSV files meanwhile; `finish` waits for the workbooks. Cell writing is pure Python and
     was the longest part of the lists stage."""
 
-    def __init__(self, priority: pd.DataFrame, out_dir: Path, run_date: str, xlsx: bool = True,
-                 workers: int = 2, lang: str = "zh", legend: dict[str, str] | None = None,
-                 village_names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        priority: pd.DataFrame,
+        out_dir: Path,
+        run_date: str,
+        xlsx: bool = True,
+        workers: int = 2,
+        lang: str = "zh",
+        legend: dict[str, str] | None = None,
+        village_names: dict[str, str] | None = None,
+    ) -> None:
         self.priority, self.out_dir = priority, out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        settings = {"run_date": run_date, "lang": lang, "legend": legend or {},
-                    "village_names": village_names or {}}
+        settings = {
+            "run_date": run_date,
+            "lang": lang,
+            "legend": legend or {},
+            "village_names": village_names or {},
+        }
         self.jobs = _workbook_jobs(priority, out_dir / "xlsx", settings) if xlsx else []
         self.pool = None
         self.futures: list = []
@@ -285,8 +342,10 @@ class PendingExport:
     def finish(self, unmanaged: pd.DataFrame) -> ListExport:
         try:
             priority, out_dir = self.priority, self.out_dir
-            table = pa.Table.from_pandas(priority, preserve_index=False)
-            write_csv(table, out_dir / "priority_all.csv")
+            # made inert once for the county file and every group file (inert_table leaves an inert value
+            # as it is: an escaped value starts with the apostrophe)
+            table = inert_table(pa.Table.from_pandas(priority, preserve_index=False))
+            write_csv(table, out_dir / "priority_all.csv", already_inert=True)
             csv_files = 1
             ranks = priority["rank"].to_numpy()
             for by, folder in (("team_id", "teams"), ("village_id", "villages"), ("unit_id", "units")):
@@ -306,8 +365,10 @@ class PendingExport:
         csv_written = sum(p.suffix == ".csv" for p in written)
         xlsx_written = sum(p.suffix == ".xlsx" for p in written)
         if (csv_written, xlsx_written) != (csv_files + 1, len(self.jobs)):
-            raise RuntimeError(f"list files do not add up: {csv_written} CSV and {xlsx_written} XLSX "
-                               f"written, {csv_files + 1} and {len(self.jobs)} expected")
+            raise RuntimeError(
+                f"list files do not add up: {csv_written} CSV and {xlsx_written} XLSX "
+                f"written, {csv_files + 1} and {len(self.jobs)} expected"
+            )
         return ListExport(csv_files=csv_written, xlsx_files=xlsx_written, rows=len(priority))
 
     def close(self) -> None:
@@ -316,12 +377,20 @@ class PendingExport:
             self.pool = None
 
 
-def export_lists(priority: pd.DataFrame, unmanaged: pd.DataFrame, out_dir: Path, run_date: str,
-                 xlsx: bool = True, workers: int = 2, lang: str = "zh",
-                 legend: dict[str, str] | None = None) -> ListExport:
+def export_lists(
+    priority: pd.DataFrame,
+    unmanaged: pd.DataFrame,
+    out_dir: Path,
+    run_date: str,
+    xlsx: bool = True,
+    workers: int = 2,
+    lang: str = "zh",
+    legend: dict[str, str] | None = None,
+) -> ListExport:
     """CSV per team, per village and per unit; an XLSX per team; the unmanaged key-population list."""
-    return PendingExport(priority, out_dir, run_date, xlsx=xlsx, workers=workers, lang=lang,
-                         legend=legend).finish(unmanaged)
+    return PendingExport(
+        priority, out_dir, run_date, xlsx=xlsx, workers=workers, lang=lang, legend=legend
+    ).finish(unmanaged)
 
 
 def _workbook_jobs(priority: pd.DataFrame, folder: Path, settings: dict) -> list[tuple]:
