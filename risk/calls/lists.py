@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
-from risk.products.lists import TIER_RANK, TIER_ZH, _runs, file_stem, sheet_names, write_csv
+from risk.products.lists import TIER_RANK, TIER_ZH, _per_distinct, _runs, file_stem, sheet_names, write_csv
 from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
@@ -181,13 +181,11 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+SCRIPT_FIELDS = ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")
+
+
 def _script(template: str, row: dict) -> str:
-    return template.format(
-        **{
-            k: _fmt(row.get(k))
-            for k in ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")
-        }
-    )
+    return template.format(**{k: _fmt(row.get(k)) for k in SCRIPT_FIELDS})
 
 
 def build_call_lists(
@@ -227,9 +225,9 @@ def build_call_lists(
     capacity = daily_capacity * window_days
     calls = candidates[candidates["rank"] <= capacity].copy()
     over = int((candidates["rank"] > capacity).sum())
-    calls["reason"] = calls["reasons"].map(headline_reason)
+    calls["reason"] = _per_distinct(calls["reasons"], headline_reason)  # a few thousand distinct lists
     scripts = defs.scripts
-    records = calls.to_dict("records")
+    records = calls[["reason", *SCRIPT_FIELDS]].to_dict("records")  # the fields a script may use
     for language in ("zh", "en"):
         calls[f"script_{language}"] = [
             _script(scripts.get(r["reason"], scripts["default"])[language], r) for r in records

@@ -397,12 +397,15 @@ def _workbook_jobs(priority: pd.DataFrame, folder: Path, settings: dict) -> list
     folder.mkdir(parents=True, exist_ok=True)
     # text cells inert (a leading = + - @ escaped), like every spreadsheet the project writes
     priority = inert_frame(priority[[c for c in PRINT_SOURCE_COLUMNS if c in priority]])
+    rows = print_rows(priority, settings["lang"])  # once for the county, then each team's in list order
     teams = priority["team_id"].to_numpy()
     order = np.argsort(teams, kind="stable")
     jobs = []
     for start, stop in _runs(teams[order]):
         index = order[start:stop]
         team = teams[index[0]]
-        rows = print_rows(priority.iloc[index], settings["lang"])
-        jobs.append((rows, folder / f"{file_stem(team)}.xlsx", PrintSettings(team=str(team), **settings)))
+        team_rows = [rows[i] for i in index.tolist()]
+        jobs.append(
+            (team_rows, folder / f"{file_stem(team)}.xlsx", PrintSettings(team=str(team), **settings))
+        )
     return jobs

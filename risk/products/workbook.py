@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
@@ -99,9 +100,9 @@ class PrintSettings:
         return self.village_names.get(village_id) or village_id
 
 
-@dataclass
-class PrintRow:
-    """One patient as printed; built from a priority-list row (risk.products.lists.print_rows)."""
+class PrintRow(NamedTuple):
+    """One patient as printed; built from a priority-list row (risk.products.lists.print_rows). A named
+    tuple: the rows of every team go to the list workers, and tuples pickle faster than objects."""
 
     name: str
     village: str
@@ -198,6 +199,8 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
         for row in rows:
             by_village.setdefault(row.village, []).append(row)
         widths = [width for *_, width in PRINT_COLUMNS]
+        # per column of a patient row: the colour column's is the row's tier; the tick box is centred
+        formats = [centre_fmt] + [cell_fmt] * (len(PRINT_COLUMNS) - 2) + [centre_fmt]
         legend_width = sum(widths[1:])
         sheets = sheet_names(sorted(by_village))
         for village in sorted(by_village):
@@ -225,19 +228,16 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
             sheet.set_row(
                 header_row, LINE_PT * max(wrapped_lines(c[header_idx], c[3]) for c in PRINT_COLUMNS) + 2
             )
+            write_string = sheet.write_string
             for number, row in enumerate(by_village[village], start=1):
                 values = _cells(row, number, lang, shown)
                 r = header_row + number
+                sheet.write_number(r, 0, number, centre_fmt)  # the number; then text cells only
+                formats[4] = tier_fmt.get(row.tier, centre_fmt)
                 lines = MIN_LINES
-                for idx, value in enumerate(values):
-                    if isinstance(value, int):
-                        sheet.write_number(r, idx, value, centre_fmt)
-                        continue
-                    if idx == 4:
-                        sheet.write_string(r, idx, value, tier_fmt.get(row.tier, centre_fmt))
-                    else:
-                        sheet.write_string(r, idx, value, centre_fmt if idx == len(values) - 1 else cell_fmt)
-                    lines = max(lines, wrapped_lines(value, widths[idx]))
+                for idx in range(1, len(values)):
+                    write_string(r, idx, values[idx], formats[idx])
+                    lines = max(lines, wrapped_lines(values[idx], widths[idx]))
                 sheet.set_row(r, LINE_PT * lines + 2)
             sheet.set_landscape()
             sheet.set_paper(9)  # A4
