@@ -165,18 +165,72 @@ def test_unmanaged_list_order_is_the_five_key_order_whatever_order_the_rows_come
         pd.testing.assert_frame_equal(unmanaged_list(persons, rows), expected)
 
 
-def test_evidence_text_is_formatted_as_row_by_row(monkeypatch):
-    """Formatting once per distinct value gives the text formatting each row gave."""
-    from risk.products import unmanaged
+def _evidence_by_row(row: pd.Series) -> tuple[str, str]:
+    """The evidence text of one row, written out as docs/lists.md describes it."""
+    zh, en = [], []
 
-    found = find_unmanaged(_connection(**_tables()), AS_OF)
-    monkeypatch.setattr(
-        unmanaged,
-        "_per_distinct",
-        lambda values, to_text: unmanaged._text(
-            [None if pd.isna(v) else to_text(v) for v in values], values.index
-        ),
-    )
-    zh, en = unmanaged._evidence_text(found)
-    pd.testing.assert_series_equal(zh, found["evidence_zh"], check_names=False)
-    pd.testing.assert_series_equal(en, found["evidence_en"], check_names=False)
+    def day(value: object) -> str:
+        return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+    if pd.notna(row["raised_days"]):
+        n, on = f"{float(row['raised_days']):.0f}", day(row["raised_last_date"])
+        if row["condition"] == "hypertension":
+            peak = f"{float(row['raised_max_value']):.0f}"
+            zh.append(f"{n}天血压升高（最高收缩压{peak}，最近{on}）")
+            en.append(f"raised BP on {n} days (max SBP {peak}, last {on})")
+        else:
+            peak = f"{float(row['raised_max_value']):.1f}"
+            zh.append(f"{n}天空腹血糖≥7.0（最高{peak}，最近{on}）")
+            en.append(f"FPG >= 7.0 on {n} days (max {peak}, last {on})")
+    if pd.notna(row["rx_count"]):
+        n, on, atc = f"{float(row['rx_count']):.0f}", day(row["rx_last_date"]), row["rx_example_atc"]
+        zh.append(f"专病用药{n}次（{atc}，最近{on}）")
+        en.append(f"{n} disease-specific prescriptions ({atc}, last {on})")
+    if pd.notna(row["dx_count"]):
+        n, on, dx = f"{float(row['dx_count']):.0f}", day(row["dx_last_date"]), row["dx_example_code"]
+        zh.append(f"就诊诊断{n}次（{dx}，最近{on}）")
+        en.append(f"{n} claims with the diagnosis ({dx}, last {on})")
+    return "；".join(zh), "; ".join(en)
+
+
+def test_evidence_text_is_each_rows_evidence_in_words():
+    """Every combination of present and missing evidence (Arrow kernels on values formatted once per
+    distinct value), including a row with none, a half-unit maximum and a repeated value."""
+    from risk.products.unmanaged import _evidence_text
+
+    on = pd.Timestamp("2024-06-01")
+    rows = []
+    for raised in (False, True):
+        for rx in (False, True):
+            for dx in (False, True):
+                for condition in ("hypertension", "diabetes_t2"):
+                    rows.append(
+                        {
+                            "condition": condition,
+                            "raised_days": 3 if raised else None,
+                            "raised_last_date": on if raised else None,
+                            "raised_max_value": (152.5 if condition == "hypertension" else 7.25)
+                            if raised
+                            else None,
+                            "rx_count": 2 if rx else None,
+                            "rx_last_date": on if rx else None,
+                            "rx_example_atc": "C08CA01" if rx else None,
+                            "dx_count": 1 if dx else None,
+                            "dx_last_date": on if dx else None,
+                            "dx_example_code": "E11" if dx else None,
+                        }
+                    )
+    found = pd.DataFrame(rows)
+    for column in ("raised_days", "rx_count", "dx_count"):
+        found[column] = found[column].astype("Int64")
+    for column in ("raised_last_date", "rx_last_date", "dx_last_date"):
+        found[column] = pd.to_datetime(found[column])
+    zh, en = _evidence_text(found)
+    expected = [_evidence_by_row(row) for _, row in found.iterrows()]
+    assert zh.tolist() == [z for z, _ in expected] and en.tolist() == [e for _, e in expected]
+    assert zh.iloc[0] == "" and "最高收缩压152，" in zh.iloc[-2]  # nothing; 152.5 rounds half to even
+    assert str(zh.dtype) == "str"
+
+    fixture = find_unmanaged(_connection(**_tables()), AS_OF)
+    assert fixture["evidence_zh"].tolist() == [_evidence_by_row(r)[0] for _, r in fixture.iterrows()]
+    assert fixture["evidence_en"].tolist() == [_evidence_by_row(r)[1] for _, r in fixture.iterrows()]
