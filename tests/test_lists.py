@@ -292,3 +292,18 @@ def test_call_workbook_cells_are_the_values_formatted_and_made_inert():
     assert rows["V2外呼名单 2024-12-31 T2"] == [expected[0]]
     name = list(CALL_COLUMNS).index("name")
     assert expected[0][name] == "'=cmd" and expected[1][name] == ""
+
+
+def test_print_rows_are_the_list_rows_as_text_in_list_order(frames):
+    from risk.products.lists import print_rows
+
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    listing.loc[1, "village_id"] = None  # a missing village prints as the text of a missing value
+    rows = print_rows(listing, "en")
+    assert [row.name for row in rows] == listing["name"].fillna("").tolist()
+    for row, (_, source) in zip(rows, listing.iterrows(), strict=True):
+        assert row.reasons == source["top_reasons_en"] and row.days_overdue == int(source["days_overdue"])
+        assert row.phone == ("" if pd.isna(source["phone"]) else source["phone"])
+        assert row.village == str(source["village_id"]) and row.bp == source["last_bp"]
+    assert rows[1].village == "nan"

@@ -275,26 +275,28 @@ PRINT_SOURCE_COLUMNS = [
 
 
 def print_rows(frame: pd.DataFrame, lang: str = "zh") -> list[PrintRow]:
-    """Priority-list rows (in list order) as the printed workbook shows them."""
-    reasons = frame["top_reasons_en" if lang == "en" else "top_reasons"].fillna("")
-    values = zip(
-        frame["name"].fillna(""),
-        frame["village_id"],
-        frame["phone"].fillna(""),
-        frame["tier"],
-        reasons,
-        frame["last_bp"].fillna(""),
-        frame["last_bp_date"].fillna(""),
-        frame["last_fpg"].fillna(""),
-        frame["last_fpg_date"].fillna(""),
-        frame["next_due_on"].fillna(""),
-        frame["days_overdue"],
-        strict=True,
-    )
-    return [
-        PrintRow(str(n), str(v), str(p), str(t), str(r), str(b), str(bd), str(f), str(fd), str(d), int(o))
-        for n, v, p, t, r, b, bd, f, fd, d, o in values
+    """Priority-list rows (in list order) as the printed workbook shows them. Built column by column from
+    Python lists: iterating the Arrow-backed columns value by value took a second at 1M persons."""
+
+    def texts(column: str, fill: bool = True) -> list[str]:
+        values = frame[column].fillna("") if fill else frame[column]
+        return list(map(str, values.tolist()))
+
+    reasons = "top_reasons_en" if lang == "en" else "top_reasons"
+    columns = [
+        texts("name"),
+        texts("village_id", fill=False),
+        texts("phone"),
+        texts("tier", fill=False),
+        texts(reasons),
+        texts("last_bp"),
+        texts("last_bp_date"),
+        texts("last_fpg"),
+        texts("last_fpg_date"),
+        texts("next_due_on"),
+        list(map(int, frame["days_overdue"].tolist())),
     ]
+    return list(map(PrintRow, *columns))
 
 
 class PendingExport:
