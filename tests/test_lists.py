@@ -307,3 +307,19 @@ def test_print_rows_are_the_list_rows_as_text_in_list_order(frames):
         assert row.phone == ("" if pd.isna(source["phone"]) else source["phone"])
         assert row.village == str(source["village_id"]) and row.bp == source["last_bp"]
     assert rows[1].village == "nan"
+
+
+def test_starting_the_list_workers_leaves_this_process_collecting_garbage(frames, tmp_path):
+    """The workers fork with this process's objects frozen (their collector skips the inherited heap);
+    the freeze must not outlive the fork here, or nothing allocated before it would ever be collected."""
+    import gc
+
+    from risk.products.lists import PendingExport
+
+    tiers, features, persons = frames
+    pending = PendingExport(build_priority_list(tiers, features, persons), tmp_path, "2024-12-31", workers=2)
+    try:
+        assert pending.pool is not None and gc.get_freeze_count() == 0
+    finally:
+        pending.finish(pd.DataFrame({"person_id": pd.Series([], dtype=str)}))
+    assert len(list((tmp_path / "xlsx").glob("*.xlsx"))) == 2
