@@ -265,3 +265,19 @@ def test_the_development_key_is_logged_once_per_run(
     assert about_the_key == [privacy.DEV_KEY_WARNING]
     assert privacy.DEV_KEY_WARNING in result.manifest["warnings"]
     assert result.manifest["id_key"] == "development"
+
+
+def test_timings_give_the_parts_of_the_lists_stage_with_the_call_lists_on_their_own(small_run: Path):
+    timings = json.loads((small_run / "timings.json").read_text(encoding="utf-8"))
+    parts = timings["parts"]
+    assert set(parts) == {
+        "lists.priority",
+        "lists.unmanaged",
+        "lists.calls",
+        "lists.csv_and_workbooks",
+        "lists.workload",
+    }
+    for part in parts.values():
+        assert part["seconds"] >= 0 and part["cpu_seconds"] >= 0
+    assert sum(part["seconds"] for part in parts.values()) <= timings["seconds"]["lists"] + 0.01
+    assert any((small_run / "calls" / "xlsx").glob("*.xlsx"))  # the call workbooks, by the list workers
