@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse
@@ -57,6 +58,10 @@ from risk.serving.store import open_store
 
 STATIC_DIR = Path(str(resources.files("risk.serving") / "static"))
 NOT_PERMITTED = "not permitted"
+# Threads per worker process for the sync endpoints (AnyIO's default is 40) and one pooled store connection
+# for each of them plus the audit writer: with more threads than pooled connections every request past the
+# pool opens and closes a connection of its own (on SQLite that repeats the pragmas; issue 19 profile).
+SERVING_THREADS = 16
 TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this long (saves a query per request)
 SESSION_COOKIE = "risk_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -123,11 +128,12 @@ def create_app_from_env() -> FastAPI:
 
 def create_app(store_url: str) -> FastAPI:
     privacy.require_key()  # searches hash a typed national ID: never with a key nobody chose
-    engine = open_store(store_url)
+    engine = open_store(store_url, pool_size=SERVING_THREADS + 2)
     install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = SERVING_THREADS
         yield
         audit_writer.close()
         engine.dispose()

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from risk.definitions import thresholds
 from risk.privacy import hash_national_id, mask_phone
@@ -80,23 +80,41 @@ _SUMMARY_COLUMNS = [
 ]
 
 
+def _patient_statements() -> dict[str, Select]:
+    """The lookup's two statements, built once per scope kind with bind parameters: building a Select and
+    its cache key costs more than the indexed read itself (issue 19). The patient row comes with the current
+    run's as-of in one statement (current-run pointer -> primary key of serving_patients)."""
+    R, CR, TH = schema.runs, schema.current_run, schema.tier_history
+    row = (select(P, R.c.as_of.label("_run_as_of"))
+           .join(CR, CR.c.run_id == P.c.run_id).join(R, R.c.run_id == P.c.run_id)
+           .where(P.c.person_id == bindparam("person_id")))
+    return {
+        "county": row,
+        "team": row.where(P.c.team_id == bindparam("scope")),
+        "township": row.where(P.c.township_id == bindparam("scope")),
+        "history": select(TH.c.as_of, TH.c.run_id, TH.c.tier, TH.c.tier_rules, TH.c.tier_model)
+        .join(R, R.c.run_id == TH.c.run_id)
+        .where(TH.c.person_id == bindparam("person_id"), R.c.state.in_(("published", "pruned")))
+        .order_by(TH.c.as_of),
+    }
+
+
+_PATIENT = _patient_statements()
+
+
 def patient_view(conn: Connection, user: User, person_id: str) -> tuple[str, dict[str, Any] | None]:
     """(run_id, patient view) or (run_id, None) when absent or out of scope: the caller cannot tell which."""
-    run_id = _run_id(conn)
-    query = _scoped(select(P).where(P.c.run_id == run_id, P.c.person_id == person_id), user,
-                    P.c.team_id, P.c.township_id)
-    row = conn.execute(query).mappings().first()
+    if user.role in TEAM_ROLES:
+        kind, scope = "team", user.team_id
+    elif user.role == "township":
+        kind, scope = "township", user.township_id
+    else:
+        kind, scope = "county", None
+    row = conn.execute(_PATIENT[kind], {"person_id": person_id, "scope": scope}).mappings().first()
     if row is None:
-        return run_id, None
-    as_of = conn.execute(select(schema.runs.c.as_of).where(schema.runs.c.run_id == run_id)).scalar_one()
-    history = conn.execute(
-        select(schema.tier_history.c.as_of, schema.tier_history.c.run_id, schema.tier_history.c.tier,
-               schema.tier_history.c.tier_rules, schema.tier_history.c.tier_model)
-        .join(schema.runs, schema.runs.c.run_id == schema.tier_history.c.run_id)
-        .where(schema.tier_history.c.person_id == person_id,
-               schema.runs.c.state.in_(("published", "pruned")))
-        .order_by(schema.tier_history.c.as_of)
-    ).mappings().all()
+        return _run_id(conn), None
+    run_id, as_of = row["run_id"], row["_run_as_of"]
+    history = conn.execute(_PATIENT["history"], {"person_id": person_id}).mappings().all()
     view = _summary(row)
     view.update({
         "run_id": run_id, "as_of": as_of, "phone": row["phone"], "unit_id": row["unit_id"],
