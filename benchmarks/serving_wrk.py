@@ -3,17 +3,18 @@ bare reference endpoint on the same store (issue 19, part 3).
 
     .venv/bin/python benchmarks/serving_wrk.py --persons 100000 --workers 2 --pg-url "$RISK_TEST_PG_URL"
 
-For each backend (SQLite file, PostgreSQL schema): a seeded demo run of N persons is published, then two
-servers start side by side with the same server (uvicorn), the same number of worker processes and the same
-access logging (to a file):
+For each backend (SQLite file; PostgreSQL database `--pg-database`, created if missing): a seeded demo run
+of N persons is published, then two servers start side by side with the same server (uvicorn), the same
+number of worker processes, threads, pooled connections and access logging (to a file):
 - `risk serve --workers W`: GET /api/patients/{id} with a county administrator's bearer token (token check,
   scope, the patient view with its tier history, one audit row per read, committed before the answer);
 - the bare reference (`bare_app` below): a FastAPI endpoint reading the same patient row by primary key
   through the same store engine and returning it as JSON, with no authentication, history or audit.
 wrk drives each with C connections (50) from 2 threads for D seconds, random patient IDs (a Lua script), in
-R rounds alternating lookup / bare; it reports requests/s and p50 / p99 latency (--latency). The ratio is
-lookup requests/s / bare requests/s in the same round. wrk runs on the same 2 cores as the servers. The load
-average is printed before and after (other work on the machine shows there).
+R rounds, lookup first in odd rounds and bare first in even ones so drift of the machine's load hits both
+alike; it reports requests/s and p50 / p99 latency (--latency). The ratio is lookup requests/s / bare
+requests/s in the same round, and the median over the rounds. wrk runs on the same 2 cores as the servers.
+The load average is printed before and after each round (other work on the machine shows there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -225,7 +227,9 @@ def bench_backend(name: str, store: str, run: Path, args: argparse.Namespace, lu
             wrk(url, prefix, args.persons, token, lua, args, 2)
         for round_no in range(1, args.rounds + 1):
             row = {"backend": name, "round": round_no, "load_before": loadavg()}
-            for kind, (url, prefix) in targets.items():
+            order = list(targets) if round_no % 2 else list(reversed(targets))  # ABAB... -> AB BA AB
+            for kind in order:
+                url, prefix = targets[kind]
                 row[kind] = wrk(url, prefix, args.persons, token, lua, args, args.duration)
             row["load_after"] = loadavg()
             row["ratio"] = row["lookup"]["rps"] / row["bare"]["rps"]
@@ -309,6 +313,12 @@ def main() -> None:
             f"{lk['p99_us'] / 1000:7.1f} {bare['rps']:10.0f} {bare['p50_us'] / 1000:7.1f} "
             f"{bare['p99_us'] / 1000:7.1f} {r['ratio']:6.2f} {lk['non_2xx'] + bare['non_2xx']:7d}  "
             f"{r['load_before']} → {r['load_after']}"
+        )
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        ratios = sorted(r["ratio"] for r in results if r["backend"] == backend)
+        print(
+            f"{backend}: lookup / bare requests/s per round {', '.join(f'{x:.2f}' for x in ratios)}; "
+            f"median {statistics.median(ratios):.2f}"
         )
     (work / "results.json").write_text(json.dumps(results, indent=2))
 

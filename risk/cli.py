@@ -338,7 +338,9 @@ def serve(
     store: Annotated[str, typer.Option(help="Serving store: SQLAlchemy URL or SQLite file path")],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (one per core suits a busy clinic day)")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes; 0 (the default) starts one per CPU core", min=0)
+    ] = 0,
 ) -> None:
     """Clinician lookup API (OpenAPI at /api/docs) and web page, from the serving store."""
     import os
@@ -347,7 +349,8 @@ def serve(
 
     from risk.serving.api import STORE_URL_ENV, create_app
 
-    if workers <= 1:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
         uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
         return
     create_app(store)  # fail here, with one clear line, if the store cannot be opened

@@ -83,3 +83,27 @@ def test_concurrent_lookups_reuse_pooled_connections_and_audit_each_read_once(
     assert sorted(r.person_id for r in rows if r.user_name == "team-a") == sorted(missing)
     assert {r.outcome for r in rows if r.user_name == "team-a"} == {"denied"}
     assert {r.endpoint for r in rows} == {"patient"}
+
+
+def test_serve_starts_one_worker_process_per_core_by_default(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from risk.cli import app as cli_app
+    from risk.serving.api import STORE_URL_ENV
+
+    started: list[tuple[object, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    runner = CliRunner()
+    assert runner.invoke(cli_app, ["serve", "--store", store]).exit_code == 0
+    assert runner.invoke(cli_app, ["serve", "--store", store, "--workers", "1"]).exit_code == 0
+    (default_app, default_kw), (single_app, single_kw) = started
+    assert default_app == "risk.serving.api:create_app_from_env" and default_kw["workers"] == 3
+    assert os.environ[STORE_URL_ENV] == store
+    assert not isinstance(single_app, str) and "workers" not in single_kw

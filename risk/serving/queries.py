@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, or_, select
 
 from risk.definitions import thresholds
 from risk.privacy import hash_national_id, mask_phone
@@ -94,7 +94,8 @@ def _patient_statements() -> dict[str, Select]:
         "township": row.where(P.c.township_id == bindparam("scope")),
         "history": select(TH.c.as_of, TH.c.run_id, TH.c.tier, TH.c.tier_rules, TH.c.tier_model)
         .join(R, R.c.run_id == TH.c.run_id)
-        .where(TH.c.person_id == bindparam("person_id"), R.c.state.in_(("published", "pruned")))
+        # two comparisons, not IN (...): an IN list is re-expanded into the SQL text on every execution
+        .where(TH.c.person_id == bindparam("person_id"), or_(R.c.state == "published", R.c.state == "pruned"))
         .order_by(TH.c.as_of),
     }
 
