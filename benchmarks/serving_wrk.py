@@ -62,19 +62,21 @@ def bare_app():  # noqa: ANN201 - uvicorn factory: `uvicorn serving_wrk:bare_app
     from fastapi import FastAPI, HTTPException
     from sqlalchemy import select
 
-    from risk.serving import schema
-    from risk.serving.api import SERVING_THREADS
+    from risk.serving import api, schema
     from risk.serving.store import open_store
 
-    # the same engine settings, threads and pooled connections per process as `risk serve`
-    engine = open_store(os.environ[BARE_STORE_ENV], pool_size=SERVING_THREADS + 2)
+    # the same engine settings, threads and pooled connections per process as `risk serve`; a checkout from
+    # before issue 19 has no SERVING_THREADS and ran AnyIO's default threads over a pool of 8
+    threads = getattr(api, "SERVING_THREADS", None)
+    engine = open_store(os.environ[BARE_STORE_ENV], **({"pool_size": threads + 2} if threads else {}))
     with engine.connect() as conn:
         run_id = conn.execute(select(schema.current_run.c.run_id)).scalar_one()
     patients = schema.patients
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202
-        anyio.to_thread.current_default_thread_limiter().total_tokens = SERVING_THREADS
+        if threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         yield
         engine.dispose()
 
