@@ -314,9 +314,10 @@ def typed_sql(plan: TablePlan, scan_sql: str) -> str:
     return f"SELECT *, {extra} FROM ({inner})"
 
 
-def checked_sql(plan: TablePlan, scan_sql: str) -> str:
-    """Rows with typed columns, bad-cell flags, a 64-bit hash of the table key, `__reason` and `__detail`
-    (NULL when the row passes)."""
+def check_sql(plan: TablePlan, scan_sql: str) -> str:
+    """Rows with typed columns, bad-cell flags, the accepted persons' columns and `__check`: the index of
+    the first failing check in plan.checks (NULL when the row passes). Filter on `__check IS NULL`, not
+    on a reason built from it: DuckDB then evaluates each predicate once per row."""
     bad_flags = [f"({q('__s_' + n)} IS NOT NULL AND {q(n)} IS NULL) AS {q('__bad_' + n)}"
                  for n in plan.parsed_columns]
     typed = f"SELECT *{''.join(', ' + f for f in bad_flags)} FROM ({typed_sql(plan, scan_sql)})"
@@ -326,7 +327,12 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
                  "LEFT JOIN persons_ok p ON t.person_id = p.person_id")
     # Each predicate is evaluated once: the index of the first failing check, then its reason and detail.
     whens = " ".join(f"WHEN {c.predicate} THEN {i}" for i, c in enumerate(plan.checks))
-    first_failing = f"CASE {whens} END"
+    return f"SELECT *, CASE {whens} END AS __check FROM ({typed})"
+
+
+def checked_sql(plan: TablePlan, scan_sql: str) -> str:
+    """Rows with typed columns, bad-cell flags, a 64-bit hash of the table key, `__reason` and `__detail`
+    (NULL when the row passes)."""
     # A CASE, not a list literal indexed by __check: DuckDB builds the list for every row.
     reasons = " ".join(f"WHEN {i} THEN {literal(c.reason)}" for i, c in enumerate(plan.checks))
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
@@ -335,4 +341,4 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
             f"hash({', '.join(q(k) for k in plan.spec.key)}) AS __key_hash"]
     return (f"SELECT {', '.join(keep)}, CASE __check {reasons} END AS __reason, "
             f"CASE __check {details} END AS __detail "
-            f"FROM (SELECT *, {first_failing} AS __check FROM ({typed}))")
+            f"FROM ({check_sql(plan, scan_sql)})")

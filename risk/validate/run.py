@@ -32,7 +32,7 @@ from risk.provenance import code_version, file_fingerprint
 from risk.sql import identifier as q
 from risk.sql import literal
 from risk.validate import identifiers
-from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, checked_sql, typed_sql
+from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, check_sql, checked_sql, typed_sql
 from risk.validate.result import TableCounts, ValidationResult
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,10 @@ def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET memory_limit = {literal(memory_limit)}")
     con.execute(f"SET temp_directory = {literal(spill_dir)}")
     con.execute("SET preserve_insertion_order = true")
+    # The accepted rows are written through the join with the accepted persons: the table read must stay
+    # the probe side, so the rows come out in file order (DuckDB would otherwise build on a table smaller
+    # than persons and emit rows in persons' order).
+    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
     try:
         # Time-zone-aware Parquet timestamps become county local time.
         con.execute("SET TimeZone = 'Asia/Shanghai'")
@@ -254,47 +258,61 @@ def _reading(source: InputTable | None) -> Iterator[None]:
 def _validate_table(
     con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable | None, target: Path
 ) -> TableCounts:
+    """One table in three steps, reading the whole file once with the checks (the plain copy's cost plus
+    the checks) and otherwise only the few rows that need more:
+
+    1. the key pass: key hashes of every row (key columns only) find the rows whose key repeats; the
+       checks run on just those rows, and those repeating the key of an earlier passing row are `losers`;
+    2. the copy: every row that passes the checks and is not a loser, typed, into the canonical file;
+    3. the rows that failed a check (those neither written nor losers, found from the written
+       `source_row`s) get their reason and detail from a pass over just those rows.
+    A clean table costs steps 1 and 2 only."""
     name = plan.spec.name
     scan = source.scan_sql if source is not None else EMPTY_SCAN
-    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
-    # `checked` keeps only what the later steps need (reason, detail, key hash, bad-cell flags), not the
-    # typed columns: materialising ~45M wide rows went past the memory limit and spilled. The accepted
-    # rows are recomputed from the file while writing (the typed scan is cheaper than the spill).
-    flags = "".join(f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}"
-                    for c in plan.parsed_columns)
-    narrow = (f"SELECT source_row, __key_hash, __reason, __detail, "
-              f"CASE WHEN __reason IS NOT NULL THEN {person} END AS person_id{flags} "
-              f"FROM ({checked_sql(plan, scan)})")
+    keys = ", ".join(q(k) for k in plan.spec.key)
     with _reading(source):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {narrow}")
-    if source is not None:
-        _reject_unreadable_columns(con, plan, source)
-
-    _find_duplicates(con, plan, scan)
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, __reason, __detail "
-                "FROM checked WHERE __reason IS NOT NULL")
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
-                "'same key as row ' || first_row FROM losers")
+        found = con.execute(
+            f"SELECT source_row, hash({keys}) AS h FROM ({typed_sql(plan, scan)})"
+        ).fetchnumpy()
+    rows = np.asarray(found["source_row"], dtype=np.int64)
+    hashes = np.asarray(found["h"], dtype=np.uint64)
+    del found
+    rows_read = len(rows)
+    with _reading(source):
+        n_losers = _find_duplicates(con, plan, scan, _repeated_key_rows(rows, hashes))
+    del hashes
     outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
                         for col, expr in plan.output_columns.items())
-    # Accepted = every row not quarantined; the outputs need only the typed columns, so the row checks
-    # and the persons join are not evaluated again.
+    not_loser = " AND source_row NOT IN (SELECT source_row FROM losers)" if n_losers else ""
     # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
     # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
-    accepted = (f"SELECT {outputs} FROM ({typed_sql(plan, scan)}) WHERE source_row NOT IN "
-                f"(SELECT source_row FROM quarantine WHERE \"table\" = '{name}')")
-    with _reading(source):  # the first read of columns only written out (e.g. a name) can meet a bad line
+    accepted = f"SELECT {outputs} FROM ({check_sql(plan, scan)}) WHERE __check IS NULL{not_loser}"
+    with _reading(source):
         if name == "persons":
             con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
             accepted = "SELECT * FROM persons_accepted"
-        copy = f"COPY ({accepted}) TO {literal(target)} {COPY_OPTIONS}"
-        rows_accepted = con.execute(copy).fetchone()[0]
+        rows_accepted = con.execute(f"COPY ({accepted}) TO {literal(target)} {COPY_OPTIONS}").fetchone()[0]
 
-    rows_read = con.execute("SELECT count(*) FROM checked").fetchone()[0]
+    failing = _failing_rows(con, rows, rows_read - rows_accepted - n_losers, target)
+    del rows
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    flags = "".join(f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}"
+                    for c in plan.parsed_columns)
+    con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
+    with _reading(source):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
+                    f"{person} AS person_id{flags} FROM ({checked_sql(plan, _only(scan, 'failing_rows'))})")
+    con.unregister("failing_rows")
+    if source is not None:
+        _reject_unreadable_columns(con, plan, source, scan)
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, __reason, __detail "
+                "FROM failed WHERE __reason IS NOT NULL")
+    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
+                "'same key as row ' || first_row FROM losers")
     reasons = dict(con.execute(
         "SELECT reason_code, count(*) FROM quarantine WHERE \"table\" = ? GROUP BY 1 ORDER BY 2 DESC, 1",
         [name]).fetchall())
-    con.execute("DROP TABLE checked")
+    con.execute("DROP TABLE failed")
     con.execute("DROP TABLE losers")
     counts = TableCounts(
         file=source.path.name if source is not None else None, rows_read=rows_read,
@@ -305,33 +323,62 @@ def _validate_table(
     return counts
 
 
-def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str) -> None:
-    """`losers`: rows that passed every check but repeat the key of an earlier passing row.
+def _only(scan: str, rows_table: str) -> str:
+    """The scan narrowed to the source rows listed in `rows_table` (filtered before any typing or check,
+    so only those rows are parsed and checked)."""
+    return f"(SELECT * FROM {scan} WHERE source_row IN (SELECT source_row FROM {rows_table}))"
 
-    Repeated 64-bit key hashes are found by sorting them in numpy (several times faster than a DuckDB
-    GROUP BY over tens of millions of distinct keys); the few rows whose hash repeats are then grouped
-    on the exact key (typed again from the file for just those rows), so a hash collision cannot make a
-    false duplicate.
-    """
-    hashes = con.execute("SELECT __key_hash FROM checked WHERE __reason IS NULL").fetchnumpy()["__key_hash"]
-    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-    del hashes
-    con.register("repeated_hashes", pa.table({"__key_hash": pa.array(repeated, type=pa.uint64())}))
-    keys = ", ".join(q(k) for k in plan.spec.key)
-    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+
+def _repeated_key_rows(rows: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """The source rows whose 64-bit key hash occurs more than once (sorted in numpy: several times faster
+    than a DuckDB GROUP BY over tens of millions of distinct keys)."""
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
     if len(repeated) == 0:
+        return rows[:0]
+    return rows[np.isin(hashes, repeated)]
+
+
+def _find_duplicates(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, candidates: np.ndarray
+) -> int:
+    """`losers`: rows that pass every check but repeat the key of an earlier passing row; their number.
+
+    `candidates` are the rows whose key hash repeats (among all rows); the checks run on just those, and
+    the passing ones are grouped on the exact key, so a hash collision cannot make a false duplicate."""
+    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
+    if len(candidates) == 0:
         con.execute("CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
                     "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false")
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
-                    "WITH candidate_rows AS (SELECT source_row FROM checked "
-                    "WHERE __reason IS NULL AND __key_hash IN (SELECT __key_hash FROM repeated_hashes)), "
-                    f"candidates AS (SELECT source_row, {person} AS person_id, "
-                    f"min(source_row) OVER (PARTITION BY {keys}) AS first_row FROM ({typed_sql(plan, scan)}) "
-                    "WHERE source_row IN (SELECT source_row FROM candidate_rows)) "
-                    "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
-    con.unregister("repeated_hashes")
+        return 0
+    keys = ", ".join(q(k) for k in plan.spec.key)
+    con.register("candidate_rows", pa.table({"source_row": pa.array(candidates, type=pa.int64())}))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
+                f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
+                f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
+                f"FROM ({check_sql(plan, _only(scan, 'candidate_rows'))}) WHERE __check IS NULL) "
+                "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
+    con.unregister("candidate_rows")
+    return con.execute("SELECT count(*) FROM losers").fetchone()[0]
+
+
+def _failing_rows(con: duckdb.DuckDBPyConnection, rows: np.ndarray, expected: int, target: Path
+                  ) -> np.ndarray:
+    """The source rows that failed a check: read but neither written to `target` nor losers."""
+    if expected == 0:
+        return rows[:0]
+    done = np.concatenate([
+        np.asarray(con.execute(f"SELECT source_row FROM read_parquet({literal(target)})").fetchnumpy()[
+            "source_row"], dtype=np.int64),
+        np.asarray(con.execute("SELECT source_row FROM losers").fetchnumpy()["source_row"], dtype=np.int64),
+    ])
+    written = np.zeros(int(rows.max()) + 1, dtype=bool)  # source rows are positive and unique
+    written[done] = True
+    failing = rows[~written[rows]]
+    if len(failing) != expected:
+        raise RuntimeError(f"validation accounting: {len(failing)} failing rows, expected {expected}")
+    return failing
 
 
 def _output_type(plan: TablePlan, column: str) -> str:
@@ -340,16 +387,22 @@ def _output_type(plan: TablePlan, column: str) -> str:
     return {"source_row": "BIGINT", "national_id_valid": "BOOLEAN"}.get(column, "VARCHAR")
 
 
-def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable) -> None:
-    """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows."""
+def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable, scan: str
+                               ) -> None:
+    """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows.
+
+    Every unreadable cell fails a check, so `failed` holds them all; a readable cell among the failed rows
+    settles it, else the whole column is counted (only when a column has unreadable cells)."""
     if not plan.parsed_columns:
         return
     parts = [f"coalesce(count_if({q(has)}), 0), coalesce(count_if({q(bad)}), 0), "
              f"min(source_row) FILTER ({q(bad)})"
              for has, bad in (("__has_" + c, "__bad_" + c) for c in plan.parsed_columns)]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM checked").fetchone()
+    row = con.execute(f"SELECT {', '.join(parts)} FROM failed").fetchone()
     for i, column in enumerate(plan.parsed_columns):
         readable, unreadable, first_bad = row[3 * i: 3 * i + 3]
+        if unreadable > 0 and readable == 0:
+            readable = con.execute(f"SELECT count({q(column)}) FROM ({typed_sql(plan, scan)})").fetchone()[0]
         if readable == 0 and unreadable > 0:
             col_type = plan.spec.columns[column].type
             raise InputFileError(
