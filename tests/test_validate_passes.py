@@ -1,0 +1,60 @@
+"""How `risk validate` reads each table (risk/validate/run.py): one pass with the checks writes the accepted
+rows; only the rows whose key repeats and the rows that failed a check are read again. These tests pin the
+results that design must keep: duplicates among passing rows only, file order of the accepted rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from risk.validate import validate_folder
+from tests.support.validate_inputs import AS_OF, good_tables, write_folder
+
+
+@pytest.fixture(autouse=True)
+def _id_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RISK_ID_KEY", "test-key")
+
+
+def test_duplicate_is_judged_among_passing_rows_only(tmp_path: Path) -> None:
+    """The first row of a key fails a check; the next one with that key is accepted, the one after that is
+    its duplicate (not the failing row's)."""
+    tables = good_tables()
+    first = tables["vitals"].iloc[0].to_dict()
+    extra = [first | {"sbp": "900"}, first | {"sbp": "141"}, first | {"sbp": "142"}]
+    tables["vitals"] = pd.concat([tables["vitals"].iloc[1:], pd.DataFrame(extra)], ignore_index=True)
+    n = len(tables["vitals"])  # rows n-2 (fails), n-1 (accepted), n (duplicate of n-1)
+    validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert quarantine[["table", "source_row", "reason_code", "detail"]].values.tolist() == [
+        ["vitals", n - 2, "out_of_range", "sbp=900 outside 50-300 mmHg"],
+        ["vitals", n, "duplicate", f"same key as row {n - 1}"],
+    ]
+    vitals = pd.read_parquet(tmp_path / "out" / "canonical" / "vitals.parquet")
+    assert vitals["source_row"].tolist() == [*range(1, n - 2), n - 1] and vitals["sbp"].iloc[-1] == 141
+
+
+def test_table_smaller_than_persons_keeps_file_order(tmp_path: Path) -> None:
+    """The accepted rows pass through a join with the accepted persons; a table with fewer rows than
+    persons must still come out in file order, not in the persons' order."""
+    tables = good_tables()
+    template = tables["persons"].iloc[0].to_dict() | {"national_id": ""}
+    tables["persons"] = pd.DataFrame([template | {"person_id": f"P{i:03d}"} for i in range(1, 201)])
+    ids = [f"P{i:03d}" for i in range(200, 0, -7)]  # persons' order reversed
+    tables["conditions"] = pd.DataFrame(
+        {
+            "person_id": ids,
+            "condition": "hypertension",
+            "diagnosed_on": "2015-01-01",
+            "enrolled_on": "2015-02-01",
+        }
+    )
+    for name in ("vitals", "labs", "follow_ups", "encounters", "prescriptions"):
+        tables[name] = tables[name].assign(person_id="P001")
+    tables["encounters"] = tables["encounters"].head(1)
+    validate_folder(write_folder(tmp_path / "in", tables), tmp_path / "out", as_of=AS_OF)
+    conditions = pd.read_parquet(tmp_path / "out" / "canonical" / "conditions.parquet")
+    assert conditions["person_id"].tolist() == ids
+    assert conditions["source_row"].tolist() == list(range(1, len(ids) + 1))
