@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -58,3 +59,18 @@ def test_table_smaller_than_persons_keeps_file_order(tmp_path: Path) -> None:
     conditions = pd.read_parquet(tmp_path / "out" / "canonical" / "conditions.parquet")
     assert conditions["person_id"].tolist() == ids
     assert conditions["source_row"].tolist() == list(range(1, len(ids) + 1))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 50_000])
+def test_repeated_key_rows_are_the_rows_whose_hash_repeats(n: int) -> None:
+    from risk.validate.run import _repeated_key_rows
+
+    rng = np.random.default_rng(n)
+    hashes = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+    hashes[::3] = rng.integers(
+        2**64 - 1 - max(n // 10, 1), 2**64 - 1, len(hashes[::3]), dtype=np.uint64, endpoint=True
+    )  # repeats, up to the largest hash
+    rows = rng.permutation(np.arange(1, n + 1, dtype=np.int64))
+    values, counts = np.unique(hashes, return_counts=True)
+    expected = rows[np.isin(hashes, values[counts > 1])]
+    assert np.array_equal(_repeated_key_rows(rows, hashes), expected)
