@@ -62,8 +62,8 @@ def test_table_smaller_than_persons_keeps_file_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1000, 50_000])
-def test_repeated_key_rows_are_the_rows_whose_hash_repeats(n: int) -> None:
-    from risk.validate.run import _repeated_key_rows
+def test_repeated_hashes_are_those_occurring_more_than_once(n: int) -> None:
+    from risk.validate.run import _repeated
 
     rng = np.random.default_rng(n)
     hashes = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
@@ -73,4 +73,5 @@ def test_repeated_key_rows_are_the_rows_whose_hash_repeats(n: int) -> None:
     rows = rng.permutation(np.arange(1, n + 1, dtype=np.int64))
     values, counts = np.unique(hashes, return_counts=True)
     expected = rows[np.isin(hashes, values[counts > 1])]
-    assert np.array_equal(_repeated_key_rows(rows, hashes), expected)
+    assert np.array_equal(np.sort(rows[np.isin(hashes, _repeated(hashes))]), np.sort(expected))
+    assert len(np.unique(_repeated(hashes))) == len(_repeated(hashes)) == (counts > 1).sum()

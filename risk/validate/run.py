@@ -271,16 +271,12 @@ def _validate_table(
     scan = source.scan_sql if source is not None else EMPTY_SCAN
     keys = ", ".join(q(k) for k in plan.spec.key)
     with _reading(source):
-        found = con.execute(
-            f"SELECT source_row, hash({keys}) AS h FROM ({typed_sql(plan, scan)})"
-        ).fetchnumpy()
-    rows = np.asarray(found["source_row"], dtype=np.int64)
-    hashes = np.asarray(found["h"], dtype=np.uint64)
-    del found
-    rows_read = len(rows)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE keys AS SELECT source_row, hash({keys}) AS h "
+                    f"FROM ({typed_sql(plan, scan)})")
+    rows_read, last_row = con.execute("SELECT count(*), coalesce(max(source_row), 0) FROM keys").fetchone()
+    repeated = _repeated(np.asarray(con.execute("SELECT h FROM keys").fetchnumpy()["h"], dtype=np.uint64))
     with _reading(source):
-        n_losers = _find_duplicates(con, plan, scan, _repeated_key_rows(rows, hashes))
-    del hashes
+        n_losers = _find_duplicates(con, plan, scan, repeated)
     outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
                         for col, expr in plan.output_columns.items())
     not_loser = " AND source_row NOT IN (SELECT source_row FROM losers)" if n_losers else ""
@@ -293,15 +289,17 @@ def _validate_table(
             accepted = "SELECT * FROM persons_accepted"
         rows_accepted = con.execute(f"COPY ({accepted}) TO {literal(target)} {COPY_OPTIONS}").fetchone()[0]
 
-    failing = _failing_rows(con, rows, rows_read - rows_accepted - n_losers, target)
-    del rows
+    failing = _failing_rows(con, rows_read - rows_accepted - n_losers, last_row, target)
+    con.execute("DROP TABLE keys")
     person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
     flags = "".join(f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}"
                     for c in plan.parsed_columns)
     con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
+    limit = "" if len(failing) else " LIMIT 0"  # a clean table: nothing to read again
     with _reading(source):
         con.execute(f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
-                    f"{person} AS person_id{flags} FROM ({checked_sql(plan, _only(scan, 'failing_rows'))})")
+                    f"{person} AS person_id{flags} "
+                    f"FROM ({checked_sql(plan, _only(scan, 'failing_rows'))}){limit}")
     con.unregister("failing_rows")
     if source is not None:
         _reject_unreadable_columns(con, plan, source, scan)
@@ -329,56 +327,50 @@ def _only(scan: str, rows_table: str) -> str:
     return f"(SELECT * FROM {scan} WHERE source_row IN (SELECT source_row FROM {rows_table}))"
 
 
-def _repeated_key_rows(rows: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """The source rows whose 64-bit key hash occurs more than once (sorted in numpy: several times faster
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """The 64-bit key hashes that occur more than once, each once (sorted in numpy: several times faster
     than a DuckDB GROUP BY over tens of millions of distinct keys)."""
     ordered = np.sort(hashes)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]  # sorted, each value once per repetition
-    del ordered
-    if len(repeated) == 0:
-        return rows[:0]
-    repeated = repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))]
-    # np.isin sorts both arrays; a binary search in the few repeated values is several times faster
-    at = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
-    return rows[repeated[at] == hashes]
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]  # sorted; a value k times repeated k - 1 times
+    return repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))] if len(repeated) else repeated
 
 
 def _find_duplicates(
-    con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, candidates: np.ndarray
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, repeated: np.ndarray
 ) -> int:
     """`losers`: rows that pass every check but repeat the key of an earlier passing row; their number.
 
-    `candidates` are the rows whose key hash repeats (among all rows); the checks run on just those, and
-    the passing ones are grouped on the exact key, so a hash collision cannot make a false duplicate."""
+    The rows whose key hash is `repeated` (among all rows, in the `keys` table) are the candidates; the
+    checks run on just those, and the passing ones are grouped on the exact key, so a hash collision
+    cannot make a false duplicate."""
     person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
-    if len(candidates) == 0:
+    if len(repeated) == 0:
         con.execute("CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
                     "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false")
         return 0
     keys = ", ".join(q(k) for k in plan.spec.key)
-    con.register("candidate_rows", pa.table({"source_row": pa.array(candidates, type=pa.int64())}))
+    con.register("repeated_hashes", pa.table({"h": pa.array(repeated, type=pa.uint64())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE candidate_rows AS SELECT source_row FROM keys "
+                "WHERE h IN (SELECT h FROM repeated_hashes)")
+    con.unregister("repeated_hashes")
     con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
                 f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
                 f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
                 f"FROM ({check_sql(plan, _only(scan, 'candidate_rows'))}) WHERE __check IS NULL) "
                 "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
-    con.unregister("candidate_rows")
+    con.execute("DROP TABLE candidate_rows")
     return con.execute("SELECT count(*) FROM losers").fetchone()[0]
 
 
-def _failing_rows(con: duckdb.DuckDBPyConnection, rows: np.ndarray, expected: int, target: Path
-                  ) -> np.ndarray:
-    """The source rows that failed a check: read but neither written to `target` nor losers."""
+def _failing_rows(con: duckdb.DuckDBPyConnection, expected: int, last_row: int, target: Path) -> np.ndarray:
+    """The source rows that failed a check: read (1..last_row) but neither written to `target` nor losers."""
     if expected == 0:
-        return rows[:0]
-    done = np.concatenate([
-        np.asarray(con.execute(f"SELECT source_row FROM read_parquet({literal(target)})").fetchnumpy()[
-            "source_row"], dtype=np.int64),
-        np.asarray(con.execute("SELECT source_row FROM losers").fetchnumpy()["source_row"], dtype=np.int64),
-    ])
-    written = np.zeros(int(rows.max()) + 1, dtype=bool)  # source rows are positive and unique
-    written[done] = True
-    failing = rows[~written[rows]]
+        return np.zeros(0, dtype=np.int64)
+    done = np.zeros(last_row + 1, dtype=bool)  # source rows are positive and unique
+    for sql in (f"SELECT source_row FROM read_parquet({literal(target)})", "SELECT source_row FROM losers"):
+        done[np.asarray(con.execute(sql).fetchnumpy()["source_row"], dtype=np.int64)] = True
+    # source rows are 1..n (file row numbers, CSV record numbers): the failing rows are the ones not done
+    failing = np.flatnonzero(~done[1:]) + 1
     if len(failing) != expected:
         raise RuntimeError(f"validation accounting: {len(failing)} failing rows, expected {expected}")
     return failing
