@@ -30,6 +30,8 @@ from risk.schema import TIER_SCHEMA, check_parquet, feature_schema
 from risk.schema import TIERS_WORST_FIRST as TIERS
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     from risk.engines.base import Engine
     from risk.models.drift import DriftReport
     from risk.models.export import ExportedModel
@@ -221,9 +223,10 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     total = 6 if options.store_url else 5  # "publish" is a stage only when there is a store to publish to
     # one warnings list for the run record: overrides of refusals, the as-of check, model drift, Python
     # warnings, the ID key
-    with record.collect_warnings(), RunFolder.staged(out) as run:
+    with record.collect_warnings(), RunFolder.staged(out) as run, _one_worker() as worker:
         with clock.stage("validate", 1, total):
-            record.extend(_validate(options, run))
+            overrides, quarantine_exports = _validate(options, run, worker)
+            record.extend(overrides)
         call_results = _feed_call_results(options, run)
         last_event = last_event_date(run.canonical)
         record.extend(check_as_of(options.as_of, last_event, date.today(), options.allow_late_as_of))
@@ -237,6 +240,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
         with clock.stage("lists", 4, total):
             lists = _lists(options, engine, run, tiered, features, call_results, clock)
         with clock.stage("report", 5, total):
+            quarantine_exports.result()  # the manifest lists the quarantine files
             manifest = _manifest(options, out, run, features, tiered, lists, record, id_key)
             run.write_manifest(manifest)
             _write_summary(manifest, run.summary, lists.workload)
@@ -261,9 +265,15 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     return NightlyResult(run_dir=out, manifest=manifest.to_dict(), timings=clock.seconds)
 
 
-def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
+def _validate(
+    options: NightlyOptions, run: RunFolder, worker: ProcessPoolExecutor
+) -> tuple[list[str], Future[int]]:
     """Canonical tables, quarantine (Parquet, and CSV/XLSX for people) and validation.json into the run;
-    the overrides used, as warnings."""
+    the overrides used, as warnings, and the quarantine CSV/XLSX being written (wait before the manifest).
+
+    The CSV/XLSX are written by a forked worker while the features and tiers run: xlsxwriter costs about
+    5 µs a cell, some 10 s of one core for the 1M stress county's ~225k quarantined rows, and the stages
+    after validation leave a core idle much of the time."""
     from risk.validate import validate_folder
 
     # "In the future" means after the day the job runs, not after as_of: a backfill for an earlier date
@@ -271,8 +281,20 @@ def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
     validated = validate_folder(
         Path(options.input_dir), run.path, as_of=None, allow_empty=options.allow_empty
     )
-    write_quarantine_exports(run.path)
-    return list(validated.overrides)
+    return list(validated.overrides), worker.submit(write_quarantine_exports, run.path)
+
+
+@contextmanager
+def _one_worker() -> Iterator[ProcessPoolExecutor]:
+    """One forked worker for work beside the stages; on leaving (also on an error) it finishes what it
+    started before the staged run folder is removed or published."""
+    from risk.workers import process_pool
+
+    pool = process_pool(1)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _feed_call_results(options: NightlyOptions, run: RunFolder) -> pd.DataFrame | None:
