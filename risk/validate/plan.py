@@ -27,6 +27,7 @@ OUTPUT_TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "
                 "int": "BIGINT", "bool": "BOOLEAN"}
 DETAIL_VALUE_CHARS = 40
 NATIONAL_ID_DIGITS = "__national_id_digits"
+LAB_UNIT_KEY = "__unit_key"
 
 
 def physical_kind(duckdb_type: str) -> str:
@@ -71,6 +72,8 @@ class TablePlan:
     typed_columns: dict[str, str]  # column -> SQL typed expression over the scan
     text_columns: dict[str, str]  # column -> SQL cleaned text (only for columns parsed from text)
     extra_typed: dict[str, str] = field(default_factory=dict)  # helper columns (lab unit factors...)
+    # columns the helpers read, computed once per row beneath them (the lab unit key, compared ~20 times)
+    helper_inputs: dict[str, str] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     output_columns: dict[str, str] = field(default_factory=dict)  # canonical column -> SQL over `checked`
     joins_persons: bool = False
@@ -155,7 +158,7 @@ def _sql_unit_key(expr: str) -> str:
 
 def _lab_helpers() -> dict[str, str]:
     tests = definitions.lab_units()["tests"]
-    unit = _sql_unit_key(q("unit"))
+    unit = q(LAB_UNIT_KEY)
     factor_cases, offset_cases, canonical_cases, low_cases, high_cases = [], [], [], [], []
     for code, test in tests.items():
         for source_unit, (factor, offset) in test["units"].items():
@@ -199,6 +202,7 @@ def build_plan(source: InputTable | None, spec: TableSpec, as_of: date) -> Table
             text[col.name] = text_sql
     plan = TablePlan(spec, typed, text, joins_persons=spec.name != "persons" and "person_id" in spec.columns)
     if spec.name == "labs":
+        plan.helper_inputs = {LAB_UNIT_KEY: _sql_unit_key(q("unit"))}
         plan.extra_typed = _lab_helpers()
     if "national_id" in spec.columns:
         plan.extra_typed[NATIONAL_ID_DIGITS] = f"TRY_CAST(substr({q('national_id')}, 1, 17) AS BIGINT)"
@@ -308,6 +312,9 @@ def typed_sql(plan: TablePlan, scan_sql: str) -> str:
     selects += [f"{expr} AS {q(name)}" for name, expr in plan.typed_columns.items()]
     selects += [f"{expr} AS {q('__s_' + name)}" for name, expr in plan.text_columns.items()]
     inner = f"SELECT {', '.join(selects)} FROM {scan_sql}"
+    if plan.helper_inputs:
+        inputs = ", ".join(f"{expr} AS {q(name)}" for name, expr in plan.helper_inputs.items())
+        inner = f"SELECT *, {inputs} FROM ({inner})"
     if not plan.extra_typed:
         return inner
     extra = ", ".join(f"{expr} AS {q(name)}" for name, expr in plan.extra_typed.items())
