@@ -21,10 +21,26 @@ from risk.sql import identifier as q  # short: the plan quotes every column name
 from risk.sql import literal
 from risk.validate import codes, identifiers
 
-INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                 "UINTEGER", "UBIGINT", "UHUGEINT"}
-OUTPUT_TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "float": "DOUBLE",
-                "int": "BIGINT", "bool": "BOOLEAN"}
+INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+OUTPUT_TYPES = {
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
 DETAIL_VALUE_CHARS = 40
 NATIONAL_ID_DIGITS = "__national_id_digits"
 LAB_UNIT_KEY = "__unit_key"
@@ -56,7 +72,6 @@ COMPATIBLE = {
     "timestamp": {"text", "date", "timestamp"},
     "bool": {"text", "bool", "integer"},
 }
-
 
 
 @dataclass
@@ -105,8 +120,10 @@ def _typed_expression(col: ColumnSpec, kind: str | None, rules: dict[str, Any]) 
         if col.type == "bool":
             true_set = ", ".join(literal(v) for v in rules["bool_true"])
             false_set = ", ".join(literal(v) for v in rules["bool_false"])
-            return (f"(CASE WHEN lower({text}) IN ({true_set}) THEN true "
-                    f"WHEN lower({text}) IN ({false_set}) THEN false END)"), text
+            return (
+                f"(CASE WHEN lower({text}) IN ({true_set}) THEN true "
+                f"WHEN lower({text}) IN ({false_set}) THEN false END)"
+            ), text
         # Dates may carry a midnight time part; timestamps may be bare dates (midnight).
         return f"TRY_CAST({text} AS {out_type})", text
     if col.type == "string":
@@ -115,8 +132,10 @@ def _typed_expression(col: ColumnSpec, kind: str | None, rules: dict[str, Any]) 
         return f"NULLIF(CAST({name} AS DOUBLE), 'NaN'::DOUBLE)", None
     # Numbers that do not fit (2.5 days, a flag of 7) get their text kept so they count as bad cells.
     if col.type == "int" and kind == "decimal":
-        return (f"(CASE WHEN {name} = round({name}) THEN CAST({name} AS BIGINT) END)",
-                f"CAST({name} AS VARCHAR)")
+        return (
+            f"(CASE WHEN {name} = round({name}) THEN CAST({name} AS BIGINT) END)",
+            f"CAST({name} AS VARCHAR)",
+        )
     if col.type == "bool" and kind == "integer":
         return f"(CASE {name} WHEN 1 THEN true WHEN 0 THEN false END)", f"CAST({name} AS VARCHAR)"
     return f"CAST({name} AS {out_type})", None
@@ -226,8 +245,7 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
         label = literal(f"{col.name}=")
         shown = _shown(plan, col.name, rules)
         if col.name in plan.parsed_columns:
-            add("bad_value", f"__bad_{col.name}",
-                f"{label} || {shown} || {literal(f' is not a {col.type}')}")
+            add("bad_value", f"__bad_{col.name}", f"{label} || {shown} || {literal(f' is not a {col.type}')}")
         if not col.nullable:
             add("missing_value", f"{c} IS NULL", literal(f"{col.name} is empty"))
         if col.allowed:
@@ -244,25 +262,43 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
         if col.range:
             low, high = col.range
             bounds = f" outside {low:g}-{high:g} {col.unit or ''}".rstrip()
-            add("out_of_range", f"NOT ({c} BETWEEN {float(low)!r} AND {float(high)!r})",
-                f"{label} || {shown} || {literal(bounds)}")
+            add(
+                "out_of_range",
+                f"NOT ({c} BETWEEN {float(low)!r} AND {float(high)!r})",
+                f"{label} || {shown} || {literal(bounds)}",
+            )
         if col.type == "date":
-            add("future_date", f"{c} > {as_of_sql}",
-                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}")
+            add(
+                "future_date",
+                f"{c} > {as_of_sql}",
+                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}",
+            )
         if col.type == "timestamp":
-            add("future_date", f"{c} >= {as_of_sql} + INTERVAL 1 DAY",
-                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}")
+            add(
+                "future_date",
+                f"{c} >= {as_of_sql} + INTERVAL 1 DAY",
+                f"{label} || {shown} || {literal(f' after {as_of.isoformat()}')}",
+            )
     if spec.name == "persons":
         earliest = str(rules["earliest_birth_date"])
-        add("out_of_range", f"{q('birth_date')} < DATE '{earliest}'",
-            f"'birth_date=' || {_shown(plan, 'birth_date', rules)} || {literal(' before ' + earliest)}")
+        add(
+            "out_of_range",
+            f"{q('birth_date')} < DATE '{earliest}'",
+            f"'birth_date=' || {_shown(plan, 'birth_date', rules)} || {literal(' before ' + earliest)}",
+        )
     if spec.name == "labs":
-        add("unknown_unit", "__factor IS NULL",
-            f"'unit=' || {_shown(plan, 'unit', rules)} || ' for test ' || {q('test')}")
+        add(
+            "unknown_unit",
+            "__factor IS NULL",
+            f"'unit=' || {_shown(plan, 'unit', rules)} || ' for test ' || {q('test')}",
+        )
         converted = f"({q('value')} * __factor + __offset)"
-        add("out_of_range", f"NOT ({converted} BETWEEN __low AND __high)",
+        add(
+            "out_of_range",
+            f"NOT ({converted} BETWEEN __low AND __high)",
             f"{q('test')} || '=' || CAST(round({converted}, 3) AS VARCHAR) || ' ' || __canonical_unit || "
-            "' outside ' || CAST(__low AS VARCHAR) || '-' || CAST(__high AS VARCHAR)")
+            "' outside ' || CAST(__low AS VARCHAR) || '-' || CAST(__high AS VARCHAR)",
+        )
     for comparison in rules.get("comparisons", []):
         if comparison["table"] != spec.name:
             continue
@@ -270,21 +306,30 @@ def _checks(plan: TablePlan, as_of: date, rules: dict[str, Any]) -> list[Check]:
         if match is None:
             raise KeyError(f"validation.yaml: cannot read comparison {comparison['check']!r}")
         left, op, right = match.groups()
-        add(comparison["reason"], f"NOT ({q(left)} {op} {q(right)})",
+        add(
+            comparison["reason"],
+            f"NOT ({q(left)} {op} {q(right)})",
             f"{literal(left + '=')} || {_shown(plan, left, rules)} || "
-            f"{literal(f', {right}=')} || {_shown(plan, right, rules)}")
+            f"{literal(f', {right}=')} || {_shown(plan, right, rules)}",
+        )
     if plan.joins_persons:
         add("unknown_person", "__p_person_id IS NULL", "'person_id not among accepted persons'")
         for col in spec.columns.values():
             if col.type in ("date", "timestamp"):
-                add("before_birth", f"CAST({q(col.name)} AS DATE) < __p_birth_date",
-                    f"{literal(col.name + '=')} || {_shown(plan, col.name, rules)} || ' before birth'")
+                add(
+                    "before_birth",
+                    f"CAST({q(col.name)} AS DATE) < __p_birth_date",
+                    f"{literal(col.name + '=')} || {_shown(plan, col.name, rules)} || ' before birth'",
+                )
         event = rules["event_date"].get(spec.name)
         if event:
             grace = int(rules["after_death_grace_days"])
-            add("after_death", f"CAST({q(event)} AS DATE) > __p_death_date + {grace}",
+            add(
+                "after_death",
+                f"CAST({q(event)} AS DATE) > __p_death_date + {grace}",
                 f"{literal(event + '=')} || {_shown(plan, event, rules)} || "
-                f"' more than {grace} days after death'")
+                f"' more than {grace} days after death'",
+            )
     return [check for checks in by_reason.values() for check in checks]
 
 
@@ -325,13 +370,16 @@ def check_sql(plan: TablePlan, scan_sql: str) -> str:
     """Rows with typed columns, bad-cell flags, the accepted persons' columns and `__check`: the index of
     the first failing check in plan.checks (NULL when the row passes). Filter on `__check IS NULL`, not
     on a reason built from it: DuckDB then evaluates each predicate once per row."""
-    bad_flags = [f"({q('__s_' + n)} IS NOT NULL AND {q(n)} IS NULL) AS {q('__bad_' + n)}"
-                 for n in plan.parsed_columns]
+    bad_flags = [
+        f"({q('__s_' + n)} IS NOT NULL AND {q(n)} IS NULL) AS {q('__bad_' + n)}" for n in plan.parsed_columns
+    ]
     typed = f"SELECT *{''.join(', ' + f for f in bad_flags)} FROM ({typed_sql(plan, scan_sql)})"
     if plan.joins_persons:
-        typed = (f"SELECT t.*, p.person_id AS __p_person_id, p.birth_date AS __p_birth_date, "
-                 f"p.death_date AS __p_death_date FROM ({typed}) t "
-                 "LEFT JOIN persons_ok p ON t.person_id = p.person_id")
+        typed = (
+            f"SELECT t.*, p.person_id AS __p_person_id, p.birth_date AS __p_birth_date, "
+            f"p.death_date AS __p_death_date FROM ({typed}) t "
+            "LEFT JOIN persons_ok p ON t.person_id = p.person_id"
+        )
     # Each predicate is evaluated once: the index of the first failing check, then its reason and detail.
     whens = " ".join(f"WHEN {c.predicate} THEN {i}" for i, c in enumerate(plan.checks))
     return f"SELECT *, CASE {whens} END AS __check FROM ({typed})"
@@ -343,9 +391,15 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     # A CASE, not a list literal indexed by __check: DuckDB builds the list for every row.
     reasons = " ".join(f"WHEN {i} THEN {literal(c.reason)}" for i, c in enumerate(plan.checks))
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
-    keep = ["source_row", *(q(n) for n in plan.typed_columns), *(q(n) for n in plan.extra_typed),
-            *(q("__bad_" + n) for n in plan.parsed_columns),
-            f"hash({', '.join(q(k) for k in plan.spec.key)}) AS __key_hash"]
-    return (f"SELECT {', '.join(keep)}, CASE __check {reasons} END AS __reason, "
-            f"CASE __check {details} END AS __detail "
-            f"FROM ({check_sql(plan, scan_sql)})")
+    keep = [
+        "source_row",
+        *(q(n) for n in plan.typed_columns),
+        *(q(n) for n in plan.extra_typed),
+        *(q("__bad_" + n) for n in plan.parsed_columns),
+        f"hash({', '.join(q(k) for k in plan.spec.key)}) AS __key_hash",
+    ]
+    return (
+        f"SELECT {', '.join(keep)}, CASE __check {reasons} END AS __reason, "
+        f"CASE __check {details} END AS __detail "
+        f"FROM ({check_sql(plan, scan_sql)})"
+    )

@@ -46,8 +46,12 @@ DEFAULT_MEMORY_LIMIT = "2500MB"
 FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
 
 
-def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
-                    allow_empty: frozenset[str] | set[str] = frozenset()) -> ValidationResult:
+def validate_folder(
+    input_dir: Path,
+    out: Path,
+    as_of: date | None = None,
+    allow_empty: frozenset[str] | set[str] = frozenset(),
+) -> ValidationResult:
     """Validate every contract table in `input_dir` and publish canonical tables + quarantine into `out`.
 
     A table the contract needs with no accepted row (missing, header only, every row quarantined) is
@@ -61,12 +65,15 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
     optional = set(rules["optional_tables"])
     unknown = sorted(set(allow_empty) - set(contract.tables))
     if unknown:
-        raise RiskUserError(f"--allow-empty {unknown[0]}: not a contract table "
-                            f"({', '.join(contract.tables)})")
+        raise RiskUserError(
+            f"--allow-empty {unknown[0]}: not a contract table ({', '.join(contract.tables)})"
+        )
     # "persons" first: the other tables are checked against the accepted persons.
     table_names = ["persons", *(name for name in contract.tables if name != "persons")]
-    files = {name: find_table_file(input_dir, name, required=name not in optional | set(allow_empty))
-             for name in table_names}
+    files = {
+        name: find_table_file(input_dir, name, required=name not in optional | set(allow_empty))
+        for name in table_names
+    }
     if out.exists() and not out.is_dir():
         raise RiskUserError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,22 +90,33 @@ def validate_folder(input_dir: Path, out: Path, as_of: date | None = None,
             finally:
                 con.close()
             result = ValidationResult(
-                out=out, as_of=as_of, contract_version=contract.version, rules_version=str(rules["version"]),
-                code_version=code_version(), input_fingerprint=fingerprint.result(), tables=tables,
-                warnings=warnings, seconds=time.perf_counter() - started,
+                out=out,
+                as_of=as_of,
+                contract_version=contract.version,
+                rules_version=str(rules["version"]),
+                code_version=code_version(),
+                input_fingerprint=fingerprint.result(),
+                tables=tables,
+                warnings=warnings,
+                seconds=time.perf_counter() - started,
                 overrides=empty_table_overrides(tables, optional, set(allow_empty)),
             )
         shutil.rmtree(staging / "_spill", ignore_errors=True)
         document = result.to_json()
         document["input_dir"] = str(input_dir)
-        (staging / "validation.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
-                                                 encoding="utf-8")
+        (staging / "validation.json").write_text(
+            json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("validated %s rows: %s accepted, %s quarantined",
-             result.rows_read, result.rows_accepted, result.rows_quarantined)
+    log.info(
+        "validated %s rows: %s accepted, %s quarantined",
+        result.rows_read,
+        result.rows_accepted,
+        result.rows_quarantined,
+    )
     return result
 
 
@@ -113,8 +131,7 @@ def last_event_date(canonical_dir: Path) -> date | None:
         path = Path(canonical_dir) / f"{table}.parquet"
         found = _max_from_statistics(path, column)
         if found is None:
-            parts.append(f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet("
-                         f"{literal(path)})")
+            parts.append(f"SELECT max(CAST({q(column)} AS DATE)) AS d FROM read_parquet({literal(path)})")
         elif found is not _EMPTY:
             newest.append(found)
     if parts:
@@ -169,27 +186,38 @@ def check_as_of(as_of: date, newest_event: date | None, today: date, allow_late:
         problems.append(f"--as-of {as_of} is after today ({today})")
     # no dated event at all (an allowed empty county): nobody to look overdue
     if newest_event is not None and (as_of - newest_event).days > limit:
-        problems.append(f"--as-of {as_of} is {(as_of - newest_event).days} days after the newest event in "
-                        f"the data ({newest_event}; at most {limit})")
+        problems.append(
+            f"--as-of {as_of} is {(as_of - newest_event).days} days after the newest event in "
+            f"the data ({newest_event}; at most {limit})"
+        )
     if problems and not allow_late:
-        raise RiskUserError("; ".join(problems) + ": every patient would look overdue and unmeasured; use an "
-                            "earlier --as-of, or pass --allow-late-as-of to run anyway")
+        raise RiskUserError(
+            "; ".join(problems) + ": every patient would look overdue and unmeasured; use an "
+            "earlier --as-of, or pass --allow-late-as-of to run anyway"
+        )
     return [f"{p}: accepted by --allow-late-as-of" for p in problems]
 
 
-def empty_table_overrides(tables: dict[str, TableCounts], optional: set[str], allow_empty: set[str]
-                          ) -> list[str]:
+def empty_table_overrides(
+    tables: dict[str, TableCounts], optional: set[str], allow_empty: set[str]
+) -> list[str]:
     """Refuse a needed table with no accepted row unless the user allowed it; say what was allowed."""
     overrides = []
     for name, counts in tables.items():
         if name in optional or counts.rows_accepted > 0:
             continue
-        state = ("is missing" if counts.file is None else "has no rows" if counts.rows_read == 0
-                 else f"has no accepted row ({counts.rows_read:,} read, all quarantined)")
+        state = (
+            "is missing"
+            if counts.file is None
+            else "has no rows"
+            if counts.rows_read == 0
+            else f"has no accepted row ({counts.rows_read:,} read, all quarantined)"
+        )
         if name not in allow_empty:
             raise RiskUserError(
                 f"table '{name}' {state}: every patient would be graded without it; fix the input, or pass "
-                f"--allow-empty {name} to run anyway (recorded as a warning in the run)")
+                f"--allow-empty {name} to run anyway (recorded as a warning in the run)"
+            )
         overrides.append(f"table '{name}' {state}: accepted by --allow-empty {name}")
         if name == "persons":  # nobody to attach records to: the other tables are empty as a consequence
             break
@@ -212,8 +240,10 @@ def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error:
         log.debug("DuckDB without ICU: time-zone-aware timestamps read as UTC")
     identifiers.register(con)
-    con.execute('CREATE TEMP TABLE quarantine ("table" VARCHAR, source_row BIGINT, person_id VARCHAR, '
-                "reason_code VARCHAR, detail VARCHAR)")
+    con.execute(
+        'CREATE TEMP TABLE quarantine ("table" VARCHAR, source_row BIGINT, person_id VARCHAR, '
+        "reason_code VARCHAR, detail VARCHAR)"
+    )
     return con
 
 
@@ -224,24 +254,36 @@ def _validate_tables(
     tables: dict[str, TableCounts] = {}
     warnings: dict[str, int] = {}
     # Open every file and check its columns before the first long query, so file problems show at once.
-    sources = {name: open_input_table(con, path, name) if path is not None else None
-               for name, path in files.items()}
+    sources = {
+        name: open_input_table(con, path, name) if path is not None else None for name, path in files.items()
+    }
     plans = {name: build_plan(source, contract.tables[name], as_of) for name, source in sources.items()}
     for name, source in sources.items():
         table_started = time.perf_counter()
         counts = _validate_table(con, plans[name], source, staging / "canonical" / f"{name}.parquet")
         if name == "persons":
             warnings["national_id_checksum"] = con.execute(
-                "SELECT count_if(NOT national_id_valid) FROM persons_accepted").fetchone()[0]
-            con.execute("CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date "
-                        "FROM persons_accepted")
+                "SELECT count_if(NOT national_id_valid) FROM persons_accepted"
+            ).fetchone()[0]
+            con.execute(
+                "CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date "
+                "FROM persons_accepted"
+            )
             con.execute("DROP TABLE persons_accepted")
-        log.info("%s: read %s, accepted %s, quarantined %s (%.1f s)", name, counts.rows_read,
-                 counts.rows_accepted, counts.rows_quarantined, time.perf_counter() - table_started)
+        log.info(
+            "%s: read %s, accepted %s, quarantined %s (%.1f s)",
+            name,
+            counts.rows_read,
+            counts.rows_accepted,
+            counts.rows_quarantined,
+            time.perf_counter() - table_started,
+        )
         tables[name] = counts
     order = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(files))
-    con.execute(f"COPY (SELECT * FROM quarantine ORDER BY CASE \"table\" {order} END, source_row) "
-                f"TO {literal(staging / 'quarantine.parquet')} {COPY_OPTIONS}")
+    con.execute(
+        f'COPY (SELECT * FROM quarantine ORDER BY CASE "table" {order} END, source_row) '
+        f"TO {literal(staging / 'quarantine.parquet')} {COPY_OPTIONS}"
+    )
     return tables, warnings
 
 
@@ -271,14 +313,17 @@ def _validate_table(
     scan = source.scan_sql if source is not None else EMPTY_SCAN
     keys = ", ".join(q(k) for k in plan.spec.key)
     with _reading(source):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE keys AS SELECT source_row, hash({keys}) AS h "
-                    f"FROM ({typed_sql(plan, scan)})")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE keys AS SELECT source_row, hash({keys}) AS h "
+            f"FROM ({typed_sql(plan, scan)})"
+        )
     rows_read, last_row = con.execute("SELECT count(*), coalesce(max(source_row), 0) FROM keys").fetchone()
     repeated = _repeated(np.asarray(con.execute("SELECT h FROM keys").fetchnumpy()["h"], dtype=np.uint64))
     with _reading(source):
         n_losers = _find_duplicates(con, plan, scan, repeated)
-    outputs = ", ".join(f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}"
-                        for col, expr in plan.output_columns.items())
+    outputs = ", ".join(
+        f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}" for col, expr in plan.output_columns.items()
+    )
     not_loser = " AND source_row NOT IN (SELECT source_row FROM losers)" if n_losers else ""
     # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
     # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
@@ -292,29 +337,42 @@ def _validate_table(
     failing = _failing_rows(con, rows_read - rows_accepted - n_losers, last_row, target)
     con.execute("DROP TABLE keys")
     person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
-    flags = "".join(f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}"
-                    for c in plan.parsed_columns)
+    flags = "".join(
+        f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}" for c in plan.parsed_columns
+    )
     con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
     limit = "" if len(failing) else " LIMIT 0"  # a clean table: nothing to read again
     with _reading(source):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
-                    f"{person} AS person_id{flags} "
-                    f"FROM ({checked_sql(plan, _only(scan, 'failing_rows'))}){limit}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
+            f"{person} AS person_id{flags} "
+            f"FROM ({checked_sql(plan, _only(scan, 'failing_rows'))}){limit}"
+        )
     con.unregister("failing_rows")
     if source is not None:
         _reject_unreadable_columns(con, plan, source, scan)
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, __reason, __detail "
-                "FROM failed WHERE __reason IS NOT NULL")
-    con.execute(f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
-                "'same key as row ' || first_row FROM losers")
-    reasons = dict(con.execute(
-        "SELECT reason_code, count(*) FROM quarantine WHERE \"table\" = ? GROUP BY 1 ORDER BY 2 DESC, 1",
-        [name]).fetchall())
+    con.execute(
+        f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, __reason, __detail "
+        "FROM failed WHERE __reason IS NOT NULL"
+    )
+    con.execute(
+        f"INSERT INTO quarantine SELECT '{name}', source_row, person_id, 'duplicate', "
+        "'same key as row ' || first_row FROM losers"
+    )
+    reasons = dict(
+        con.execute(
+            'SELECT reason_code, count(*) FROM quarantine WHERE "table" = ? GROUP BY 1 ORDER BY 2 DESC, 1',
+            [name],
+        ).fetchall()
+    )
     con.execute("DROP TABLE failed")
     con.execute("DROP TABLE losers")
     counts = TableCounts(
-        file=source.path.name if source is not None else None, rows_read=rows_read,
-        rows_accepted=rows_accepted, rows_quarantined=sum(reasons.values()), reasons=reasons,
+        file=source.path.name if source is not None else None,
+        rows_read=rows_read,
+        rows_accepted=rows_accepted,
+        rows_quarantined=sum(reasons.values()),
+        reasons=reasons,
     )
     if not counts.adds_up:
         raise RuntimeError(f"validation accounting does not add up for {name}: {counts}")
@@ -335,9 +393,7 @@ def _repeated(hashes: np.ndarray) -> np.ndarray:
     return repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))] if len(repeated) else repeated
 
 
-def _find_duplicates(
-    con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, repeated: np.ndarray
-) -> int:
+def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, repeated: np.ndarray) -> int:
     """`losers`: rows that pass every check but repeat the key of an earlier passing row; their number.
 
     The rows whose key hash is `repeated` (among all rows, in the `keys` table) are the candidates; the
@@ -345,19 +401,25 @@ def _find_duplicates(
     cannot make a false duplicate."""
     person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
     if len(repeated) == 0:
-        con.execute("CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
-                    "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
+            "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false"
+        )
         return 0
     keys = ", ".join(q(k) for k in plan.spec.key)
     con.register("repeated_hashes", pa.table({"h": pa.array(repeated, type=pa.uint64())}))
-    con.execute("CREATE OR REPLACE TEMP TABLE candidate_rows AS SELECT source_row FROM keys "
-                "WHERE h IN (SELECT h FROM repeated_hashes)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE candidate_rows AS SELECT source_row FROM keys "
+        "WHERE h IN (SELECT h FROM repeated_hashes)"
+    )
     con.unregister("repeated_hashes")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE losers AS "
-                f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
-                f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
-                f"FROM ({check_sql(plan, _only(scan, 'candidate_rows'))}) WHERE __check IS NULL) "
-                "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE losers AS "
+        f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
+        f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
+        f"FROM ({check_sql(plan, _only(scan, 'candidate_rows'))}) WHERE __check IS NULL) "
+        "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row"
+    )
     con.execute("DROP TABLE candidate_rows")
     return con.execute("SELECT count(*) FROM losers").fetchone()[0]
 
@@ -382,20 +444,22 @@ def _output_type(plan: TablePlan, column: str) -> str:
     return {"source_row": "BIGINT", "national_id_valid": "BOOLEAN"}.get(column, "VARCHAR")
 
 
-def _reject_unreadable_columns(con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable, scan: str
-                               ) -> None:
+def _reject_unreadable_columns(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable, scan: str
+) -> None:
     """A column where no cell can be read as its type is a wrong-type file, not a pile of bad rows.
 
     Every unreadable cell fails a check, so `failed` holds them all; a readable cell among the failed rows
     settles it, else the whole column is counted (only when a column has unreadable cells)."""
     if not plan.parsed_columns:
         return
-    parts = [f"coalesce(count_if({q(has)}), 0), coalesce(count_if({q(bad)}), 0), "
-             f"min(source_row) FILTER ({q(bad)})"
-             for has, bad in (("__has_" + c, "__bad_" + c) for c in plan.parsed_columns)]
+    parts = [
+        f"coalesce(count_if({q(has)}), 0), coalesce(count_if({q(bad)}), 0), min(source_row) FILTER ({q(bad)})"
+        for has, bad in (("__has_" + c, "__bad_" + c) for c in plan.parsed_columns)
+    ]
     row = con.execute(f"SELECT {', '.join(parts)} FROM failed").fetchone()
     for i, column in enumerate(plan.parsed_columns):
-        readable, unreadable, first_bad = row[3 * i: 3 * i + 3]
+        readable, unreadable, first_bad = row[3 * i : 3 * i + 3]
         if unreadable > 0 and readable == 0:
             readable = con.execute(f"SELECT count({q(column)}) FROM ({typed_sql(plan, scan)})").fetchone()[0]
         if readable == 0 and unreadable > 0:
