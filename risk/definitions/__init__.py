@@ -5,16 +5,19 @@ Every consumer loads definitions through this module so there is exactly one pla
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from risk.errors import DefinitionError
+
+if TYPE_CHECKING:  # pandas is imported where a CSV is read as a frame: `risk features` does not need it
+    import pandas as pd
 
 DEFINITIONS_DIR = Path(str(resources.files("risk.definitions")))
 
@@ -116,19 +119,33 @@ def contract() -> Contract:
 @lru_cache(maxsize=1)
 def conditions() -> pd.DataFrame:
     """Chronic-condition value set: code, name_zh, name_en, icd10_prefixes (;-separated), group."""
+    import pandas as pd
+
     return pd.read_csv(definition_path("conditions.csv"), dtype=str)
 
 
 @lru_cache(maxsize=1)
 def complications() -> pd.DataFrame:
     """ICD-10 prefix value sets for complication groups."""
+    import pandas as pd
+
     return pd.read_csv(definition_path("complications.csv"), dtype=str)
 
 
 @lru_cache(maxsize=1)
 def drug_classes() -> pd.DataFrame:
     """ATC prefix -> drug class and indication."""
+    import pandas as pd
+
     return pd.read_csv(definition_path("drug_classes.csv"), dtype=str)
+
+
+@lru_cache(maxsize=8)
+def csv_records(name: str) -> tuple[dict[str, str | None], ...]:
+    """A definitions CSV as records of strings, an empty cell as None, without pandas (the value sets of
+    `risk features`). Only for our own CSVs: a test checks it against the frames above for every one."""
+    with definition_path(name).open(encoding="utf-8", newline="") as handle:
+        return tuple({k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(handle))
 
 
 @lru_cache(maxsize=1)

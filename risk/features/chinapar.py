@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from risk import definitions
 
@@ -20,6 +19,8 @@ def _as_float(values: Any) -> FloatArray:
     """Array of floats with NaN for missing (accepts bool/None/pandas nullable values)."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fbiu":  # plain numeric: no pandas round trip
         return np.atleast_1d(values.astype(np.float64))
+    import pandas as pd  # only for other inputs: `risk features` passes numpy arrays and never imports it
+
     series = (
         values
         if isinstance(values, pd.Series)
@@ -97,12 +98,24 @@ def _optional_term(coefficient: float, values: FloatArray) -> FloatArray:
     return float(coefficient) * values
 
 
-def chinapar_category(risk: Any) -> npt.NDArray[np.object_]:
-    """'low' (< 5 %), 'medium' (5-9.9 %), 'high' (>= 10 %), None for missing (thresholds.yaml)."""
+CATEGORIES = ("low", "medium", "high")
+
+
+def chinapar_category_codes(risk: Any) -> npt.NDArray[np.int8]:
+    """The category as an index into CATEGORIES, -1 for missing (chinapar_category's values)."""
     cuts = definitions.thresholds()["chinapar_categories"]
     values = _as_float(risk)
-    out = np.full(values.shape, None, dtype=object)
-    out[values < cuts["medium_from"]] = "low"
-    out[(values >= cuts["medium_from"]) & (values < cuts["high_from"])] = "medium"
-    out[values >= cuts["high_from"]] = "high"
+    codes = np.full(values.shape, -1, dtype=np.int8)
+    codes[values < cuts["medium_from"]] = 0
+    codes[(values >= cuts["medium_from"]) & (values < cuts["high_from"])] = 1
+    codes[values >= cuts["high_from"]] = 2
+    return codes
+
+
+def chinapar_category(risk: Any) -> npt.NDArray[np.object_]:
+    """'low' (< 5 %), 'medium' (5-9.9 %), 'high' (>= 10 %), None for missing (thresholds.yaml)."""
+    codes = chinapar_category_codes(risk)
+    out = np.full(codes.shape, None, dtype=object)
+    for code, name in enumerate(CATEGORIES):
+        out[codes == code] = name
     return out

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from risk.features.sql import EVENT_TABLES, feature_query
-from risk.features.tables import value_set_tables
+from risk.features.tables import value_set_sql
 from risk.run.tables import bind_canonical_tables
 
 THREADS = 2
@@ -25,10 +25,8 @@ def connect(
         config={"threads": threads, "memory_limit": memory_limit, "preserve_insertion_order": False}
     )
     bind_canonical_tables(con, canonical_dir, EVENT_TABLES)
-    for name, frame in value_set_tables().items():
-        con.register(f"{name}_frame", frame)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_frame")
-        con.unregister(f"{name}_frame")
+    for name, select in value_set_sql().items():  # literal rows: `risk features` never imports pandas
+        con.execute(f"CREATE TABLE {name} AS {select}")
     return con
 
 

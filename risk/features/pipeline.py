@@ -9,17 +9,21 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from risk.errors import RiskUserError
-from risk.features.chinapar import chinapar_10y_risk, chinapar_category
+from risk.features.chinapar import CATEGORIES, chinapar_10y_risk, chinapar_category_codes
 from risk.features.duckdb_engine import run_feature_query
 from risk.run import folder as run_folder
 from risk.schema import feature_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +57,98 @@ def finish_feature_table(table: pa.Table, schema: pa.Schema, chinapar: bool = Tr
 
 
 def add_chinapar(table: pa.Table) -> pa.Table:
-    """Post-step on the SQL result: China-PAR risk and category (definitions/chinapar.yaml)."""
+    """Post-step on the SQL result: China-PAR risk and category (definitions/chinapar.yaml).
 
-    def column(name: str) -> pd.Series:
-        return table.column(name).to_pandas()
+    Arrow buffers and numpy only. pyarrow imports pandas the first time it converts an array to or from
+    numpy or Python objects, and `risk features` needs pandas for nothing else (about 0.2 CPU seconds a
+    process). A missing value is NaN for a number and False in a condition. The flags on the left of each
+    condition (has_*, cx_*, antihypertensive_dispensed_12m) are never missing in the SQL result; then this
+    is what pandas' operators gave (tests/test_features_without_pandas.py compares the two)."""
 
-    has_ascvd = column("cx_stroke") | column("cx_coronary") | column("cx_peripheral_arterial")
-    on_drug = column("has_hypertension") & column("fu_last_adherence").isin(["regular", "intermittent"])
-    treated = column("antihypertensive_dispensed_12m") | on_drug
-    diabetes = (
-        column("has_diabetes_t2")
-        | (column("pdc_antidiabetic_12m") > 0)
-        | (column("fpg_last").fillna(0.0) >= 7.0)
-    )
+    def number(name: str) -> np.ndarray:  # NaN where missing; booleans as 1.0 / 0.0
+        return _float_values(table.column(name))
+
+    def flag(name: str) -> np.ndarray:  # missing -> False
+        return _flag_values(table.column(name))
+
+    has_ascvd = flag("cx_stroke") | flag("cx_coronary") | flag("cx_peripheral_arterial")
+    adherence = table.column("fu_last_adherence")
+    adherent = pc.is_in(adherence, value_set=_strings(("regular", "intermittent")))
+    on_drug = flag("has_hypertension") & _flag_values(adherent)
+    treated = flag("antihypertensive_dispensed_12m") | on_drug
+    with np.errstate(invalid="ignore"):  # a missing PDC or FPG compares False (FPG: as if filled with 0)
+        diabetes = (
+            flag("has_diabetes_t2") | (number("pdc_antidiabetic_12m") > 0) | (number("fpg_last") >= 7.0)
+        )
     risk = chinapar_10y_risk(
-        age=column("age"),
-        male=column("sex") == "M",
-        sbp=column("bp_last_sbp"),
+        age=number("age"),
+        male=_flag_values(pc.equal(table.column("sex"), _strings(("M",))[0])),
+        sbp=number("bp_last_sbp"),
         treated=treated,
-        tc_mmol=column("tc_last"),
-        hdl_mmol=column("hdl_c_last"),
-        waist_cm=column("waist_last"),
-        smoker=column("fu_last_smoker"),
+        tc_mmol=number("tc_last"),
+        hdl_mmol=number("hdl_c_last"),
+        waist_cm=number("waist_last"),
+        smoker=number("fu_last_smoker"),
         diabetes=diabetes,
-        urban=column("urban"),
-        family_history=column("family_history_ascvd"),
+        urban=number("urban"),
+        family_history=number("family_history_ascvd"),
     )
-    risk = np.where(has_ascvd.to_numpy(dtype=bool), np.nan, risk)
-    risk_array = pa.array(risk, type=pa.float64(), from_pandas=True)
-    return table.append_column("chinapar_risk_10y", risk_array).append_column(
-        "chinapar_category", pa.array(chinapar_category(risk), type=pa.string())
+    risk = np.where(has_ascvd, np.nan, risk)
+    codes = chinapar_category_codes(risk)
+    category = pa.DictionaryArray.from_arrays(
+        _with_validity(pa.int8(), np.maximum(codes, 0).astype(np.int8), codes >= 0), _strings(CATEGORIES)
+    ).cast(pa.string())
+    risk_array = _with_validity(pa.float64(), np.where(np.isnan(risk), 0.0, risk), ~np.isnan(risk))
+    return table.append_column("chinapar_risk_10y", risk_array).append_column("chinapar_category", category)
+
+
+def _bits(buffer: pa.Buffer | None, offset: int, length: int) -> np.ndarray:
+    """An Arrow bitmap (validity or boolean values) as a numpy bool array; no buffer means all set."""
+    if buffer is None:
+        return np.ones(length, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+    return bits[offset : offset + length].astype(bool)
+
+
+def _float_values(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """float64 numpy values, NaN where missing (booleans as 1.0 / 0.0)."""
+    array = _one_array(values.cast(pa.float64()))
+    validity, data = array.buffers()
+    out = np.frombuffer(data, dtype=np.float64)[array.offset : array.offset + len(array)].copy()
+    out[~_bits(validity, array.offset, len(array))] = np.nan
+    return out
+
+
+def _flag_values(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """bool numpy values, False where missing."""
+    if values.type != pa.bool_():
+        raise TypeError(f"a condition must be boolean, not {values.type}")
+    array = _one_array(values)
+    validity, data = array.buffers()
+    return _bits(data, array.offset, len(array)) & _bits(validity, array.offset, len(array))
+
+
+def _one_array(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    return values
+
+
+def _with_validity(type_: pa.DataType, values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """A numeric Arrow array from numpy values and a validity mask, built from buffers."""
+    data = np.ascontiguousarray(values)
+    if data.itemsize * 8 != type_.bit_width:
+        raise ValueError(f"{data.dtype} values for an Arrow {type_} array")
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(type_, len(data), [bitmap, pa.py_buffer(data)])
+
+
+def _strings(texts: Sequence[str]) -> pa.Array:
+    """A string Arrow array built from buffers (no pyarrow conversion of Python objects)."""
+    encoded = [text.encode("utf-8") for text in texts]
+    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), len(texts), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     )
 
 

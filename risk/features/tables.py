@@ -3,39 +3,84 @@
 from __future__ import annotations
 
 from functools import lru_cache
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from risk import definitions
 from risk.errors import DefinitionError
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def _prefix_table(frame: pd.DataFrame, prefix_column: str) -> pd.DataFrame:
-    prefixes = frame[prefix_column].str.strip().str.upper()
-    if (prefixes.str.len() < 3).any():
+Columns = dict[str, list[Any]]
+
+
+def _prefix_columns(first: str, rows: list[tuple[str, str | None]], prefix_column: str) -> Columns:
+    """(name, prefix) rows -> columns with the prefix stripped and upper-cased, its first 3 characters
+    and its length (the feature SQL joins on prefix3 and checks the rest with the length)."""
+    if any(prefix is None for _, prefix in rows):
         raise DefinitionError(f"{prefix_column}: every prefix needs at least 3 characters")
-    out = frame.assign(**{prefix_column: prefixes})
-    out["prefix3"] = prefixes.str.slice(0, 3)
-    out["prefix_len"] = prefixes.str.len().astype("int64")
-    return out
+    prefixes = [prefix.strip().upper() for _, prefix in rows if prefix is not None]
+    if any(len(prefix) < 3 for prefix in prefixes):
+        raise DefinitionError(f"{prefix_column}: every prefix needs at least 3 characters")
+    return {
+        first: [name for name, _ in rows],
+        prefix_column: prefixes,
+        "prefix3": [prefix[:3] for prefix in prefixes],
+        "prefix_len": [len(prefix) for prefix in prefixes],
+    }
+
+
+def _unique(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return list(dict.fromkeys(rows))  # first occurrence kept, in order (pandas drop_duplicates)
 
 
 @lru_cache(maxsize=1)
-def value_set_tables() -> dict[str, pd.DataFrame]:
-    """Small lookup tables joined in SQL; kept as data in risk/definitions/."""
+def value_set_columns() -> dict[str, Columns]:
+    """Small lookup tables joined in SQL, as plain columns; kept as data in risk/definitions/. Built
+    without pandas: `risk features` does not import it (about 0.35 CPU seconds a process)."""
     feature_defs = definitions.feature_definitions()
-    managed = pd.DataFrame({"condition": list(feature_defs["managed_conditions"])})
-    complications = definitions.complications().rename(columns={"group": "cx_group"})
-    complications = _prefix_table(complications[["cx_group", "icd10_prefix"]], "icd10_prefix")
-    drug_classes = definitions.drug_classes()
+    managed = {"condition": list(feature_defs["managed_conditions"])}
+    complications = _prefix_columns(
+        "cx_group",
+        [(r["group"], r["icd10_prefix"]) for r in definitions.csv_records("complications.csv")],
+        "icd10_prefix",
+    )
+    complications = _columns(_unique(list(zip(*complications.values(), strict=True))), list(complications))
+    drug_classes = definitions.csv_records("drug_classes.csv")
     rows = []
     for group, selector in feature_defs["pdc_groups"].items():
         ((column, wanted),) = selector.items()
-        for prefix in drug_classes.loc[drug_classes[column] == wanted, "atc_prefix"]:
-            rows.append({"pdc_group": group, "atc_prefix": prefix})
-    pdc = _prefix_table(pd.DataFrame(rows).drop_duplicates(), "atc_prefix")
-    return {
-        "vs_managed_conditions": managed,
-        "vs_complications": complications.drop_duplicates().reset_index(drop=True),
-        "vs_pdc_classes": pdc.reset_index(drop=True),
-    }
+        rows += [(group, r["atc_prefix"]) for r in drug_classes if r[column] == wanted]
+    pdc = _prefix_columns("pdc_group", _unique(rows), "atc_prefix")
+    return {"vs_managed_conditions": managed, "vs_complications": complications, "vs_pdc_classes": pdc}
+
+
+def _columns(rows: list[tuple[Any, ...]], names: list[str]) -> Columns:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def value_set_sql() -> dict[str, str]:
+    """Each value set as a DuckDB `SELECT` of literal rows, typed as the pandas frames are (strings as
+    VARCHAR, the prefix length as BIGINT). The DuckDB engine builds its tables from these: no pandas, and
+    no pyarrow conversion of Python objects (which imports pandas)."""
+    from risk.sql import identifier, literal
+
+    queries = {}
+    for name, columns in value_set_columns().items():
+        typed = [
+            f"CAST({identifier(c)} AS {'BIGINT' if c == 'prefix_len' else 'VARCHAR'}) AS {identifier(c)}"
+            for c in columns
+        ]
+        rows = ", ".join(
+            "(" + ", ".join(literal(v) for v in row) + ")" for row in zip(*columns.values(), strict=True)
+        )
+        names = ", ".join(identifier(c) for c in columns)
+        queries[name] = f"SELECT {', '.join(typed)} FROM (VALUES {rows}) AS v({names})"
+    return queries
+
+
+def value_set_tables() -> dict[str, pd.DataFrame]:
+    """The value sets as pandas frames (the Spark engine registers them as temp views)."""
+    import pandas as pd
+
+    return {name: pd.DataFrame(columns) for name, columns in value_set_columns().items()}
