@@ -31,6 +31,10 @@ FLOOR = 1e-4
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiub":
+        # a plain numpy column (no missing marker but NaN): the same floats without a per-value object
+        # round trip, which took ~2 s for the 57 profiled columns of 150k patients (issue 19)
+        return series.to_numpy(dtype="float64")
     return pd.to_numeric(series.astype("object").where(series.notna(), None), errors="coerce").to_numpy(
         dtype="float64", na_value=np.nan
     )

@@ -83,8 +83,16 @@ def linear_contributions(
     z_ref = _dense(pre.transform(reference))
     per_output = (z - z_ref) * np.asarray(last.coef_)[0]
     index = {c: i for i, c in enumerate(model.spec.columns)}
-    result = np.zeros((len(working), len(model.spec.columns)))
-    np.add.at(result.T, [index[o] for o in owner], per_output.T)
+    return sum_by_owner(per_output, [index[o] for o in owner], len(model.spec.columns))
+
+
+def sum_by_owner(per_output: np.ndarray, owners: list[int], n_features: int) -> np.ndarray:
+    """Rows x features: each output column added to its owning feature's column. Column by column, in
+    order: the same additions as `np.add.at(result.T, owners, per_output.T)`, bit for bit, without its
+    per-element dispatch (1.7 s for 150k patients, issue 19)."""
+    result = np.zeros((per_output.shape[0], n_features))
+    for k, owner in enumerate(owners):
+        result[:, owner] += per_output[:, k]
     return result
 
 
@@ -223,11 +231,14 @@ def _ranked(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int) -> tuple[An
     reference, grouped = typical_reference(model, X)
     contrib = contributions(model, X, reference)
     columns = list(contrib.columns)
-    values = model_frame(X, model.spec).astype(object).to_numpy()
+    frame = model_frame(X, model.spec)
+    values = frame.astype(object).to_numpy()
     typical = reference.astype(object).to_numpy()
     matrix = contrib.to_numpy().copy()
     for j, column in enumerate(columns):
-        sayable = _sayable(column, values[:, j], typical[:, j])
+        sayable = _sayable(
+            column, values[:, j], typical[:, j], _floats(frame[column]), _floats(reference[column])
+        )
         matrix[:, j] = np.where(sayable, matrix[:, j], 0.0)
     order = np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]
     weights = np.take_along_axis(matrix, order, axis=1)
@@ -314,17 +325,35 @@ def _key(value: Any) -> Any:
     return None if _missing(value) else value
 
 
-def _sayable(column: str, values: np.ndarray, typical: np.ndarray) -> np.ndarray:
-    """Whether each value of a feature can be a reason (describe() would not return None)."""
+def _floats(series: pd.Series) -> np.ndarray | None:
+    """A float64 model-frame column as it is (the numbers _sayable would parse back from objects)."""
+    return series.to_numpy() if series.dtype == np.float64 else None
+
+
+def _as_numbers(values: np.ndarray, floats: np.ndarray | None) -> np.ndarray:
+    if floats is not None:
+        return floats
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+
+
+def _sayable(
+    column: str,
+    values: np.ndarray,
+    typical: np.ndarray,
+    value_floats: np.ndarray | None = None,
+    typical_floats: np.ndarray | None = None,
+) -> np.ndarray:
+    """Whether each value of a feature can be a reason (describe() would not return None). The *_floats
+    are the same values when the column is float64 already (parsing 150k objects per column took ~2 s)."""
     entry = _entry(column)
     if entry.get("hide"):
         return np.zeros(len(values), dtype=bool)
     if "zh" in entry:  # a number: every known value (from at_least), a missing one only with its phrase
-        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+        numbers = _as_numbers(values, value_floats)
         known = ~np.isnan(numbers)
         if "at_least" in entry:
             known &= numbers >= float(entry["at_least"])
-        reference = pd.to_numeric(pd.Series(typical, dtype=object), errors="coerce").to_numpy(dtype=float)
+        reference = _as_numbers(typical, typical_floats)
         with np.errstate(invalid="ignore"):
             known &= np.isnan(reference) | _worse(entry, numbers, reference)
         return known | (np.isnan(numbers) & bool(entry.get("missing")))

@@ -419,7 +419,17 @@ class _RuleSetParser:
                 except duckdb.Error as exc:
                     raise self.fail(f"derived '{column.name}'", _duckdb_problem(exc)) from None
                 source = f"v_{column.name}"
-            for rule in rules:
+            # Every rule bound in one DESCRIBE (one per rule took ~0.4 s a run); when that fails, one by one
+            # below, which names the rule at fault.
+            all_rules = ", ".join(f"({rule.sql}) AS r{i}" for i, rule in enumerate(rules))
+            try:
+                described = con.execute(f"DESCRIBE SELECT {all_rules} FROM {source}").fetchall()
+                types = [row[1] for row in described]
+            except duckdb.Error:
+                types = [None] * len(rules)
+            for rule, type_ in zip(rules, types, strict=True):
+                if type_ == "BOOLEAN":
+                    continue
                 try:
                     described = con.execute(f"DESCRIBE SELECT ({rule.sql}) AS fires FROM {source}").fetchall()
                 except duckdb.Error as exc:
