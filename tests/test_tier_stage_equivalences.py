@@ -57,3 +57,53 @@ def test_sayable_from_floats_is_sayable_from_objects(feature: str) -> None:
     got = explanations._sayable(feature, *as_objects, floats, typical)
     np.testing.assert_array_equal(got, expected)
     assert expected.any() and not expected.all()
+
+
+def _scored_frame(n: int = 600):  # the approved model and patients of many age-sex groups
+    from risk.models.features import model_frame
+    from risk.tiers.model import load_exported_model
+    from tests.test_training import approved_models_dir
+
+    model = load_exported_model(approved_models_dir()).estimator
+    rng = np.random.default_rng(11)
+    X = model_frame(
+        pd.DataFrame({c: model.reference_[c] for c in model.spec.columns}, index=range(n)), model.spec
+    )
+    X["age"] = rng.uniform(30, 95, n)
+    X["sex"] = rng.choice(np.array(["M", "F"], dtype=object), n)
+    for column in ("bp_last_sbp", "fpg_last", "fu_days_since_last"):
+        if column in X:
+            X[column] = X[column].astype(float) * rng.uniform(0.5, 1.5, n)
+    if "fpg_last" in X:
+        X.loc[::7, "fpg_last"] = np.nan
+    X.index = X.index + 1000  # not 0..n-1
+    return model, X
+
+
+def test_typical_reference_types_each_group_once_with_the_same_values() -> None:
+    model, X = _scored_frame()
+    reference, grouped, groups = explanations._typical_reference(model, X)
+    assert getattr(model, "group_reference_", None) and len(np.unique(groups)) > 10
+    # the reference as typical_reference built it before issue 19: every row's object typed on its own
+    from risk.models.estimators import age_sex_groups
+    from risk.models.features import model_frame
+
+    working = model_frame(X, model.spec)
+    table = model.group_reference_
+    labels = age_sex_groups(X)
+    for column in model.spec.columns:
+        per_row = np.array(
+            [table.get(str(g), {}).get(column, model.reference_[column]) for g in labels], dtype=object
+        )
+        expected = pd.Series(per_row, index=working.index).astype(working[column].dtype)
+        pd.testing.assert_series_equal(reference[column], expected, check_names=False)
+    assert grouped.any()
+
+
+def test_contributions_with_reference_groups_are_the_row_by_row_ones_bit_for_bit() -> None:
+    model, X = _scored_frame()
+    reference, _, groups = explanations._typical_reference(model, X)
+    row_by_row = explanations.contributions(model, X, reference)
+    by_group = explanations.contributions(model, X, reference, groups)
+    assert by_group.to_numpy().tobytes() == row_by_row.to_numpy().tobytes()
+    assert list(by_group.index) == list(X.index)

@@ -35,12 +35,16 @@ MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's
 
 
 def contributions(
-    model: CalibratedRiskModel, X: pd.DataFrame, reference: pd.DataFrame | None = None
+    model: CalibratedRiskModel,
+    X: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+    reference_groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Log-odds contribution of each model feature for each row (rows = X.index, columns = features).
 
     reference: a typical value per row and feature (typical_reference); None = the model's training
-    reference for everyone."""
+    reference for everyone. reference_groups: per row, a code such that rows with the same code have the
+    same reference row (typical_reference's age-sex groups): each distinct reference is transformed once."""
     spec = model.spec
     working = model_frame(X, spec)
     if reference is None:
@@ -52,7 +56,7 @@ def contributions(
                 for c in working.columns
             }
         )
-    linear = linear_contributions(model, working, reference)
+    linear = linear_contributions(model, working, reference, reference_groups)
     if linear is not None:
         return pd.DataFrame(linear, index=X.index, columns=spec.columns)
     return pd.DataFrame(
@@ -61,7 +65,10 @@ def contributions(
 
 
 def linear_contributions(
-    model: CalibratedRiskModel, working: pd.DataFrame, reference: pd.DataFrame
+    model: CalibratedRiskModel,
+    working: pd.DataFrame,
+    reference: pd.DataFrame,
+    reference_groups: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The same one-at-a-time contributions in one pass for a linear base model: every preprocessing step
     acts column by column, so replacing feature j by its reference value changes only j's transformed
@@ -80,7 +87,11 @@ def linear_contributions(
     if any(o is None for o in owner):
         return None
     z = _dense(pre.transform(working))
-    z_ref = _dense(pre.transform(reference))
+    if reference_groups is None:
+        z_ref = _dense(pre.transform(reference))
+    else:  # every step transforms row by row: the distinct reference rows once, then one per row
+        _, first, inverse = np.unique(np.asarray(reference_groups), return_index=True, return_inverse=True)
+        z_ref = _dense(pre.transform(reference.iloc[first]))[inverse.ravel()]
     per_output = (z - z_ref) * np.asarray(last.coef_)[0]
     index = {c: i for i, c in enumerate(model.spec.columns)}
     return sum_by_owner(per_output, [index[o] for o in owner], len(model.spec.columns))
@@ -197,6 +208,13 @@ def describe(feature: str, value: Any, typical: Any = None, grouped: bool = True
 
 
 def typical_reference(model: CalibratedRiskModel, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    reference, grouped, _ = _typical_reference(model, X)
+    return reference, grouped
+
+
+def _typical_reference(
+    model: CalibratedRiskModel, X: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Per row and feature, the value of a typical patient of the same sex and 10-year age band in the
     model's TRAINING population (stored with the model at fit time: median of a number, most common yes/no
     or category), and whether it came from that group; where the training group had fewer than `min_group`
@@ -218,18 +236,22 @@ def typical_reference(model: CalibratedRiskModel, X: pd.DataFrame) -> tuple[pd.D
                 values = table.get(str(group), {})
                 if column in values:
                     per_group[k], found[k] = values[column], True
-        per_row = per_group[codes] if len(distinct) else np.full(len(working), overall, dtype=object)
         grouped[:, j] = found[codes] if len(distinct) else False
-        reference[column] = pd.Series(per_row, index=working.index).astype(working[column].dtype)
-    return reference, grouped
+        if len(distinct):  # typed once per group, then one per row (the same values as typing every row)
+            typed = pd.Series(per_group, dtype=object).astype(working[column].dtype).to_numpy()
+            reference[column] = pd.Series(typed[codes], index=working.index, dtype=working[column].dtype)
+        else:
+            per_row = np.full(len(working), overall, dtype=object)
+            reference[column] = pd.Series(per_row, index=working.index).astype(working[column].dtype)
+    return reference, grouped, codes
 
 
 def _ranked(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int) -> tuple[Any, ...]:
     """What both forms of top_reasons share: the columns, each row's top_n feature indices by sayable
     contribution, their weights, which of them are kept (above MIN_CONTRIBUTION, in order), the model
     frame's values and typical values (objects) and whether each typical value came from the age-sex group."""
-    reference, grouped = typical_reference(model, X)
-    contrib = contributions(model, X, reference)
+    reference, grouped, groups = _typical_reference(model, X)
+    contrib = contributions(model, X, reference, groups)
     columns = list(contrib.columns)
     frame = model_frame(X, model.spec)
     values = frame.astype(object).to_numpy()
