@@ -107,3 +107,21 @@ def test_contributions_with_reference_groups_are_the_row_by_row_ones_bit_for_bit
     by_group = explanations.contributions(model, X, reference, groups)
     assert by_group.to_numpy().tobytes() == row_by_row.to_numpy().tobytes()
     assert list(by_group.index) == list(X.index)
+
+
+def test_object_columns_are_the_object_matrix_cell_for_cell() -> None:
+    frame = pd.DataFrame(
+        {
+            "a": [1.5, np.nan, 3.0, -0.0],
+            "b": pd.Series(["x", None, "y", np.nan], dtype=object),
+            "c": [1.0, 0.0, np.nan, 1.0],
+        }
+    )
+    matrix = frame.astype(object).to_numpy()
+    cells = explanations.ObjectColumns(frame)
+    for j in range(3):
+        for rows in (slice(None), np.array([3, 0, 0]), 2):
+            got, expected = cells[rows, j], matrix[rows, j]
+            got, expected = np.atleast_1d(got), np.atleast_1d(expected)
+            assert [type(v) for v in got] == [type(v) for v in expected]
+            assert [repr(v) for v in got] == [repr(v) for v in expected]
