@@ -156,10 +156,14 @@ def _inputs(n: int, seed: int) -> pa.Table:
     )
 
 
-@pytest.mark.parametrize("layout", ["one chunk", "several chunks", "sliced"])
+@pytest.mark.parametrize("layout", ["one chunk", "several chunks", "sliced", "large strings"])
 def test_chinapar_on_arrow_buffers_is_the_pandas_formulation(layout: str) -> None:
     table = _inputs(3000, seed=19)
-    if layout == "several chunks":
+    if layout == "large strings":  # as a Spark Arrow batch may carry them
+        for name in ("sex", "fu_last_adherence"):
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, table.column(name).cast(pa.large_string()))
+    elif layout == "several chunks":
         table = pa.concat_tables([table.slice(0, 1001), table.slice(1001, 999), table.slice(2000)])
     elif layout == "sliced":
         table = table.slice(7, 2500)  # buffers with a non-zero offset (not a multiple of 8)

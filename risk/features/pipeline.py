@@ -72,7 +72,7 @@ def add_chinapar(table: pa.Table) -> pa.Table:
         return _flag_values(table.column(name))
 
     has_ascvd = flag("cx_stroke") | flag("cx_coronary") | flag("cx_peripheral_arterial")
-    adherence = table.column("fu_last_adherence")
+    adherence = table.column("fu_last_adherence").cast(pa.string())  # also a Spark batch's large_string
     adherent = pc.is_in(adherence, value_set=_strings(("regular", "intermittent")))
     on_drug = flag("has_hypertension") & _flag_values(adherent)
     treated = flag("antihypertensive_dispensed_12m") | on_drug
@@ -82,7 +82,7 @@ def add_chinapar(table: pa.Table) -> pa.Table:
         )
     risk = chinapar_10y_risk(
         age=number("age"),
-        male=_flag_values(pc.equal(table.column("sex"), _strings(("M",))[0])),
+        male=_flag_values(pc.equal(table.column("sex").cast(pa.string()), _strings(("M",))[0])),
         sbp=number("bp_last_sbp"),
         treated=treated,
         tc_mmol=number("tc_last"),
