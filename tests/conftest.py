@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 # Test data is synthetic: the development ID key, asked for explicitly as any user must (risk/privacy.py).
+# A county key in the developer's shell must not reach the tests: it would change every keyed hash (the
+# fingerprints and recorded digests were taken with the development key) and it is not the tests' to use.
+os.environ.pop("RISK_ID_KEY", None)
 os.environ.setdefault("RISK_DEV_ID_KEY", "1")
 
 SMALL_COUNTY_PERSONS = 4000
