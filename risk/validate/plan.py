@@ -388,6 +388,11 @@ def check_sql(plan: TablePlan, scan_sql: str) -> str:
 def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     """Rows with typed columns, bad-cell flags, a 64-bit hash of the table key, `__reason` and `__detail`
     (NULL when the row passes)."""
+    return reasons_sql(plan, check_sql(plan, scan_sql))
+
+
+def reasons_sql(plan: TablePlan, checked_rows_sql: str) -> str:
+    """`checked_sql` over rows of `check_sql` (possibly filtered): the reason and detail from `__check`."""
     # A CASE, not a list literal indexed by __check: DuckDB builds the list for every row.
     reasons = " ".join(f"WHEN {i} THEN {literal(c.reason)}" for i, c in enumerate(plan.checks))
     details = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(plan.checks))
@@ -401,5 +406,5 @@ def checked_sql(plan: TablePlan, scan_sql: str) -> str:
     return (
         f"SELECT {', '.join(keep)}, CASE __check {reasons} END AS __reason, "
         f"CASE __check {details} END AS __detail "
-        f"FROM ({check_sql(plan, scan_sql)})"
+        f"FROM ({checked_rows_sql})"
     )

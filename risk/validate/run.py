@@ -32,7 +32,15 @@ from risk.provenance import code_version, file_fingerprint
 from risk.sql import identifier as q
 from risk.sql import literal
 from risk.validate import identifiers
-from risk.validate.plan import OUTPUT_TYPES, TablePlan, build_plan, check_sql, checked_sql, typed_sql
+from risk.validate.plan import (
+    OUTPUT_TYPES,
+    TablePlan,
+    build_plan,
+    check_sql,
+    checked_sql,
+    reasons_sql,
+    typed_sql,
+)
 from risk.validate.result import TableCounts, ValidationResult
 
 log = logging.getLogger(__name__)
@@ -262,14 +270,15 @@ def _validate_tables(
         table_started = time.perf_counter()
         counts = _validate_table(con, plans[name], source, staging / "canonical" / f"{name}.parquet")
         if name == "persons":
+            # The other tables are checked against the accepted persons: read back from the written file
+            # (three columns), rather than keeping every accepted person's typed row in memory.
+            written = f"read_parquet({literal(staging / 'canonical' / 'persons.parquet')})"
             warnings["national_id_checksum"] = con.execute(
-                "SELECT count_if(NOT national_id_valid) FROM persons_accepted"
+                f"SELECT count_if(NOT national_id_valid) FROM {written}"
             ).fetchone()[0]
             con.execute(
-                "CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date "
-                "FROM persons_accepted"
+                f"CREATE TEMP TABLE persons_ok AS SELECT person_id, birth_date, death_date FROM {written}"
             )
-            con.execute("DROP TABLE persons_accepted")
         log.info(
             "%s: read %s, accepted %s, quarantined %s (%.1f s)",
             name,
@@ -300,15 +309,19 @@ def _reading(source: InputTable | None) -> Iterator[None]:
 def _validate_table(
     con: duckdb.DuckDBPyConnection, plan: TablePlan, source: InputTable | None, target: Path
 ) -> TableCounts:
-    """One table in three steps, reading the whole file once with the checks (the plain copy's cost plus
-    the checks) and otherwise only the few rows that need more:
+    """One table, reading the whole file with the checks once and otherwise as few times as it can:
 
-    1. the key pass: key hashes of every row (key columns only) find the rows whose key repeats; the
-       checks run on just those rows, and those repeating the key of an earlier passing row are `losers`;
-    2. the copy: every row that passes the checks and is not a loser, typed, into the canonical file;
-    3. the rows that failed a check (those neither written nor losers, found from the written
-       `source_row`s) get their reason and detail from a pass over just those rows.
-    A clean table costs steps 1 and 2 only."""
+    1. the key pass: key hashes of every row (key columns only) find the rows whose key repeats (the
+       duplicate candidates);
+    2. a table with candidates: one pass with the checks keeps the rows that fail a check or are
+       candidates (`flagged`, with reason, detail and key); the passing candidates repeating the key of
+       an earlier passing row are the `losers`; the copy then writes every row neither failing nor a
+       loser, typed, without evaluating the checks again;
+    3. a table without candidates: the copy writes the rows that pass the checks, and the rows that
+       failed (those not written, found from the written `source_row`s) get their reason and detail
+       from a pass over just those rows (none for a clean table).
+    A clean table costs the key pass and the copy; a table with duplicates and failing rows one full
+    read more (before: two)."""
     name = plan.spec.name
     scan = source.scan_sql if source is not None else EMPTY_SCAN
     keys = ", ".join(q(k) for k in plan.spec.key)
@@ -319,36 +332,45 @@ def _validate_table(
         )
     rows_read, last_row = con.execute("SELECT count(*), coalesce(max(source_row), 0) FROM keys").fetchone()
     repeated = _repeated(np.asarray(con.execute("SELECT h FROM keys").fetchnumpy()["h"], dtype=np.uint64))
-    with _reading(source):
-        n_losers = _find_duplicates(con, plan, scan, repeated)
     outputs = ", ".join(
         f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}" for col, expr in plan.output_columns.items()
     )
-    not_loser = " AND source_row NOT IN (SELECT source_row FROM losers)" if n_losers else ""
-    # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
-    # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
-    accepted = f"SELECT {outputs} FROM ({check_sql(plan, scan)}) WHERE __check IS NULL{not_loser}"
-    with _reading(source):
-        if name == "persons":
-            con.execute(f"CREATE TEMP TABLE persons_accepted AS {accepted}")
-            accepted = "SELECT * FROM persons_accepted"
-        rows_accepted = con.execute(f"COPY ({accepted}) TO {literal(target)} {COPY_OPTIONS}").fetchone()[0]
-
-    failing = _failing_rows(con, rows_read - rows_accepted - n_losers, last_row, target)
-    con.execute("DROP TABLE keys")
     person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
     flags = "".join(
         f", {q('__bad_' + c)}, {q(c)} IS NOT NULL AS {q('__has_' + c)}" for c in plan.parsed_columns
     )
-    con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
-    limit = "" if len(failing) else " LIMIT 0"  # a clean table: nothing to read again
-    with _reading(source):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
-            f"{person} AS person_id{flags} "
-            f"FROM ({checked_sql(plan, _only(scan, 'failing_rows'))}){limit}"
+    if len(repeated):
+        with _reading(source):
+            n_losers = _flag_rows(con, plan, scan, repeated, f"{person} AS person_id{flags}")
+        n_failing = con.execute("SELECT count(*) FROM failed").fetchone()[0]
+        con.execute("DROP TABLE keys")
+        # The checks already ran: the rows written are those neither failing nor losers.
+        excluded = (
+            " WHERE source_row NOT IN (SELECT source_row FROM failed UNION ALL SELECT source_row FROM losers)"
+            if n_failing + n_losers
+            else ""
         )
-    con.unregister("failing_rows")
+        accepted = f"SELECT {outputs} FROM ({typed_sql(plan, scan)}){excluded}"
+        with _reading(source):
+            rows_accepted = _copy(con, accepted, target)
+    else:
+        _no_losers(con)
+        # No ORDER BY: sorting tens of millions of wide rows costs ~30 % of the run. Rows come out in file
+        # order except for a few blocks swapped by parallel threads; source_row restores the exact order.
+        accepted = f"SELECT {outputs} FROM ({check_sql(plan, scan)}) WHERE __check IS NULL"
+        with _reading(source):
+            rows_accepted = _copy(con, accepted, target)
+        failing = _failing_rows(con, rows_read - rows_accepted, last_row, target)
+        con.execute("DROP TABLE keys")
+        con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
+        limit = "" if len(failing) else " LIMIT 0"  # a clean table: nothing to read again
+        with _reading(source):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE failed AS SELECT source_row, __reason, __detail, "
+                f"{person} AS person_id{flags} "
+                f"FROM ({checked_sql(plan, _only(scan, 'failing_rows'))}){limit}"
+            )
+        con.unregister("failing_rows")
     if source is not None:
         _reject_unreadable_columns(con, plan, source, scan)
     con.execute(
@@ -393,19 +415,27 @@ def _repeated(hashes: np.ndarray) -> np.ndarray:
     return repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))] if len(repeated) else repeated
 
 
-def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, repeated: np.ndarray) -> int:
-    """`losers`: rows that pass every check but repeat the key of an earlier passing row; their number.
+def _copy(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
+    """Write `query` to the Parquet file `target`; the number of rows written."""
+    return con.execute(f"COPY ({query}) TO {literal(target)} {COPY_OPTIONS}").fetchone()[0]
 
-    The rows whose key hash is `repeated` (among all rows, in the `keys` table) are the candidates; the
-    checks run on just those, and the passing ones are grouped on the exact key, so a hash collision
-    cannot make a false duplicate."""
-    person = "person_id" if "person_id" in plan.spec.columns else "CAST(NULL AS VARCHAR)"
-    if len(repeated) == 0:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
-            "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false"
-        )
-        return 0
+
+def _no_losers(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE losers AS SELECT CAST(NULL AS BIGINT) AS source_row, "
+        "CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_row WHERE false"
+    )
+
+
+def _flag_rows(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str, repeated: np.ndarray, columns: str
+) -> int:
+    """One pass with the checks over every row: `failed` (the rows failing a check, with reason, detail
+    and `columns`) and `losers` (rows that pass every check but repeat the key of an earlier passing row);
+    returns the number of losers.
+
+    The rows whose key hash is `repeated` (in the `keys` table) are the duplicate candidates; the passing
+    ones are grouped on the exact key, so a hash collision cannot make a false duplicate."""
     keys = ", ".join(q(k) for k in plan.spec.key)
     con.register("repeated_hashes", pa.table({"h": pa.array(repeated, type=pa.uint64())}))
     con.execute(
@@ -413,14 +443,26 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, plan: TablePlan, scan: str,
         "WHERE h IN (SELECT h FROM repeated_hashes)"
     )
     con.unregister("repeated_hashes")
+    key_columns = "".join(f", {q(k)}" for k in plan.spec.key)
+    # Filtered on __check (not on the reason built from it), so each check runs once per row.
+    flagged = (
+        f"SELECT * FROM ({check_sql(plan, scan)}) "
+        "WHERE __check IS NOT NULL OR source_row IN (SELECT source_row FROM candidate_rows)"
+    )
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE losers AS "
-        f"WITH candidates AS (SELECT source_row, {person} AS person_id, "
-        f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
-        f"FROM ({check_sql(plan, _only(scan, 'candidate_rows'))}) WHERE __check IS NULL) "
-        "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row"
+        f"CREATE OR REPLACE TEMP TABLE flagged AS SELECT source_row, __reason, __detail, {columns}"
+        f"{key_columns} FROM ({reasons_sql(plan, flagged)})"
     )
     con.execute("DROP TABLE candidate_rows")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE losers AS "
+        f"WITH candidates AS (SELECT source_row, person_id, "
+        f"min(source_row) OVER (PARTITION BY {keys}) AS first_row "
+        f"FROM flagged WHERE __reason IS NULL) "
+        "SELECT source_row, person_id, first_row FROM candidates WHERE source_row > first_row"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE failed AS SELECT * FROM flagged WHERE __reason IS NOT NULL")
+    con.execute("DROP TABLE flagged")
     return con.execute("SELECT count(*) FROM losers").fetchone()[0]
 
 
