@@ -225,8 +225,7 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     # warnings, the ID key
     with record.collect_warnings(), RunFolder.staged(out) as run, _one_worker() as worker:
         with clock.stage("validate", 1, total):
-            overrides, quarantine_exports = _validate(options, run, worker)
-            record.extend(overrides)
+            record.extend(_validate(options, run))
         call_results = _feed_call_results(options, run)
         last_event = last_event_date(run.canonical)
         record.extend(check_as_of(options.as_of, last_event, date.today(), options.allow_late_as_of))
@@ -234,6 +233,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             engine = open_engine(options.engine, run.path, options.spark_master)
             features = engine.features(run.canonical, options.as_of, run.features)
             check_parquet(run.features, feature_schema(), f"{options.engine} features")
+        # Beside the tier stage, which leaves a core idle (the feature stage uses both).
+        quarantine_exports = _quarantine_exports(run, worker)
         with clock.stage("tiers", 3, total):
             tiered = _tiers(options, engine, run, features)
             record.extend(tiered.warnings)
@@ -265,15 +266,8 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
     return NightlyResult(run_dir=out, manifest=manifest.to_dict(), timings=clock.seconds)
 
 
-def _validate(
-    options: NightlyOptions, run: RunFolder, worker: ProcessPoolExecutor
-) -> tuple[list[str], Future[int]]:
-    """Canonical tables, quarantine (Parquet, and CSV/XLSX for people) and validation.json into the run;
-    the overrides used, as warnings, and the quarantine CSV/XLSX being written (wait before the manifest).
-
-    The CSV/XLSX are written by a forked worker while the features and tiers run: xlsxwriter costs about
-    5 µs a cell, some 10 s of one core for the 1M stress county's ~225k quarantined rows, and the stages
-    after validation leave a core idle much of the time."""
+def _validate(options: NightlyOptions, run: RunFolder) -> list[str]:
+    """Canonical tables, quarantine and validation.json into the run; the overrides used, as warnings."""
     from risk.validate import validate_folder
 
     # "In the future" means after the day the job runs, not after as_of: a backfill for an earlier date
@@ -281,7 +275,16 @@ def _validate(
     validated = validate_folder(
         Path(options.input_dir), run.path, as_of=None, allow_empty=options.allow_empty
     )
-    return list(validated.overrides), worker.submit(write_quarantine_exports, run.path)
+    return list(validated.overrides)
+
+
+def _quarantine_exports(run: RunFolder, worker: ProcessPoolExecutor) -> Future[int]:
+    """The quarantine CSV/XLSX for people, being written by a forked worker (wait before the manifest).
+
+    xlsxwriter costs about 5 µs a cell, some 6 CPU s for the 1M stress county's ~225k quarantined rows.
+    Started after the feature stage, which keeps both cores busy (the worker slowed it by a third there),
+    so that it runs beside the tier and list stages."""
+    return worker.submit(write_quarantine_exports, run.path)
 
 
 @contextmanager

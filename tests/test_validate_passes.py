@@ -75,3 +75,51 @@ def test_repeated_hashes_are_those_occurring_more_than_once(n: int) -> None:
     expected = rows[np.isin(hashes, values[counts > 1])]
     assert np.array_equal(np.sort(rows[np.isin(hashes, _repeated(hashes))]), np.sort(expected))
     assert len(np.unique(_repeated(hashes))) == len(_repeated(hashes)) == (counts > 1).sum()
+
+
+class _CountingConnection:
+    """A DuckDB connection that notes every statement it runs."""
+
+    def __init__(self, con, statements: list[str]) -> None:  # type: ignore[no-untyped-def]
+        self._con, self._statements = con, statements
+
+    def execute(self, sql: str, *args):  # type: ignore[no-untyped-def]
+        self._statements.append(sql)
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._con, name)
+
+
+def test_a_table_with_duplicates_and_failing_rows_is_read_three_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key pass, one pass with the checks (failing rows and duplicate candidates together) and the
+    copy: not a separate re-read for the candidates and another for the failing rows. The accepted
+    persons are read back from the written file (three columns), not kept as a table of typed rows."""
+    import risk.validate.run as run
+
+    tables = good_tables()
+    first = tables["vitals"].iloc[0].to_dict()
+    tables["vitals"] = pd.concat(
+        [tables["vitals"], pd.DataFrame([first, first | {"sbp": "900"}])], ignore_index=True
+    )
+    folder = write_folder(tmp_path / "in", tables)
+    statements: dict[str, list[str]] = {}
+    validate_table = run._validate_table
+
+    def counting(con, plan, source, target):  # type: ignore[no-untyped-def]
+        log = statements.setdefault(plan.spec.name, [])
+        return validate_table(_CountingConnection(con, log), plan, source, target)
+
+    monkeypatch.setattr(run, "_validate_table", counting)
+    validate_folder(folder, tmp_path / "out", as_of=AS_OF)
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert sorted(quarantine.loc[quarantine["table"] == "vitals", "reason_code"]) == [
+        "duplicate",
+        "out_of_range",
+    ]
+    vitals_file = str(next(folder.glob("vitals.*")))
+    reads = [sql for sql in statements["vitals"] if vitals_file in sql]
+    assert len(reads) == 3, reads
+    assert not [sql for sql in statements["persons"] if sql.startswith("CREATE TEMP TABLE persons_accepted")]

@@ -311,8 +311,8 @@ def _validate_table(
 ) -> TableCounts:
     """One table, reading the whole file with the checks once and otherwise as few times as it can:
 
-    1. the key pass: key hashes of every row (key columns only) find the rows whose key repeats (the
-       duplicate candidates);
+    1. the key pass: the key hashes of every row (key columns only, straight into numpy) give the hashes
+       that repeat (the rows having them are the duplicate candidates);
     2. a table with candidates: one pass with the checks keeps the rows that fail a check or are
        candidates (`flagged`, with reason, detail and key); the passing candidates repeating the key of
        an earlier passing row are the `losers`; the copy then writes every row neither failing nor a
@@ -326,12 +326,10 @@ def _validate_table(
     scan = source.scan_sql if source is not None else EMPTY_SCAN
     keys = ", ".join(q(k) for k in plan.spec.key)
     with _reading(source):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE keys AS SELECT source_row, hash({keys}) AS h "
-            f"FROM ({typed_sql(plan, scan)})"
-        )
-    rows_read, last_row = con.execute("SELECT count(*), coalesce(max(source_row), 0) FROM keys").fetchone()
-    repeated = _repeated(np.asarray(con.execute("SELECT h FROM keys").fetchnumpy()["h"], dtype=np.uint64))
+        hashes = con.execute(f"SELECT hash({keys}) AS h FROM ({typed_sql(plan, scan)})").fetchnumpy()["h"]
+    rows_read = last_row = len(hashes)  # source rows are 1..n (file row numbers, CSV record numbers)
+    repeated = _repeated(np.asarray(hashes, dtype=np.uint64))
+    del hashes
     outputs = ", ".join(
         f"CAST({expr} AS {_output_type(plan, col)}) AS {q(col)}" for col, expr in plan.output_columns.items()
     )
@@ -343,7 +341,6 @@ def _validate_table(
         with _reading(source):
             n_losers = _flag_rows(con, plan, scan, repeated, f"{person} AS person_id{flags}")
         n_failing = con.execute("SELECT count(*) FROM failed").fetchone()[0]
-        con.execute("DROP TABLE keys")
         # The checks already ran: the rows written are those neither failing nor losers.
         excluded = (
             " WHERE source_row NOT IN (SELECT source_row FROM failed UNION ALL SELECT source_row FROM losers)"
@@ -361,7 +358,6 @@ def _validate_table(
         with _reading(source):
             rows_accepted = _copy(con, accepted, target)
         failing = _failing_rows(con, rows_read - rows_accepted, last_row, target)
-        con.execute("DROP TABLE keys")
         con.register("failing_rows", pa.table({"source_row": pa.array(failing, type=pa.int64())}))
         limit = "" if len(failing) else " LIMIT 0"  # a clean table: nothing to read again
         with _reading(source):
@@ -434,26 +430,23 @@ def _flag_rows(
     and `columns`) and `losers` (rows that pass every check but repeat the key of an earlier passing row);
     returns the number of losers.
 
-    The rows whose key hash is `repeated` (in the `keys` table) are the duplicate candidates; the passing
+    The rows whose key hash is in `repeated` are the duplicate candidates; the passing
     ones are grouped on the exact key, so a hash collision cannot make a false duplicate."""
     keys = ", ".join(q(k) for k in plan.spec.key)
-    con.register("repeated_hashes", pa.table({"h": pa.array(repeated, type=pa.uint64())}))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE candidate_rows AS SELECT source_row FROM keys "
-        "WHERE h IN (SELECT h FROM repeated_hashes)"
-    )
-    con.unregister("repeated_hashes")
     key_columns = "".join(f", {q(k)}" for k in plan.spec.key)
     # Filtered on __check (not on the reason built from it), so each check runs once per row.
     flagged = (
         f"SELECT * FROM ({check_sql(plan, scan)}) "
-        "WHERE __check IS NOT NULL OR source_row IN (SELECT source_row FROM candidate_rows)"
+        f"WHERE __check IS NOT NULL OR hash({keys}) IN (SELECT h FROM repeated_hashes)"
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE flagged AS SELECT source_row, __reason, __detail, {columns}"
-        f"{key_columns} FROM ({reasons_sql(plan, flagged)})"
-    )
-    con.execute("DROP TABLE candidate_rows")
+    con.register("repeated_hashes", pa.table({"h": pa.array(repeated, type=pa.uint64())}))
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE flagged AS SELECT source_row, __reason, __detail, {columns}"
+            f"{key_columns} FROM ({reasons_sql(plan, flagged)})"
+        )
+    finally:
+        con.unregister("repeated_hashes")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE losers AS "
         f"WITH candidates AS (SELECT source_row, person_id, "
