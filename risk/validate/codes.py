@@ -125,7 +125,9 @@ def sql_national_id_valid(normalised_expr: str, digits_expr: str | None = None) 
         digits = [f"(({digits_expr} // {10 ** (16 - i)}) % 10)" for i in range(17)]
     total = " + ".join(f"{d} * {w}" for d, w in zip(digits, NATIONAL_ID_WEIGHTS, strict=True))
     pattern = literal(format_pattern("national_id"))
-    return (f"(CASE WHEN {normalised_expr} IS NULL THEN NULL "
-            f"WHEN NOT regexp_full_match({normalised_expr}, {pattern}) THEN false "
-            f"ELSE substr('{NATIONAL_ID_CHECK_CHARS}', (({total}) % 11) + 1, 1) "
-            f"= substr({normalised_expr}, 18, 1) END)")
+    return (
+        f"(CASE WHEN {normalised_expr} IS NULL THEN NULL "
+        f"WHEN NOT regexp_full_match({normalised_expr}, {pattern}) THEN false "
+        f"ELSE substr('{NATIONAL_ID_CHECK_CHARS}', (({total}) % 11) + 1, 1) "
+        f"= substr({normalised_expr}, 18, 1) END)"
+    )
