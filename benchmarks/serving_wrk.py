@@ -14,7 +14,11 @@ wrk drives each with C connections (50) from 2 threads for D seconds, random pat
 R rounds, lookup first in odd rounds and bare first in even ones so drift of the machine's load hits both
 alike; it reports requests/s and p50 / p99 latency (--latency). The ratio is lookup requests/s / bare
 requests/s in the same round, and the median over the rounds. wrk runs on the same 2 cores as the servers.
-The load average is printed before and after each round (other work on the machine shows there).
+The load average is printed before and after each round (other work on the machine shows there). Because
+requests/s move with whatever else the machine runs, each run also reports the servers' CPU time per
+completed request (user + system time of the server's processes from /proc/<pid>/stat, before and after the
+wrk run, divided by the requests): that figure hardly depends on the load, and lookup / bare CPU per request
+is what the throughput ratio would be on an idle, CPU-bound machine.
 """
 
 from __future__ import annotations
@@ -129,9 +133,34 @@ def stop(server: subprocess.Popen) -> None:
         server.kill()
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in the process group (the uvicorn supervisor and its
+    worker processes), from /proc/<pid>/stat: load-independent, unlike requests/s on a shared machine."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:  # fields[0] is the state: pgrp is field 5, utime 14, stime 15 of stat
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def wrk(
-    url: str, prefix: str, persons: int, token: str, lua: Path, args: argparse.Namespace, duration: float
+    url: str,
+    prefix: str,
+    persons: int,
+    token: str,
+    lua: Path,
+    args: argparse.Namespace,
+    duration: float,
+    server: subprocess.Popen | None = None,
 ) -> dict:
+    cpu_before = group_cpu_seconds(server.pid) if server else None
     out = subprocess.run(
         [
             "wrk",
@@ -158,6 +187,9 @@ def wrk(
     line = next(raw for raw in out.splitlines() if raw.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if server is not None and result["requests"]:
+        # server CPU per completed request (requests still in flight when wrk stops add a little)
+        result["cpu_us_per_req"] = (group_cpu_seconds(server.pid) - cpu_before) * 1e6 / result["requests"]
     return result
 
 
@@ -222,19 +254,20 @@ def bench_backend(name: str, store: str, run: Path, args: argparse.Namespace, lu
         wait_up(f"http://127.0.0.1:{lookup_port}/api/health", servers[0], work / f"serve-{name}.log")
         wait_up(f"http://127.0.0.1:{bare_port}/bare/P0000000", servers[1], work / f"bare-{name}.log")
         targets = {
-            "lookup": (f"http://127.0.0.1:{lookup_port}", "/api/patients/"),
-            "bare": (f"http://127.0.0.1:{bare_port}", "/bare/"),
+            "lookup": (f"http://127.0.0.1:{lookup_port}", "/api/patients/", servers[0]),
+            "bare": (f"http://127.0.0.1:{bare_port}", "/bare/", servers[1]),
         }
-        for url, prefix in targets.values():  # warm caches and connection pools
+        for url, prefix, _ in targets.values():  # warm caches and connection pools
             wrk(url, prefix, args.persons, token, lua, args, 2)
         for round_no in range(1, args.rounds + 1):
             row = {"backend": name, "round": round_no, "load_before": loadavg()}
             order = list(targets) if round_no % 2 else list(reversed(targets))  # ABAB... -> AB BA AB
             for kind in order:
-                url, prefix = targets[kind]
-                row[kind] = wrk(url, prefix, args.persons, token, lua, args, args.duration)
+                url, prefix, server = targets[kind]
+                row[kind] = wrk(url, prefix, args.persons, token, lua, args, args.duration, server)
             row["load_after"] = loadavg()
             row["ratio"] = row["lookup"]["rps"] / row["bare"]["rps"]
+            row["cpu_ratio"] = row["lookup"]["cpu_us_per_req"] / row["bare"]["cpu_us_per_req"]
             results.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -306,14 +339,16 @@ def main() -> None:
     )
     print(
         f"{'backend':9} {'round':>5} {'lookup req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'bare req/s':>10} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'non-2xx':>7}  load before → after"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'CPU µs/req lookup':>17} {'bare':>5} {'non-2xx':>7}  "
+        "load before → after"
     )
     for r in results:
         lk, bare = r["lookup"], r["bare"]
         print(
             f"{r['backend']:9} {r['round']:5d} {lk['rps']:12.0f} {lk['p50_us'] / 1000:7.1f} "
             f"{lk['p99_us'] / 1000:7.1f} {bare['rps']:10.0f} {bare['p50_us'] / 1000:7.1f} "
-            f"{bare['p99_us'] / 1000:7.1f} {r['ratio']:6.2f} {lk['non_2xx'] + bare['non_2xx']:7d}  "
+            f"{bare['p99_us'] / 1000:7.1f} {r['ratio']:6.2f} {lk['cpu_us_per_req']:17.0f} "
+            f"{bare['cpu_us_per_req']:5.0f} {lk['non_2xx'] + bare['non_2xx']:7d}  "
             f"{r['load_before']} → {r['load_after']}"
         )
     for backend in dict.fromkeys(r["backend"] for r in results):
@@ -321,6 +356,12 @@ def main() -> None:
         print(
             f"{backend}: lookup / bare requests/s per round {', '.join(f'{x:.2f}' for x in ratios)}; "
             f"median {statistics.median(ratios):.2f}"
+        )
+        cpu = sorted(r["cpu_ratio"] for r in results if r["backend"] == backend)
+        print(
+            f"{backend}: server CPU per request, lookup / bare, per round "
+            f"{', '.join(f'{x:.2f}' for x in cpu)}; "
+            f"median {statistics.median(cpu):.2f} (bare throughput / lookup throughput if CPU-bound)"
         )
     (work / "results.json").write_text(json.dumps(results, indent=2))
 
