@@ -107,3 +107,101 @@ def test_serve_starts_one_worker_process_per_core_by_default(
     assert default_app == "risk.serving.api:create_app_from_env" and default_kw["workers"] == 3
     assert os.environ[STORE_URL_ENV] == store
     assert not isinstance(single_app, str) and "workers" not in single_kw
+
+
+def _audit_rows(engine: Any) -> int:
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(schema.audit)).scalar_one()
+
+
+def test_async_audit_writes_share_commits_and_queue_behind_the_one_in_flight(store: str) -> None:
+    """Reads ready on the event loop at the same time share one commit; while a batch waits for SQLite's
+    write lock (here held by another connection, as another worker process would), nobody is answered and
+    the reads arriving meanwhile queue up as the next batch, again one commit."""
+    import asyncio
+    import sqlite3
+
+    from risk.serving.audit import AuditWriter, audit_rows
+    from risk.serving.auth import User
+
+    engine = open_store(store)
+    commits = Counter()
+    event.listen(engine, "commit", lambda *_: commits.update(["commit"]))
+    user = User(name="nurse", role="county_admin")
+    writer = AuditWriter(engine)
+
+    async def scenario() -> None:
+        first = [
+            asyncio.ensure_future(writer.write_async(audit_rows(user, "patient", [f"P{i}"], "r1")))
+            for i in range(5)
+        ]
+        await asyncio.gather(*first)
+        assert commits["commit"] == 1 and _audit_rows(engine) == 5
+
+        other_process = sqlite3.connect(store, isolation_level=None)
+        try:
+            other_process.execute("BEGIN IMMEDIATE")  # SQLite's write lock
+            held = [
+                asyncio.ensure_future(writer.write_async(audit_rows(user, "patient", [f"Q{i}"], "r1")))
+                for i in range(3)
+            ]
+            await asyncio.sleep(0.2)  # the writer now waits for the lock with this batch
+            later = [
+                asyncio.ensure_future(writer.write_async(audit_rows(user, "patient", [f"R{i}"], "r1")))
+                for i in range(7)
+            ]
+            await asyncio.sleep(0.2)
+            assert not any(f.done() for f in held + later)  # nothing answered before its row is stored
+            assert _audit_rows(engine) == 5
+            other_process.execute("COMMIT")
+        finally:
+            other_process.close()
+        await asyncio.gather(*held, *later)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert _audit_rows(engine) == 15
+    assert commits["commit"] == 3  # 5 together, then the 3 held, then the 7 that came meanwhile
+    engine.dispose()
+
+
+def test_sqlite_lookups_run_on_the_event_loop_without_a_thread_hop(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio.to_thread
+
+    engine = open_store(store)
+    token = add_user(engine, "admin", "county_admin")
+    team_token = add_user(engine, "team-a", "team", team_id="TEAM000")
+    app = create_app(store)
+    hops = Counter()
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.update([getattr(fn, "__name__", "?")])
+        return await run_sync(fn, *args, **kwargs)
+
+    with TestClient(app) as client:
+        for bearer in (token, team_token):  # the first use of each token is checked in the store
+            client.get("/api/me", headers={"Authorization": f"Bearer {bearer}"})
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+        answers = [
+            client.get(f"/api/patients/{demo_person_id(i)}", headers={"Authorization": f"Bearer {token}"})
+            for i in range(5)
+        ]
+        refused = client.get("/api/patients/P9000000", headers={"Authorization": f"Bearer {team_token}"})
+        found = client.post(
+            "/api/search", json={"q": demo_person_id(1)}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert [a.status_code for a in answers] == [200] * 5 and refused.status_code == 403
+    assert found.status_code == 200 and found.json()["results"]
+    assert answers[0].headers["cache-control"] == "no-store"
+    assert hops == Counter(), hops
+    with engine.connect() as conn:
+        rows = conn.execute(select(schema.audit.c.endpoint, schema.audit.c.outcome)).all()
+    engine.dispose()
+    assert Counter(rows) == Counter({("patient", "ok"): 5, ("patient", "denied"): 1, ("search", "ok"): 1})

@@ -5,30 +5,24 @@ Requests hand their rows to one writer thread that commits whatever has queued u
 durable, but concurrent requests share one commit: on SQLite that avoids writers sleeping in the busy
 handler, on PostgreSQL it shares one WAL flush.
 
-On SQLite the writer threads of all worker processes (`risk serve --workers N`) also take turns through an
-OS file lock beside the store (`<store>-audit.lock`) before they begin their transaction. Without it, the
-second process to ask for SQLite's write lock sleeps in SQLite's busy handler (1, 2, 5, 10 ... ms, polling)
-even when the first commits a few microseconds later; with it, the kernel wakes it the moment the lock is
-free (issue 19: that sleeping was most of the lookup's p99 with two workers). Only audit writers take this
-lock and always before SQLite's, so it cannot deadlock with publishes or logins, which simply wait in the
-busy handler as before.
-
 Async endpoints wait with `await writer.write_async(rows)`: no thread is held while the commit happens, and
 the writer releases all of one event loop's waiters of a batch with one wake-up of that loop.
+
+Not done, on purpose: an OS file lock to make the SQLite writers of several worker processes take turns
+(instead of SQLite's busy handler, which polls with growing sleeps). Tried for issue 19: flock is not
+fair, a writer that commits in a tight loop takes it again before the other process wakes, and under load
+one worker's audit writer starved for seconds while its requests waited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import queue
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -88,20 +82,9 @@ class _LoopWaiters:
         self.loop, self.batch, self.futures = loop, batch, futures
 
 
-def lock_path_for(engine: Engine) -> Path | None:
-    """The file the audit writers of every process serving this SQLite store take turns on (None for
-    PostgreSQL and in-memory SQLite, where there is no file to share or no second process)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database.startswith((":memory:", "file:")):
-        return None
-    return Path(f"{database}-audit.lock")
-
-
 class AuditWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        path = lock_path_for(engine)
-        self._lock_file = path.open("a+b") if path else None
         self._queue: queue.Queue[tuple[list[dict[str, Any]], Future[None] | _LoopWaiters] | None] = (
             queue.Queue()
         )
@@ -149,19 +132,6 @@ class AuditWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=WAIT_SECONDS)
-        if self._lock_file is not None:
-            self._lock_file.close()
-
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        if self._lock_file is None:
-            yield
-            return
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def _run(self) -> None:
         while True:
@@ -182,7 +152,7 @@ class AuditWriter:
                 count += len(item[0])
             error: BaseException | None = None
             try:
-                with self._turn(), self._engine.begin() as conn:
+                with self._engine.begin() as conn:
                     conn.execute(schema.audit.insert(), [row for rows, _ in batch for row in rows])
             except Exception as exc:  # every waiting request must learn its read was not audited
                 log.exception("audit write failed")
