@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from risk.models.drift import DriftReport
     from risk.models.export import ExportedModel
     from risk.models.policy import ModelPolicy
+    from risk.products.unmanaged import UnmanagedExport
     from risk.tiers.rule_set import RuleSet
 
 log = logging.getLogger("risk.nightly")
@@ -235,11 +236,12 @@ def run_nightly(options: NightlyOptions) -> NightlyResult:
             check_parquet(run.features, feature_schema(), f"{options.engine} features")
         # Beside the tier stage, which leaves a core idle (the feature stage uses both).
         quarantine_exports = _quarantine_exports(run, worker)
-        with clock.stage("tiers", 3, total):
-            tiered = _tiers(options, engine, run, features)
-            record.extend(tiered.warnings)
-        with clock.stage("lists", 4, total):
-            lists = _lists(options, engine, run, tiered, features, call_results, clock)
+        with _unmanaged_beside(options, run) as unmanaged:  # forked while the tiers stage uses one core
+            with clock.stage("tiers", 3, total):
+                tiered = _tiers(options, engine, run, features)
+                record.extend(tiered.warnings)
+            with clock.stage("lists", 4, total):
+                lists = _lists(options, engine, run, tiered, features, call_results, clock, unmanaged)
         with clock.stage("report", 5, total):
             quarantine_exports.result()  # the manifest lists the quarantine files
             manifest = _manifest(options, out, run, features, tiered, lists, record, id_key)
@@ -296,6 +298,37 @@ def _one_worker() -> Iterator[ProcessPoolExecutor]:
     pool = process_pool(1)
     try:
         yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _unmanaged_beside(options: NightlyOptions, run: RunFolder) -> Iterator[Future[UnmanagedExport] | None]:
+    """The unmanaged key-population list (lists/unmanaged_key_population.csv) written by a forked worker
+    from the canonical tables while the tiers stage runs: it needs neither features nor tiers, and the
+    tiers stage is single-threaded Python (one core idle for ~7 s at 1M persons). DuckDB gets one thread
+    there. The lists stage waits for it (lists.unmanaged) and fails if it failed; on leaving (also on an
+    error) the worker finishes before the staged run folder is removed or published. None with Spark: the
+    lists stage then queries the engine's tables itself."""
+    if options.engine != "duckdb":
+        yield None
+        return
+    import gc
+
+    from risk.products.lists import UNMANAGED_CSV
+    from risk.products.unmanaged import export_unmanaged
+    from risk.workers import process_pool
+
+    pool = process_pool(1)
+    try:
+        gc.freeze()  # the worker forks here: its garbage collector leaves the inherited heap alone
+        try:
+            future = pool.submit(
+                export_unmanaged, run.canonical, options.as_of, run.lists / UNMANAGED_CSV, threads=1
+            )
+        finally:
+            gc.unfreeze()
+        yield future
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -378,6 +411,7 @@ def _lists(
     features: pd.DataFrame,
     call_results: pd.DataFrame | None,
     clock: StageClock | None = None,
+    unmanaged_beside: Future[UnmanagedExport] | None = None,
 ) -> _Lists:
     """Priority lists, the unmanaged key-population list, (with calls) the call lists and the workload per
     unit and week, with their counts. The team workbooks of the priority and the call lists are written by
@@ -406,10 +440,12 @@ def _lists(
             village_names=_village_names(run),
         )
     try:
-        with clock.part("lists.unmanaged"):
-            found = find_unmanaged(engine.connection(run.canonical), options.as_of)
-            # who to look for and where: the village doctor contacts these residents for confirmation
-            unmanaged = unmanaged_list(persons, found)
+        unmanaged = None  # written by the worker of _unmanaged_beside when it is given
+        if unmanaged_beside is None:
+            with clock.part("lists.unmanaged"):
+                found = find_unmanaged(engine.connection(run.canonical), options.as_of)
+                # who to look for and where: the village doctor contacts these residents for confirmation
+                unmanaged = unmanaged_list(persons, found)
         calls = None
         if options.calls:
             from pipelines.calls import calls_from_priority
@@ -427,6 +463,10 @@ def _lists(
                 ).counts()
                 if call_results is not None:
                     _write_cascade(options, run, call_results)
+        if unmanaged_beside is not None:
+            with clock.part("lists.unmanaged"):  # waiting for it: its own seconds are unmanaged.beside
+                beside = unmanaged_beside.result()
+            clock.parts["unmanaged.beside"] = {"seconds": beside.seconds, "cpu_seconds": beside.cpu_seconds}
     except BaseException:
         pending.close()
         raise
@@ -438,7 +478,7 @@ def _lists(
         "priority_rows": exported.rows,
         # counted on disk (lists/ also holds workload.csv): what was written, not what was meant
         "list_files": sum(1 for p in run.lists.rglob("*") if p.suffix in (".csv", ".xlsx")),
-        "unmanaged": int(len(unmanaged)),
+        "unmanaged": int(len(unmanaged)) if unmanaged is not None else beside.rows,
         "calls": calls,
     }
     return _Lists(counts, workload, workload_figures)

@@ -102,6 +102,41 @@ def test_failed_run_leaves_no_run_folder_and_keeps_the_old_one(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_the_unmanaged_list_written_beside_the_tiers_is_the_one_written_in_process(
+    small_run: Path, tmp_path: Path
+):
+    from risk.products.lists import LIST_PERSON_COLUMNS, write_csv
+    from risk.products.unmanaged import find_unmanaged, unmanaged_list
+    from risk.run.tables import canonical_connection
+
+    persons = pd.read_parquet(small_run / "canonical" / "persons.parquet", columns=LIST_PERSON_COLUMNS)
+    found = find_unmanaged(canonical_connection(small_run / "canonical"), SMALL_COUNTY_AS_OF)
+    write_csv(unmanaged_list(persons, found), tmp_path / "in_process.csv")
+    written = small_run / "lists" / "unmanaged_key_population.csv"
+    assert written.read_bytes() == (tmp_path / "in_process.csv").read_bytes()
+
+
+def test_a_failing_unmanaged_query_beside_the_tiers_fails_the_run_and_leaves_none(
+    small_county: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import multiprocessing
+    import os
+
+    import risk.products.unmanaged as unmanaged
+
+    parent = os.getpid()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError(f"unmanaged query failed in the {'worker' if os.getpid() != parent else 'main'}")
+
+    monkeypatch.setattr(unmanaged, "find_unmanaged", explode)  # the forked worker inherits it
+    out = tmp_path / "runs" / "run"
+    with pytest.raises(RuntimeError, match="failed in the worker"):
+        run_nightly(NightlyOptions(input_dir=small_county, as_of=SMALL_COUNTY_AS_OF, out=out, xlsx=True))
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no run, no staged folder
+    assert multiprocessing.active_children() == []
+
+
 def test_transitions_count_moves_new_and_left():
     previous = pd.DataFrame({"person_id": ["a", "b", "c"], "tier": ["green", "red", "yellow"]})
     current = pd.DataFrame({"person_id": ["a", "b", "d"], "tier": ["red", "red", "green"]})
@@ -272,12 +307,14 @@ def test_timings_give_the_parts_of_the_lists_stage_with_the_call_lists_on_their_
     parts = timings["parts"]
     assert set(parts) == {
         "lists.priority",
-        "lists.unmanaged",
+        "lists.unmanaged",  # waiting for the unmanaged list, written beside the tiers stage
         "lists.calls",
         "lists.csv_and_workbooks",
         "lists.workload",
+        "unmanaged.beside",  # the worker's own seconds: not part of the lists stage
     }
     for part in parts.values():
         assert part["seconds"] >= 0 and part["cpu_seconds"] >= 0
-    assert sum(part["seconds"] for part in parts.values()) <= timings["seconds"]["lists"] + 0.01
+    in_stage = [part["seconds"] for name, part in parts.items() if name.startswith("lists.")]
+    assert sum(in_stage) <= timings["seconds"]["lists"] + 0.01
     assert any((small_run / "calls" / "xlsx").glob("*.xlsx"))  # the call workbooks, by the list workers

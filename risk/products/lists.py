@@ -27,6 +27,7 @@ from risk.spreadsheet import inert_frame, inert_table, inert_text
 TIER_ZH = {"red": "红", "yellow": "黄", "green": "绿"}
 
 # The persons columns the lists show (read from the run's canonical persons table).
+UNMANAGED_CSV = "unmanaged_key_population.csv"  # in lists/
 LIST_PERSON_COLUMNS = [
     "person_id",
     "name",
@@ -348,7 +349,9 @@ class PendingExport:
         else:
             self.futures.append(self.pool.submit(function, *args))
 
-    def finish(self, unmanaged: pd.DataFrame) -> ListExport:
+    def finish(self, unmanaged: pd.DataFrame | None) -> ListExport:
+        """The CSV files (with the unmanaged list, unless it is None: then it is in out_dir already), then
+        waiting for the workbooks; the files are counted on disk."""
         try:
             priority, out_dir = self.priority, self.out_dir
             # made inert once for the county file and every group file (inert_table leaves an inert value
@@ -361,7 +364,8 @@ class PendingExport:
                 keys = priority[by].to_numpy(dtype=object)
                 grouped = team_csv_table(table) if folder == "teams" else table
                 csv_files += _write_csv_groups(grouped, keys, ranks, out_dir / folder)
-            write_csv(unmanaged, out_dir / "unmanaged_key_population.csv")
+            if unmanaged is not None:  # else written beside the tiers stage (export_unmanaged)
+                write_csv(unmanaged, out_dir / UNMANAGED_CSV)
             if self.pool is None:
                 for job in self.jobs:
                     write_team_workbook(*job)

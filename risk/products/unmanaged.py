@@ -3,8 +3,11 @@ diabetes who are not registered for it on the as-of date. Criteria live in defin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -248,3 +251,41 @@ def unmanaged_list(persons: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
     return merged.sort_values(
         ["team_id", "village_id", "evidence_kinds"], ascending=[True, True, False], kind="mergesort"
     ).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class UnmanagedExport:
+    """What export_unmanaged wrote: the rows of the list, and its own wall and CPU seconds (the process's,
+    DuckDB's threads included; it runs in a forked worker beside the tiers stage)."""
+
+    rows: int
+    seconds: float
+    cpu_seconds: float
+
+
+def export_unmanaged(
+    canonical_dir: Path, as_of: date, out_csv: Path, threads: int | None = None
+) -> UnmanagedExport:
+    """The unmanaged key-population list from the canonical tables alone, written to `out_csv` as the
+    lists stage writes it. It needs neither features nor tiers, so the nightly job runs it in a forked
+    worker while the single-threaded tiers stage leaves a core idle; `threads` caps DuckDB's threads."""
+    from risk.products.lists import LIST_PERSON_COLUMNS, write_csv
+    from risk.run.tables import canonical_connection
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    con = canonical_connection(Path(canonical_dir))
+    try:
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
+        found = find_unmanaged(con, as_of)
+    finally:
+        con.close()
+    persons = pd.read_parquet(Path(canonical_dir) / "persons.parquet", columns=LIST_PERSON_COLUMNS)
+    unmanaged = unmanaged_list(persons, found)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(unmanaged, out_csv)
+    return UnmanagedExport(
+        rows=len(unmanaged),
+        seconds=round(time.perf_counter() - wall, 3),
+        cpu_seconds=round(time.process_time() - cpu, 3),
+    )
