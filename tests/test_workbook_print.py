@@ -163,3 +163,19 @@ def test_team_workbook_in_english(tmp_path):
     assert "Call/visitnotes" in everything and "30daysoverdue" in everything
     assert "Dataasof2024-12-31" in everything
     assert "随访记录" not in everything
+
+
+def test_display_width_is_the_sum_of_each_characters_width_in_order():
+    """Looked up per distinct character, the width is the same float as adding 1.8 per CJK or full-width
+    character and 0.9 per other character one by one (the row heights, and so the workbooks, unchanged)."""
+    import unicodedata
+
+    from risk.products.workbook import display_width
+
+    def one_by_one(text: str) -> float:
+        return sum(1.8 if unicodedata.east_asian_width(ch) in "WF" else 0.9 for ch in text)
+
+    texts = ["", "13800000000", "张三", "血压 150/95  2024-06-30", "ＡＢＣ full-width", "é\u0301 ≥ 7.0；高危"]
+    texts += ["9" * n + "高" * m for n in range(0, 40, 7) for m in range(0, 30, 11)]
+    for text in texts:
+        assert display_width(text) == one_by_one(text), text
