@@ -251,3 +251,32 @@ def test_results_recorded_while_runs_are_published_are_never_lost(served: dict) 
     assert not errors
     assert len(recorded) == 60
     assert sorted(results_frame(served["engine"], TODAY)["result_id"]) == sorted(recorded)
+
+
+def test_call_scripts_formatted_per_column_equal_the_row_by_row_scripts() -> None:
+    """Each script is its reason's template (or the default) filled with the row's fields as _fmt shows
+    them (missing -> "", integers as digits), as when every row was formatted on its own."""
+    from risk.calls.lists import SCRIPT_FIELDS, _fmt, _scripts
+
+    scripts = dict(call_definitions().scripts)
+    reason = next(r for r in scripts if r != "default")
+    calls = pd.DataFrame(
+        {
+            "reason": [reason, "no-such-reason", reason, "default"],
+            "name": pd.array(["王芳", None, "Li", ""], dtype="str"),
+            "last_bp": pd.array(["150/95", "", None, "128/80"], dtype="str"),
+            "last_fpg": pd.array([None, "7.2", "", "6.1"], dtype="str"),
+            "last_bp_date": pd.array(["2024-06-30", None, "", "2024-01-02"], dtype="str"),
+            "days_overdue": pd.array([0, 12, 3, 400], dtype="int64"),
+            "next_due_on": pd.array(["2024-07-14", "", None, "2024-12-31"], dtype="str"),
+        }
+    )
+    got = _scripts(calls, scripts)
+    for language in ("zh", "en"):
+        expected = [
+            scripts.get(row["reason"], scripts["default"])[language].format(
+                **{k: _fmt(row[k]) for k in SCRIPT_FIELDS}
+            )
+            for row in calls.to_dict("records")
+        ]
+        assert got[language] == expected

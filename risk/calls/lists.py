@@ -184,8 +184,27 @@ def _fmt(value: object) -> str:
 SCRIPT_FIELDS = ("name", "last_bp", "last_fpg", "last_bp_date", "days_overdue", "next_due_on")
 
 
-def _script(template: str, row: dict) -> str:
-    return template.format(**{k: _fmt(row.get(k)) for k in SCRIPT_FIELDS})
+def _fmt_texts(series: pd.Series) -> list[str]:
+    """_fmt of each value, worked out per column: integers at once, text per distinct value."""
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
+        return series.astype(str).tolist()
+    if pd.api.types.is_string_dtype(series.dtype):
+        codes, distinct = pd.factorize(series, use_na_sentinel=True)
+        return np.array([_fmt(value) for value in distinct] + [""], dtype=object)[codes].tolist()
+    return [_fmt(value) for value in series.tolist()]
+
+
+def _scripts(calls: pd.DataFrame, scripts: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """The call script of each row in Chinese and English: the template of the row's reason (or the
+    default) filled with the row's SCRIPT_FIELDS as _fmt shows them, formatted per column, not per row."""
+    reasons = calls["reason"].tolist()
+    fields = [_fmt_texts(calls[name]) for name in SCRIPT_FIELDS]
+    rows = [dict(zip(SCRIPT_FIELDS, values, strict=True)) for values in zip(*fields, strict=True)]
+    out = {}
+    for language in ("zh", "en"):
+        templates = {reason: scripts.get(reason, scripts["default"])[language] for reason in set(reasons)}
+        out[language] = [templates[reason].format_map(row) for reason, row in zip(reasons, rows, strict=True)]
+    return out
 
 
 def build_call_lists(
@@ -226,12 +245,8 @@ def build_call_lists(
     calls = candidates[candidates["rank"] <= capacity].copy()
     over = int((candidates["rank"] > capacity).sum())
     calls["reason"] = _per_distinct(calls["reasons"], headline_reason)  # a few thousand distinct lists
-    scripts = defs.scripts
-    records = calls[["reason", *SCRIPT_FIELDS]].to_dict("records")  # the fields a script may use
-    for language in ("zh", "en"):
-        calls[f"script_{language}"] = [
-            _script(scripts.get(r["reason"], scripts["default"])[language], r) for r in records
-        ]
+    scripts = _scripts(calls, defs.scripts)
+    calls["script_zh"], calls["script_en"] = scripts["zh"], scripts["en"]
     calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
     calls["tier"] = calls["tier"].map(lambda t: TIER_ZH.get(t, t))
     calls["list_date"] = on.isoformat()

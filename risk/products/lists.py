@@ -238,9 +238,12 @@ def _write_csv_groups(table: pa.Table, keys: np.ndarray, ranks: np.ndarray, fold
     order = np.lexsort((ranks, keys))
     sorted_keys = keys[order]
     runs = _runs(sorted_keys)
+    ordered = table.take(order)  # one gather for every file; each file is then a zero-copy slice
     for start, stop in runs:
         write_csv(
-            table.take(order[start:stop]), folder / f"{file_stem(sorted_keys[start])}.csv", already_inert=True
+            ordered.slice(start, stop - start),
+            folder / f"{file_stem(sorted_keys[start])}.csv",
+            already_inert=True,
         )
     return len(runs)
 
