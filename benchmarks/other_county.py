@@ -248,8 +248,10 @@ def generate(out: Path, scale: float = 1.0, threads: int = 2) -> dict[str, int]:
     """Write the county's seven contract tables into `out` as Parquet; rows per table."""
     out.mkdir(parents=True, exist_ok=True)
     n = max(20, round(1_000_000 * scale))
+    # insertion order kept: the same scale must give the same files byte for byte (the data fingerprint in
+    # run.json, tests/test_fingerprint_other_shape.py); without it two threads interleave rows differently
     con = duckdb.connect(
-        config={"threads": threads, "memory_limit": "3GB", "preserve_insertion_order": False}
+        config={"threads": threads, "memory_limit": "3GB", "preserve_insertion_order": True}
     )
     con.execute(MACROS)
     con.execute(MANAGED.format(n=n))
