@@ -240,3 +240,37 @@ def test_the_prefetching_producer_stops_with_its_consumer_and_hands_over_its_err
 
     with pytest.raises(ValueError, match="bad batch"):
         list(publish_module._prefetched(failing()))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, PERSONS - 1])
+def test_patient_rows_built_in_person_ranges_match_the_recorded_content(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient rows are built a range of persons at a time (memory); every range boundary keeps each
+    person, with all of their readings, exactly once."""
+    monkeypatch.setenv("RISK_ID_KEY", "test-key")
+    monkeypatch.setattr(publish_module, "CHUNK_PERSONS", chunk)
+    monkeypatch.setattr(publish_module, "BATCH_ROWS", 5)
+    store = str(tmp_path / "store.db")
+    publish_run(_run(tmp_path / "run"), store)
+    assert table_digests(store, "r19") == json.loads(STORED.read_text(encoding="utf-8"))
+
+
+def test_the_row_source_has_a_memory_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's default (80 % of the machine) let one 1M publish take 5.5 GB; the source is bounded, and
+    RISK_DUCKDB_MEMORY sets the bound as it does for validation."""
+    seen: list[tuple[str, int]] = []
+    register = publish_module._register_run
+
+    def spy(con, run):  # type: ignore[no-untyped-def]
+        seen.append(
+            con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+        )
+        register(con, run)
+
+    monkeypatch.setattr(publish_module, "_register_run", spy)
+    monkeypatch.setenv("RISK_DUCKDB_MEMORY", "300MB")
+    publish_run(write_demo_run(tmp_path / "run", persons=20), str(tmp_path / "store.db"))
+    limit, threads = seen[0]
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 300
+    assert int(threads) <= 2

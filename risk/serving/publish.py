@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -57,6 +58,13 @@ from risk.sql import literal
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 50_000
+# Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each): the series of
+# the whole county at once held several copies of ~0.5 GB of JSON text plus the top-N aggregate states
+# (5.5 GB peak at 1M). A range filter prunes the readings' row groups when the files are clustered by
+# person, as the canonical tables are; otherwise each chunk re-reads the two columns it filters on.
+CHUNK_PERSONS = 25_000
+DUCKDB_THREADS = 2
+DUCKDB_MEMORY_LIMIT = "1GB"  # RISK_DUCKDB_MEMORY overrides, as for validation
 BP_SERIES_MAX = 60  # readings per person kept for the trend chart
 GLUCOSE_SERIES_MAX = 40
 SERIES_YEARS = 3
@@ -138,7 +146,7 @@ def publish_run(
                     run_write(engine, lambda conn: _point_to(conn, run_id))
                 return result
             result.replaced = action == "replace"
-            source = duckdb.connect()
+            source = _source()
             try:
                 _register_run(source, run)
 
@@ -232,6 +240,19 @@ def _begin_load(
     return "load"
 
 
+def _source() -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection the rows are built with, bounded like the nightly's: the publish process
+    stays within a county machine's memory next to the API (SQLite's page cache comes on top)."""
+    memory_limit = os.environ.get("RISK_DUCKDB_MEMORY", DUCKDB_MEMORY_LIMIT)
+    return duckdb.connect(
+        config={
+            "threads": DUCKDB_THREADS,
+            "memory_limit": memory_limit,
+            "preserve_insertion_order": False,  # every query that needs an order says ORDER BY
+        }
+    )
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)[:64]
 
@@ -284,11 +305,38 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[Batch]:
 
 
 def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[Batch]:
-    yield from _batches(con, patient_sql(con, run_id, as_of))
+    """serving_patients rows in person_id order, built one range of CHUNK_PERSONS persons at a time."""
+    bounds = [
+        row[0]
+        for row in con.execute(
+            f"""SELECT max(person_id) FROM (
+                    SELECT person_id,
+                           (row_number() OVER (ORDER BY person_id) - 1) // {int(CHUNK_PERSONS)} AS chunk
+                    FROM tiers)
+                GROUP BY chunk ORDER BY 1"""
+        ).fetchall()
+    ]
+    lower = None
+    for upper in bounds:
+        yield from _batches(con, patient_sql(con, run_id, as_of, (lower, upper)))
+        lower = upper
 
 
-def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str:
-    """One serving_patients row per person of tiers.parquet, ordered by person_id."""
+def _in_range(column: str, persons: tuple[Any, Any] | None) -> str:
+    if persons is None:
+        return "true"
+    lower, upper = persons
+    return f"{column} <= {literal(upper)}" + ("" if lower is None else f" AND {column} > {literal(lower)}")
+
+
+def patient_sql(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    as_of: date,
+    persons: tuple[Any, Any] | None = None,
+) -> str:
+    """One serving_patients row per person of tiers.parquet, ordered by person_id; with `persons`
+    (lower, upper), only the persons with lower < person_id <= upper (no lower bound when None)."""
     tiers_cols, persons_cols, features_cols = (
         _columns(con, "tiers"),
         _columns(con, "persons"),
@@ -328,10 +376,11 @@ def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str
         != "VARCHAR"
     ):
         reasons = "to_json(t.reasons)"
+    in_range = _in_range("person_id", persons)
     window = (
         f"measured_at < {literal(as_of)} + INTERVAL 1 DAY "
         f"AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR "
-        "AND person_id IN (SELECT person_id FROM tiers)"
+        f"AND {in_range} AND person_id IN (SELECT person_id FROM tiers WHERE {in_range})"
     )
     # The newest BP_SERIES_MAX readings by a top-N aggregate (newest first, reversed to date order), and
     # only for tiered persons: a window over every reading of the county cost most of a 1M publish. A DATE
@@ -386,6 +435,7 @@ def patient_sql(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> str
     LEFT JOIN features f USING (person_id)
     LEFT JOIN bp USING (person_id)
     LEFT JOIN glucose USING (person_id)
+    WHERE {_in_range("t.person_id", persons)}
     ORDER BY t.person_id
     """
     return sql
