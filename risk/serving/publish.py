@@ -62,7 +62,7 @@ BATCH_ROWS = 50_000
 # the whole county at once held several copies of ~0.5 GB of JSON text plus the top-N aggregate states
 # (5.5 GB peak at 1M). A range filter prunes the readings' row groups when the files are clustered by
 # person, as the canonical tables are; otherwise each chunk re-reads the two columns it filters on.
-CHUNK_PERSONS = 25_000
+CHUNK_PERSONS = 10_000
 DUCKDB_THREADS = 2
 DUCKDB_MEMORY_LIMIT = "1GB"  # RISK_DUCKDB_MEMORY overrides, as for validation
 BP_SERIES_MAX = 60  # readings per person kept for the trend chart
@@ -430,12 +430,11 @@ def patient_sql(
         coalesce(glucose.series::VARCHAR, '[]') AS glucose_series,
         {_pick(tiers_cols, "t", "rule_set_version")}::VARCHAR AS rule_set_version,
         {_pick(tiers_cols, "t", "model_version")}::VARCHAR AS model_version
-    FROM tiers t
-    LEFT JOIN persons p USING (person_id)
-    LEFT JOIN features f USING (person_id)
+    FROM (SELECT * FROM tiers WHERE {in_range}) t
+    LEFT JOIN (SELECT * FROM persons WHERE {in_range}) p USING (person_id)
+    LEFT JOIN (SELECT * FROM features WHERE {in_range}) f USING (person_id)
     LEFT JOIN bp USING (person_id)
     LEFT JOIN glucose USING (person_id)
-    WHERE {_in_range("t.person_id", persons)}
     ORDER BY t.person_id
     """
     return sql
