@@ -259,18 +259,22 @@ def test_patient_rows_built_in_person_ranges_match_the_recorded_content(
 def test_the_row_source_has_a_memory_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckDB's default (80 % of the machine) let one 1M publish take 5.5 GB; the source is bounded, and
     RISK_DUCKDB_MEMORY sets the bound as it does for validation."""
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, str, str]] = []
     register = publish_module._register_run
 
     def spy(con, run):  # type: ignore[no-untyped-def]
         seen.append(
-            con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+            con.execute(
+                "SELECT current_setting('memory_limit'), current_setting('threads'), "
+                "current_setting('temp_directory')"
+            ).fetchone()
         )
         register(con, run)
 
     monkeypatch.setattr(publish_module, "_register_run", spy)
     monkeypatch.setenv("RISK_DUCKDB_MEMORY", "300MB")
     publish_run(write_demo_run(tmp_path / "run", persons=20), str(tmp_path / "store.db"))
-    limit, threads = seen[0]
+    limit, threads, spill = seen[0]
     assert limit.endswith("MiB") and float(limit.split()[0]) < 300
     assert int(threads) <= 2
+    assert spill and not Path(spill).exists()  # its own spill folder, removed after the publish

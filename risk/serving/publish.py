@@ -12,6 +12,11 @@ changing that contract:
   computed only for the persons of tiers.parquet (not for every person with a reading) and the newest
   60 BP readings are taken with a top-N aggregate (`arg_max(..., 60)`) instead of a window over every
   reading; on the other-shape county at 1M that query was most of the publish.
+- Memory is bounded: DuckDB runs with a memory limit (1 GB, RISK_DUCKDB_MEMORY) and 2 threads, spilling
+  to a temporary folder. The tiered persons' rows and their readings in the series window are first
+  copied into DuckDB tables sorted by person_id (every Parquet file read once), and the patient rows are
+  then built 10,000 persons at a time by person_id range; one query over the whole county peaked at
+  5.5 GB on the other-shape county at 1M.
 - Rows reach the driver as plain tuples from DuckDB's cursor (no Arrow-to-Python round trip), and a
   producer thread builds the next batch (DuckDB and the tuple conversion) while the main thread inserts
   the previous one (SQLite and psycopg release the GIL while they write).
@@ -33,6 +38,7 @@ import json
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -58,10 +64,9 @@ from risk.sql import literal
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 50_000
-# Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each): the series of
-# the whole county at once held several copies of ~0.5 GB of JSON text plus the top-N aggregate states
-# (5.5 GB peak at 1M). A range filter prunes the readings' row groups when the files are clustered by
-# person, as the canonical tables are; otherwise each chunk re-reads the two columns it filters on.
+# Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each) from tables staged
+# sorted by person_id (_stage): the series of the whole county at once held several copies of ~0.5 GB of
+# JSON text plus the BP top-N aggregate states (5.5 GB peak at 1M); 10k persons' states fit the 1 GB limit.
 CHUNK_PERSONS = 10_000
 DUCKDB_THREADS = 2
 DUCKDB_MEMORY_LIMIT = "1GB"  # RISK_DUCKDB_MEMORY overrides, as for validation
@@ -146,9 +151,11 @@ def publish_run(
                     run_write(engine, lambda conn: _point_to(conn, run_id))
                 return result
             result.replaced = action == "replace"
-            source = _source()
+            spill = tempfile.TemporaryDirectory(prefix="risk-publish-")
+            source = _source(Path(spill.name))
             try:
                 _register_run(source, run)
+                _stage(source, as_of)
 
                 def load(conn: Connection) -> tuple[int, int]:
                     if result.replaced:
@@ -167,6 +174,7 @@ def publish_run(
                 result.persons, result.search_terms = run_write(engine, load)
             finally:
                 source.close()
+                spill.cleanup()
             run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
         except SQLAlchemyError as exc:
             raise PublishError(
@@ -240,7 +248,7 @@ def _begin_load(
     return "load"
 
 
-def _source() -> duckdb.DuckDBPyConnection:
+def _source(spill: Path) -> duckdb.DuckDBPyConnection:
     """The DuckDB connection the rows are built with, bounded like the nightly's: the publish process
     stays within a county machine's memory next to the API (SQLite's page cache comes on top)."""
     memory_limit = os.environ.get("RISK_DUCKDB_MEMORY", DUCKDB_MEMORY_LIMIT)
@@ -249,6 +257,7 @@ def _source() -> duckdb.DuckDBPyConnection:
             "threads": DUCKDB_THREADS,
             "memory_limit": memory_limit,
             "preserve_insertion_order": False,  # every query that needs an order says ORDER BY
+            "temp_directory": str(spill),  # what exceeds the limit (staged readings, sorts) goes here
         }
     )
 
@@ -279,6 +288,30 @@ def _register_run(con: duckdb.DuckDBPyConnection, run: RunFolder) -> None:
             con.execute(f"CREATE VIEW {table} AS SELECT {typed} WHERE false")
     if "national_id" in _columns(con, "persons"):
         raise RiskUserError("persons.parquet carries clear national IDs; publish only validated runs")
+
+
+def _stage(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
+    """Copy what the rows are built from into DuckDB tables sorted by person_id: the tiered persons'
+    rows of persons, features and tiers, and their readings in the series window. The patient rows are
+    then built a person range at a time (see CHUNK_PERSONS) from tables whose row groups a range prunes,
+    whatever the order and row-group size of the run's Parquet files; every file is read once."""
+    window = (
+        f"measured_at < {literal(as_of)} + INTERVAL 1 DAY "
+        f"AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR"
+    )
+    tiered = "person_id IN (SELECT person_id FROM tiers)"
+    for table, where in (
+        ("tiers", "true"),
+        ("persons", tiered),
+        ("features", tiered),
+        ("vitals", f"{window} AND {tiered}"),
+        ("labs", f"test IN ('fpg', 'hba1c') AND {window} AND {tiered}"),
+    ):
+        con.execute(f"ALTER VIEW {table} RENAME TO source_{table}")
+        con.execute(
+            f"CREATE TABLE staged_{table} AS SELECT * FROM source_{table} WHERE {where} ORDER BY person_id"
+        )  # `tiers` in `where` is the staged view by now
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM staged_{table}")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
