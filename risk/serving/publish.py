@@ -13,10 +13,9 @@ changing that contract:
   60 BP readings are taken with a top-N aggregate (`arg_max(..., 60)`) instead of a window over every
   reading; on the other-shape county at 1M that query was most of the publish.
 - Memory is bounded: DuckDB runs with a memory limit (1 GB, RISK_DUCKDB_MEMORY) and 2 threads, spilling
-  to a temporary folder. The tiered persons' rows and their readings in the series window are first
-  copied into DuckDB tables sorted by person_id (every Parquet file read once), and the patient rows are
-  then built 10,000 persons at a time by person_id range; one query over the whole county peaked at
-  5.5 GB on the other-shape county at 1M.
+  to a temporary folder. The tiered persons' rows of tiers, persons and features are first copied into
+  DuckDB tables sorted by person_id, and the patient rows are then built 10,000 persons at a time by
+  person_id range; one query over the whole county peaked at 5.5 GB on the other-shape county at 1M.
 - Rows reach the driver as plain tuples from DuckDB's cursor (no Arrow-to-Python round trip), and a
   producer thread builds the next batch (DuckDB and the tuple conversion) while the main thread inserts
   the previous one (SQLite and psycopg release the GIL while they write).
@@ -64,9 +63,9 @@ from risk.sql import literal
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 50_000
-# Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each) from tables staged
-# sorted by person_id (_stage): the series of the whole county at once held several copies of ~0.5 GB of
-# JSON text plus the BP top-N aggregate states (5.5 GB peak at 1M); 10k persons' states fit the 1 GB limit.
+# Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each, see _stage): the
+# series of the whole county at once held several copies of ~0.5 GB of JSON text plus the BP top-N
+# aggregate states (5.5 GB peak at 1M); 10k persons' states fit the 1 GB limit.
 CHUNK_PERSONS = 10_000
 DUCKDB_THREADS = 2
 DUCKDB_MEMORY_LIMIT = "1GB"  # RISK_DUCKDB_MEMORY overrides, as for validation
@@ -155,7 +154,7 @@ def publish_run(
             source = _source(Path(spill.name))
             try:
                 _register_run(source, run)
-                _stage(source, as_of)
+                _stage(source)
 
                 def load(conn: Connection) -> tuple[int, int]:
                     if result.replaced:
@@ -290,27 +289,20 @@ def _register_run(con: duckdb.DuckDBPyConnection, run: RunFolder) -> None:
         raise RiskUserError("persons.parquet carries clear national IDs; publish only validated runs")
 
 
-def _stage(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
-    """Copy what the rows are built from into DuckDB tables sorted by person_id: the tiered persons'
-    rows of persons, features and tiers, and their readings in the series window. The patient rows are
-    then built a person range at a time (see CHUNK_PERSONS) from tables whose row groups a range prunes,
-    whatever the order and row-group size of the run's Parquet files; every file is read once."""
-    window = (
-        f"measured_at < {literal(as_of)} + INTERVAL 1 DAY "
-        f"AND measured_at >= {literal(as_of)} - INTERVAL {SERIES_YEARS} YEAR"
-    )
-    tiered = "person_id IN (SELECT person_id FROM tiers)"
-    for table, where in (
-        ("tiers", "true"),
-        ("persons", tiered),
-        ("features", tiered),
-        ("vitals", f"{window} AND {tiered}"),
-        ("labs", f"test IN ('fpg', 'hba1c') AND {window} AND {tiered}"),
-    ):
+def _stage(con: duckdb.DuckDBPyConnection) -> None:
+    """Copy the tiered persons' rows of tiers, persons and features into DuckDB tables sorted by
+    person_id, so that each chunk of patient rows (see CHUNK_PERSONS) reads only its range of them; read
+    from Parquet, a chunk re-read a whole 1M-row group of persons (the demo run's 1M publish went from 60
+    to 95 CPU s). The readings stay in Parquet, read through a person_id range filter: that prunes row
+    groups when the readings are clustered by person, as canonical tables written in person order are;
+    otherwise each chunk re-reads their person_id column. Sorting the readings too cost more than it saved
+    (10 CPU s on the other-shape county at 1M)."""
+    tiered = "person_id IN (SELECT person_id FROM tiers)"  # the staged view once tiers is staged
+    for table, where in (("tiers", "true"), ("persons", tiered), ("features", tiered)):
         con.execute(f"ALTER VIEW {table} RENAME TO source_{table}")
         con.execute(
             f"CREATE TABLE staged_{table} AS SELECT * FROM source_{table} WHERE {where} ORDER BY person_id"
-        )  # `tiers` in `where` is the staged view by now
+        )
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM staged_{table}")
 
 
