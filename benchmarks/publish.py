@@ -6,7 +6,8 @@ rows (read back from the store just published, not timed) inserted into an empty
 columns without indexes, in one transaction: sqlite3 `executemany` into a fresh WAL file with the store's
 pragmas, psycopg 3 COPY into a fresh schema. Publish does more than that (it builds the rows from Parquet
 and also loads the search terms and tier history, with their indexes), so the ratio says how far publish
-is from only writing its largest table.
+is from only writing its largest table. `peak MiB` is the process's peak resident memory right after that
+backend's publish: for the first backend, the publish alone (SQLite's page cache included).
 
     RISK_ID_KEY=benchmark-key .venv/bin/python benchmarks/publish.py --run /tmp/s19/run-other-1m \
         --work /tmp/publish-bench [--pg postgresql://risk:...@127.0.0.1:5432/risk_pub19] [--json out.json]
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import sqlite3
 import time
@@ -117,6 +119,8 @@ def bench(run: Path, work: Path, pg: str | None) -> list[dict[str, Any]]:
             store, schema_name = _fresh_pg_store(base)
         try:
             published, wall, cpu = _timed(lambda store=store: publish_run(run, store))
+            # the process's peak so far: publish alone for the first backend (before the reference rows)
+            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             print(f"{backend}: {published.render()}", flush=True)
             rows = _patient_rows(store, published.run_id)
             if base is None:
@@ -136,6 +140,7 @@ def bench(run: Path, work: Path, pg: str | None) -> list[dict[str, Any]]:
                 "publish_cpu_s": round(cpu, 2),
                 "reference_s": round(reference, 2),
                 "ratio": round(wall / reference, 2),
+                "peak_mib_so_far": peak_mib,
             }
         )
     return results
@@ -152,12 +157,13 @@ def main() -> None:
     results = bench(args.run, args.work, args.pg)
     print(
         f"\n{'backend':<11} {'persons':>9} {'terms':>10} {'publish s':>9} {'cpu s':>7} {'ref s':>7} "
-        f"{'ratio':>6}"
+        f"{'ratio':>6} {'peak MiB':>9}"
     )
     for r in results:
         print(
             f"{r['backend']:<11} {r['persons']:>9,} {r['search_terms']:>10,} {r['publish_s']:>9.1f} "
-            f"{r['publish_cpu_s']:>7.1f} {r['reference_s']:>7.1f} {r['ratio']:>6.2f}"
+            f"{r['publish_cpu_s']:>7.1f} {r['reference_s']:>7.1f} {r['ratio']:>6.2f} "
+            f"{r['peak_mib_so_far']:>9,}"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
