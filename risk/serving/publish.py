@@ -276,12 +276,21 @@ def _register_run(con: duckdb.DuckDBPyConnection, run: RunFolder) -> None:
     else:
         con.execute("CREATE VIEW features AS SELECT NULL::VARCHAR AS person_id WHERE false")
     for table, columns in (
-        ("vitals", "person_id VARCHAR, measured_at TIMESTAMP, sbp DOUBLE, dbp DOUBLE"),
-        ("labs", "person_id VARCHAR, measured_at TIMESTAMP, test VARCHAR, value DOUBLE"),
+        (
+            "vitals",
+            "person_id VARCHAR, measured_at TIMESTAMP, sbp DOUBLE, dbp DOUBLE, file_row_number BIGINT",
+        ),
+        (
+            "labs",
+            "person_id VARCHAR, measured_at TIMESTAMP, test VARCHAR, value DOUBLE, file_row_number BIGINT",
+        ),
     ):
         path = run.table(table)
-        if path.is_file():
-            view(table, path)
+        if path.is_file():  # the file order breaks ties of measured_at: the earlier row is kept
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({literal(path.resolve().as_posix())}, "
+                "file_row_number = true)"
+            )
         else:  # typed, so the series queries bind (a run without readings publishes empty series)
             typed = ", ".join(f"NULL::{c.split()[1]} AS {c.split()[0]}" for c in columns.split(", "))
             con.execute(f"CREATE VIEW {table} AS SELECT {typed} WHERE false")
@@ -409,12 +418,14 @@ def patient_sql(
     )
     # The newest BP_SERIES_MAX readings by a top-N aggregate (newest first, reversed to date order), and
     # only for tiered persons: a window over every reading of the county cost most of a 1M publish. A DATE
-    # in to_json is written as "YYYY-MM-DD", the same text strftime gave.
+    # in to_json is written as "YYYY-MM-DD", the same text strftime gave. Readings with the same time are
+    # ranked by file order, the earlier row first (before, the thread schedule decided which was kept).
     sql = f"""
     WITH bp AS (
         SELECT person_id,
                to_json(list_reverse(arg_max({{'date': measured_at::DATE, 'sbp': sbp, 'dbp': dbp}},
-                                            measured_at, {BP_SERIES_MAX}))) AS series
+                                            {{'t': measured_at, 'r': -file_row_number}},
+                                            {BP_SERIES_MAX}))) AS series
         FROM vitals WHERE {window}
         GROUP BY person_id
     ), glucose AS (
@@ -422,7 +433,8 @@ def patient_sql(
                                           'value': value}} ORDER BY measured_at)) AS series
         FROM (SELECT * FROM labs
               WHERE test IN ('fpg', 'hba1c') AND {window}
-              QUALIFY row_number() OVER (PARTITION BY person_id, test ORDER BY measured_at DESC)
+              QUALIFY row_number() OVER (PARTITION BY person_id, test
+                                         ORDER BY measured_at DESC, file_row_number)
                       <= {GLUCOSE_SERIES_MAX})
         GROUP BY person_id
     )
