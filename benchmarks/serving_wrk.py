@@ -4,7 +4,8 @@ bare reference endpoint on the same store (issue 19, part 3).
     .venv/bin/python benchmarks/serving_wrk.py --persons 100000 --workers 2 --pg-url "$RISK_TEST_PG_URL"
 
 For each backend (SQLite file; PostgreSQL database `--pg-database`, created if missing): a seeded demo run
-of N persons is published, then two servers start side by side with the same server (uvicorn), the same
+of N persons is published, then two servers start side by side with the same server (uvicorn; with W > 1
+uvicorn workers under gunicorn with one SO_REUSEPORT socket per worker, `risk.serving.workers`), the same
 number of worker processes, threads, pooled connections and access logging (to a file):
 - `risk serve --workers W`: GET /api/patients/{id} with a county administrator's bearer token (token check,
   scope, the patient view with its tier history, one audit row per read, committed before the answer);
@@ -101,6 +102,31 @@ def bare_app():  # noqa: ANN201 - uvicorn factory: `uvicorn serving_wrk:bare_app
         return dict(row)
 
     return app
+
+
+def serve_bare(port: int, workers: int) -> None:
+    """Start the bare reference exactly as `risk serve` starts the lookup: one uvicorn process for 1 worker,
+    else uvicorn workers under gunicorn with a socket per worker (an older checkout without
+    risk.serving.workers falls back to uvicorn's own multi-process mode, as its `risk serve` did)."""
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="info", timeout_keep_alive=30)
+        return
+    try:
+        from risk.serving.workers import run_workers
+    except ImportError:
+        uvicorn.run(
+            "serving_wrk:bare_app",
+            factory=True,
+            workers=workers,
+            host="127.0.0.1",
+            port=port,
+            log_level="info",
+            timeout_keep_alive=30,
+        )
+        return
+    run_workers(bare_app, host="127.0.0.1", port=port, workers=workers)
 
 
 def wait_up(url: str, server: subprocess.Popen, log: Path) -> None:
@@ -234,16 +260,8 @@ def bench_backend(name: str, store: str, run: Path, args: argparse.Namespace, lu
         start(
             [
                 sys.executable,
-                "-m",
-                "uvicorn",
-                "serving_wrk:bare_app",
-                "--factory",
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(args.workers),
-                "--timeout-keep-alive",
-                "30",
+                "-c",
+                f"import serving_wrk; serving_wrk.serve_bare({bare_port}, {args.workers})",
             ],
             env,
             work / f"bare-{name}.log",

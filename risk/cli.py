@@ -353,10 +353,13 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
         return
-    create_app(store)  # fail here, with one clear line, if the store cannot be opened
+    from functools import partial
+
+    from risk.serving.workers import run_workers
+
+    create_app(store).state.engine.dispose()  # fail here, with one clear line, if the store cannot be opened
     os.environ[STORE_URL_ENV] = store
-    uvicorn.run("risk.serving.api:create_app_from_env", factory=True, workers=workers, host=host, port=port,
-                log_level="info", timeout_keep_alive=30)
+    run_workers(partial(create_app, store), host=host, port=port, workers=workers)
 
 
 @app.command()

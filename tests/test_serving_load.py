@@ -94,18 +94,22 @@ def test_serve_starts_one_worker_process_per_core_by_default(
     from typer.testing import CliRunner
 
     from risk.cli import app as cli_app
+    from risk.serving import workers as serving_workers
     from risk.serving.api import STORE_URL_ENV
 
     started: list[tuple[object, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    monkeypatch.setattr(serving_workers, "run_workers", lambda factory, **kw: started.append((factory, kw)))
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     monkeypatch.delenv(STORE_URL_ENV, raising=False)
     runner = CliRunner()
     assert runner.invoke(cli_app, ["serve", "--store", store]).exit_code == 0
     assert runner.invoke(cli_app, ["serve", "--store", store, "--workers", "1"]).exit_code == 0
-    (default_app, default_kw), (single_app, single_kw) = started
-    assert default_app == "risk.serving.api:create_app_from_env" and default_kw["workers"] == 3
+    (default_factory, default_kw), (single_app, single_kw) = started
+    assert default_kw["workers"] == 3 and callable(default_factory)
     assert os.environ[STORE_URL_ENV] == store
+    options = serving_workers.worker_options("127.0.0.1", 8000, 3)
+    assert options["reuse_port"] is True and options["worker_class"] == "uvicorn_worker.UvicornWorker"
     assert not isinstance(single_app, str) and "workers" not in single_kw
 
 
@@ -205,3 +209,109 @@ def test_sqlite_lookups_run_on_the_event_loop_without_a_thread_hop(
         rows = conn.execute(select(schema.audit.c.endpoint, schema.audit.c.outcome)).all()
     engine.dispose()
     assert Counter(rows) == Counter({("patient", "ok"): 5, ("patient", "denied"): 1, ("search", "ok"): 1})
+
+
+def _established_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Server-side keep-alive connections on `port` held by each process (from /proc: socket inodes)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01 = ESTABLISHED
+                inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        links = [str(fd.readlink()) for fd in fds.iterdir() if fd.is_symlink()]
+        held[pid] = sum(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+    return held
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_workers_share_keep_alive_connections_and_flush_audit_on_sigterm(store: str, tmp_path: Path) -> None:
+    """`risk serve --workers 2`: 20 keep-alive connections opened at once land on both workers (one
+    listening socket per worker with SO_REUSEPORT; with uvicorn's one shared socket, one worker could take
+    them all), and SIGTERM stops the server cleanly with every read's audit row committed."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    engine = open_store(store)
+    token = add_user(engine, "load-admin", "county_admin")
+    before = _audit_rows(engine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "risk.cli", "serve", "--store", store, "--port", str(port), "--workers", "2"],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=root,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    base = f"http://127.0.0.1:{port}"
+    clients: list[httpx.Client] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        workers = [
+            int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        ]
+        assert len(workers) == 2, workers
+
+        clients = [
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) for _ in range(20)
+        ]
+        start = threading.Barrier(len(clients))
+        statuses: list[int] = []
+
+        def lookups(client: httpx.Client) -> None:
+            start.wait()  # open all 20 connections at once
+            for i in range(3):
+                statuses.append(client.get(f"/api/patients/{demo_person_id(i)}").status_code)
+
+        # one worker is busy (stopped) while the connections arrive: with one shared listening socket the
+        # other worker accepts them all; with a socket per worker the kernel still queues its share on the
+        # busy worker's socket, and that worker picks them up when it is free again
+        os.kill(workers[0], signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(len(clients)) as pool:
+                done = [pool.submit(lookups, client) for client in clients]
+                time.sleep(1.5)
+                os.kill(workers[0], signal.SIGCONT)
+                for future in done:
+                    future.result()
+        finally:
+            os.kill(workers[0], signal.SIGCONT)
+        assert statuses == [200] * 60
+        held = _established_by_process([server.pid, *workers], port)
+        assert sum(held.values()) == 20, held
+        assert sum(count > 0 for count in held.values()) == 2, held  # both workers serve connections
+
+        server.send_signal(signal.SIGTERM)  # connections still open: graceful shutdown closes them
+        assert server.wait(timeout=40) == 0, log.read_text()
+    finally:
+        for client in clients:
+            client.close()
+        if server.poll() is None:
+            server.kill()
+    assert _audit_rows(engine) - before == 60
+    assert "Shutting down" in log.read_text() or "Worker exiting" in log.read_text()
+    engine.dispose()
