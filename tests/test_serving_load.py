@@ -110,6 +110,7 @@ def test_serve_starts_one_worker_process_per_core_by_default(
     assert os.environ[STORE_URL_ENV] == store
     options = serving_workers.worker_options("127.0.0.1", 8000, 3)
     assert options["reuse_port"] is True and options["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert options["control_socket_disable"] is True
     assert not isinstance(single_app, str) and "workers" not in single_kw
 
 

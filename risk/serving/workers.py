@@ -41,6 +41,9 @@ def worker_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "keepalive": KEEP_ALIVE_SECONDS,
         "accesslog": "-",  # uvicorn's access lines (redacted by the app's filter) on stdout, as before
         "loglevel": "info",
+        # no gunicorn control socket: its default path ($HOME/.gunicorn/gunicorn.ctl) would be shared by every
+        # server on the machine (two side by side in the benchmark, parallel tests)
+        "control_socket_disable": True,
     }
 
 
