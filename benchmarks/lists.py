@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import json
 import os
 import resource
@@ -78,24 +77,9 @@ def run_lists(run: Path, out: Path, xlsx: bool = True, profile: Path | None = No
 
 def digests(root: Path) -> dict[str, str]:
     """Every CSV's bytes and every workbook's sheet names and cell values under lists/ and calls/."""
-    from openpyxl import load_workbook
+    from tests.support.outputs import product_digests
 
-    prints = {}
-    for folder in ("lists", "calls"):
-        for path in sorted((root / folder).rglob("*")):
-            key = path.relative_to(root).as_posix()
-            if path.suffix == ".csv":
-                prints[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-            elif path.suffix == ".xlsx":
-                book = load_workbook(path, read_only=True)
-                digest = hashlib.sha256()
-                for sheet in book.worksheets:
-                    digest.update(f"[{sheet.title}]\n".encode())
-                    for row in sheet.iter_rows(values_only=True):
-                        digest.update(repr(row).encode("utf-8"))
-                book.close()
-                prints[key] = digest.hexdigest()
-    return prints
+    return product_digests(root)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ Regenerate (only for an intended behaviour change, and say so in the commit):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.outputs import product_digests
 from tests.test_fingerprint import run_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,28 +28,9 @@ AS_OF = date(2024, 12, 31)  # the benchmark's as-of date (benchmarks/nightly.py)
 SCALE = "0.01"  # 10,000 persons, 1,500 managed
 
 
-def workbook_digest(path: Path) -> str:
-    """Every sheet's name and every cell's value, in order (the XLSX bytes carry a creation time)."""
-    from openpyxl import load_workbook
-
-    book = load_workbook(path, read_only=True)
-    digest = hashlib.sha256()
-    for sheet in book.worksheets:
-        digest.update(f"[{sheet.title}]\n".encode())
-        for row in sheet.iter_rows(values_only=True):
-            digest.update(repr(row).encode("utf-8"))
-    book.close()
-    return digest.hexdigest()
-
-
 def full_fingerprint(run: Path) -> dict[str, str]:
-    prints = run_fingerprint(run)
-    for path in sorted((run / "calls").rglob("*.csv")):
-        prints[path.relative_to(run).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    for folder in ("lists", "calls"):
-        for path in sorted((run / folder).rglob("*.xlsx")):
-            prints[path.relative_to(run).as_posix()] = workbook_digest(path)
-    return prints
+    """The own county's fingerprint plus every call-list CSV and every workbook's cells."""
+    return {**run_fingerprint(run), **product_digests(run)}
 
 
 @pytest.fixture(scope="module")
