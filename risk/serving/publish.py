@@ -532,16 +532,20 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     stop = threading.Event()
     failure: list[BaseException] = []
 
+    def put(item: Any) -> bool:
+        """Hand `item` over, waiting for room; False once the consumer has stopped."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        ahead.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
         except BaseException as exc:  # handed to the consumer, which raises it
             failure.append(exc)
@@ -549,12 +553,7 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-            while not stop.is_set():
-                try:
-                    ahead.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put(_DONE)
 
     thread = threading.Thread(target=produce, name="publish-rows", daemon=True)
     thread.start()

@@ -33,14 +33,8 @@ INTEGER_TYPES = {
     "UBIGINT",
     "UHUGEINT",
 }
-OUTPUT_TYPES = {
-    "string": "VARCHAR",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-    "float": "DOUBLE",
-    "int": "BIGINT",
-    "bool": "BOOLEAN",
-}
+# the canonical column's type: the contract's one mapping (the features' views read the same types)
+OUTPUT_TYPES = definitions.SQL_TYPES
 DETAIL_VALUE_CHARS = 40
 NATIONAL_ID_DIGITS = "__national_id_digits"
 LAB_UNIT_KEY = "__unit_key"
