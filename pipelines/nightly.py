@@ -313,24 +313,12 @@ def _unmanaged_beside(options: NightlyOptions, run: RunFolder) -> Iterator[Futur
     if options.engine != "duckdb":
         yield None
         return
-    import gc
-
     from risk.products.lists import UNMANAGED_CSV
     from risk.products.unmanaged import export_unmanaged
-    from risk.workers import process_pool
 
-    pool = process_pool(1)
-    try:
-        gc.freeze()  # the worker forks here: its garbage collector leaves the inherited heap alone
-        try:
-            future = pool.submit(
-                export_unmanaged, run.canonical, options.as_of, run.lists / UNMANAGED_CSV, threads=1
-            )
-        finally:
-            gc.unfreeze()
-        yield future
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with _one_worker() as pool:
+        csv = run.lists / UNMANAGED_CSV
+        yield pool.submit(export_unmanaged, run.canonical, options.as_of, csv, threads=1)
 
 
 def _feed_call_results(options: NightlyOptions, run: RunFolder) -> pd.DataFrame | None:

@@ -8,7 +8,6 @@ column (older runs) fall back to tier, risk, days overdue, person_id.
 from __future__ import annotations
 
 import codecs
-import gc
 import hashlib
 import json
 from collections.abc import Callable
@@ -336,13 +335,7 @@ class PendingExport:
             from risk.workers import process_pool
 
             self.pool = process_pool(workers)  # workers die with this process, even on kill -9
-            # the workers fork at the first submit: with this process's objects frozen, their garbage
-            # collector leaves the inherited heap alone (no traversal, no copy-on-write of its pages)
-            gc.freeze()
-            try:
-                self.futures = [self.pool.submit(write_team_workbook, *job) for job in self.jobs]
-            finally:
-                gc.unfreeze()
+            self.futures = [self.pool.submit(write_team_workbook, *job) for job in self.jobs]
 
     def submit(self, function: Callable[..., None], *args: object) -> None:
         """One more workbook for the same workers (the call lists' team workbooks), queued behind the
