@@ -111,7 +111,14 @@ def serve_bare(port: int, workers: int) -> None:
     import uvicorn
 
     if workers == 1:
-        uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="info", timeout_keep_alive=30)
+        app = bare_app()
+        try:  # as `risk serve` does for its app (an older checkout has no settle_heap)
+            from risk.serving.workers import settle_heap
+
+            settle_heap()
+        except ImportError:
+            pass
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", timeout_keep_alive=30)
         return
     try:
         from risk.serving.workers import run_workers

@@ -350,12 +350,14 @@ def serve(
     from risk.serving.api import STORE_URL_ENV, create_app
 
     workers = workers or os.cpu_count() or 1
+    from risk.serving.workers import run_workers, settle_heap
+
     if workers == 1:
-        uvicorn.run(create_app(store), host=host, port=port, log_level="info", timeout_keep_alive=30)
+        served = create_app(store)
+        settle_heap()
+        uvicorn.run(served, host=host, port=port, log_level="info", timeout_keep_alive=30)
         return
     from functools import partial
-
-    from risk.serving.workers import run_workers
 
     create_app(store).state.engine.dispose()  # fail here, with one clear line, if the store cannot be opened
     os.environ[STORE_URL_ENV] = store

@@ -9,6 +9,7 @@ flushes the audit writer, as with a single uvicorn process."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,21 @@ class _Workers(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:  # noqa: ANN401 - the ASGI app, built in the worker after the fork
-        return self._factory()
+        app = self._factory()
+        settle_heap()
+        return app
+
+
+def settle_heap() -> None:
+    """Move everything the server holds after start-up (imported modules, the app, its routes and models)
+    out of the garbage collector's reach.
+
+    Without it every full collection walks those hundreds of thousands of long-lived objects, a pause of
+    tens of milliseconds in the middle of requests: under wrk with 50 connections the lookup's p99 was
+    126 ms against a p50 of 22 ms, and 33-36 ms with the heap frozen (issue 19). Objects made while serving
+    are still collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def worker_options(host: str, port: int, workers: int) -> dict[str, Any]:
