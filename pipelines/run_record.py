@@ -25,7 +25,11 @@ QUARANTINE_HEADERS_ZH = {
     "reason_code": "原因代码",
     "detail": "说明",
 }
-XLSX_MAX_ROWS = 1_048_575  # Excel's row limit less the header row
+# The workbook is for a person finding what to fix at the source: every (table, reason) with its count on
+# the first sheet, and its first rows on the second. Each reason's first rows show the pattern; all rows are
+# in quarantine.csv / quarantine.parquet. (Writing all 228k rows of the 1M stress county took ~10 CPU s of
+# xlsxwriter beside the tiers stage, for a sheet nobody reads to the end.)
+XLSX_ROWS_PER_REASON = 1_000
 
 
 def now() -> str:
@@ -91,8 +95,9 @@ class RunRecord:
 
 
 def write_quarantine_exports(folder: Path) -> int:
-    """quarantine.csv (UTF-8 with BOM, Chinese headers) and quarantine.xlsx beside quarantine.parquet;
-    returns the number of rows. The XLSX holds at most Excel's row limit (the CSV holds every row)."""
+    """quarantine.csv (UTF-8 with BOM, Chinese headers; every row) and quarantine.xlsx (a summary per table
+    and reason, then each reason's first XLSX_ROWS_PER_REASON rows) beside quarantine.parquet; returns the
+    number of rows."""
     import pandas as pd
 
     from risk.products.lists import write_csv
@@ -101,29 +106,55 @@ def write_quarantine_exports(folder: Path) -> int:
     if not source.is_file():
         return 0
     frame = pd.read_parquet(source)
-    people = frame.rename(columns=QUARANTINE_HEADERS_ZH)
-    write_csv(people, folder / "quarantine.csv")
-    _write_xlsx(people.head(XLSX_MAX_ROWS), folder / "quarantine.xlsx", truncated=len(frame) > XLSX_MAX_ROWS)
+    write_csv(frame.rename(columns=QUARANTINE_HEADERS_ZH), folder / "quarantine.csv")
+    keys = ["table", "reason_code"]
+    # the quarantine is in table order, then source row: a reason's first rows are its first in the file
+    rank = frame.groupby(keys, sort=False).cumcount()
+    summary = (
+        frame.groupby(keys, sort=False)
+        .agg(rows=("source_row", "size"), first_row=("source_row", "min"))
+        .reset_index()
+    )
+    # tables in the file's order; in each, the reason with most rows first
+    summary = summary.assign(order=pd.factorize(summary["table"])[0]).sort_values(
+        ["order", "rows", "reason_code"], ascending=[True, False, True], kind="mergesort"
+    )
+    _write_xlsx(summary, frame[rank < XLSX_ROWS_PER_REASON], folder / "quarantine.xlsx")
     return len(frame)
 
 
-def _write_xlsx(frame, path: Path, truncated: bool) -> None:
+def _write_xlsx(summary, rows, path: Path) -> None:  # noqa: ANN001 - pandas frames, imported lazily
     import xlsxwriter
 
+    from risk import definitions
     from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
 
-    book = xlsxwriter.Workbook(
-        str(path),
-        {
-            "constant_memory": True,
-            **XLSXWRITER_OPTIONS,
-        },
-    )
+    reasons = definitions.validation_rules()["reasons"]
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True, **XLSXWRITER_OPTIONS})
     try:
-        sheet = book.add_worksheet("隔离记录")
         head = book.add_format({"bold": True, "bg_color": "#D9E1F2", "border": 1})
-        columns = list(frame.columns)
-        for c, column in enumerate(columns):
+        overview = book.add_worksheet("汇总")
+        columns = [("表", 14), ("原因代码", 20), ("原因", 30), ("行数", 10), ("首行", 10), ("本表列出", 10)]
+        for c, (title, width) in enumerate(columns):
+            overview.write_string(0, c, title, head)
+            overview.set_column(c, c, width)
+        for r, row in enumerate(summary.itertuples(index=False), start=1):
+            overview.write_string(r, 0, str(row.table))
+            overview.write_string(r, 1, str(row.reason_code))
+            overview.write_string(r, 2, str(reasons.get(row.reason_code, {}).get("zh", "")))
+            overview.write_number(r, 3, int(row.rows))
+            overview.write_number(r, 4, int(row.first_row))
+            overview.write_number(r, 5, min(int(row.rows), XLSX_ROWS_PER_REASON))
+        note = len(summary) + 2
+        overview.write_string(
+            note,
+            0,
+            f"“隔离记录”表每类原因列出前 {XLSX_ROWS_PER_REASON:,} 行；"
+            "完整记录见 quarantine.csv / quarantine.parquet。",
+        )
+        sheet = book.add_worksheet("隔离记录")
+        frame = rows.rename(columns=QUARANTINE_HEADERS_ZH)
+        for c, column in enumerate(frame.columns):
             sheet.write_string(0, c, str(column), head)
             sheet.set_column(c, c, 40 if column == "说明" else 14)
         for r, row in enumerate(frame.itertuples(index=False), start=1):
@@ -134,8 +165,5 @@ def _write_xlsx(frame, path: Path, truncated: bool) -> None:
                     sheet.write_number(r, c, value)
                 else:
                     sheet.write_string(r, c, inert_text(str(value)))  # quarantined text stays inert
-        if truncated:
-            note = book.add_worksheet("说明")
-            note.write_string(0, 0, "行数超过 Excel 上限，完整记录见 quarantine.csv / quarantine.parquet。")
     finally:
         book.close()

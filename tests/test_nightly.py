@@ -242,7 +242,7 @@ def test_run_record_for_the_county_it_person(small_run: Path):
     as_csv = pd.read_csv(small_run / "quarantine.csv", encoding="utf-8-sig")
     assert list(as_csv.columns)[:4] == ["表", "原文件行号", "档案号", "原因代码"]
     assert len(as_csv) == len(quarantine)
-    assert len(pd.read_excel(small_run / "quarantine.xlsx")) == len(quarantine)
+    assert len(pd.read_excel(small_run / "quarantine.xlsx", sheet_name="隔离记录")) == len(quarantine)
     assert set(manifest["quarantine_files"]) == {"quarantine.parquet", "quarantine.csv", "quarantine.xlsx"}
 
 
