@@ -34,5 +34,5 @@ FROM (SELECT person_id,
                    DATE_DIFF('second', TIMESTAMP '2000-01-01 00:00:00', measured_at) * 1000000000 + source_row
                        AS order_key
             FROM vitals
-            WHERE measured_at < :as_of_end) vitals_asof
+            WHERE measured_at < :as_of_end AND person_id IN (SELECT person_id FROM managed)) vitals_asof
       GROUP BY person_id) per_person

@@ -18,4 +18,5 @@ SELECT person_id,
        MAX_BY(value, measured_at) FILTER (WHERE test = 'uacr') AS uacr_last
 FROM labs
 WHERE measured_at < :as_of_end AND test IN ('fpg', 'hba1c', 'tc', 'hdl_c', 'ldl_c', 'egfr', 'uacr')
+  AND person_id IN (SELECT person_id FROM managed)
 GROUP BY person_id

@@ -27,11 +27,12 @@ SELECT person_id,
                    DATE_DIFF('day', DATE '2000-01-01', followed_on) * 1000000000 + source_row) FILTER (WHERE asked)
             WHEN 1 THEN TRUE WHEN 0 THEN FALSE END AS fu_last_adverse_reaction
 FROM (SELECT *, origin IS DISTINCT FROM 'call_result' AS asked FROM follow_ups) f
-WHERE followed_on <= :as_of
+WHERE followed_on <= :as_of AND person_id IN (SELECT person_id FROM managed)
 GROUP BY person_id
 
 -- cte: fu_days
-SELECT person_id, followed_on FROM follow_ups WHERE followed_on >= :window_start AND followed_on <= :as_of
+SELECT person_id, followed_on FROM follow_ups
+WHERE followed_on >= :window_start AND followed_on <= :as_of AND person_id IN (SELECT person_id FROM managed)
 
 -- cte: fu_day_bp
 SELECT d.person_id, d.followed_on,

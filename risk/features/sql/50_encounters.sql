@@ -6,7 +6,7 @@
 -- cte: inpatient_stays
 SELECT encounter_id, person_id, admitted_on, discharged_on
 FROM encounters
-WHERE setting = 'inpatient' AND admitted_on <= :as_of
+WHERE setting = 'inpatient' AND admitted_on <= :as_of AND person_id IN (SELECT person_id FROM managed)
 
 -- cte: readmissions
 SELECT a.person_id, COUNT(DISTINCT a.encounter_id) AS enc_readmit30_12m
@@ -31,5 +31,5 @@ SELECT person_id,
        CAST(SUM(CASE WHEN COALESCE(discharged_on, admitted_on) <= :as_of
                      THEN CAST(fund_paid AS DECIMAL(18, 2)) END) AS DOUBLE) AS enc_fund_paid_12m
 FROM encounters
-WHERE admitted_on >= :window_start AND admitted_on <= :as_of
+WHERE admitted_on >= :window_start AND admitted_on <= :as_of AND person_id IN (SELECT person_id FROM managed)
 GROUP BY person_id

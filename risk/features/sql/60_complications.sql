@@ -5,12 +5,13 @@
 -- cte: encounter_dx
 SELECT person_id, admitted_on, primary_dx AS dx
 FROM encounters
-WHERE admitted_on <= :as_of
+WHERE admitted_on <= :as_of AND person_id IN (SELECT person_id FROM managed)
 UNION ALL
 SELECT person_id, admitted_on, TRIM(dx) AS dx
 FROM (SELECT person_id, admitted_on, UNNEST(STRING_SPLIT(secondary_dx, ';')) AS dx
       FROM encounters
-      WHERE admitted_on <= :as_of AND secondary_dx IS NOT NULL AND secondary_dx <> '') secondary
+      WHERE admitted_on <= :as_of AND secondary_dx IS NOT NULL AND secondary_dx <> ''
+        AND person_id IN (SELECT person_id FROM managed)) secondary
 
 -- cte: complication_first
 SELECT d.person_id, c.cx_group, MIN(d.admitted_on) AS first_on
