@@ -1,6 +1,9 @@
 -- Who gets a feature row: a registered managed condition active on :as_of, alive on :as_of.
 -- Portable SQL (DuckDB dialect, transpiled to Spark by sqlglot): no QUALIFY, and no list functions
 -- beyond MAX_BY(x, key, n), LIST_AVG and list indexing, which risk/engines/spark_sql.py carries to Spark.
+-- Only the persons of `managed` get a feature row, so every per-person aggregate over an event table keeps
+-- their rows only (`person_id IN (SELECT person_id FROM managed)`) before grouping: on the other-shape
+-- county 85 % of persons are not managed, and their groups cost as much as everyone else's.
 
 -- cte: active_conditions
 SELECT person_id, condition, enrolled_on

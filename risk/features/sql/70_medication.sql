@@ -2,6 +2,8 @@
 -- dispensed_on .. dispensed_on + days_supply - 1, clipped to the window; overlapping supplies are merged
 -- (union), not shifted. Sorted by start, a dispensing adds only the days after the furthest end seen so
 -- far, so one running-max window computes the union (the order among equal starts does not change the sum).
+-- Dispensings of one group starting the same day are merged first (the longest supply covers the others):
+-- the union is the same and the window, the costly step, sorts about half the rows on the own county.
 -- Only managed persons get a feature row, so only their dispensings enter the (costly) window.
 
 -- cte: dispensing_intervals
@@ -20,7 +22,9 @@ SELECT person_id, pdc_group,
 FROM (SELECT person_id, pdc_group, start_on, end_on,
              MAX(end_on) OVER (PARTITION BY person_id, pdc_group ORDER BY start_on
                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
-      FROM dispensing_intervals) ordered
+      FROM (SELECT person_id, pdc_group, start_on, MAX(end_on) AS end_on
+            FROM dispensing_intervals
+            GROUP BY person_id, pdc_group, start_on) merged) ordered
 
 -- cte: medication
 SELECT person_id,
