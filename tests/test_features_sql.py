@@ -69,3 +69,24 @@ def test_parameters_come_from_thresholds() -> None:
 def test_unknown_parameter_is_a_definition_error() -> None:
     with pytest.raises(DefinitionError, match="no_such"):
         bind("SELECT :no_such", query_parameters(AS_OF))
+
+
+def test_event_tables_are_read_for_managed_persons_only() -> None:
+    """Only managed persons get a feature row, so a block reading an event table keeps their rows (reads
+    `managed`, directly or through the blocks it reads) before it groups: on the other-shape county
+    aggregating every person's vitals and labs cost a sixth of the feature stage for nothing."""
+    reads = {b.name: tables_read(b.sql) for b in sql_blocks() if b.kind == "cte"}
+
+    def reaches_managed(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        return "managed" in reads[name] or any(
+            reaches_managed(other, seen | {name}) for other in reads[name] & reads.keys() - seen
+        )
+
+    who_is_managed = {"active_conditions", "managed"}  # from conditions alone
+    event_tables = set(EVENT_TABLES) - {"persons"}
+    unfiltered = [
+        name
+        for name, tables in reads.items()
+        if name not in who_is_managed and tables & event_tables and not reaches_managed(name)
+    ]
+    assert unfiltered == []
