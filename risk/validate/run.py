@@ -46,7 +46,11 @@ from risk.validate.result import TableCounts, ValidationResult
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("canonical", "quarantine.parquet", "validation.json")
-COPY_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
+# Parquet format version 2 lets DuckDB write DELTA_BINARY_PACKED integers and timestamps (source_row and
+# measured_at were PLAIN: 358 of the 449 MB of the other-shape county's vitals at 1M persons). The same
+# write CPU, 40 % smaller files, and every later reader (features, lists, publish) decodes less: a
+# per-person aggregate of that vitals table took 22 % less CPU. pyarrow and Spark read it.
+COPY_OPTIONS = "(FORMAT parquet, COMPRESSION snappy, PARQUET_VERSION v2)"
 EMPTY_SCAN = "(SELECT CAST(NULL AS BIGINT) AS source_row WHERE false)"  # an absent optional table
 # DuckDB spills to disk beyond this, keeping the whole run well under 4 GiB resident.
 DEFAULT_MEMORY_LIMIT = "2500MB"
