@@ -315,3 +315,29 @@ def test_readings_tied_at_the_cutoff_keep_the_earlier_rows_of_the_file(
             ).scalar_one()
         engine.dispose()
         assert sorted(item["sbp"] for item in json.loads(series)) == list(range(100, 160))
+
+
+def test_the_tier_history_is_loaded_while_the_patient_rows_are_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver inserts the tier history (read from tiers.parquet as is) while the row producer stages
+    the tiered persons for the patient rows; before, the stage ran ahead of the load and the driver waited
+    for it. The producer stages, and the history is the first table written."""
+    events: list[tuple[str, str]] = []
+    stage, insert = publish_module._stage, publish_module.insert_rows
+
+    def staging(con):  # type: ignore[no-untyped-def]
+        events.append(("stage", threading.current_thread().name))
+        stage(con)
+
+    def inserting(conn, table, columns, rows):  # type: ignore[no-untyped-def]
+        events.append((f"insert {table.name}", threading.current_thread().name))
+        insert(conn, table, columns, rows)
+
+    monkeypatch.setattr(publish_module, "_stage", staging)
+    monkeypatch.setattr(publish_module, "insert_rows", inserting)
+    publish_run(write_demo_run(tmp_path / "run", persons=30), str(tmp_path / "store.db"))
+    assert ("stage", "publish-rows") in events
+    inserts = [name for name, _ in events if name.startswith("insert")]
+    assert inserts[0] == f"insert {schema.tier_history.name}"
+    assert {schema.patients.name, schema.search_terms.name} <= {name.split()[1] for name in inserts}
