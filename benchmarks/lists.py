@@ -3,12 +3,14 @@ nightly job calls (pipelines.nightly._lists) on the run's tiers, features and ca
 and CPU seconds per part, the CPU of the forked workbook workers, and (optionally) the outputs compared
 with another copy's, file by file (CSV bytes, every workbook's sheet names and cell values).
 
-    .venv/bin/python benchmarks/lists.py RUN OUT [--compare OTHER_OUT] [--profile FILE.prof]
+    .venv/bin/python benchmarks/lists.py RUN OUT [--unmanaged-beside] [--compare OTHER] [--profile FILE]
 
 OUT gets lists/ and calls/ as the nightly writes them (OUT/canonical is a link to RUN/canonical); the
 run folder itself is only read. The parts are those of timings.json `parts` (lists.priority,
 lists.unmanaged, lists.calls, lists.csv_and_workbooks, lists.workload). On this shared 2-core machine,
-compare the CPU columns: wall time follows the other users' load.
+compare the CPU columns: wall time follows the other users' load. With --unmanaged-beside the unmanaged
+list is written before the clock starts and handed over as done, as the nightly's worker beside the tiers
+stage does (the stage then is what timings.json's `lists` is); without, this process queries it in the stage.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def _cpu_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_lists(run: Path, out: Path, xlsx: bool = True, profile: Path | None = None) -> dict:
+def run_lists(
+    run: Path, out: Path, xlsx: bool = True, profile: Path | None = None, unmanaged_beside: bool = False
+) -> dict:
+    from concurrent.futures import Future
+
     import pandas as pd
 
     from pipelines import nightly
@@ -54,12 +60,20 @@ def run_lists(run: Path, out: Path, xlsx: bool = True, profile: Path | None = No
     options = nightly.NightlyOptions(run, AS_OF, out, xlsx=xlsx)
     engine = open_engine("duckdb", folder.path)
     clock = nightly.StageClock()
+    beside = None
+    if unmanaged_beside:  # as the nightly's worker writes it while the tiers stage runs
+        from risk.products.lists import UNMANAGED_CSV
+        from risk.products.unmanaged import export_unmanaged
+
+        folder.lists.mkdir(parents=True, exist_ok=True)
+        beside = Future()
+        beside.set_result(export_unmanaged(folder.canonical, AS_OF, folder.lists / UNMANAGED_CSV, threads=1))
     profiler = cProfile.Profile() if profile else None
     workers_before = _cpu_children()
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    result = nightly._lists(options, engine, folder, tiered, features, None, clock)
+    result = nightly._lists(options, engine, folder, tiered, features, None, clock, beside)
     if profiler:
         profiler.disable()
         profiler.dump_stats(str(profile))
@@ -89,10 +103,21 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another OUT to compare the outputs with")
     parser.add_argument("--profile", type=Path, help="cProfile of the main process to this file")
     parser.add_argument("--no-xlsx", action="store_true")
+    parser.add_argument(
+        "--unmanaged-beside",
+        action="store_true",
+        help="the unmanaged list written before the stage (as the nightly)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RISK_ID_KEY", "benchmark-key")
     load = os.getloadavg()[0]
-    figures = run_lists(args.run, args.out, xlsx=not args.no_xlsx, profile=args.profile)
+    figures = run_lists(
+        args.run,
+        args.out,
+        xlsx=not args.no_xlsx,
+        profile=args.profile,
+        unmanaged_beside=args.unmanaged_beside,
+    )
     figures["load_average"] = [round(load, 1), round(os.getloadavg()[0], 1)]
     print(f"{'part':28s} {'wall s':>8s} {'CPU s':>8s}")
     for name, part in figures["parts"].items():

@@ -323,3 +323,92 @@ def test_starting_the_list_workers_leaves_this_process_collecting_garbage(frames
     finally:
         pending.finish(pd.DataFrame({"person_id": pd.Series([], dtype=str)}))
     assert len(list((tmp_path / "xlsx").glob("*.xlsx"))) == 2
+
+
+def test_workbooks_are_built_with_the_collector_paused_and_left_as_it_was(tmp_path):
+    """The list workbooks are built without cyclic garbage collections (they rescanned every cell tuple
+    as the cells piled up: a quarter of the list workers' CPU); the collector is on again afterwards,
+    also after an error, and stays off when it was off."""
+    import gc
+    import sys
+
+    from risk.calls.lists import CALL_COLUMNS, write_call_workbook
+    from risk.products.workbook import PrintRow, PrintSettings, write_team_workbook
+
+    rows = [
+        PrintRow(
+            f"患者{i}",
+            "V1",
+            f"1380000{i:04d}",
+            "red",
+            "原因",
+            "150/95",
+            "2024-11-01",
+            "",
+            "",
+            "2024-12-01",
+            i,
+        )
+        for i in range(3000)
+    ]
+    call_rows = [[f"{name}{i}" for name in CALL_COLUMNS] for i in range(2000)]
+    collections = []
+
+    def count(phase: str, _info: dict) -> None:  # a collection started inside a workbook writer
+        frame = sys._getframe()
+        while frame is not None and phase == "start":
+            if frame.f_code.co_name in ("write_team_workbook", "write_call_workbook"):
+                collections.append(frame.f_code.co_name)
+                return
+            frame = frame.f_back
+
+    gc.callbacks.append(count)
+    try:
+        assert gc.isenabled()
+        write_team_workbook(rows, tmp_path / "team.xlsx", PrintSettings(team="TM1", run_date="2024-12-31"))
+        write_call_workbook([("V1", call_rows)], tmp_path / "calls.xlsx", "外呼名单")
+        assert collections == [] and gc.isenabled()
+        with pytest.raises(TypeError):
+            write_call_workbook([("V1", [[1] * len(CALL_COLUMNS)])], tmp_path / "bad.xlsx", "外呼名单")
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            write_call_workbook([("V1", call_rows[:10])], tmp_path / "off.xlsx", "外呼名单")
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+    assert load_workbook(tmp_path / "team.xlsx")["V1"].max_row > 3000
+
+
+def test_list_workers_find_the_team_workbook_jobs_in_their_inherited_memory(frames, tmp_path, monkeypatch):
+    """The team workbook jobs reach the forked list workers through the fork, not the pool's queue (their
+    pickling cost the main process 1.4 s at 1M persons): what is submitted is the job's number only, the
+    workbooks are those written in this process, and the jobs are let go when the export closes."""
+    import pickle
+
+    from risk import workers
+    from risk.products import lists
+
+    submitted = []
+    submit = workers._ForkedPool.submit
+
+    def recording(pool, fn, /, *args, **kwargs):
+        submitted.append(len(pickle.dumps((fn, args, kwargs))))
+        return submit(pool, fn, *args, **kwargs)
+
+    monkeypatch.setattr(workers._ForkedPool, "submit", recording)
+    tiers, features, persons = frames
+    listing = build_priority_list(tiers, features, persons)
+    unmanaged = pd.DataFrame({"person_id": pd.Series([], dtype=str)})
+    inline = export_lists(listing, unmanaged, tmp_path / "inline", "2024-12-31", workers=1)
+    pending = lists.PendingExport(listing, tmp_path / "pooled", run_date="2024-12-31", workers=2)
+    assert len(lists._INHERITED[id(pending)]) == 2
+    pooled = pending.finish(unmanaged)
+    assert len(submitted) == 2 and max(submitted) < 100  # a function and two numbers, not a team's rows
+    assert id(pending) not in lists._INHERITED and pooled == inline
+    books = sorted((tmp_path / "inline" / "xlsx").glob("*.xlsx"))
+    assert len(books) == 2
+    for book in books:
+        assert _cells_of(tmp_path / "pooled" / "xlsx" / book.name) == _cells_of(book)

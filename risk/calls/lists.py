@@ -24,7 +24,7 @@ import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
 from risk.products.lists import TIER_RANK, TIER_ZH, _per_distinct, _runs, file_stem, sheet_names, write_csv
-from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
+from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
 CALL_COLUMNS = {
@@ -359,6 +359,7 @@ def call_workbook_jobs(calls: pd.DataFrame, folder: Path, on: date) -> list[tupl
     return jobs
 
 
+@collector_paused()
 def write_call_workbook(villages: list[tuple[str, list[list[str]]]], path: Path, title: str) -> None:
     """One sheet per village: title, Chinese and English headers, the rows' cell texts (call_workbook_jobs)
     with the result columns filled yellow to be written in."""

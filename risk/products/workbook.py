@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
-from risk.spreadsheet import XLSXWRITER_OPTIONS, inert_text
+from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text
 
 FONT_PT = 10
 LINE_PT = 13.5  # row height per line of 10 pt text
@@ -171,6 +171,7 @@ def _cells(row: PrintRow, number: int, lang: str, village: str) -> list[str | in
     ]
 
 
+@collector_paused()
 def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSettings) -> None:
     """One sheet per village (villages sorted by ID); sheet names from risk.products.lists.sheet_names
     (unique case-insensitively, at most 31 characters, never Excel's reserved "History")."""
