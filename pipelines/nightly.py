@@ -406,7 +406,7 @@ def _lists(
     the list workers while this process does the rest; `clock` gets the seconds of each part."""
     from risk.products.lists import LIST_PERSON_COLUMNS, PendingExport, build_priority_list
     from risk.products.unmanaged import find_unmanaged, unmanaged_list
-    from risk.products.workload import export_workload
+    from risk.products.workload import plan_workload
 
     clock = clock or StageClock()
     tiers = tiered.tiers
@@ -455,13 +455,14 @@ def _lists(
             with clock.part("lists.unmanaged"):  # waiting for it: its own seconds are unmanaged.beside
                 beside = unmanaged_beside.result()
             clock.parts["unmanaged.beside"] = {"seconds": beside.seconds, "cpu_seconds": beside.cpu_seconds}
+        with clock.part("lists.workload"):  # planned while the workers write; written once they are done
+            workload = plan_workload(tiers, features, options.as_of)
     except BaseException:
         pending.close()
         raise
     with clock.part("lists.csv_and_workbooks"):  # CSV files, then waiting for the workers' workbooks
         exported = pending.finish(unmanaged)
-    with clock.part("lists.workload"):
-        workload, workload_figures = export_workload(tiers, features, options.as_of, run.lists)
+    workload.write(run.lists)
     counts = {
         "priority_rows": exported.rows,
         # counted on disk (lists/ also holds workload.csv): what was written, not what was meant
@@ -469,7 +470,7 @@ def _lists(
         "unmanaged": int(len(unmanaged)) if unmanaged is not None else beside.rows,
         "calls": calls,
     }
-    return _Lists(counts, workload, workload_figures)
+    return _Lists(counts, workload.table, workload.figures)
 
 
 def _write_cascade(options: NightlyOptions, run: RunFolder, call_results: pd.DataFrame) -> None:

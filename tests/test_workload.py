@@ -150,3 +150,26 @@ def test_nightly_writes_the_workload_view_and_the_api_serves_it_to_the_team(smal
     denied = client.get(f"/api/teams/{team}/workload", headers={"Authorization": f"Bearer {other}"})
     assert denied.status_code == 403
     client.close()
+
+
+def test_the_workload_is_planned_without_writing_and_written_as_exported(tmp_path):
+    """The nightly plans the workload while the list workers write their workbooks and writes it once
+    they are done (the list export counts its files on disk): the same file and figures as export_workload."""
+    from risk.products.workload import export_workload, plan_workload
+
+    rows = [base_row(fu_last_date=days_ago(200), fu_days_since_last=200) for _ in range(3)] + [base_row()]
+    tiers = _team(rows)
+    features = tiers[["person_id", "team_id"]].assign(team_id=["A", "A", "B", "B"])
+    tiers = tiers.drop(columns="team_id")
+    table, figures = export_workload(tiers, features, AS_OF, tmp_path / "exported")
+    planned = plan_workload(tiers, features, AS_OF)
+    assert not (tmp_path / "planned").exists()
+    planned.write(tmp_path / "planned")
+    assert (tmp_path / "planned" / "workload.csv").read_bytes() == (
+        tmp_path / "exported" / "workload.csv"
+    ).read_bytes()
+    assert planned.figures == figures and planned.table.equals(table) and planned.unit == "team_id"
+    assert set(pd.read_csv(tmp_path / "planned" / "workload.csv", encoding="utf-8-sig")["team_id"]) == {
+        "A",
+        "B",
+    }

@@ -3,6 +3,7 @@ holds the planning itself, shared with the API)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,34 @@ from risk.products.lists import write_csv
 from risk.tiers.workload import red_share_check, workload_summary, workload_table, workload_unit
 
 
+@dataclass
+class Workload:
+    """The workload per unit and week (lists/workload.csv once written) and the run.json figures."""
+
+    table: pd.DataFrame
+    unit: str  # the unit column's name in the CSV
+    figures: dict[str, Any]  # workload and red share
+
+    def write(self, out_dir: Any) -> None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_csv(self.table.rename(columns={"unit": self.unit}), Path(out_dir) / "workload.csv")
+
+
+def plan_workload(
+    tiers: pd.DataFrame, features: pd.DataFrame, as_of: date, settings: dict[str, Any] | None = None
+) -> Workload:
+    """The workload table and figures, not written yet (the nightly plans it while the list workers write
+    their workbooks, and writes it once they are done: the list export counts its files on disk)."""
+    settings = settings or capacity_settings()
+    unit = workload_unit(features.columns, settings)
+    with_unit = tiers.drop(columns=[unit], errors="ignore").merge(
+        features[["person_id", unit]], on="person_id", how="left"
+    )
+    table = workload_table(with_unit, unit, as_of, settings)
+    figures = workload_summary(table, unit, settings)
+    return Workload(table, unit, {"workload": figures, "red_share": red_share_check(tiers, settings)})
+
+
 def export_workload(
     tiers: pd.DataFrame,
     features: pd.DataFrame,
@@ -22,16 +51,9 @@ def export_workload(
     settings: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Write lists/workload.csv; return the table and the run.json figures (workload and red share)."""
-    settings = settings or capacity_settings()
-    unit = workload_unit(features.columns, settings)
-    with_unit = tiers.drop(columns=[unit], errors="ignore").merge(
-        features[["person_id", unit]], on="person_id", how="left"
-    )
-    table = workload_table(with_unit, unit, as_of, settings)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_csv(table.rename(columns={"unit": unit}), Path(out_dir) / "workload.csv")
-    figures = workload_summary(table, unit, settings)
-    return table, {"workload": figures, "red_share": red_share_check(tiers, settings)}
+    workload = plan_workload(tiers, features, as_of, settings)
+    workload.write(out_dir)
+    return workload.table, workload.figures
 
 
 def summary_lines(figures: dict[str, Any], table: pd.DataFrame, top: int = 10) -> list[str]:
