@@ -93,3 +93,33 @@ def test_the_helpers_agree_and_keep_other_values() -> None:
     assert inert_table(pa.Table.from_pandas(frame)).column("text").to_pylist() == expected
     assert expected[: len(FORMULA_NAMES)] == ["'" + v for v in FORMULA_NAMES]
     assert expected[len(FORMULA_NAMES) :] == ["张三", "", None, "a=b", "'=x"]
+
+
+def test_the_list_workbooks_string_writer_writes_what_write_string_writes(tmp_path):
+    """The list workbooks write their cells through string_writer (xlsxwriter's undecorated method, when it
+    has one): the same text cells, formats and inert values as the public write_string."""
+    import xlsxwriter
+
+    from risk.spreadsheet import XLSXWRITER_OPTIONS, string_writer
+
+    cells = [(0, 0, "=1+1"), (1, 2, "李娜"), (3, 1, "http://x.y"), (2, 3, "0123"), (4, 0, "")]
+    for name, writer in (("public", lambda sheet: sheet.write_string), ("fast", string_writer)):
+        book = xlsxwriter.Workbook(str(tmp_path / f"{name}.xlsx"), XLSXWRITER_OPTIONS)
+        sheet = book.add_worksheet("V1")
+        bold = book.add_format({"bold": True})
+        write = writer(sheet)
+        for row, col, text in cells:
+            write(row, col, text, bold if col else None)
+        book.close()
+    public, fast = (load_workbook(tmp_path / f"{n}.xlsx")["V1"] for n in ("public", "fast"))
+    assert [[(c.value, c.data_type, c.font.b) for c in row] for row in fast.iter_rows()] == [
+        [(c.value, c.data_type, c.font.b) for c in row] for row in public.iter_rows()
+    ]
+    assert fast.cell(1, 1).value == "=1+1" and fast.cell(1, 1).data_type == "s"  # text, never a formula
+
+    class OnlyPublic:  # an xlsxwriter without the undecorated method: the public one
+        def write_string(self, *args: object) -> int:
+            return 0
+
+    sheet = OnlyPublic()
+    assert string_writer(sheet) == sheet.write_string

@@ -24,7 +24,7 @@ import pandas as pd
 
 from risk.calls.definitions import CallDefinitions, call_definitions
 from risk.products.lists import TIER_RANK, TIER_ZH, _per_distinct, _runs, file_stem, sheet_names, write_csv
-from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text
+from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text, string_writer
 
 # The CSV layout for a county's phone platform (docs/call-lists.md). Result columns come last, empty.
 CALL_COLUMNS = {
@@ -376,7 +376,7 @@ def write_call_workbook(villages: list[tuple[str, list[list[str]]]], path: Path,
     sheets = sheet_names([village for village, _ in villages])
     for village, rows in villages:
         sheet = book.add_worksheet(sheets[village])
-        write = sheet.write_string
+        write = string_writer(sheet)
         write(0, 0, f"{title} {village}")
         for col, name in enumerate(columns):
             zh, en = CALL_COLUMNS[name]

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
-from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text
+from risk.spreadsheet import XLSXWRITER_OPTIONS, collector_paused, inert_text, string_writer
 
 FONT_PT = 10
 LINE_PT = 13.5  # row height per line of 10 pt text
@@ -243,7 +243,7 @@ def write_team_workbook(rows: Sequence[PrintRow], path: Path, settings: PrintSet
             sheet.set_row(
                 header_row, LINE_PT * max(wrapped_lines(c[header_idx], c[3]) for c in PRINT_COLUMNS) + 2
             )
-            write_string = sheet.write_string
+            write_string = string_writer(sheet)
             for number, row in enumerate(by_village[village], start=1):
                 values = _cells(row, number, lang, shown)
                 r = header_row + number
