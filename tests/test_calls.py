@@ -4,6 +4,7 @@ while runs are being published."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date
 from pathlib import Path
@@ -279,4 +280,72 @@ def test_call_scripts_formatted_per_column_equal_the_row_by_row_scripts() -> Non
             )
             for row in calls.to_dict("records")
         ]
+        if language == "en":  # an empty field leaves no space before a comma: "Hello, ..." not "Hello , ..."
+            expected = [re.sub(r" +([,.;:])", r"\1", text) for text in expected]
         assert got[language] == expected
+    assert got["en"][1].startswith("Hello, ") and got["en"][3].startswith("Hello, ")
+    assert got["en"][2].startswith("Hello Li, ") and got["zh"][1].startswith("您好，")
+
+
+def test_printed_call_list_is_a4_one_page_wide_and_says_the_reason_in_words(tmp_path: Path) -> None:
+    """The team workbook prints on A4 landscape one page wide, shows only the columns a village doctor
+    reads or writes in (the others hidden, still there for the import), rows tall enough for the wrapped
+    texts and a handwritten result, and the headline reason as its sentence; calls.csv keeps the code."""
+    import json
+    from datetime import date
+
+    import openpyxl
+
+    from risk.calls.lists import (
+        CALL_COLUMNS,
+        PRINTED_WIDTHS,
+        REASON_TEXT,
+        CallListResult,
+        export_call_lists,
+        headline_reason,
+        headline_reason_zh,
+    )
+
+    reasons = json.dumps(
+        [
+            {"id": "poor_adherence", "tier": "green", "zh": "服药依从性差", "en": "Poor adherence"},
+            {"id": "cv_risk_high", "tier": "yellow", "zh": "高危：血压升高伴≥3个危险因素", "en": "High risk"},
+        ],
+        ensure_ascii=False,
+    )
+    assert headline_reason(reasons) == "cv_risk_high"
+    assert headline_reason_zh(reasons) == "高危：血压升高伴≥3个危险因素"
+    assert headline_reason(None) == "default" and headline_reason_zh("[]") == ""
+    calls = pd.DataFrame({name: [""] * 3 for name in CALL_COLUMNS}, dtype="str")
+    calls["team_id"], calls["village_id"] = "T1", ["V1", "V1", "V2"]
+    calls["person_id"] = ["P1", "P2", "P3"]
+    calls["tier"] = ["红", "黄", "绿"]
+    calls["reason"] = "cv_risk_high"
+    calls["script_zh"] = "您好，您的慢病随访时间到了（2024-12-13），请到村卫生室随访。" * 2
+    calls[REASON_TEXT] = headline_reason_zh(reasons)
+    result = CallListResult(calls, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), 0)
+    export_call_lists(result, tmp_path, date(2024, 12, 31))
+    csv = pd.read_csv(tmp_path / "calls.csv", dtype=str, encoding="utf-8-sig")
+    assert list(csv.columns) == list(CALL_COLUMNS) and set(csv["reason"]) == {"cv_risk_high"}
+    (book_path,) = (tmp_path / "xlsx").glob("*.xlsx")
+    book = openpyxl.load_workbook(book_path)
+    assert book.sheetnames == ["V1", "V2"]
+    sheet = book["V1"]
+    assert sheet.page_setup.paperSize == 9 and sheet.page_setup.orientation == "landscape"
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert sheet.page_setup.fitToWidth in (None, 1) and sheet.page_setup.fitToHeight == 0  # None: Excel's 1
+    columns = list(CALL_COLUMNS)
+    hidden = {  # a run of like columns is one <col min max> element
+        columns[i - 1]
+        for dim in sheet.column_dimensions.values()
+        if dim.hidden
+        for i in range(dim.min, dim.max + 1)
+    }
+    assert hidden == set(columns) - set(PRINTED_WIDTHS) and "result_id" in hidden
+    assert [sheet.cell(2, i + 1).value for i in range(len(columns))] == [
+        zh for zh, _ in CALL_COLUMNS.values()
+    ]
+    assert sheet.cell(4, columns.index("reason") + 1).value == "高危：血压升高伴≥3个危险因素"
+    assert sheet.cell(4, columns.index("tier") + 1).fill.fgColor.rgb.endswith("F8CBAD")  # red, as printed
+    assert sheet.row_dimensions[4].height >= 2 * 15  # the script wraps to 3+ lines; never under two
+    assert sheet.row_dimensions[4].height > sheet.row_dimensions[2].height

@@ -13,6 +13,7 @@ the patient's last follow-up.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -56,6 +57,37 @@ CALL_COLUMNS = {
     "fpg": ("空腹血糖", "FPG"),
     "note": ("备注", "Note"),
 }
+# The printed call list (the team workbook): the width of each column a village doctor reads or writes in,
+# in Excel character units (about 158: one A4 landscape page wide at about 70 % of the default font). The
+# other columns (list date, team, township and village of the sheet's title, the due date that the days
+# overdue already say, the English script, the last call's date, the result ID the import matches on)
+# stay in the workbook, hidden, so a filled-in workbook imports as the CSV does; hidden columns are neither
+# printed nor shown on a phone.
+PRINTED_WIDTHS = {
+    "rank": 4.5,
+    "person_id": 9.5,
+    "name": 7,
+    "phone": 11,
+    "tier": 4,
+    "days_overdue": 6,
+    "status": 7,
+    "reason": 17,
+    "script_zh": 24,
+    "last_result": 7,
+    "attempts": 5,
+    "result": 8,
+    "remove_reason": 7,
+    "visit_on": 9,
+    "called_on": 9,
+    "sbp": 5,
+    "dbp": 5,
+    "fpg": 5.5,
+    "note": 10,
+}
+LINE_PT = 15  # row height per line of the default 11 pt font
+MIN_LINES = 2  # room to write a result by hand on every row
+WRAPPED = ("reason", "script_zh")  # long texts: wrapped in their column
+REASON_TEXT = "reason_zh"  # build_call_lists' extra column: the headline reason's sentence (printed)
 RESULT_COLUMNS = ["result", "remove_reason", "visit_on", "called_on", "sbp", "dbp", "fpg", "note"]
 STATUS = {  # why a patient is on (or off) the list
     "due": ("到期/逾期", "due or overdue"),
@@ -80,13 +112,25 @@ class CallListResult:
 
 
 def headline_reason(reasons_json: str | None) -> str:
+    """The rule code of the row's headline reason (the first reason of the highest tier), or "default"."""
+    best = _headline(reasons_json)
+    return "default" if best is None else str(best.get("id", "default"))
+
+
+def headline_reason_zh(reasons_json: str | None) -> str:
+    """The same reason as headline_reason, as its Chinese sentence (what the printed list shows); empty
+    when the row has no reason."""
+    best = _headline(reasons_json)
+    return "" if best is None else str(best.get("zh") or best.get("id", ""))
+
+
+def _headline(reasons_json: str | None) -> dict[str, Any] | None:
     if not reasons_json:
-        return "default"
+        return None
     reasons = json.loads(reasons_json) if isinstance(reasons_json, str) else list(reasons_json)
     if not reasons:
-        return "default"
-    best = max(reasons, key=lambda r: TIER_RANK.get(r.get("tier", "green"), 0))  # first of highest tier
-    return str(best.get("id", "default"))
+        return None
+    return max(reasons, key=lambda r: TIER_RANK.get(r.get("tier", "green"), 0))  # first of highest tier
 
 
 def call_states(
@@ -204,7 +248,12 @@ def _scripts(calls: pd.DataFrame, scripts: dict[str, dict[str, str]]) -> dict[st
     for language in ("zh", "en"):
         templates = {reason: scripts.get(reason, scripts["default"])[language] for reason in set(reasons)}
         out[language] = [templates[reason].format_map(row) for reason, row in zip(reasons, rows, strict=True)]
+    # an empty field (no name on record) leaves no space before the comma: "Hello, your ..."
+    out["en"] = [_EMPTY_FIELD_GAP.sub(r"\1", text) for text in out["en"]]
     return out
+
+
+_EMPTY_FIELD_GAP = re.compile(r" +([,.;:])")
 
 
 def build_call_lists(
@@ -245,6 +294,7 @@ def build_call_lists(
     calls = candidates[candidates["rank"] <= capacity].copy()
     over = int((candidates["rank"] > capacity).sum())
     calls["reason"] = _per_distinct(calls["reasons"], headline_reason)  # a few thousand distinct lists
+    reason_zh = _per_distinct(calls["reasons"], headline_reason_zh)
     scripts = _scripts(calls, defs.scripts)
     calls["script_zh"], calls["script_en"] = scripts["zh"], scripts["en"]
     calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
@@ -256,6 +306,8 @@ def build_call_lists(
     for column in RESULT_COLUMNS:
         calls[column] = ""
     calls = calls[list(CALL_COLUMNS)].reset_index(drop=True)
+    # not a calls.csv column (the platform gets the rule code): the printed list's 主要原因
+    calls[REASON_TEXT] = np.asarray(reason_zh, dtype=object)
     home = home[
         [
             "team_id",
@@ -307,7 +359,7 @@ def export_call_lists(
     written by its workers; the caller waits for them. Without, they are written here."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(result.calls.astype(str), out_dir / "calls.csv")
+    write_csv(result.calls[list(CALL_COLUMNS)].astype(str), out_dir / "calls.csv")
     write_csv(result.home_visits.astype(str), out_dir / "home_visits.csv")
     write_csv(result.registry_suggestions.astype(str), out_dir / "registry_suggestions.csv")
     files = 3
@@ -342,7 +394,11 @@ def _cell_text(series: pd.Series) -> np.ndarray:
 def call_workbook_jobs(calls: pd.DataFrame, folder: Path, on: date) -> list[tuple]:
     """(villages, path, title) per team for write_call_workbook: villages in ID order, each with its rows
     (in list order) as the cell texts, computed here at once for every team."""
-    cells = np.column_stack([_cell_text(calls[name]) for name in CALL_COLUMNS]) if len(calls) else None
+    # the reason as its sentence where build_call_lists gave it (the CSV keeps the rule code)
+    shown = {name: name for name in CALL_COLUMNS}
+    if REASON_TEXT in calls:
+        shown["reason"] = REASON_TEXT
+    cells = np.column_stack([_cell_text(calls[shown[name]]) for name in CALL_COLUMNS]) if len(calls) else None
     teams = calls["team_id"].astype(str).to_numpy(dtype=object)
     villages = calls["village_id"].astype(str).to_numpy(dtype=object)
     keys = pd.DataFrame({"team": teams, "village": villages})
@@ -362,34 +418,64 @@ def call_workbook_jobs(calls: pd.DataFrame, folder: Path, on: date) -> list[tupl
 @collector_paused()
 def write_call_workbook(villages: list[tuple[str, list[list[str]]]], path: Path, title: str) -> None:
     """One sheet per village: title, Chinese and English headers, the rows' cell texts (call_workbook_jobs)
-    with the result columns filled yellow to be written in."""
+    with the result columns filled yellow to be written in. Printed on A4 landscape, one page wide, with
+    the columns of PRINTED_WIDTHS (the others hidden), the long texts wrapped and each row as tall as its
+    longest text."""
     import xlsxwriter
+
+    from risk.products.workbook import TIER_FILL, wrapped_lines
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(CALL_COLUMNS)
-    # the result columns come last: the cells before them carry no format
+    # the result columns come last: the cells before them carry no format but the wrapped texts'
     plain = len(columns) - len(RESULT_COLUMNS)
     assert columns[plain:] == RESULT_COLUMNS
     book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
-    bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
+    bold = book.add_format(
+        {"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"}
+    )
     fill = book.add_format({"bg_color": "#FFF2CC", "border": 1})
+    cell = {"valign": "top", "border": 1}
+    text = book.add_format(cell)
+    wrap = book.add_format({**cell, "text_wrap": True})
+    # the colour cell in its colour, as on the priority list
+    tiers = {TIER_ZH[t]: book.add_format({**cell, "bg_color": colour}) for t, colour in TIER_FILL.items()}
+    formats = [wrap if name in WRAPPED else text for name in columns[:plain]]
+    tier_col = columns.index("tier")
+    wrapped = [(columns.index(name), PRINTED_WIDTHS[name]) for name in WRAPPED]
+    shown = [(col, PRINTED_WIDTHS[name]) for col, name in enumerate(columns) if name in PRINTED_WIDTHS]
+    header_lines = [
+        max(wrapped_lines(CALL_COLUMNS[columns[col]][i], width) for col, width in shown) for i in (0, 1)
+    ]
     sheets = sheet_names([village for village, _ in villages])
     for village, rows in villages:
         sheet = book.add_worksheet(sheets[village])
         write = string_writer(sheet)
-        write(0, 0, f"{title} {village}")
+        write(0, shown[0][0], f"{title} {village}")
         for col, name in enumerate(columns):
             zh, en = CALL_COLUMNS[name]
             write(1, col, zh, bold)
             write(2, col, en, bold)
+        sheet.set_row(1, LINE_PT * header_lines[0] + 2)
+        sheet.set_row(2, LINE_PT * header_lines[1] + 2)
         for r, record in enumerate(rows, start=3):
+            formats[tier_col] = tiers.get(record[tier_col], text)
             for col in range(plain):
-                write(r, col, record[col])
+                write(r, col, record[col], formats[col])
             for col in range(plain, len(record)):
                 write(r, col, record[col], fill)
-        sheet.freeze_panes(3, 7)
+            lines = max(MIN_LINES, *(wrapped_lines(record[col], width) for col, width in wrapped))
+            sheet.set_row(r, LINE_PT * lines + 2)
+        for col, name in enumerate(columns):
+            if name in PRINTED_WIDTHS:
+                sheet.set_column(col, col, PRINTED_WIDTHS[name])
+            else:
+                sheet.set_column(col, col, None, None, {"hidden": True})
+        sheet.freeze_panes(3, columns.index("phone") + 1)  # rank to phone stay in view on a phone
         sheet.set_landscape()
+        sheet.set_paper(9)  # A4
+        sheet.set_margins(left=0.3, right=0.3, top=0.6, bottom=0.6)
         sheet.fit_to_pages(1, 0)
         sheet.repeat_rows(1, 2)
-        sheet.set_column(columns.index("script_zh"), columns.index("script_en"), 40)
+        sheet.set_footer("&C&10第 &P / &N 页", {"margin": 0.3})
     book.close()
