@@ -151,7 +151,8 @@ def test_a_database_error_during_publish_shows_no_row_values(county: Path, run: 
     first = run_cli("--dev-id-key", "publish", str(run), "--store", str(store))
     assert first.returncode == 0, first.stderr
     with sqlite3.connect(store) as con:  # the store now refuses patient rows: the next load fails
-        con.execute("DELETE FROM serving_runs")
+        con.execute("DELETE FROM serving_runs")  # the run as if never published (its history too)
+        con.execute("DELETE FROM serving_tier_history")
         con.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON serving_patients "
             "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
