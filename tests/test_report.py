@@ -180,6 +180,10 @@ def test_overview_is_a_directors_page(named_runs: tuple[Path, Path], tmp_path: P
     assert len(cells) == 16 and "—" not in cells
     # the five transitions of one person each read "< 2" (not a dash, not the exact count); zeros stay 0
     assert cells.count("&lt; 2") == 5 and set(cells) == {"&lt; 2", "0"}
+    # section 5 says how each indicator is computed in Chinese on the Chinese page
+    methods = html.split("5. 指标定义与来源")[1]
+    assert "期内最近一次血压（家庭自测以外的任一来源）低于 140/90 mmHg" in methods
+    assert "Latest BP" not in methods and "Denominator" not in methods
 
 
 def test_overview_draws_both_targets_and_explains_the_first_quarter() -> None:

@@ -58,6 +58,11 @@ class Indicator:
     source: str
     target: Target | None = None
     reference: dict[str, Any] | None = None
+    period_rule_zh: str = ""  # the same rule in Chinese, for the Chinese overview and workbooks
+
+    def rule_text(self, lang: str) -> str:
+        """How the indicator is computed, in `lang` ("zh" or "en"); English where no Chinese is given."""
+        return self.period_rule_zh if lang == "zh" and self.period_rule_zh else self.period_rule
 
     @property
     def is_rate(self) -> bool:
@@ -175,6 +180,7 @@ def _indicator(indicator_id: str, raw: dict[str, Any], cohorts: dict, measures: 
         numerator=str(raw["numerator"]),
         denominator_value=str(raw.get("denominator_value", "1")),
         period_rule=" ".join(str(raw["period_rule"]).split()),
+        period_rule_zh=" ".join(str(raw.get("period_rule_zh", "")).split()),
         source=str(raw["source"]),
         target=_target(raw.get("target"), where),
         reference=raw.get("reference"),

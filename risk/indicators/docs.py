@@ -87,6 +87,8 @@ def indicators_markdown() -> str:
             f"- Window: {ind.window}; interval: {ind.ci}",
             f"- Period rule: {ind.period_rule}",
         ]
+        if ind.period_rule_zh:
+            lines.append(f"- 计算方法: {ind.period_rule_zh}")
         if ind.target:
             lines.append(f"- Target: {target_text(ind)}")
         if ind.reference:

@@ -277,7 +277,7 @@ def build_overview(
         if run.has_tiers:
             tiers = _tier_section(run, results, runs_root, target_period, k, lang, chart_lang)
         methods = [
-            {"name": getattr(defs.get(i), lang), "rule": public_text(defs.get(i).period_rule, lang),
+            {"name": getattr(defs.get(i), lang), "rule": public_text(defs.get(i).rule_text(lang), lang),
              "source": public_text(defs.get(i).source, lang)}
             for i in HEADLINE
         ]

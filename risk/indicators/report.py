@@ -267,7 +267,7 @@ def write_indicator_xlsx(
                 unit = "比例（%）" if zh else "proportion (%)"
             else:
                 unit = "元 / 人" if zh else "yuan / person"
-            rule = " ".join(item.period_rule.split())
+            rule = " ".join(item.rule_text("zh" if zh else "en").split())
             values = [item.id, item.zh, item.en, item.definition_label, unit, rule, target_text(item),
                       item.source]
             for c, value in enumerate(values):
