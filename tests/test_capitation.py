@@ -226,6 +226,18 @@ def test_expected_spend_model_beats_the_county_mean_and_is_calibrated() -> None:
     assert "enc_fund_paid_12m" in model.columns_["full"]
 
 
+def test_expected_spend_model_skips_a_feature_no_patient_has() -> None:
+    """A county whose records lack a measurement altogether (an all-missing feature column) still gets
+    expected spend: the column is left out (scikit-learn's gradient boosting failed on it, and the county
+    overview with it)."""
+    train, y = _people(600, 3)
+    train["waist_cm"] = np.nan
+    model = ExpectedSpendModel().fit(train, y)
+    assert "waist_cm" not in model.columns_["full"] and "cx_count" in model.columns_["full"]
+    predicted = model.predict(train.assign(waist_cm=80.0))  # a later value does not matter to it
+    assert predicted["full"].notna().all() and (predicted["full"] >= 0).all()
+
+
 def test_regression_scores_by_hand() -> None:
     scores = regression_scores(np.array([0.0, 10.0]), np.array([5.0, 5.0]))
     assert scores["mae"] == 5.0 and scores["r2"] == 0.0 and scores["predicted_over_observed"] == 1.0

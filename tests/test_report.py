@@ -184,6 +184,7 @@ def test_overview_is_a_directors_page(named_runs: tuple[Path, Path], tmp_path: P
     methods = html.split("5. 指标定义与来源")[1]
     assert "期内最近一次血压（家庭自测以外的任一来源）低于 140/90 mmHg" in methods
     assert "Latest BP" not in methods and "Denominator" not in methods
+    assert "国家基本公共卫生服务规范（第三版，2017）" in methods and "3rd ed." not in methods
 
 
 def test_overview_draws_both_targets_and_explains_the_first_quarter() -> None:

@@ -113,6 +113,10 @@ class ExpectedSpendModel:
         y = np.asarray(y, dtype=float)
         for variant in ("full", "demographic"):
             X = model_inputs(features, variant)
+            # A column with no value at all says nothing, and scikit-learn's gradient boosting fails on it
+            # (sklearn 1.9: "window shape cannot be larger than input array shape"); a county whose
+            # records lack a measurement altogether (no waist, no HbA1c) has such columns.
+            X = X.loc[:, X.notna().any().to_numpy()]
             # Regularised (person spend is mostly noise). At 100k persons, on the synthetic county before
             # issue 14, the unregularised fit (150 iterations, leaves of 40) predicted 0.90 of held-out spend
             # and missed a decile by 68 %; this one 0.99 and 20 % (docs/capitation.md).

@@ -59,10 +59,15 @@ class Indicator:
     target: Target | None = None
     reference: dict[str, Any] | None = None
     period_rule_zh: str = ""  # the same rule in Chinese, for the Chinese overview and workbooks
+    source_zh: str = ""  # the same source in Chinese
 
     def rule_text(self, lang: str) -> str:
         """How the indicator is computed, in `lang` ("zh" or "en"); English where no Chinese is given."""
         return self.period_rule_zh if lang == "zh" and self.period_rule_zh else self.period_rule
+
+    def source_text(self, lang: str) -> str:
+        """Where the indicator comes from, in `lang`; English where no Chinese is given."""
+        return self.source_zh if lang == "zh" and self.source_zh else self.source
 
     @property
     def is_rate(self) -> bool:
@@ -181,6 +186,7 @@ def _indicator(indicator_id: str, raw: dict[str, Any], cohorts: dict, measures: 
         denominator_value=str(raw.get("denominator_value", "1")),
         period_rule=" ".join(str(raw["period_rule"]).split()),
         period_rule_zh=" ".join(str(raw.get("period_rule_zh", "")).split()),
+        source_zh=str(raw.get("source_zh", "")),
         source=str(raw["source"]),
         target=_target(raw.get("target"), where),
         reference=raw.get("reference"),

@@ -89,6 +89,8 @@ def indicators_markdown() -> str:
         ]
         if ind.period_rule_zh:
             lines.append(f"- 计算方法: {ind.period_rule_zh}")
+        if ind.source_zh:
+            lines.append(f"- 来源: {ind.source_zh}")
         if ind.target:
             lines.append(f"- Target: {target_text(ind)}")
         if ind.reference:

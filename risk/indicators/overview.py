@@ -278,7 +278,7 @@ def build_overview(
             tiers = _tier_section(run, results, runs_root, target_period, k, lang, chart_lang)
         methods = [
             {"name": getattr(defs.get(i), lang), "rule": public_text(defs.get(i).rule_text(lang), lang),
-             "source": public_text(defs.get(i).source, lang)}
+             "source": public_text(defs.get(i).source_text(lang), lang)}
             for i in HEADLINE
         ]
         provenance = {text.get(f"prov_{key}", key): value for key, value in run.provenance().items()}

@@ -269,7 +269,7 @@ def write_indicator_xlsx(
                 unit = "元 / 人" if zh else "yuan / person"
             rule = " ".join(item.rule_text("zh" if zh else "en").split())
             values = [item.id, item.zh, item.en, item.definition_label, unit, rule, target_text(item),
-                      item.source]
+                      item.source_text("zh" if zh else "en")]
             for c, value in enumerate(values):
                 guide.write_string(r, c, inert_text(str(value)), wrap)
         for c, width in enumerate([26, 30, 36, 30, 12, 80, 40, 50]):
