@@ -491,6 +491,7 @@ def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_pat
     import socket
     import subprocess
     import sys
+    import threading
     import time
 
     import httpx
@@ -503,6 +504,9 @@ def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_pat
     command = [sys.executable, "-m", "risk.cli", "serve", "--store", store, "--port", str(port),
                "--workers", "2"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         health = None
@@ -512,10 +516,14 @@ def test_serve_with_two_worker_processes_answers_health(small_run: Path, tmp_pat
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert health is not None and health["status"] == "ok"
+        # the first worker may answer before the second has started: wait for both (not for a fixed time)
+        while time.monotonic() < deadline and sum("Started server process" in line for line in lines) < 2:
+            time.sleep(0.1)
     finally:
         server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert output.count("Started server process") == 2
+        server.wait(timeout=30)
+        reader.join(timeout=30)
+    assert sum("Started server process" in line for line in lines) == 2
 
 
 def test_a_store_from_an_older_version_is_upgraded_by_publish_keeping_users(
