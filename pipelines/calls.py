@@ -7,18 +7,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk.calls.definitions import call_definitions
-from risk.calls.lists import CallExport, build_call_lists, export_call_lists
+from risk.calls.lists import CallExport, build_call_lists, export_call_lists, rule_urgencies
 from risk.errors import RiskUserError
 from risk.run.folder import RunFolder
 from risk.run.tables import ORIGIN_CALL_RESULT
 from risk.spreadsheet import write_csv
+
+if TYPE_CHECKING:
+    from risk.tiers.rule_set import RuleSet
 
 ORIGIN_INPUT, ORIGIN_CALL = "input", ORIGIN_CALL_RESULT  # the feature SQL reads origin (40_follow_ups.sql)
 
@@ -141,6 +144,7 @@ def run_calls(
         tiers,
         on,
         out,
+        rule_set=_tiers_rule_set(tiers),
         results=results,
         window_days=window_days,
         daily_capacity=daily_capacity,
@@ -159,15 +163,34 @@ def calls_from_priority(
     daily_capacity: int | None = None,
     xlsx: bool = True,
     submit: Callable[..., Any] | None = None,
+    rule_set: RuleSet | None = None,
 ) -> CallsRun:
     """Call lists for `on` from a priority list already built (the nightly's own, so it is not read back
     from the run folder and rebuilt). With `submit` (the nightly's PendingExport.submit) the team workbooks
     go to the list workers, and the caller waits for them."""
     result = build_call_lists(
-        priority, tiers, results, on, window_days=window_days, daily_capacity=daily_capacity
+        priority,
+        tiers,
+        results,
+        on,
+        window_days=window_days,
+        daily_capacity=daily_capacity,
+        urgency_of=rule_urgencies(rule_set) if rule_set is not None else None,
     )
     export = export_call_lists(result, Path(out), on, xlsx=xlsx, submit=submit)
     return CallsRun(export=export)
+
+
+def _tiers_rule_set(tiers: pd.DataFrame) -> RuleSet | None:
+    """The packaged rule set when it is the one that made these tiers (same fingerprint), else None: a run
+    tiered with another rule file gets headline reasons by tier alone rather than another file's urgencies."""
+    from risk.tiers.rule_set import load_rule_set
+
+    if "rule_set_fingerprint" not in tiers or tiers.empty:
+        return None
+    made_by = set(tiers["rule_set_fingerprint"].dropna().unique())
+    packaged = load_rule_set()
+    return packaged if made_by == {packaged.fingerprint} else None
 
 
 def write_cascade(

@@ -448,6 +448,7 @@ def _lists(
                     daily_capacity=options.call_capacity,
                     xlsx=options.xlsx,
                     submit=pending.submit,
+                    rule_set=tiered.rule_set,  # the urgencies of the rules that made the tiers
                 ).counts()
                 if call_results is not None:
                     _write_cascade(options, run, call_results)

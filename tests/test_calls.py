@@ -349,3 +349,53 @@ def test_printed_call_list_is_a4_one_page_wide_and_says_the_reason_in_words(tmp_
     assert sheet.cell(4, columns.index("tier") + 1).fill.fgColor.rgb.endswith("F8CBAD")  # red, as printed
     assert sheet.row_dimensions[4].height >= 2 * 15  # the script wraps to 3+ lines; never under two
     assert sheet.row_dimensions[4].height > sheet.row_dimensions[2].height
+
+
+def test_the_headline_reason_is_the_most_urgent_then_the_highest_tier() -> None:
+    """The call list is ordered by urgency before colour, so its headline reason (and script) is the most
+    urgent reason: a green patient referred for glucose is called about the glucose, not "low risk"."""
+    import json
+
+    from risk.calls.lists import headline_reason, headline_reason_zh, rule_urgencies
+    from risk.tiers.rule_set import load_rule_set
+
+    urgency = rule_urgencies(load_rule_set())
+    assert urgency["fpg_uncontrolled_consecutive"] == 2 and urgency["low_or_medium_risk"] == 0
+
+    def reasons(*ids: tuple[str, str]) -> str:
+        return json.dumps([{"id": i, "tier": t, "zh": f"{i}（中文）", "en": i} for i, t in ids])
+
+    green_referred = reasons(("low_or_medium_risk", "green"), ("fpg_uncontrolled_consecutive", "green"))
+    assert headline_reason(green_referred) == "low_or_medium_risk"  # without urgencies: by tier
+    assert headline_reason(green_referred, urgency) == "fpg_uncontrolled_consecutive"
+    assert headline_reason_zh(green_referred, urgency) == "fpg_uncontrolled_consecutive（中文）"
+    red_review = reasons(("cv_risk_very_high", "red"), ("bp_uncontrolled", "green"))
+    assert headline_reason(red_review, urgency) == "bp_uncontrolled"
+    emergency = reasons(("danger_symptoms", "red"), ("bp_uncontrolled", "green"))
+    assert headline_reason(emergency, urgency) == "danger_symptoms"
+    routine = reasons(("cv_risk_high", "yellow"), ("poor_adherence", "green"))
+    assert headline_reason(routine, urgency) == "cv_risk_high"  # nothing urgent: the colour's reason
+
+
+def test_nightly_and_risk_calls_headline_every_call_by_its_most_urgent_reason(
+    small_run: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from pipelines.calls import run_calls
+    from risk.calls.lists import rule_urgencies
+    from risk.tiers.rule_set import load_rule_set
+
+    urgency = rule_urgencies(load_rule_set())
+    tiers = pd.read_parquet(small_run / "tiers.parquet", columns=["person_id", "reasons"])
+    reasons = dict(zip(tiers["person_id"], tiers["reasons"], strict=True))
+    nightly = pd.read_csv(small_run / "calls" / "calls.csv", dtype=str, encoding="utf-8-sig")
+    assert len(nightly) > 0
+    for person, code in zip(nightly["person_id"], nightly["reason"], strict=True):
+        most = max(urgency.get(r["id"], 0) for r in json.loads(reasons[person]))
+        assert urgency.get(code, 0) == most, (code, reasons[person])
+    assert (nightly["reason"].map(urgency) > 0).any()  # the fixture has urgent reasons to show it
+    date = pd.Timestamp(nightly["list_date"].iloc[0]).date()
+    run_calls(small_run, date, tmp_path / "calls", xlsx=False)
+    again = pd.read_csv(tmp_path / "calls" / "calls.csv", dtype=str, encoding="utf-8-sig")
+    assert again["reason"].tolist() == nightly["reason"].tolist()  # `risk calls` finds the same rule set

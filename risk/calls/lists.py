@@ -111,26 +111,36 @@ class CallListResult:
     over_capacity: int
 
 
-def headline_reason(reasons_json: str | None) -> str:
-    """The rule code of the row's headline reason (the first reason of the highest tier), or "default"."""
-    best = _headline(reasons_json)
+def headline_reason(reasons_json: str | None, urgency_of: dict[str, int] | None = None) -> str:
+    """The rule code of the row's headline reason (see _headline), or "default"."""
+    best = _headline(reasons_json, urgency_of)
     return "default" if best is None else str(best.get("id", "default"))
 
 
-def headline_reason_zh(reasons_json: str | None) -> str:
+def headline_reason_zh(reasons_json: str | None, urgency_of: dict[str, int] | None = None) -> str:
     """The same reason as headline_reason, as its Chinese sentence (what the printed list shows); empty
     when the row has no reason."""
-    best = _headline(reasons_json)
+    best = _headline(reasons_json, urgency_of)
     return "" if best is None else str(best.get("zh") or best.get("id", ""))
 
 
-def _headline(reasons_json: str | None) -> dict[str, Any] | None:
+def _headline(reasons_json: str | None, urgency_of: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """The reason the call is about: the most urgent of the row's reasons (`urgency_of`: rule id -> urgency
+    rank, 0 none ... 3 emergency, from the rule set that made the tiers), then the highest tier, then the
+    first in order. The list is ordered by urgency before colour (risk/tiers/priority.py), so a green
+    patient whose glucose stayed above target at two visits (refer) is called before a red patient due
+    for a routine visit, and the call is about the glucose, not about "low or medium risk". Without
+    `urgency_of`, the first reason of the highest tier."""
     if not reasons_json:
         return None
     reasons = json.loads(reasons_json) if isinstance(reasons_json, str) else list(reasons_json)
     if not reasons:
         return None
-    return max(reasons, key=lambda r: TIER_RANK.get(r.get("tier", "green"), 0))  # first of highest tier
+    urgency = urgency_of or {}
+    return max(  # max keeps the first of equals: the rule order of the tiers' reasons
+        reasons,
+        key=lambda r: (urgency.get(str(r.get("id")), 0), TIER_RANK.get(r.get("tier", "green"), 0)),
+    )
 
 
 def call_states(
@@ -256,6 +266,11 @@ def _scripts(calls: pd.DataFrame, scripts: dict[str, dict[str, str]]) -> dict[st
 _EMPTY_FIELD_GAP = re.compile(r" +([,.;:])")
 
 
+def rule_urgencies(rule_set: Any) -> dict[str, int]:  # noqa: ANN401 - a risk.tiers.rule_set.RuleSet
+    """Rule id -> urgency rank (0 none, 1 review, 2 refer, 3 emergency) of the rule set of the tiers."""
+    return {rule.id: rule.urgency_rank for rule in (*rule_set.rules, rule_set.default_rule)}
+
+
 def build_call_lists(
     priority: pd.DataFrame,
     tiers: pd.DataFrame,
@@ -265,9 +280,12 @@ def build_call_lists(
     window_days: int | None = None,
     daily_capacity: int | None = None,
     defs: CallDefinitions | None = None,
+    urgency_of: dict[str, int] | None = None,
 ) -> CallListResult:
     """Call list rows (per team and village, in priority order, within capacity), home-visit tasks and
-    suggested registry changes. `priority` is the run's priority list (build_priority_list)."""
+    suggested registry changes. `priority` is the run's priority list (build_priority_list); `urgency_of`
+    (rule id -> urgency rank, `rule_urgencies`) makes each row's headline reason and script the most urgent
+    of its reasons (without it: the first of the highest tier)."""
     defs = defs or call_definitions()
     window_days = window_days or defs.policy.window_days
     daily_capacity = daily_capacity or defs.policy.daily_capacity
@@ -293,8 +311,9 @@ def build_call_lists(
     capacity = daily_capacity * window_days
     calls = candidates[candidates["rank"] <= capacity].copy()
     over = int((candidates["rank"] > capacity).sum())
-    calls["reason"] = _per_distinct(calls["reasons"], headline_reason)  # a few thousand distinct lists
-    reason_zh = _per_distinct(calls["reasons"], headline_reason_zh)
+    # a few thousand distinct reason lists: each worked out once
+    calls["reason"] = _per_distinct(calls["reasons"], lambda r: headline_reason(r, urgency_of))
+    reason_zh = _per_distinct(calls["reasons"], lambda r: headline_reason_zh(r, urgency_of))
     scripts = _scripts(calls, defs.scripts)
     calls["script_zh"], calls["script_en"] = scripts["zh"], scripts["en"]
     calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
