@@ -86,7 +86,7 @@ PRINTED_WIDTHS = {
 }
 LINE_PT = 15  # row height per line of the default 11 pt font
 MIN_LINES = 2  # room to write a result by hand on every row
-WRAPPED = ("reason", "script_zh")  # long texts: wrapped in their column
+WRAPPED = ("reason", "script_zh", "last_result")  # long texts: wrapped in their column
 REASON_TEXT = "reason_zh"  # build_call_lists' extra column: the headline reason's sentence (printed)
 RESULT_COLUMNS = ["result", "remove_reason", "visit_on", "called_on", "sbp", "dbp", "fpg", "note"]
 STATUS = {  # why a patient is on (or off) the list
