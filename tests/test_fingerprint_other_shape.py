@@ -61,3 +61,21 @@ def test_other_shape_outputs_match_the_stored_fingerprint(other_shape_run: Path)
     stored = json.loads(STORED.read_text(encoding="utf-8"))
     changed = sorted(k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k))
     assert not changed, f"outputs differ from the stored fingerprint: {changed[:10]} ({len(changed)} in all)"
+
+
+@pytest.mark.slow
+def test_the_county_overview_and_every_indicator_report_run_on_the_other_shape(
+    other_shape_run: Path, tmp_path: Path
+) -> None:
+    """Reports on a county we did not make: the overview (with capitation) died here with a traceback when
+    the expected-spend model met a feature column no patient has; every indicator report by township too."""
+    from risk.indicators.definitions import indicator_set
+    from risk.indicators.overview import build_overview
+    from risk.indicators.report import write_indicator_report
+
+    page = build_overview(other_shape_run, tmp_path / "overview.html", period="2024Q4")
+    html = page.read_text(encoding="utf-8")
+    assert "5. 指标定义与来源" in html and "小包干" in html
+    for indicator in indicator_set().indicators:
+        out = write_indicator_report(other_shape_run, indicator, "2024Q4", tmp_path / f"{indicator}.xlsx")
+        assert out.stat().st_size > 0, indicator
