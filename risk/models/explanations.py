@@ -23,15 +23,84 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from risk.models.estimators import CalibratedRiskModel, age_sex_groups
-from risk.models.features import catalogue, model_frame
+from risk.models.features import FeatureFrame, catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The rows to score as the model sees them, worked out once for scoring and explaining (issue 19: the
+    model frame was built five times and the pipeline's preprocessing run twice per tier stage): the model
+    frame, and for a linear base model its preprocessed matrix (None for other models)."""
+
+    frame: pd.DataFrame
+    transformed: np.ndarray | None
+
+
+def model_inputs(model: CalibratedRiskModel, X: pd.DataFrame) -> ModelInputs:
+    frame = model_frame(X, model.spec)
+    transformed = _preprocess(model, frame) if _linear_parts(model) is not None else None
+    return ModelInputs(frame, transformed)
+
+
+def _linear_parts(model: CalibratedRiskModel) -> tuple[Any, list[str]] | None:
+    """(final linear step, the feature owning each preprocessed column) of a linear base model with one
+    output, else None (contributions then take one prediction pass per feature)."""
+    base = model.base_
+    last = base.steps[-1][1]
+    if not hasattr(last, "coef_") or np.asarray(last.coef_).shape[0] != 1:
+        return None
+    try:
+        names = list(base[:-1].get_feature_names_out())
+    except (AttributeError, ValueError):
+        return None
+    owner = [_owning_feature(name, model.spec.columns) for name in names]
+    if any(o is None for o in owner):
+        return None
+    return last, owner
+
+
+def _preprocess(model: CalibratedRiskModel, frame: pd.DataFrame) -> np.ndarray:
+    """The base pipeline's preprocessing of a model frame (every step but the last), dense. The first step
+    (FeatureFrame) is skipped when it only makes the model frame the caller already has."""
+    base = model.base_
+    first = base.steps[0][1]
+    steps = base[1:-1] if isinstance(first, FeatureFrame) and first.spec == model.spec else base[:-1]
+    return _dense(steps.transform(frame))
+
+
+def calibrated_probability(model: CalibratedRiskModel, X: pd.DataFrame, inputs: ModelInputs) -> np.ndarray:
+    """`model.predict_proba(X)[:, 1]`, bit for bit, from the preprocessed matrix when there is one: the
+    base model's log-odds are the linear step's decision function of it, and a binary calibrator with one
+    calibrated classifier maps them to the probability (what CalibratedClassifierCV.predict_proba does,
+    without preprocessing the rows a second time). Other models go through predict_proba."""
+    calibrator = getattr(model, "calibrator_", None)
+    parts = _linear_parts(model)
+    fitted = getattr(calibrator, "calibrated_classifiers_", None)
+    if inputs.transformed is None or parts is None or not fitted or len(fitted) != 1:
+        return model.predict_proba(X)[:, 1]
+    one = fitted[0]
+    classes = np.asarray(getattr(one, "classes", []))
+    estimator_classes = np.asarray(getattr(one.estimator, "classes_", []))
+    calibrators = getattr(one, "calibrators", None)
+    if (
+        getattr(one, "method", None) not in ("sigmoid", "isotonic")
+        or classes.tolist() != [0, 1]
+        or estimator_classes.tolist() != [0, 1]
+        or not calibrators
+        or len(calibrators) != 1
+    ):
+        return model.predict_proba(X)[:, 1]
+    decision = parts[0].decision_function(inputs.transformed)
+    return np.asarray(calibrators[0].predict(decision), dtype=float)
 
 
 def contributions(
@@ -39,14 +108,17 @@ def contributions(
     X: pd.DataFrame,
     reference: pd.DataFrame | None = None,
     reference_groups: np.ndarray | None = None,
+    inputs: ModelInputs | None = None,
 ) -> pd.DataFrame:
     """Log-odds contribution of each model feature for each row (rows = X.index, columns = features).
 
     reference: a typical value per row and feature (typical_reference); None = the model's training
     reference for everyone. reference_groups: per row, a code such that rows with the same code have the
-    same reference row (typical_reference's age-sex groups): each distinct reference is transformed once."""
+    same reference row (typical_reference's age-sex groups): each distinct reference is transformed once.
+    inputs: model_inputs(model, X) when the caller has them already."""
     spec = model.spec
-    working = model_frame(X, spec)
+    inputs = inputs if inputs is not None else model_inputs(model, X)
+    working = inputs.frame
     if reference is None:
         reference = pd.DataFrame(
             {
@@ -56,7 +128,7 @@ def contributions(
                 for c in working.columns
             }
         )
-    linear = linear_contributions(model, working, reference, reference_groups)
+    linear = linear_contributions(model, working, reference, reference_groups, inputs.transformed)
     if linear is not None:
         return pd.DataFrame(linear, index=X.index, columns=spec.columns)
     return pd.DataFrame(
@@ -69,29 +141,23 @@ def linear_contributions(
     working: pd.DataFrame,
     reference: pd.DataFrame,
     reference_groups: np.ndarray | None = None,
+    transformed: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The same one-at-a-time contributions in one pass for a linear base model: every preprocessing step
     acts column by column, so replacing feature j by its reference value changes only j's transformed
     columns, and the log-odds change is coef x (z - z_ref) summed over them. One transform instead of one
-    full pipeline pass per feature (61 passes took ~20 s for 12k patients)."""
-    base = model.base_
-    last = base.steps[-1][1]
-    if not hasattr(last, "coef_") or np.asarray(last.coef_).shape[0] != 1:
+    full pipeline pass per feature (61 passes took ~20 s for 12k patients). `transformed`: the working
+    rows preprocessed already (ModelInputs)."""
+    parts = _linear_parts(model)
+    if parts is None:
         return None
-    pre = base[:-1]
-    try:
-        names = list(pre.get_feature_names_out())
-    except (AttributeError, ValueError):
-        return None
-    owner = [_owning_feature(name, model.spec.columns) for name in names]
-    if any(o is None for o in owner):
-        return None
-    z = _dense(pre.transform(working))
+    last, owner = parts
+    z = transformed if transformed is not None else _preprocess(model, model_frame(working, model.spec))
     if reference_groups is None:
-        z_ref = _dense(pre.transform(reference))
+        z_ref = _preprocess(model, model_frame(reference, model.spec))
     else:  # every step transforms row by row: the distinct reference rows once, then one per row
         _, first, inverse = np.unique(np.asarray(reference_groups), return_index=True, return_inverse=True)
-        z_ref = _dense(pre.transform(reference.iloc[first]))[inverse.ravel()]
+        z_ref = _preprocess(model, model_frame(reference.iloc[first], model.spec))[inverse.ravel()]
     per_output = (z - z_ref) * np.asarray(last.coef_)[0]
     index = {c: i for i, c in enumerate(model.spec.columns)}
     return sum_by_owner(per_output, [index[o] for o in owner], len(model.spec.columns))
@@ -213,7 +279,7 @@ def typical_reference(model: CalibratedRiskModel, X: pd.DataFrame) -> tuple[pd.D
 
 
 def _typical_reference(
-    model: CalibratedRiskModel, X: pd.DataFrame
+    model: CalibratedRiskModel, X: pd.DataFrame, working: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Per row and feature, the value of a typical patient of the same sex and 10-year age band in the
     model's TRAINING population (stored with the model at fit time: median of a number, most common yes/no
@@ -221,7 +287,7 @@ def _typical_reference(
     values, or the model predates the stored table, the model's overall training reference. Row by row:
     a patient's typical value never depends on the other rows scored with them."""
     spec = model.spec
-    working = model_frame(X, spec)
+    working = working if working is not None else model_frame(X, spec)  # X's model frame
     table: dict[str, dict[str, Any]] = getattr(model, "group_reference_", None) or {}
     groups = age_sex_groups(X) if table else None
     codes, distinct = pd.factorize(pd.Series(groups if groups is not None else np.full(len(X), "")))
@@ -246,14 +312,17 @@ def _typical_reference(
     return reference, grouped, codes
 
 
-def _ranked(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int) -> tuple[Any, ...]:
+def _ranked(
+    model: CalibratedRiskModel, X: pd.DataFrame, top_n: int, inputs: ModelInputs | None = None
+) -> tuple[Any, ...]:
     """What both forms of top_reasons share: the columns, each row's top_n feature indices by sayable
     contribution, their weights, which of them are kept (above MIN_CONTRIBUTION, in order), the model
     frame's values and typical values (objects) and whether each typical value came from the age-sex group."""
-    reference, grouped, groups = _typical_reference(model, X)
-    contrib = contributions(model, X, reference, groups)
+    inputs = inputs if inputs is not None else model_inputs(model, X)
+    frame = inputs.frame
+    reference, grouped, groups = _typical_reference(model, X, frame)
+    contrib = contributions(model, X, reference, groups, inputs)
     columns = list(contrib.columns)
-    frame = model_frame(X, model.spec)
     values, typical = ObjectColumns(frame), ObjectColumns(reference)
     matrix = contrib.to_numpy().copy()
     for j, column in enumerate(columns):
@@ -307,15 +376,18 @@ def top_reasons(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> 
     return out
 
 
-def top_reasons_json(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> list[str]:
+def top_reasons_json(
+    model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3, inputs: ModelInputs | None = None
+) -> list[str]:
     """`reasons_json(top_reasons(model, X, top_n))`, character for character, without a dict and a
     json.dumps per row (the per-row Python that dominated the tier stage at 1M persons, issue 19).
+    inputs: model_inputs(model, X) when the caller has them already (the tier stage scores with them).
 
     The phrase of each distinct (feature, value, typical value, grouped) is worked out once per feature
     with pandas' factorize; each reason's JSON text is that phrase's cached prefix plus its log-odds."""
     if len(X) == 0:
         return []
-    columns, order, weights, kept, values, typical, grouped = _ranked(model, X, top_n)
+    columns, order, weights, kept, values, typical, grouped = _ranked(model, X, top_n, inputs)
     rows, ranks = np.nonzero(kept)  # row-major: each row's reasons in rank order
     features = order[rows, ranks]
     prefixes = np.empty(len(rows), dtype=object)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from risk.errors import RiskUserError
 from risk.models.drift import DriftReport, assess_drift, load_profile
-from risk.models.explanations import top_reasons_json
+from risk.models.explanations import calibrated_probability, model_inputs, top_reasons_json
 from risk.models.export import ExportedModel, load_exported_model
 from risk.models.policy import ModelPolicy
 
@@ -80,12 +80,13 @@ def score_model_tiers(
                              "tier_model": pd.Series([], dtype=object),
                              "model_reasons": pd.Series([], dtype=object)})
     estimator = model.estimator
-    probability = estimator.predict_proba(features)[:, 1]
+    inputs = model_inputs(estimator, features)  # the model frame and preprocessing, once for both uses
+    probability = calibrated_probability(estimator, features, inputs)
     within = policy.tiering.capacity.within
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
     tiers = assign_probability_tiers(probability, policy, features[within] if within else None)
-    reasons = top_reasons_json(estimator, features, policy.explanations.top_n)
+    reasons = top_reasons_json(estimator, features, policy.explanations.top_n, inputs)
     return pd.DataFrame(
         {
             "person_id": features["person_id"].to_numpy(),
