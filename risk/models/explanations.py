@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+from json.encoder import encode_basestring
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from risk.models.estimators import CalibratedRiskModel, age_sex_groups
 from risk.models.features import FeatureFrame, catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
+JSON_BLOCK_ROWS = 20_000  # rows whose reasons' JSON is joined in one string (top_reasons_json)
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ def linear_contributions(
     else:  # every step transforms row by row: the distinct reference rows once, then one per row
         _, first, inverse = np.unique(np.asarray(reference_groups), return_index=True, return_inverse=True)
         z_ref = _preprocess(model, model_frame(reference.iloc[first], model.spec))[inverse.ravel()]
-    per_output = (z - z_ref) * np.asarray(last.coef_)[0]
+    per_output = np.subtract(z, z_ref, out=z_ref)  # (z - z_ref) * coef in z_ref's fresh rows: the same
+    per_output *= np.asarray(last.coef_)[0]  # numbers without two more rows x outputs temporaries
     index = {c: i for i, c in enumerate(model.spec.columns)}
     return sum_by_owner(per_output, [index[o] for o in owner], len(model.spec.columns))
 
@@ -333,11 +336,28 @@ def _ranked(
         else:
             sayable = _sayable(column, values[:, j], typical[:, j], value_floats, typical_floats)
         matrix[:, j] = np.where(sayable, matrix[:, j], 0.0)
-    order = np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]
+    order = _top_columns(matrix, top_n)
     weights = np.take_along_axis(matrix, order, axis=1)
     # Contributions are sorted, so a row's reasons stop at its first weight below the threshold.
     kept = np.cumprod(weights >= MIN_CONTRIBUTION, axis=1).astype(bool)
     return columns, order, weights, kept, values, typical, grouped
+
+
+def _top_columns(matrix: np.ndarray, top_n: int) -> np.ndarray:
+    """`np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]`: each row's top_n columns, largest first,
+    ties in column order, by top_n argmax passes (argmax takes the first of equal values; a taken column
+    becomes -inf, below every finite value) instead of sorting every row's columns. A matrix with a NaN
+    or an infinity (which argmax and the marks would order differently) goes through the sort."""
+    top_n = min(top_n, matrix.shape[1])
+    if top_n == 0 or not np.isfinite(matrix).all():
+        return np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]
+    left = matrix.copy()
+    order = np.empty((matrix.shape[0], top_n), dtype=np.intp)
+    rows = np.arange(matrix.shape[0])
+    for rank in range(top_n):
+        order[:, rank] = np.argmax(left, axis=1)
+        left[rows, order[:, rank]] = -np.inf
+    return order
 
 
 class ObjectColumns:
@@ -354,6 +374,13 @@ class ObjectColumns:
         if j not in self._columns:
             self._columns[j] = self._frame.iloc[:, j].astype(object).to_numpy()
         return self._columns[j][rows]
+
+    def take(self, rows: np.ndarray, j: Any) -> np.ndarray:
+        """self[rows, j] for an array of rows, converting only those rows of a column not read yet."""
+        j = int(j)
+        if j in self._columns:
+            return self._columns[j][rows]
+        return self._frame.iloc[rows, j].astype(object).to_numpy()
 
 
 def top_reasons(model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3) -> list[list[dict[str, Any]]]:
@@ -394,29 +421,56 @@ def top_reasons_json(
     for j in np.unique(features):
         at = np.flatnonzero(features == j)
         i = rows[at]
-        value_codes, _ = pd.factorize(pd.Series(values[i, j], dtype=object), use_na_sentinel=False)
+        row_values, row_typical, row_grouped = values.take(i, j), typical.take(i, j), grouped[i, j]
+        value_codes, _ = pd.factorize(pd.Series(row_values, dtype=object), use_na_sentinel=False)
         typical_codes, typical_uniques = pd.factorize(
-            pd.Series(typical[i, j], dtype=object), use_na_sentinel=False
+            pd.Series(row_typical, dtype=object), use_na_sentinel=False
         )
-        group = grouped[i, j].astype(np.int64)
+        group = row_grouped.astype(np.int64)
         combined = (value_codes.astype(np.int64) * len(typical_uniques) + typical_codes) * 2 + group
         distinct, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
         column = columns[int(j)]
+        start = f'{{"feature": {_json_text(column)}, "zh": '
         texts = np.empty(len(distinct), dtype=object)
         for d, e in enumerate(first):
-            zh, en = describe(column, values[i[e], j], typical[i[e], j], bool(grouped[i[e], j]))
-            texts[d] = (
-                f'{{"feature": {json.dumps(column, ensure_ascii=False)}, '
-                f'"zh": {json.dumps(zh, ensure_ascii=False)}, '
-                f'"en": {json.dumps(en, ensure_ascii=False)}, "log_odds": '
-            )
+            zh, en = describe(column, row_values[e], row_typical[e], bool(row_grouped[e]))
+            texts[d] = f'{start}{_json_text(zh)}, "en": {_json_text(en)}, "log_odds": '
         prefixes[at] = texts[inverse.ravel()]
-    pieces = [
-        prefix + _json_float(round(float(w), 3)) + "}"
-        for prefix, w in zip(prefixes, weights[rows, ranks], strict=True)
-    ]
-    bounds = np.searchsorted(rows, np.arange(len(order) + 1))
-    return ["[" + ", ".join(pieces[bounds[r] : bounds[r + 1]]) + "]" for r in range(len(order))]
+    # each distinct log-odds is written once (sorted, so equal weights share a text)
+    distinct_weights, weight_index = np.unique(weights[rows, ranks], return_inverse=True)
+    numbers = np.array([_json_float(round(float(w), 3)) + "}" for w in distinct_weights], dtype=object)
+    return _json_rows(rows, ranks, prefixes, numbers[weight_index.ravel()], len(order))
+
+
+def _json_rows(
+    rows: np.ndarray, ranks: np.ndarray, prefixes: np.ndarray, numbers: np.ndarray, n_rows: int
+) -> list[str]:
+    """Each row's JSON list: '[' + its reasons (prefix + number) joined by ', ' + ']', '[]' without one.
+    The pieces of a block of rows are laid out in order with a newline after each row (JSON strings never
+    hold a raw newline: it is written as \\n), joined once and split, so no Python loop runs per reason or
+    per row; blocks keep the joined text small."""
+    counts = np.bincount(rows, minlength=n_rows)
+    out: list[str] = []
+    block = JSON_BLOCK_ROWS
+    for start in range(0, n_rows, block):
+        stop = min(start + block, n_rows)
+        first, last = np.searchsorted(rows, [start, stop])
+        count = counts[start:stop]
+        slots = 3 * count + 1  # per reason: separator, prefix, number; then the row's end
+        ends = np.cumsum(slots) - 1
+        pieces = np.empty(int(slots.sum()), dtype=object)
+        pieces[ends] = np.where(count > 0, "]\n", "[]\n")
+        at = (ends - slots + 1)[rows[first:last] - start] + 3 * ranks[first:last]
+        pieces[at] = np.where(ranks[first:last] == 0, "[", ", ")
+        pieces[at + 1] = prefixes[first:last]
+        pieces[at + 2] = numbers[first:last]
+        out += "".join(pieces.tolist()).split("\n")[:-1]
+    return out
+
+
+def _json_text(text: str) -> str:
+    """`json.dumps(text, ensure_ascii=False)` for a str: its string encoder without an encoder per call."""
+    return encode_basestring(text)
 
 
 def _json_float(value: float) -> str:
