@@ -172,3 +172,22 @@ def test_the_json_reasons_are_the_reasons_character_for_character():
             assert top_reasons_json(model, X, top_n=top_n) == expected
             assert "[]" in expected and any(len(text) > 2 for text in expected)
     assert top_reasons_json(model, X.iloc[:0]) == []
+
+
+def test_scoring_from_the_shared_inputs_is_predict_proba_for_both_families():
+    """The tier stage's probability (issue 19: preprocessed once with the explanations) is the model's
+    predict_proba bit for bit: from the linear model's matrix, through predict_proba for boosting."""
+    from risk.models.explanations import calibrated_probability, model_inputs
+
+    X, y = _county(n=1500, seed=6)
+    X.loc[:60, "hba1c_last"] = np.nan
+    for family, method in (
+        ("logistic_regression", "sigmoid"),
+        ("logistic_regression", "isotonic"),
+        ("gradient_boosting", "sigmoid"),
+    ):
+        model = CalibratedRiskModel(family, SPEC, {}, calibration_method=method, seed=2).fit(X, y)
+        inputs = model_inputs(model, X)
+        assert (inputs.transformed is None) == (family == "gradient_boosting")
+        got = calibrated_probability(model, X, inputs)
+        assert got.tobytes() == model.predict_proba(X)[:, 1].tobytes()

@@ -125,3 +125,61 @@ def test_object_columns_are_the_object_matrix_cell_for_cell() -> None:
             got, expected = np.atleast_1d(got), np.atleast_1d(expected)
             assert [type(v) for v in got] == [type(v) for v in expected]
             assert [repr(v) for v in got] == [repr(v) for v in expected]
+
+
+def test_object_columns_take_is_the_object_matrix_rows() -> None:
+    frame = pd.DataFrame(
+        {"a": [1.5, np.nan, 3.0, -0.0], "b": pd.Series(["x", None, "y", np.nan], dtype=object)},
+        index=[7, 3, 9, 1],
+    )
+    matrix = frame.astype(object).to_numpy()
+    for read_first in (False, True):  # a column not read yet, and one read whole before
+        cells = explanations.ObjectColumns(frame)
+        for j in range(2):
+            if read_first:
+                cells[:, j]
+            got, expected = cells.take(np.array([3, 0, 0, 2]), j), matrix[[3, 0, 0, 2], j]
+            assert [repr(v) for v in got] == [repr(v) for v in expected]
+            assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+def test_top_columns_are_the_stable_sort_ones() -> None:
+    rng = np.random.default_rng(19)
+    matrix = rng.integers(-2, 3, size=(2000, 9)).astype(float)  # many ties, zeros and -0.0
+    matrix[::5] *= -0.0
+    matrix[:, 4] += rng.normal(size=2000)
+    for top_n in (1, 3, 9, 12):
+        expected = np.argsort(-matrix, axis=1, kind="stable")[:, :top_n]
+        np.testing.assert_array_equal(explanations._top_columns(matrix, top_n), expected)
+    for odd in (np.nan, np.inf, -np.inf):  # the sort's order, where argmax would differ
+        strange = matrix.copy()
+        strange[::3, 2] = odd
+        strange[1::3, :] = odd
+        expected = np.argsort(-strange, axis=1, kind="stable")[:, :3]
+        np.testing.assert_array_equal(explanations._top_columns(strange, 3), expected)
+
+
+def test_probability_from_the_shared_preprocessing_is_predict_proba_bit_for_bit() -> None:
+    """The tier stage preprocesses once (model_inputs) and scores from it: the same bits as the model's
+    own predict_proba, for the approved (linear) model, which the estimator does not notice (unchanged)."""
+    import pickle
+
+    model, X = _scored_frame()
+    X.loc[X.index[::4], "bp_last_sbp"] = np.nan
+    before = pickle.dumps(model)
+    inputs = explanations.model_inputs(model, X)
+    assert inputs.transformed is not None
+    got = explanations.calibrated_probability(model, X, inputs)
+    assert got.tobytes() == model.predict_proba(X)[:, 1].tobytes()
+    shared = explanations.contributions(model, X, inputs=inputs)
+    assert shared.to_numpy().tobytes() == explanations.contributions(model, X).to_numpy().tobytes()
+    assert pickle.dumps(model) == before
+
+
+def test_json_reasons_are_the_same_in_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, X = _scored_frame()
+    expected = explanations.reasons_json(explanations.top_reasons(model, X, 3))
+    assert "[]" in expected or len(set(map(len, expected))) > 1
+    for rows in (1, 7, 599, 600):
+        monkeypatch.setattr(explanations, "JSON_BLOCK_ROWS", rows)
+        assert explanations.top_reasons_json(model, X, 3) == expected

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import functools
 import json
-from json.encoder import encode_basestring
 import math
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np

@@ -20,8 +20,13 @@ from risk.models.policy import ModelPolicy
 
 MODEL_TIER_COLUMNS = ["person_id", "model_probability", "tier_model", "model_reasons"]
 
-__all__ = ["ExportedModel", "assign_probability_tiers", "check_model_drift", "load_exported_model",
-           "score_model_tiers"]
+__all__ = [
+    "ExportedModel",
+    "assign_probability_tiers",
+    "check_model_drift",
+    "load_exported_model",
+    "score_model_tiers",
+]
 
 
 def _capacity_tiers(probability: np.ndarray, red_share: float, yellow_share: float) -> np.ndarray:
@@ -63,9 +68,7 @@ def assign_probability_tiers(
     return tiers
 
 
-def score_model_tiers(
-    model: ExportedModel, features: pd.DataFrame, policy: ModelPolicy
-) -> pd.DataFrame:
+def score_model_tiers(model: ExportedModel, features: pd.DataFrame, policy: ModelPolicy) -> pd.DataFrame:
     """person_id, model_probability, tier_model, model_reasons (JSON list of {feature, zh, en, log_odds})."""
     try:
         from risk.features import FEATURE_SET_VERSION
@@ -75,10 +78,14 @@ def score_model_tiers(
     if "person_id" not in features.columns:
         raise RiskUserError("features need a person_id column to be scored")
     if len(features) == 0:  # e.g. an as-of date before anyone was enrolled; sklearn refuses 0 rows
-        return pd.DataFrame({"person_id": pd.Series([], dtype=object),
-                             "model_probability": pd.Series([], dtype=float),
-                             "tier_model": pd.Series([], dtype=object),
-                             "model_reasons": pd.Series([], dtype=object)})
+        return pd.DataFrame(
+            {
+                "person_id": pd.Series([], dtype=object),
+                "model_probability": pd.Series([], dtype=float),
+                "tier_model": pd.Series([], dtype=object),
+                "model_reasons": pd.Series([], dtype=object),
+            }
+        )
     estimator = model.estimator
     inputs = model_inputs(estimator, features)  # the model frame and preprocessing, once for both uses
     probability = calibrated_probability(estimator, features, inputs)
@@ -106,7 +113,8 @@ def check_model_drift(
     report = assess_drift(model.version, load_profile(model.path), features, policy.drift)
     if report.problem is not None:
         if not accept:
-            raise RiskUserError(f"{report.problem}; run with --no-model (rules only) or "
-                                "--accept-model-drift to score anyway")
+            raise RiskUserError(
+                f"{report.problem}; run with --no-model (rules only) or --accept-model-drift to score anyway"
+            )
         report.warnings.append(f"{report.problem}: model scored anyway (--accept-model-drift)")
     return report
