@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from risk.models.estimators import CalibratedRiskModel, age_sex_groups
 from risk.models.features import FeatureFrame, catalogue, model_frame
 
 MIN_CONTRIBUTION = 0.01  # log-odds; smaller effects are not worth a clinician's attention
-JSON_BLOCK_ROWS = 20_000  # rows whose reasons' JSON is joined in one string (top_reasons_json)
 
 
 @dataclass(frozen=True)
@@ -408,12 +408,20 @@ def top_reasons_json(
 ) -> list[str]:
     """`reasons_json(top_reasons(model, X, top_n))`, character for character, without a dict and a
     json.dumps per row (the per-row Python that dominated the tier stage at 1M persons, issue 19).
-    inputs: model_inputs(model, X) when the caller has them already (the tier stage scores with them).
+    inputs: model_inputs(model, X) when the caller has them already."""
+    return top_reasons_text(model, X, top_n, inputs).tolist()
+
+
+def top_reasons_text(
+    model: CalibratedRiskModel, X: pd.DataFrame, top_n: int = 3, inputs: ModelInputs | None = None
+) -> pd.api.extensions.ExtensionArray:
+    """top_reasons_json as pandas' `str` array (Arrow), what a DataFrame makes of that list, written
+    straight as UTF-8 (the tier stage's column: no Python string per row to encode again, issue 19).
 
     The phrase of each distinct (feature, value, typical value, grouped) is worked out once per feature
     with pandas' factorize; each reason's JSON text is that phrase's cached prefix plus its log-odds."""
     if len(X) == 0:
-        return []
+        return pd.array([], dtype="str")
     columns, order, weights, kept, values, typical, grouped = _ranked(model, X, top_n, inputs)
     rows, ranks = np.nonzero(kept)  # row-major: each row's reasons in rank order
     features = order[rows, ranks]
@@ -434,38 +442,37 @@ def top_reasons_json(
         texts = np.empty(len(distinct), dtype=object)
         for d, e in enumerate(first):
             zh, en = describe(column, row_values[e], row_typical[e], bool(row_grouped[e]))
-            texts[d] = f'{start}{_json_text(zh)}, "en": {_json_text(en)}, "log_odds": '
+            texts[d] = f'{start}{_json_text(zh)}, "en": {_json_text(en)}, "log_odds": '.encode()
         prefixes[at] = texts[inverse.ravel()]
     # each distinct log-odds is written once (sorted, so equal weights share a text)
     distinct_weights, weight_index = np.unique(weights[rows, ranks], return_inverse=True)
-    numbers = np.array([_json_float(round(float(w), 3)) + "}" for w in distinct_weights], dtype=object)
+    numbers = np.empty(len(distinct_weights), dtype=object)
+    numbers[:] = [(_json_float(round(float(w), 3)) + "}").encode() for w in distinct_weights]
     return _json_rows(rows, ranks, prefixes, numbers[weight_index.ravel()], len(order))
 
 
 def _json_rows(
     rows: np.ndarray, ranks: np.ndarray, prefixes: np.ndarray, numbers: np.ndarray, n_rows: int
-) -> list[str]:
-    """Each row's JSON list: '[' + its reasons (prefix + number) joined by ', ' + ']', '[]' without one.
-    The pieces of a block of rows are laid out in order with a newline after each row (JSON strings never
-    hold a raw newline: it is written as \\n), joined once and split, so no Python loop runs per reason or
-    per row; blocks keep the joined text small."""
+) -> pd.api.extensions.ExtensionArray:
+    """Each row's JSON list, '[' + its reasons (prefix + number, UTF-8) joined by ', ' + ']', '[]' without
+    one, as one Arrow string array: the pieces are laid out in order and joined once, and each row's end
+    is the running sum of its pieces' lengths, so no Python loop runs per reason or per row."""
     counts = np.bincount(rows, minlength=n_rows)
-    out: list[str] = []
-    block = JSON_BLOCK_ROWS
-    for start in range(0, n_rows, block):
-        stop = min(start + block, n_rows)
-        first, last = np.searchsorted(rows, [start, stop])
-        count = counts[start:stop]
-        slots = 3 * count + 1  # per reason: separator, prefix, number; then the row's end
-        ends = np.cumsum(slots) - 1
-        pieces = np.empty(int(slots.sum()), dtype=object)
-        pieces[ends] = np.where(count > 0, "]\n", "[]\n")
-        at = (ends - slots + 1)[rows[first:last] - start] + 3 * ranks[first:last]
-        pieces[at] = np.where(ranks[first:last] == 0, "[", ", ")
-        pieces[at + 1] = prefixes[first:last]
-        pieces[at + 2] = numbers[first:last]
-        out += "".join(pieces.tolist()).split("\n")[:-1]
-    return out
+    slots = 3 * counts + 1  # per reason: separator, prefix, number; then the row's end
+    ends = np.cumsum(slots) - 1
+    pieces = np.empty(int(slots.sum()), dtype=object)
+    pieces[ends] = np.where(counts > 0, b"]", b"[]").astype(object)
+    at = (ends - slots + 1)[rows] + 3 * ranks
+    pieces[at] = np.where(ranks == 0, b"[", b", ").astype(object)
+    pieces[at + 1] = prefixes
+    pieces[at + 2] = numbers
+    sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.add.reduceat(sizes, ends - slots + 1), out=offsets[1:])  # every row has its end slot
+    text = pa.LargeStringArray.from_buffers(
+        n_rows, pa.py_buffer(offsets), pa.py_buffer(b"".join(pieces.tolist()))
+    )
+    return pd.array(text, dtype="str")
 
 
 def _json_text(text: str) -> str:

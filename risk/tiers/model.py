@@ -14,7 +14,7 @@ import pandas as pd
 
 from risk.errors import RiskUserError
 from risk.models.drift import DriftReport, assess_drift, load_profile
-from risk.models.explanations import calibrated_probability, model_inputs, top_reasons_json
+from risk.models.explanations import calibrated_probability, model_inputs, top_reasons_text
 from risk.models.export import ExportedModel, load_exported_model
 from risk.models.policy import ModelPolicy
 
@@ -93,7 +93,7 @@ def score_model_tiers(model: ExportedModel, features: pd.DataFrame, policy: Mode
     if within and within not in features.columns:
         raise RiskUserError(f"model_policy.yaml ranks capacity within '{within}', which the features lack")
     tiers = assign_probability_tiers(probability, policy, features[within] if within else None)
-    reasons = top_reasons_json(estimator, features, policy.explanations.top_n, inputs)
+    reasons = top_reasons_text(estimator, features, policy.explanations.top_n, inputs)  # pandas str
     return pd.DataFrame(
         {
             "person_id": features["person_id"].to_numpy(),
