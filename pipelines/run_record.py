@@ -107,14 +107,10 @@ def write_quarantine_exports(folder: Path) -> int:
         return 0
     frame = pd.read_parquet(source)
     write_csv(frame.rename(columns=QUARANTINE_HEADERS_ZH), folder / "quarantine.csv")
-    keys = ["table", "reason_code"]
+    by_reason = frame.groupby(["table", "reason_code"], sort=False)
     # the quarantine is in table order, then source row: a reason's first rows are its first in the file
-    rank = frame.groupby(keys, sort=False).cumcount()
-    summary = (
-        frame.groupby(keys, sort=False)
-        .agg(rows=("source_row", "size"), first_row=("source_row", "min"))
-        .reset_index()
-    )
+    rank = by_reason.cumcount()
+    summary = by_reason.agg(rows=("source_row", "size"), first_row=("source_row", "min")).reset_index()
     # tables in the file's order; in each, the reason with most rows first
     summary = summary.assign(order=pd.factorize(summary["table"])[0]).sort_values(
         ["order", "rows", "reason_code"], ascending=[True, False, True], kind="mergesort"

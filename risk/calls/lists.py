@@ -113,14 +113,20 @@ class CallListResult:
 
 def headline_reason(reasons_json: str | None, urgency_of: dict[str, int] | None = None) -> str:
     """The rule code of the row's headline reason (see _headline), or "default"."""
-    best = _headline(reasons_json, urgency_of)
-    return "default" if best is None else str(best.get("id", "default"))
+    return _code(_headline(reasons_json, urgency_of))
 
 
 def headline_reason_zh(reasons_json: str | None, urgency_of: dict[str, int] | None = None) -> str:
     """The same reason as headline_reason, as its Chinese sentence (what the printed list shows); empty
     when the row has no reason."""
-    best = _headline(reasons_json, urgency_of)
+    return _sentence(_headline(reasons_json, urgency_of))
+
+
+def _code(best: dict[str, Any] | None) -> str:
+    return "default" if best is None else str(best.get("id", "default"))
+
+
+def _sentence(best: dict[str, Any] | None) -> str:
     return "" if best is None else str(best.get("zh") or best.get("id", ""))
 
 
@@ -311,9 +317,10 @@ def build_call_lists(
     capacity = daily_capacity * window_days
     calls = candidates[candidates["rank"] <= capacity].copy()
     over = int((candidates["rank"] > capacity).sum())
-    # a few thousand distinct reason lists: each worked out once
-    calls["reason"] = _per_distinct(calls["reasons"], lambda r: headline_reason(r, urgency_of))
-    reason_zh = _per_distinct(calls["reasons"], lambda r: headline_reason_zh(r, urgency_of))
+    # a few thousand distinct reason lists: each parsed once, for the code and the sentence
+    headline = _per_distinct(calls["reasons"], lambda r: _headline(r, urgency_of))
+    calls["reason"] = headline.map(_code)
+    reason_zh = headline.map(_sentence).to_numpy(dtype=object)
     scripts = _scripts(calls, defs.scripts)
     calls["script_zh"], calls["script_en"] = scripts["zh"], scripts["en"]
     calls["status"] = calls["status"].map(lambda s: STATUS[s][0])
@@ -326,7 +333,7 @@ def build_call_lists(
         calls[column] = ""
     calls = calls[list(CALL_COLUMNS)].reset_index(drop=True)
     # not a calls.csv column (the platform gets the rule code): the printed list's 主要原因
-    calls[REASON_TEXT] = np.asarray(reason_zh, dtype=object)
+    calls[REASON_TEXT] = reason_zh
     home = home[
         [
             "team_id",
@@ -446,7 +453,7 @@ def write_call_workbook(villages: list[tuple[str, list[list[str]]]], path: Path,
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(CALL_COLUMNS)
-    # the result columns come last: the cells before them carry no format but the wrapped texts'
+    # the result columns come last (yellow, to be written in); the cells before them are read
     plain = len(columns) - len(RESULT_COLUMNS)
     assert columns[plain:] == RESULT_COLUMNS
     book = xlsxwriter.Workbook(str(path), {"in_memory": True, **XLSXWRITER_OPTIONS})
