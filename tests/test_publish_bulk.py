@@ -341,3 +341,74 @@ def test_the_tier_history_is_loaded_while_the_patient_rows_are_staged(
     inserts = [name for name, _ in events if name.startswith("insert")]
     assert inserts[0] == f"insert {schema.tier_history.name}"
     assert {schema.patients.name, schema.search_terms.name} <= {name.split()[1] for name in inserts}
+
+
+def test_awkward_text_is_stored_the_same_on_every_backend(tmp_path: Path, store_url: str) -> None:
+    """PostgreSQL takes the rows as CSV written by DuckDB (CsvRows), SQLite as Python tuples: commas,
+    quotes, line breaks, backslashes, leading spaces, an empty string and a missing value in the persons'
+    text must come out of both stores the same (an empty string is not NULL)."""
+    run = write_demo_run(tmp_path / "run", persons=12)
+    persons = pd.read_parquet(run / "canonical" / "persons.parquet")
+    awkward = ['Wang, "Ming"', "line\nbreak", "\\N", "  leading", "", None, "tab\there", "引号'单", "\\."]
+    awkward.append("x\r\ny")
+    persons.loc[: len(awkward) - 1, "name"] = awkward
+    persons.loc[:2, "phone"] = ["", None, '13"1']
+    persons.to_parquet(run / "canonical" / "persons.parquet", index=False)
+    publish_run(run, store_url)
+    reference = str(tmp_path / "reference.db")
+    publish_run(run, reference)
+    run_id = json.loads((run / "run.json").read_text(encoding="utf-8"))["run_id"]
+    assert table_digests(store_url, run_id) == table_digests(reference, run_id)
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            names = dict(conn.execute(select(schema.patients.c.person_id, schema.patients.c.name)).all())
+    finally:
+        engine.dispose()
+    assert [names[p] for p in persons["person_id"][: len(awkward)]] == awkward
+
+
+def test_a_new_runs_search_terms_load_beside_and_roll_back_with_the_patients(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the search terms of a new run load on their own connection while the patient rows
+    load (as CSV); when the main load fails after the terms are in, neither commits: no row of the failed
+    run is left and the previous run stays current. SQLite loads everything in one transaction."""
+    old = _run(tmp_path / "old", seed=1, run_id="old", as_of=date(2024, 11, 30))
+    publish_run(old, store_url)
+    threads: dict[str, set[str]] = {}
+    formats: set[str] = set()
+    insert = publish_module.insert_rows
+
+    def spying(conn, table, columns, rows):  # type: ignore[no-untyped-def]
+        threads.setdefault(table.name, set()).add(threading.current_thread().name)
+        formats.add(type(rows).__name__)
+        insert(conn, table, columns, rows)
+
+    def failing_cascade(conn, run, run_id):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")  # after every patient row, before the main load commits
+
+    monkeypatch.setattr(publish_module, "insert_rows", spying)
+    monkeypatch.setattr(publish_module, "_load_cascade", failing_cascade)
+    with pytest.raises(OSError):
+        publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store_url)
+    postgres = not store_url.endswith(".db")
+    if postgres:
+        assert threads[schema.search_terms.name] == {f"publish-{schema.search_terms.name}"}
+        assert formats == {"CsvRows"}
+    else:
+        assert threads[schema.search_terms.name] == threads[schema.patients.name]
+        assert formats == {"list"}
+    assert not [t for t in threading.enumerate() if t.name.startswith("publish-")]
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            assert queries.current_run(conn)["run_id"] == "old"
+            for table in (*TABLES, schema.runs):
+                stray = select(func.count()).select_from(table).where(table.c.run_id == "new")
+                # the run's registration (state loading) is removed by the next publish
+                assert conn.execute(stray).scalar_one() == (1 if table is schema.runs else 0)
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(publish_module, "_load_cascade", lambda *args: 0)
+    assert publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store_url).persons == PERSONS

@@ -20,7 +20,10 @@ changing that contract:
   producer thread builds the next batch (DuckDB and the tuple conversion) while the main thread inserts
   the previous one (SQLite and psycopg release the GIL while they write). The tier history goes first:
   it reads tiers.parquet as it is, so the driver writes it while the producer stages the other tables.
-- SQLite inserts in primary-key order in one transaction; PostgreSQL takes COPY.
+- SQLite inserts in primary-key order in one transaction. PostgreSQL takes COPY of CSV files DuckDB
+  writes (no Python object per row), and a new run's search terms load on a second connection beside the
+  patient rows, so that the server indexes on two backends; the two transactions commit together (see
+  _LoadBeside). At 1M tiered persons: 60–65 s before, 53–54 s after, on this machine's two cores.
 
 Two other designs were weighed and not taken. Loading only the rows that changed since the current run
 would need patient rows shared between runs, so every reader (queries.py) would have to resolve a row
@@ -34,6 +37,7 @@ pruning, and BEGIN IMMEDIATE with retry under concurrent readers exactly as they
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -41,7 +45,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -64,6 +68,7 @@ from risk.sql import literal
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 50_000
+COPY_BLOCK_BYTES = 1 << 20  # CSV handed to PostgreSQL's COPY a megabyte at a time
 # Patient rows are built CHUNK_PERSONS tiered persons at a time (a person_id range each, see _stage): the
 # series of the whole county at once held several copies of ~0.5 GB of JSON text plus the BP top-N
 # aggregate states (5.5 GB peak at 1M); 10k persons' states fit the 1 GB limit.
@@ -153,6 +158,18 @@ def publish_run(
             result.replaced = action == "replace"
             spill = tempfile.TemporaryDirectory(prefix="risk-publish-")
             source = _source(Path(spill.name))
+            # PostgreSQL takes the rows as CSV files DuckDB writes (CsvRows); SQLite as tuples.
+            csv_dir = None
+            if engine.dialect.name == "postgresql":
+                csv_dir = Path(spill.name) / "copy"
+                csv_dir.mkdir()
+            # A new run's search terms load on a second PostgreSQL connection beside the patient rows (see
+            # _LoadBeside). A replaced run keeps one transaction: readers may be reading that run.
+            terms_beside = (
+                _LoadBeside(engine, schema.search_terms, source.cursor(), run_id, csv_dir)
+                if engine.dialect.name == "postgresql" and not result.replaced
+                else None
+            )
             try:
                 _register_run(source, run)
 
@@ -162,16 +179,36 @@ def publish_run(
                     if conn.dialect.name == "sqlite":
                         # Index pages of a 1M-person load stay in memory instead of churning the WAL.
                         conn.exec_driver_sql("PRAGMA cache_size=-1048576")
-                    batches = _prefetched(_run_batches(source, run_id, as_of))
+                    batches = _prefetched(
+                        _run_batches(
+                            source,
+                            run_id,
+                            as_of,
+                            on_staged=terms_beside.start if terms_beside else None,
+                            search_terms=terms_beside is None,
+                            csv_dir=csv_dir,
+                        )
+                    )
                     try:
                         counts = _load(conn, batches)
                     finally:
                         batches.close()  # an insert failed: stop the producer before the source closes
                     _load_cascade(conn, run, run_id)
+                    if terms_beside is not None:  # this transaction commits only if those rows are in
+                        counts[schema.search_terms.name] = terms_beside.wait_loaded()
                     return counts.get(schema.patients.name, 0), counts.get(schema.search_terms.name, 0)
 
-                result.persons, result.search_terms = run_write(engine, load)
+                try:
+                    result.persons, result.search_terms = run_write(engine, load)
+                except BaseException:
+                    if terms_beside is not None:
+                        terms_beside.finish(commit=False)
+                    raise
+                if terms_beside is not None:
+                    terms_beside.finish(commit=True)
             finally:
+                if terms_beside is not None:
+                    terms_beside.finish(commit=False)  # a no-op once finished; else stops it first
                 source.close()
                 spill.cleanup()
             run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
@@ -323,13 +360,34 @@ def _pick(available: set[str], alias: str, column: str, fallback: str = "NULL") 
     return f"{alias}.{column}" if column in available else fallback
 
 
-Batch = tuple[list[str], list[tuple[Any, ...]]]  # column names, rows
+@dataclass
+class CsvRows:
+    """A query's rows written by DuckDB as a CSV file, for PostgreSQL's COPY ... (FORMAT csv): no Python
+    object per row or value (building tuples and psycopg's per-row COPY formatting were most of the
+    client's CPU in a 1M-person publish). DuckDB writes NULL as an empty field and an empty string as "",
+    as PostgreSQL reads them; doubles round-trip; dates are ISO text."""
+
+    path: Path
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
 
 
-def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[Batch]:
-    """The query's rows as plain tuples, BATCH_ROWS at a time (DuckDB builds the Python objects)."""
+Batch = tuple[list[str], "list[tuple[Any, ...]] | CsvRows"]  # column names, rows
+
+
+def _batches(con: duckdb.DuckDBPyConnection, sql: str, csv_dir: Path | None = None) -> Iterator[Batch]:
+    """The query's rows as plain tuples, BATCH_ROWS at a time (DuckDB builds the Python objects); with
+    `csv_dir` (PostgreSQL), as one CSV file written there."""
     cursor = con.cursor()
     try:
+        if csv_dir is not None:
+            columns = [d[0] for d in cursor.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
+            path = csv_dir / f"rows-{next(_CSV_FILES)}.csv"
+            rows = cursor.execute(f"COPY ({sql}) TO {literal(path)} (FORMAT csv, HEADER false)").fetchone()[0]
+            yield columns, CsvRows(path, rows)
+            return
         cursor.execute(sql)
         columns = [d[0] for d in cursor.description]
         while rows := cursor.fetchmany(BATCH_ROWS):
@@ -338,7 +396,9 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[Batch]:
         cursor.close()
 
 
-def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[Batch]:
+def _patient_batches(
+    con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, csv_dir: Path | None = None
+) -> Iterator[Batch]:
     """serving_patients rows in person_id order, built one range of CHUNK_PERSONS persons at a time."""
     bounds = [
         row[0]
@@ -352,7 +412,7 @@ def _patient_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
     ]
     lower = None
     for upper in bounds:
-        yield from _batches(con, patient_sql(con, run_id, as_of, (lower, upper)))
+        yield from _batches(con, patient_sql(con, run_id, as_of, (lower, upper)), csv_dir)
         lower = upper
 
 
@@ -477,7 +537,9 @@ def patient_sql(
     return sql
 
 
-def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[Batch]:
+def _search_term_batches(
+    con: duckdb.DuckDBPyConnection, run_id: str, csv_dir: Path | None = None
+) -> Iterator[Batch]:
     """Prefix-searchable terms: person ID, name, phone digits, last 4 of phone. Nothing of the national ID
     (a full ID typed in is matched on its keyed hash), so the store holds no part of it beside birth data."""
     persons_cols, features_cols = _columns(con, "persons"), _columns(con, "features")
@@ -500,10 +562,12 @@ def _search_term_batches(con: duckdb.DuckDBPyConnection, run_id: str) -> Iterato
     WHERE term IS NOT NULL AND term <> '' AND term NOT LIKE '%*%'
     ORDER BY term, person_id  -- b-tree appends instead of random inserts
     """
-    yield from _batches(con, sql)
+    yield from _batches(con, sql, csv_dir)
 
 
-def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[Batch]:
+def _history_batches(
+    con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, csv_dir: Path | None = None
+) -> Iterator[Batch]:
     cols = _columns(con, "tiers")
     sql = f"""
     SELECT person_id, {literal(run_id)} AS run_id, {literal(as_of)}::VARCHAR AS as_of, tier,
@@ -511,21 +575,130 @@ def _history_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -
     FROM tiers t
     ORDER BY person_id
     """
-    yield from _batches(con, sql)
+    yield from _batches(con, sql, csv_dir)
 
 
-def _run_batches(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date) -> Iterator[tuple[Table, Batch]]:
+def _run_batches(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    as_of: date,
+    *,
+    on_staged: Callable[[], None] | None = None,
+    search_terms: bool = True,
+    csv_dir: Path | None = None,
+) -> Iterator[tuple[Table, Batch]]:
     """Every row the run loads, table after table (tier history, patients, search terms). The tier history
-    reads tiers.parquet as it is, so it comes first and the driver inserts it while this producer stages
-    the tiered persons' rows (_stage) for the other two tables; staged before the load began, the driver
-    waited for the stage (3.2 of 87 s at 1M tiered persons) and then for the first chunk of patients."""
-    yield from ((schema.tier_history, batch) for batch in _history_batches(con, run_id, as_of))
+    reads tiers.parquet as it is, so the driver inserts it while this generator (in the producer thread)
+    stages the tiered persons' rows (_stage) for the other two tables; staged before the load began, the
+    driver waited for the stage (3.2 of 87 s at 1M tiered persons) and then for the first chunk of patients.
+    `on_staged` is called once the stage is done (the search terms can then be built elsewhere:
+    `search_terms=False` leaves them out of this stream). `csv_dir`: rows as CSV files (PostgreSQL)."""
+    yield from ((schema.tier_history, batch) for batch in _history_batches(con, run_id, as_of, csv_dir))
     _stage(con)
-    yield from ((schema.patients, batch) for batch in _patient_batches(con, run_id, as_of))
-    yield from ((schema.search_terms, batch) for batch in _search_term_batches(con, run_id))
+    if on_staged is not None:
+        on_staged()
+    yield from ((schema.patients, batch) for batch in _patient_batches(con, run_id, as_of, csv_dir))
+    if search_terms:
+        yield from ((schema.search_terms, batch) for batch in _search_term_batches(con, run_id, csv_dir))
+
+
+class _Abandoned(Exception):
+    """The main load failed: the load beside it rolls back."""
+
+
+class _LoadBeside:
+    """One table of a new run loaded on its own connection and transaction, in a thread, beside the main
+    load (PostgreSQL only).
+
+    Most of a large PostgreSQL publish is the server inserting and indexing rows, one backend (one core)
+    per connection: at 1M tiered persons the driver waited on the server for about 46 of 64 s, and the 4M
+    search terms are a large part of that work. A second connection puts a second backend on them.
+
+    Nothing of the two loads is visible to readers before the flip (the run is in state `loading`), so they
+    need not share a transaction; they commit together as far as one process can make them: the main load
+    waits for these rows before it commits (`wait_loaded` raises this load's error inside the main
+    transaction, which then rolls back), and this transaction commits only after the main one has
+    (`finish(commit=True)`). A failure between the two commits (or a killed process) leaves rows of a run in
+    state `loading`, which no reader joins to and the next publish removes, as before."""
+
+    def __init__(
+        self,
+        engine: Any,
+        table: Table,
+        con: duckdb.DuckDBPyConnection,
+        run_id: str,
+        csv_dir: Path | None = None,
+    ) -> None:
+        self._engine, self._table, self._con, self._run_id = engine, table, con, run_id
+        self._csv_dir = csv_dir
+        self._staged = threading.Event()  # the producer has staged the tiered persons' rows
+        self._loaded = threading.Event()  # every row inserted (or this load failed)
+        self._verdict = threading.Event()  # the main load's outcome is known: commit or roll back
+        self._commit = False
+        self._rows = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"publish-{table.name}", daemon=True)
+        self._thread.start()
+
+    def start(self) -> None:
+        self._staged.set()
+
+    def _batches(self) -> Iterator[Batch]:
+        if self._table is schema.search_terms:
+            return _search_term_batches(self._con, self._run_id, self._csv_dir)
+        raise ValueError(f"no row source for {self._table.name} beside the main load")
+
+    def _run(self) -> None:
+        try:
+            while not self._staged.wait(0.1):
+                if self._verdict.is_set():
+                    return  # the main load failed before staging: nothing was started
+
+            def work(conn: Connection) -> None:
+                batches = _prefetched(self._batches())
+                try:
+                    for columns, rows in batches:
+                        if self._verdict.is_set():
+                            raise _Abandoned
+                        if rows:
+                            insert_rows(conn, self._table, columns, rows)
+                            self._rows += len(rows)
+                finally:
+                    batches.close()
+                self._loaded.set()
+                self._verdict.wait()
+                if not self._commit:
+                    raise _Abandoned  # rolls this transaction back
+
+            run_write(self._engine, work)
+        except _Abandoned:
+            pass
+        except BaseException as exc:  # handed to the main load (wait_loaded) or to finish
+            self._error = exc
+        finally:
+            self._loaded.set()
+            self._con.close()
+
+    def wait_loaded(self) -> int:
+        """Rows inserted once every row is in; this load's error if it failed."""
+        self._loaded.wait()
+        if self._error is not None:
+            raise self._error
+        return self._rows
+
+    def finish(self, *, commit: bool) -> None:
+        """Commit (after the main load committed) or roll back; wait for the thread. Once only."""
+        if self._verdict.is_set():
+            return
+        self._commit = commit
+        self._verdict.set()
+        self._thread.join()
+        if commit and self._error is not None:
+            raise self._error
 
 
 _DONE = object()
+_CSV_FILES = itertools.count()
 
 
 def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -571,8 +744,21 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join()
 
 
-def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert: COPY on PostgreSQL (psycopg 3), executemany on SQLite; inside the caller's transaction."""
+def insert_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]] | CsvRows
+) -> None:
+    """Bulk insert: COPY on PostgreSQL (psycopg 3), executemany on SQLite; inside the caller's transaction.
+    CsvRows (PostgreSQL only) are streamed to COPY as they are, and their file removed."""
+    if isinstance(rows, CsvRows):
+        cursor = conn.connection.driver_connection.cursor()
+        with (
+            cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy,
+            rows.path.open("rb") as data,
+        ):
+            while block := data.read(COPY_BLOCK_BYTES):
+                copy.write(block)
+        rows.path.unlink()
+        return
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
