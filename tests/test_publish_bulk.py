@@ -412,3 +412,28 @@ def test_a_new_runs_search_terms_load_beside_and_roll_back_with_the_patients(
         engine.dispose()
     monkeypatch.setattr(publish_module, "_load_cascade", lambda *args: 0)
     assert publish_run(_run(tmp_path / "new", seed=2, run_id="new"), store_url).persons == PERSONS
+
+
+def test_a_value_the_store_refuses_fails_the_publish_without_quoting_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    """PostgreSQL's COPY error quotes the row's value (CONTEXT: ... column phone: "..."), and it came out
+    of psycopg's cursor, past the handler for SQLAlchemy's errors: a traceback with a phone number in it."""
+    old = _run(tmp_path / "old", seed=1, run_id="old", as_of=date(2024, 11, 30))
+    publish_run(old, store_url)
+    run = _run(tmp_path / "new", seed=2, run_id="new")
+    persons = pd.read_parquet(run / "canonical" / "persons.parquet")
+    persons.loc[3, "phone"] = "1390000" + "7" * 40  # longer than the store's phone column (32)
+    persons.to_parquet(run / "canonical" / "persons.parquet", index=False)
+    if store_url.endswith(".db"):  # SQLite does not enforce the length
+        assert publish_run(run, store_url).persons == PERSONS
+        return
+    with pytest.raises(publish_module.PublishError) as refused:
+        publish_run(run, store_url)
+    assert "7777" not in str(refused.value) and "current run is unchanged" in str(refused.value)
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            assert queries.current_run(conn)["run_id"] == "old"
+    finally:
+        engine.dispose()

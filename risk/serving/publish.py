@@ -212,7 +212,9 @@ def publish_run(
                 source.close()
                 spill.cleanup()
             run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, engine.dialect.dbapi.Error) as exc:
+            # the driver's own errors too: PostgreSQL's COPY goes through psycopg's cursor, not SQLAlchemy,
+            # and its error quotes the offending value (CONTEXT: COPY ..., column phone: "...")
             raise PublishError(
                 f"publishing run {run_id} failed, the current run is unchanged: {db_error_message(exc)}"
             ) from None
