@@ -23,7 +23,7 @@ changing that contract:
 - SQLite inserts in primary-key order in one transaction. PostgreSQL takes COPY of CSV files DuckDB
   writes (no Python object per row), and a new run's search terms load on a second connection beside the
   patient rows, so that the server indexes on two backends; the two transactions commit together (see
-  _LoadBeside). At 1M tiered persons: 60–65 s before, 53–54 s after, on this machine's two cores.
+  _LoadBeside). At 1M tiered persons: 60–65 s before, 53–57 s after, on this machine's two cores.
 
 Two other designs were weighed and not taken. Loading only the rows that changed since the current run
 would need patient rows shared between runs, so every reader (queries.py) would have to resolve a row
@@ -165,11 +165,12 @@ def publish_run(
                 csv_dir.mkdir()
             # A new run's search terms load on a second PostgreSQL connection beside the patient rows (see
             # _LoadBeside). A replaced run keeps one transaction: readers may be reading that run.
-            terms_beside = (
-                _LoadBeside(engine, schema.search_terms, source.cursor(), run_id, csv_dir)
-                if engine.dialect.name == "postgresql" and not result.replaced
-                else None
-            )
+            terms_beside = None
+            if engine.dialect.name == "postgresql" and not result.replaced:
+                terms_source = source.cursor()  # DuckDB: one cursor per thread
+                terms_beside = _LoadBeside(
+                    engine, schema.search_terms, lambda: _search_term_batches(terms_source, run_id, csv_dir)
+                )
             try:
                 _register_run(source, run)
 
@@ -198,17 +199,13 @@ def publish_run(
                         counts[schema.search_terms.name] = terms_beside.wait_loaded()
                     return counts.get(schema.patients.name, 0), counts.get(schema.search_terms.name, 0)
 
-                try:
-                    result.persons, result.search_terms = run_write(engine, load)
-                except BaseException:
-                    if terms_beside is not None:
-                        terms_beside.finish(commit=False)
-                    raise
+                result.persons, result.search_terms = run_write(engine, load)
                 if terms_beside is not None:
                     terms_beside.finish(commit=True)
             finally:
                 if terms_beside is not None:
-                    terms_beside.finish(commit=False)  # a no-op once finished; else stops it first
+                    terms_beside.finish(commit=False)  # rolls it back unless it committed above
+                    terms_source.close()
                 source.close()
                 spill.cleanup()
             run_write(engine, lambda conn: _flip_current(conn, run_id, result.persons, versions))
@@ -623,16 +620,9 @@ class _LoadBeside:
     (`finish(commit=True)`). A failure between the two commits (or a killed process) leaves rows of a run in
     state `loading`, which no reader joins to and the next publish removes, as before."""
 
-    def __init__(
-        self,
-        engine: Any,
-        table: Table,
-        con: duckdb.DuckDBPyConnection,
-        run_id: str,
-        csv_dir: Path | None = None,
-    ) -> None:
-        self._engine, self._table, self._con, self._run_id = engine, table, con, run_id
-        self._csv_dir = csv_dir
+    def __init__(self, engine: Any, table: Table, batches: Callable[[], Iterator[Batch]]) -> None:
+        """`batches` builds the table's rows; it starts once `start` is called (the rows are staged)."""
+        self._engine, self._table, self._batches = engine, table, batches
         self._staged = threading.Event()  # the producer has staged the tiered persons' rows
         self._loaded = threading.Event()  # every row inserted (or this load failed)
         self._verdict = threading.Event()  # the main load's outcome is known: commit or roll back
@@ -644,11 +634,6 @@ class _LoadBeside:
 
     def start(self) -> None:
         self._staged.set()
-
-    def _batches(self) -> Iterator[Batch]:
-        if self._table is schema.search_terms:
-            return _search_term_batches(self._con, self._run_id, self._csv_dir)
-        raise ValueError(f"no row source for {self._table.name} beside the main load")
 
     def _run(self) -> None:
         try:
@@ -679,7 +664,6 @@ class _LoadBeside:
             self._error = exc
         finally:
             self._loaded.set()
-            self._con.close()
 
     def wait_loaded(self) -> int:
         """Rows inserted once every row is in; this load's error if it failed."""
