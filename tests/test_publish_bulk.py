@@ -437,3 +437,30 @@ def test_a_value_the_store_refuses_fails_the_publish_without_quoting_it(
             assert queries.current_run(conn)["run_id"] == "old"
     finally:
         engine.dispose()
+
+
+def test_readings_at_the_same_time_are_listed_in_file_order(tmp_path: Path, store_url: str) -> None:
+    """A fasting glucose and an HbA1c drawn at the same instant (as Synthea's FHIR bundles record them)
+    came out in either order, depending on DuckDB's threads: the same run gave other series text on
+    SQLite and PostgreSQL. They are listed in the file's order."""
+    run = write_demo_run(tmp_path / "run", persons=6, readings=5)
+    labs = pd.read_parquet(run / "canonical" / "labs.parquet")
+    first = labs[labs["person_id"] == labs["person_id"].iloc[0]].iloc[[0]]
+    twins = pd.concat([first.assign(test="hba1c", value=6.5, unit="%"), first.assign(value=7.1)])
+    pd.concat([twins, labs]).to_parquet(run / "canonical" / "labs.parquet", index=False)
+    publish_run(run, store_url)
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            series = conn.execute(
+                select(schema.patients.c.glucose_series).where(
+                    schema.patients.c.person_id == first["person_id"].iloc[0]
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    day = str(first["measured_at"].iloc[0].date())
+    assert [(i["test"], i["value"]) for i in json.loads(series) if i["date"] == day][:2] == [
+        ("hba1c", 6.5),
+        ("fpg", 7.1),
+    ]

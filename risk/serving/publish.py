@@ -489,7 +489,7 @@ def patient_sql(
         GROUP BY person_id
     ), glucose AS (
         SELECT person_id, to_json(list({{'date': strftime(measured_at, '%Y-%m-%d'), 'test': test,
-                                          'value': value}} ORDER BY measured_at)) AS series
+                                          'value': value}} ORDER BY measured_at, file_row_number)) AS series
         FROM (SELECT * FROM labs
               WHERE test IN ('fpg', 'hba1c') AND {window}
               QUALIFY row_number() OVER (PARTITION BY person_id, test
